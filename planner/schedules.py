@@ -1,0 +1,246 @@
+"""Sparsity schedules: density d(t) of the prunable weights over training, t = fraction of training tokens.
+
+This module is the single definition of the schedule in the repository; the trainer calls it for its masks.
+
+Shapes (density = kept fraction, sparsity s = 1 - d):
+  dense      d = 1 throughout.
+  one_shot   d = 1 before `start`, 1 - s_f from `start` on.
+  linear     s rises linearly from s_i at `start` to s_f at `end`.
+  cubic      Zhu & Gupta (2017): s(t) = s_f + (s_i - s_f)(1 - u)^3, u = (t - start)/(end - start).
+  geometric  the seed's released code: pruning events at start, start + every, ..., end; n = (end - start)/every + 1
+             events; after event k (0-based) the density is (1 - s_f)^((k + 1)/n), so every event removes the same
+             fraction of what remains and d = 1 - s_f exactly at `end`. Piecewise constant and right-continuous,
+             so a step-based run's mean density is the exact sum over steps.
+  piecewise  user knots (t, d), linear in between, held constant outside.
+
+Before `start` every shape is dense; after `end` it holds 1 - s_f. Pruned weights never regrow, so every shape is
+non-increasing. The cumulative integral I(t) = integral_0^t d has a closed form for every shape; `cumulative_density`
+evaluates it with numpy broadcasting over arrays of schedule parameters, so many schedules are evaluated at once.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ScheduleShape = Literal["dense", "one_shot", "linear", "cubic", "geometric", "piecewise"]
+SHAPES: tuple[str, ...] = ("dense", "one_shot", "linear", "cubic", "geometric", "piecewise")
+DEFAULT_EVENTS = 100  # geometric intervals in the window when no pruning frequency is given
+_EPS = 1e-9  # guards floor() against round-off when event times come from integer steps
+
+
+def _geometric_every(start, end, every):
+    return np.where(np.isnan(every), (end - start) / DEFAULT_EVENTS, every)
+
+
+def _geometric_events(start, end, every):
+    """Number of pruning events n in the window [start, end] at spacing `every` (>= 1)."""
+    span = np.maximum(end - start, 0.0)
+    return np.floor(span / np.maximum(every, 1e-300) + _EPS) + 1
+
+
+def cumulative_density(t, shape: str, final_sparsity, start=0.25, end=0.75, every=np.nan, initial_sparsity=0.0):
+    """I(t) = integral_0^t d(tau) dtau for a closed-form shape; all numeric arguments broadcast."""
+    t, s_f, t0, t1, s_i = (np.asarray(x, dtype=float) for x in (t, final_sparsity, start, end, initial_sparsity))
+    d_f = 1.0 - s_f
+    before = np.minimum(t, t0)
+    if shape == "dense":
+        return t + 0 * (s_f + t0 + t1)
+    if shape == "one_shot":
+        return before + d_f * np.maximum(t - t0, 0.0)
+    width = np.maximum(t1 - t0, 1e-300)
+    if shape in ("linear", "cubic"):
+        u = np.clip((t - t0) / width, 0.0, 1.0)
+        if shape == "linear":
+            inside = (1 - s_i) * u - (s_f - s_i) * u**2 / 2
+        else:
+            inside = d_f * u - (s_i - s_f) * (1 - (1 - u) ** 4) / 4
+        return before + width * inside + d_f * np.maximum(t - t1, 0.0)
+    if shape == "geometric":
+        every = _geometric_every(t0, t1, np.asarray(every, dtype=float))
+        n = _geometric_events(t0, t1, every)
+        r = d_f ** (1.0 / n)
+        last = t0 + (n - 1) * every  # the last event; equals `end` when every divides the window
+        tt = np.minimum(t, last)
+        m = np.clip(np.floor((tt - t0) / every + _EPS) + 1, 0, n)  # events at or before tt
+        # m - 1 whole intervals at densities r, r^2, ..., r^(m-1), then r^m up to tt.
+        whole = np.where(np.isclose(r, 1.0), m - 1, r * (1 - r ** np.maximum(m - 1, 0)) / np.where(r == 1, 1, 1 - r))
+        inside = np.where(m > 0, every * np.maximum(whole, 0) + r**m * (tt - t0 - (m - 1) * every), 0.0)
+        return before + inside + d_f * np.maximum(t - last, 0.0)
+    raise ValueError(f"shape {shape!r} has no closed form here; use Schedule for piecewise")
+
+
+def density_at(t, shape: str, final_sparsity, start=0.25, end=0.75, every=np.nan, initial_sparsity=0.0):
+    """d(t), vectorised like cumulative_density."""
+    t, s_f, t0, t1, s_i = (np.asarray(x, dtype=float) for x in (t, final_sparsity, start, end, initial_sparsity))
+    d_f = 1.0 - s_f
+    if shape == "dense":
+        return np.ones(np.broadcast(t, s_f).shape)
+    if shape == "one_shot":
+        return np.where(t < t0, 1.0, d_f)
+    if shape == "geometric":
+        every = _geometric_every(t0, t1, np.asarray(every, dtype=float))
+        n = _geometric_events(t0, t1, every)
+        k = np.clip(np.floor((t - t0) / every + _EPS), -1, n - 1)
+        return np.where(k < 0, 1.0, d_f ** ((k + 1) / n))
+    u = np.clip((t - t0) / np.maximum(t1 - t0, 1e-300), 0.0, 1.0)
+    s = s_i + (s_f - s_i) * u if shape == "linear" else s_f + (s_i - s_f) * (1 - u) ** 3
+    return np.where(t < t0, 1.0, 1.0 - s)
+
+
+def mean_density(shape: str, final_sparsity, start=0.25, end=0.75, every=np.nan, initial_sparsity=0.0):
+    """Average density over training, (1/D) integral_0^D d: vectorised over schedule parameters."""
+    return cumulative_density(1.0, shape, final_sparsity, start, end, every, initial_sparsity)
+
+
+def n_of_t(density, n_fixed, n_prunable):
+    """N(t) = N_fixed + N_prunable * d(t); the one place this sum is written."""
+    return np.asarray(n_fixed, dtype=float) + np.asarray(n_prunable, dtype=float) * density
+
+
+def window_from_compute(shape: str, final_sparsity, c_start=0.25, c_end=0.75, fixed_ratio=0.0, every=np.nan,
+                        initial_sparsity=0.0, iters: int = 60):
+    """Token fractions (start, end) at which cumulative training compute reaches c_start and c_end of the total.
+
+    Compute up to t is proportional to integral_0^t N_active = phi*t + I(t), with phi = N_fixed_active / N_prunable
+    (the unpruned weights that still do matrix work, normally ~0: norms; embeddings do no FLOPs). The window feeds back
+    into I, so solve by fixed-point: with w = mean density inside the window (held from the last iterate) and
+    d_f = 1 - s_f, the two conditions are linear in (start, end):
+        (1+phi) t0                              = c0 * F
+        phi t1 + t0 + w (t1 - t0)               = c1 * F,   F = phi + t0 + w (t1 - t0) + d_f (1 - t1).
+    `every` is a fraction of training (a fixed step count), so for geometric the event count moves with the window.
+    Vectorised over arrays; returns arrays.
+    """
+    s_f, c0, c1, phi = (np.asarray(x, dtype=float) for x in (final_sparsity, c_start, c_end, fixed_ratio))
+    if shape == "dense":
+        s_f = np.zeros_like(s_f)
+    d_f = 1.0 - s_f
+    t0, t1 = np.broadcast_arrays(c0.copy(), c1.copy())
+    t0, t1 = t0.astype(float), t1.astype(float)
+    for _ in range(iters):
+        width = np.maximum(t1 - t0, 1e-12)
+        w = (cumulative_density(t1, shape, s_f, t0, t1, every, initial_sparsity) - t0) / width
+        if shape == "one_shot":  # the window is a single point: only c_start matters
+            w = d_f
+        # Solve the 2x2 linear system [[a11, a12], [a21, a22]] @ [t0, t1] = [r1, r2].
+        a11 = 1 + phi - c0 * (1 - w)
+        a12 = -c0 * (w - d_f)
+        a21 = (1 - w) - c1 * (1 - w)
+        a22 = phi + w - c1 * (w - d_f)
+        r1 = c0 * (phi + d_f)
+        r2 = c1 * (phi + d_f)
+        det = a11 * a22 - a12 * a21
+        new0 = (r1 * a22 - a12 * r2) / det
+        new1 = (a11 * r2 - a21 * r1) / det
+        if shape == "one_shot":
+            new1 = new0
+        new0, new1 = np.clip(new0, 0.0, 1.0), np.clip(new1, 0.0, 1.0)
+        done = np.allclose(new0, t0, atol=1e-13, rtol=0) and np.allclose(new1, t1, atol=1e-13, rtol=0)
+        t0, t1 = new0, new1
+        if done:
+            break
+    return t0, t1
+
+
+class Schedule(BaseModel):
+    """One schedule as data: the plan schema's `schedule.shape` part. Window in token fractions of training."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shape: ScheduleShape = "geometric"
+    final_sparsity: float = Field(0.0, ge=0.0, lt=1.0, description="s_f, fraction of prunable weights removed")
+    initial_sparsity: float = Field(0.0, ge=0.0, lt=1.0, description="s_i at the window start (linear, cubic)")
+    start: float = Field(0.25, ge=0.0, le=1.0, description="window start, fraction of training tokens")
+    end: float = Field(0.75, ge=0.0, le=1.0, description="window end, fraction of training tokens")
+    every: float | None = Field(None, gt=0.0, le=1.0,
+                                description="geometric: spacing of pruning events as a fraction of training")
+    points: list[tuple[float, float]] | None = Field(None, description="piecewise: (t, density) knots")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.end < self.start:
+            raise ValueError(f"window end {self.end} is before its start {self.start}")
+        if self.shape == "dense" and (self.final_sparsity or self.initial_sparsity):
+            raise ValueError("a dense schedule has final_sparsity 0")
+        if self.initial_sparsity > self.final_sparsity:
+            raise ValueError("initial_sparsity is above final_sparsity: pruned weights never regrow")
+        if self.shape == "piecewise":
+            pts = self.points or []
+            if len(pts) < 2:
+                raise ValueError("piecewise schedule needs at least two (t, density) points")
+            ts, ds = np.array(pts, dtype=float).T
+            if np.any(np.diff(ts) <= 0) or ts[0] < 0 or ts[-1] > 1:
+                raise ValueError("piecewise points need strictly increasing t within [0, 1]")
+            if np.any(np.diff(ds) > 0) or ds[0] > 1 or ds[-1] <= 0:
+                raise ValueError("piecewise densities must be non-increasing within (0, 1]: weights never regrow")
+        elif self.points is not None:
+            raise ValueError(f"points are only for the piecewise shape, not {self.shape}")
+        return self
+
+    def _args(self):
+        every = np.nan if self.every is None else self.every
+        return self.final_sparsity, self.start, self.end, every, self.initial_sparsity
+
+    @property
+    def final_density(self) -> float:
+        if self.shape == "piecewise":
+            return float(self.points[-1][1])
+        return 1.0 if self.shape == "dense" else 1.0 - self.final_sparsity
+
+    def density(self, t) -> np.ndarray:
+        """d(t) at token fractions t (array)."""
+        if self.shape == "piecewise":
+            ts, ds = np.array(self.points, dtype=float).T
+            return np.interp(np.asarray(t, dtype=float), ts, ds, left=ds[0], right=ds[-1])
+        return density_at(t, self.shape, *self._args())
+
+    def cumulative(self, t) -> np.ndarray:
+        """I(t) = integral_0^t d."""
+        if self.shape == "piecewise":
+            ts, ds = np.array(self.points, dtype=float).T
+            t = np.asarray(t, dtype=float)
+            knots = np.concatenate([[0.0], ts, [1.0]])
+            vals = np.interp(knots, ts, ds, left=ds[0], right=ds[-1])
+            cum = np.concatenate([[0.0], np.cumsum(np.diff(knots) * (vals[1:] + vals[:-1]) / 2)])
+            i = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, len(knots) - 2)
+            dt = t - knots[i]
+            return cum[i] + dt * (vals[i] + self.density(t)) / 2  # linear between knots: trapezoid is exact
+        return cumulative_density(t, self.shape, *self._args())
+
+    def mean_density(self) -> float:
+        return float(self.cumulative(1.0))
+
+    def density_at_step(self, step, total_steps: int) -> np.ndarray:
+        """Density in force for training step `step` (0-based) of `total_steps`: step s covers [s/T, (s+1)/T)."""
+        return self.density(np.asarray(step, dtype=float) / total_steps)
+
+    def n_avg(self, n_fixed: float, n_prunable: float) -> float:
+        return float(n_of_t(self.mean_density(), n_fixed, n_prunable))
+
+    def n_final(self, n_fixed: float, n_prunable: float) -> float:
+        return float(n_of_t(self.final_density, n_fixed, n_prunable))
+
+    def compute_fraction(self, t, fixed_ratio: float = 0.0) -> np.ndarray:
+        """Fraction of training compute spent by token fraction t."""
+        spent = fixed_ratio * np.asarray(t, dtype=float) + self.cumulative(t)
+        return spent / (fixed_ratio + self.mean_density())
+
+    @classmethod
+    def from_steps(cls, shape: str, final_sparsity: float, start_step: int, end_step: int, total_steps: int,
+                   every: int | None = None, **kw) -> "Schedule":
+        """Window and pruning frequency given in optimizer steps."""
+        if not 0 <= start_step <= end_step <= total_steps:
+            raise ValueError(f"need 0 <= start_step ({start_step}) <= end_step ({end_step}) <= total_steps "
+                             f"({total_steps})")
+        return cls(shape=shape, final_sparsity=final_sparsity, start=start_step / total_steps,
+                   end=end_step / total_steps, every=None if every is None else every / total_steps, **kw)
+
+    @classmethod
+    def from_compute(cls, shape: str, final_sparsity: float, c_start: float = 0.25, c_end: float = 0.75,
+                     fixed_ratio: float = 0.0, every: float | None = None, **kw) -> "Schedule":
+        """Window given as fractions of training compute (the seed's near-optimal default: 25% -> 75%)."""
+        if not 0 <= c_start <= c_end <= 1:
+            raise ValueError(f"need 0 <= compute start ({c_start}) <= compute end ({c_end}) <= 1")
+        t0, t1 = window_from_compute(shape, final_sparsity, c_start, c_end, fixed_ratio,
+                                     np.nan if every is None else every, kw.get("initial_sparsity", 0.0))
+        return cls(shape=shape, final_sparsity=final_sparsity, start=float(t0), end=float(t1), every=every, **kw)
