@@ -1,0 +1,172 @@
+"""Scaling-law forms, the `Law` object and published presets.
+
+Forms (all vectorised over numpy arrays; N counts parameters, D tokens):
+
+* ``chinchilla``: L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022).
+* ``unified``: the same formula with N = N_avg = (1/D) * integral of N(t) over training (Jin et al., ICLR 2025).
+  It is the one function `chinchilla`; the forms differ only in which parameter count feeds N.
+* ``frantar``: L(S, N, D) = (a (1 - S)^b + c) N^-d + e D^-f + g, with N the non-zero parameters at the end and S
+  the final sparsity (Frantar et al., ICLR 2024). At a fixed S it is a Chinchilla law with A = a (1 - S)^b + c, so
+  every derived quantity below reuses the Chinchilla algebra.
+
+Compute convention: C = 6 N D, with N in the law's own count (N_avg for ``unified``: the training FLOPs of a run whose
+pruned weights cost nothing, integrated over the schedule).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
+
+Form = Literal["chinchilla", "unified", "frantar"]
+
+PARAM_NAMES: dict[str, tuple[str, ...]] = {
+    "chinchilla": ("E", "A", "B", "alpha", "beta"),
+    "unified": ("E", "A", "B", "alpha", "beta"),
+    "frantar": ("a", "b", "c", "d", "e", "f", "g"),
+}
+# Which column of a runs table feeds N for each form (see planner.runs).
+N_COLUMN: dict[str, str] = {"chinchilla": "n_final", "unified": "n_avg", "frantar": "n_final"}
+# Coefficients that may be stored as their natural log (key "log_X") to keep published unrounded fits exact.
+_LOG_STORABLE = {"E", "A", "B"}
+
+
+def chinchilla(N, D, E, A, B, alpha, beta):
+    """E + A / N^alpha + B / D^beta, broadcast over arrays."""
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+    return E + A * N ** (-alpha) + B * D ** (-beta)
+
+
+unified = chinchilla  # same law; the caller feeds N_avg instead of the final count
+
+
+def frantar_coefficient(S, a, b, c):
+    """The sparsity-dependent N coefficient a (1 - S)^b + c of the Frantar law."""
+    return a * (1.0 - np.asarray(S, dtype=float)) ** b + c
+
+
+def frantar(S, N, D, a, b, c, d, e, f, g):
+    """(a (1 - S)^b + c) N^-d + e D^-f + g, broadcast over arrays."""
+    return chinchilla(N, D, g, frantar_coefficient(S, a, b, c), e, d, f)
+
+
+class Law(BaseModel):
+    """A scaling law with its provenance; sits inside the plan schema.
+
+    ``params`` keeps unrounded floats. Chinchilla-type forms take E, A, B, alpha, beta, where any of E, A, B may be
+    given instead as its natural log ``log_E``/``log_A``/``log_B`` (exponentiated on use). ``ci`` optionally holds a
+    (low, high) interval per parameter name.
+    """
+    model_config = ConfigDict(extra="forbid")
+
+    form: Form
+    params: dict[str, float]
+    n_convention: Literal["total", "non_embedding"] = "total"
+    provenance: str = ""
+    ci: dict[str, tuple[float, float]] | None = None
+
+    @model_validator(mode="after")
+    def _check_params(self):
+        resolved = {k[4:] if k.startswith("log_") and k[4:] in _LOG_STORABLE else k for k in self.params}
+        expected = set(PARAM_NAMES[self.form])
+        if resolved != expected or len(resolved) != len(self.params):
+            raise ValueError(f"{self.form} law needs params {sorted(expected)} (E, A, B may be log_E, log_A, log_B); "
+                             f"got {sorted(self.params)}")
+        if not all(math.isfinite(v) for v in self.params.values()):
+            raise ValueError("law params must be finite numbers")
+        return self
+
+    @property
+    def coefficients(self) -> dict[str, float]:
+        """Parameters on their natural scale (stored logs exponentiated)."""
+        return {(k[4:] if k.startswith("log_") else k): (math.exp(v) if k.startswith("log_") else v)
+                for k, v in self.params.items()}
+
+    def _chinchilla_terms(self, sparsity=None):
+        """(E, A, B, alpha, beta) of the equivalent Chinchilla law; A is an array for Frantar over sparsities."""
+        p = self.coefficients
+        if self.form != "frantar":
+            return p["E"], p["A"], p["B"], p["alpha"], p["beta"]
+        S = 0.0 if sparsity is None else sparsity
+        return p["g"], frantar_coefficient(S, p["a"], p["b"], p["c"]), p["e"], p["d"], p["f"]
+
+    def predict(self, n, tokens, sparsity=None):
+        """Loss at parameter count n (this law's count: N_avg for 'unified') and token count.
+
+        ``sparsity`` is the final sparsity for 'frantar' (default 0, dense); the other forms ignore it because their
+        N already carries the pruning.
+        """
+        return chinchilla(n, tokens, *self._chinchilla_terms(sparsity))
+
+    @property
+    def optimal_n_exponent(self) -> float:
+        """a = beta / (alpha + beta) in N_opt proportional to C^a (D_opt grows as C^(1 - a))."""
+        _, _, _, alpha, beta = self._chinchilla_terms()
+        return beta / (alpha + beta)
+
+    def compute_optimal(self, C, sparsity=None):
+        """(N_opt, D_opt) minimising loss at compute C = 6 N D (N in this law's count), vectorised over C.
+
+        Closed form: N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = (C/6) / N_opt, G = (alpha A / (beta B))^(1/(alpha+beta)).
+        """
+        _, A, B, alpha, beta = self._chinchilla_terms(sparsity)
+        budget = np.asarray(C, dtype=float) / 6.0
+        G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+        n_opt = G * budget ** (beta / (alpha + beta))
+        return n_opt, budget / n_opt
+
+    def tokens_for_loss(self, target, n, sparsity=None):
+        """Tokens needed to reach loss ``target`` at parameter count n; inf where the target is at or below the
+        law's floor E + A / n^alpha (more tokens never get there)."""
+        E, A, B, alpha, beta = self._chinchilla_terms(sparsity)
+        gap = np.asarray(target, dtype=float) - E - A * np.asarray(n, dtype=float) ** (-alpha)
+        return _invert_power(gap, B, beta)
+
+    def n_for_loss(self, target, tokens, sparsity=None):
+        """Parameter count needed to reach loss ``target`` with a token count; inf where unreachable."""
+        E, A, B, alpha, beta = self._chinchilla_terms(sparsity)
+        gap = np.asarray(target, dtype=float) - E - B * np.asarray(tokens, dtype=float) ** (-beta)
+        return _invert_power(gap, A, alpha)
+
+
+def _invert_power(gap, coef, exponent):
+    """Solve coef * x^-exponent = gap for x; inf where gap <= 0 (NaN stays NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (coef / gap) ** (1.0 / exponent)
+    return np.where(gap > 0, x, np.where(np.isnan(gap), np.nan, np.inf))
+
+
+_HOFFMANN = "Hoffmann et al. 2022, 'Training Compute-Optimal Large Language Models', approach 3"
+PRESETS: dict[str, Law] = {
+    "chinchilla-approach3-published": Law(
+        form="chinchilla", params={"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28},
+        provenance=f"{_HOFFMANN}: the rounded figures printed in the paper"),
+    "chinchilla-approach3-unrounded": Law(
+        form="chinchilla",
+        params={"log_E": 0.5267228, "log_A": 6.0073404, "log_B": 6.0179186, "alpha": 0.33917084, "beta": 0.2849083},
+        provenance=f"{_HOFFMANN}: unrounded log-space estimates (log E, log A, log B) as later released"),
+    "epoch-replication": Law(
+        form="chinchilla", params={"E": 1.8169, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658},
+        provenance="Besiroglu et al. 2024, 'Chinchilla Scaling: A replication attempt' (Epoch AI): approach 3 "
+                   "refit on 240 points extracted from Hoffmann et al. Figure 4"),
+}
+DEFAULT_LAW = "epoch-replication"
+
+
+def get_law(name: str, form: Form | None = None) -> Law:
+    """A copy of preset ``name``; ``form`` may switch a Chinchilla preset to 'unified' (same numbers, fed N_avg)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown law preset {name!r}; choose one of {sorted(PRESETS)}")
+    law = PRESETS[name]
+    if form is None or form == law.form:
+        return law.model_copy(deep=True)
+    if {form, law.form} != {"chinchilla", "unified"}:
+        raise ValueError(f"preset {name!r} is a {law.form} law; it cannot be used as {form}")
+    return law.model_copy(update={"form": form}, deep=True)
+
+
+def default_law() -> Law:
+    """The app's default: the Epoch replication of Chinchilla applied with N_avg (the unified hypothesis)."""
+    return get_law(DEFAULT_LAW, form="unified")
