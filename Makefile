@@ -1,0 +1,25 @@
+# `make app` and `make test` build .venv from requirements.txt when it is missing or older, then run.
+PY := .venv/bin/python
+PORT ?= 8501
+
+.PHONY: app test bench clean-venv
+
+.venv/stamp: requirements.txt
+	python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch .venv/stamp
+
+app: .venv/stamp
+	$(PY) -m streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+test: .venv/stamp
+	$(PY) -m pytest -q -n 2 tests
+
+bench: .venv/stamp
+	$(PY) bench/bench_fit.py
+	$(PY) bench/bench_frontier.py
+	$(PY) bench/bench_trainer.py
+
+clean-venv:
+	rm -rf .venv

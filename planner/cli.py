@@ -1,0 +1,149 @@
+"""`python -m planner`: one dispatcher over the subcommands. Bad input exits 2 with one line, never a traceback.
+
+Each subcommand lives beside what it drives and registers itself with `register(subparsers)`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pydantic import ValidationError
+
+from planner import cli_fit, cli_search
+from planner.errors import PlannerInputError
+from planner.plan import load_plan
+from planner.schedules import Schedule
+from planner.shapes import PRESETS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage plus a line; users get one line
+        raise PlannerInputError(f"{self.prog}: {message}")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _register_schedule(sub):
+    p = sub.add_parser("schedule", help="mean and final density (and N_avg) of a sparsity schedule")
+    p.add_argument("--shape", default="geometric", choices=["dense", "one_shot", "linear", "cubic", "geometric"])
+    p.add_argument("--final-sparsity", type=float, default=0.5)
+    p.add_argument("--initial-sparsity", type=float, default=0.0)
+    p.add_argument("--start-step", type=int)
+    p.add_argument("--end-step", type=int)
+    p.add_argument("--every", type=_positive_int, help="pruning frequency in steps (geometric)")
+    p.add_argument("--total-steps", type=_positive_int)
+    p.add_argument("--start-frac", type=float, default=0.25, help="window start, a fraction in --window-basis")
+    p.add_argument("--end-frac", type=float, default=0.75)
+    p.add_argument("--window-basis", choices=["tokens", "compute"], default="tokens",
+                   help="what --start-frac/--end-frac are fractions of (steps use --start-step/--end-step)")
+    p.add_argument("--model", choices=sorted(PRESETS), help="a model preset: adds N_avg and N_final")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run_schedule)
+
+
+def _schedule_from_args(a) -> tuple[Schedule, dict]:
+    model = PRESETS[a.model] if a.model else None
+    if not 0 <= a.final_sparsity < 1:
+        raise PlannerInputError(f"--final-sparsity {a.final_sparsity} is outside [0, 1)")
+    by_steps = a.start_step is not None or a.end_step is not None
+    if by_steps:
+        if None in (a.start_step, a.end_step, a.total_steps):
+            raise PlannerInputError("--start-step, --end-step and --total-steps go together")
+        if not 0 <= a.start_step <= a.end_step <= a.total_steps:
+            raise PlannerInputError(f"--start-step {a.start_step} / --end-step {a.end_step} must satisfy "
+                                    f"0 <= start <= end <= --total-steps {a.total_steps}")
+        sched = Schedule.from_steps(a.shape, a.final_sparsity, a.start_step, a.end_step, a.total_steps, a.every,
+                                    initial_sparsity=a.initial_sparsity)
+    else:
+        if not 0 <= a.start_frac <= a.end_frac <= 1:
+            raise PlannerInputError(f"--start-frac {a.start_frac} / --end-frac {a.end_frac} must satisfy "
+                                    f"0 <= start <= end <= 1")
+        if a.every is not None and a.total_steps is None:
+            raise PlannerInputError("--every is in steps: give --total-steps too")
+        every = a.every / a.total_steps if a.every else None
+        phi = 0.0 if model is None else (model.fixed - model.embedding) / model.prunable
+        make = Schedule.from_compute if a.window_basis == "compute" else None
+        if make:
+            sched = make(a.shape, a.final_sparsity, a.start_frac, a.end_frac, phi, every,
+                         initial_sparsity=a.initial_sparsity)
+        else:
+            sched = Schedule(shape=a.shape, final_sparsity=a.final_sparsity, start=a.start_frac, end=a.end_frac,
+                             every=every, initial_sparsity=a.initial_sparsity)
+    phi = 0.0 if model is None else (model.fixed - model.embedding) / model.prunable
+    c0, c1 = sched.compute_fraction([sched.start, sched.end], phi)
+    out = {"shape": sched.shape, "final_sparsity": sched.final_sparsity, "mean_density": sched.mean_density(),
+           "final_density": sched.final_density, "mean_sparsity": 1 - sched.mean_density(),
+           "start_frac": sched.start, "end_frac": sched.end, "compute_start": float(c0), "compute_end": float(c1)}
+    if model is not None:
+        fixed, prunable = model.n_params("total")
+        out |= {"model": a.model, "n_total": model.total, "n_prunable": prunable, "n_avg": sched.n_avg(fixed, prunable),
+                "n_final": sched.n_final(fixed, prunable)}
+        out["compression"] = out["n_avg"] / out["n_final"]
+    return sched, out
+
+
+def _run_schedule(a) -> int:
+    try:
+        _, out = _schedule_from_args(a)
+    except ValidationError as exc:
+        raise PlannerInputError(f"schedule: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    if a.json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key:>16}  {value:.6g}" if isinstance(value, float) else f"{key:>16}  {value}")
+    return 0
+
+
+def _register_check(sub):
+    p = sub.add_parser("check", help="validate a plan file (YAML or JSON) and summarise it")
+    p.add_argument("plan")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run_check)
+
+
+def _run_check(a) -> int:
+    plan = load_plan(a.plan)
+    d = plan.derived
+    summary = {"plan": a.plan, "valid": True, "name": plan.name, "schema_version": plan.schema_version,
+               "n_total": d.n_total, "n_avg": d.n_avg, "n_final": d.n_final, "mean_density": d.mean_density,
+               "tokens": plan.budget.tokens, "steps": plan.budget.steps,
+               "predicted_loss": plan.prediction.loss if plan.prediction else None,
+               "warnings": plan.prediction.warnings if plan.prediction else []}
+    if a.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{a.plan}: valid plan '{plan.name}' (schema {plan.schema_version}): N_total {d.n_total:,}, "
+              f"N_avg {d.n_avg:,.0f}, N_final {d.n_final:,.0f}, {plan.budget.tokens:,} tokens in "
+              f"{plan.budget.steps:,} steps")
+        for w in summary["warnings"]:
+            print(f"warning: {w}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m planner", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _register_schedule(sub)
+    cli_fit.register(sub)
+    cli_search.register(sub)
+    _register_check(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except PlannerInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

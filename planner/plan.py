@@ -1,0 +1,287 @@
+"""The training plan: the versioned contract between the planner, the app and the trainer.
+
+A plan is plain data (pydantic v2, extra fields forbidden). YAML and JSON both round-trip exactly:
+load(dump(plan)) == plan. `derived` is recomputed on load and must agree with the model and schedule, so a
+hand-edited plan cannot carry a stale N_avg into the trainer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from planner.errors import PlannerInputError
+from planner.laws import Law
+from planner.schedules import Schedule, window_from_compute
+from planner.shapes import ModelShape
+
+SCHEMA_VERSION = 1
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlanSchedule(Schedule):
+    """The schedule plus how the window was specified and how masks are formed."""
+    window_basis: Literal["tokens", "steps", "compute"] = "compute"
+    compute_start: float | None = Field(None, ge=0, le=1, description="window start as a fraction of compute")
+    compute_end: float | None = Field(None, ge=0, le=1, description="window end as a fraction of compute")
+    start_step: int | None = Field(None, ge=0)
+    end_step: int | None = Field(None, ge=0)
+    every_steps: int | None = Field(None, gt=0, description="pruning frequency in optimizer steps")
+    granularity: Literal["global", "per_layer"] = "global"
+    pattern: Literal["unstructured", "2:4"] = "unstructured"
+
+    @model_validator(mode="after")
+    def _check_pattern(self):
+        if self.pattern == "2:4" and self.shape != "dense" and not math.isclose(self.final_sparsity, 0.5):
+            raise ValueError("a 2:4 pattern ends at final_sparsity 0.5")
+        return self
+
+    def schedule(self) -> Schedule:
+        """The bare schedule (shape and window) that every density computation uses."""
+        return Schedule(**{k: getattr(self, k) for k in Schedule.model_fields})
+
+
+class Budget(_Data):
+    tokens: int = Field(gt=0, description="training tokens D = steps * batch_size * seq_len")
+    seq_len: int = Field(gt=0)
+    batch_size: int = Field(gt=0, description="sequences per optimizer step, all ranks and micro-batches together")
+    steps: int = Field(gt=0)
+    grad_accum: int = Field(1, gt=0)
+    optimizer: Literal["adamw"] = "adamw"
+    lr: float = Field(3e-4, gt=0, description="peak learning rate")
+    lr_schedule: Literal["cosine"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.tokens != self.steps * self.batch_size * self.seq_len:
+            raise ValueError(f"tokens {self.tokens} != steps {self.steps} x batch_size {self.batch_size} x "
+                             f"seq_len {self.seq_len}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+        return self
+
+
+class RunConfig(_Data):
+    """How the trainer runs the plan: data, seed, evaluation."""
+    seed: int = 0
+    corpus: str = Field("bible", description="'bible' (bundled World English Bible), a text file, a folder, or .bin")
+    tokenizer: Literal["byte"] = "byte"
+    val_fraction: float = Field(0.05, gt=0, lt=1)
+    eval_every: int = Field(50, gt=0, description="steps between validation evaluations")
+    eval_batches: int = Field(4, gt=0)
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    compile: bool = False
+
+
+class Hardware(_Data):
+    name: str
+    peak_flops: float = Field(gt=0, description="dense peak FLOP/s of one accelerator at the training dtype")
+    mfu_train: float = Field(0.4, gt=0, le=1)
+    mfu_prefill: float = Field(0.5, gt=0, le=1)
+    mfu_decode: float = Field(0.05, gt=0, le=1)
+    usd_per_gpu_hour: float = Field(2.0, ge=0)
+    speedup_train: float = Field(1.0, ge=1, description="sparse-phase training speedup of the sparsity pattern")
+    speedup_prefill: float = Field(1.0, ge=1)
+    speedup_decode: float = Field(1.0, ge=1)
+
+
+class CostLedgers(_Data):
+    """FLOPs in three labelled training ledgers, inference FLOPs, GPU-hours and dollars."""
+    train_flops_dense_equivalent: float = Field(ge=0, description="masked training runs dense GEMMs")
+    train_flops_effective: float = Field(ge=0, description="non-zero FLOPs: 6 N_avg D + attention")
+    train_flops_wallclock_equivalent: float = Field(ge=0, description="dense-equivalent / sparse-phase speedup")
+    inference_flops_per_token: float = Field(ge=0, description="2 N_final + attention at the stated context")
+    inference_context: int = Field(ge=0)
+    lifetime_inference_tokens: float = Field(ge=0)
+    lifetime_inference_flops: float = Field(ge=0)
+    train_gpu_hours: float = Field(ge=0)
+    inference_gpu_hours: float = Field(ge=0)
+    train_usd: float = Field(ge=0)
+    inference_usd: float = Field(ge=0)
+
+
+class Prediction(_Data):
+    loss: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    extrapolated: bool = False
+    warnings: list[str] = []
+
+
+class Derived(_Data):
+    n_convention: Literal["total", "non_embedding"] = "total"
+    n_total: int
+    n_prunable: int
+    n_fixed: int
+    mean_density: float
+    final_density: float
+    n_avg: float
+    n_final: float
+
+
+def derive(model: ModelShape, schedule: Schedule, n_convention: str = "total") -> Derived:
+    """Parameter accounting of a model under a schedule (N_avg and N_final under the counting convention)."""
+    fixed, prunable = model.n_params(n_convention)
+    return Derived(n_convention=n_convention, n_total=model.total, n_prunable=prunable, n_fixed=fixed,
+                   mean_density=schedule.mean_density(), final_density=schedule.final_density,
+                   n_avg=schedule.n_avg(fixed, prunable), n_final=schedule.n_final(fixed, prunable))
+
+
+class TrainingPlan(_Data):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = "plan"
+    model: ModelShape
+    schedule: PlanSchedule
+    budget: Budget
+    run: RunConfig = RunConfig()
+    law: Law | None = None
+    prediction: Prediction | None = None
+    hardware: Hardware | None = None
+    costs: CostLedgers | None = None
+    derived: Derived
+    notes: list[str] = []
+
+    @model_validator(mode="after")
+    def _check_derived(self):
+        fresh = derive(self.model, self.schedule.schedule(), self.derived.n_convention)
+        for key in ("n_total", "n_prunable", "n_fixed", "mean_density", "final_density", "n_avg", "n_final"):
+            have, want = getattr(self.derived, key), getattr(fresh, key)
+            if not math.isclose(have, want, rel_tol=1e-9, abs_tol=1e-12):
+                raise ValueError(f"derived.{key} = {have} does not match the model and schedule ({want})")
+        sched = self.schedule
+        if sched.end_step is not None and sched.end_step > self.budget.steps:
+            raise ValueError(f"schedule.end_step {sched.end_step} is past budget.steps {self.budget.steps}")
+        return self
+
+
+def make_plan(model: ModelShape, schedule: PlanSchedule, budget: Budget, n_convention: str = "total",
+              **fields) -> TrainingPlan:
+    """A plan whose derived accounting is computed here, so it is consistent by construction."""
+    return TrainingPlan(model=model, schedule=schedule, budget=budget,
+                        derived=derive(model, schedule.schedule(), n_convention), **fields)
+
+
+# --- YAML / JSON ---------------------------------------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e18` (no dot) as a string; plans are typed by hand, so read it as the number it means."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def plan_to_dict(plan: TrainingPlan) -> dict:
+    return plan.model_dump(mode="json")
+
+
+def plan_to_yaml(plan: TrainingPlan) -> str:
+    return yaml.safe_dump(plan_to_dict(plan), sort_keys=False, allow_unicode=True)
+
+
+def plan_to_json(plan: TrainingPlan) -> str:
+    return json.dumps(plan_to_dict(plan), indent=2)
+
+
+def _first_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    where = ".".join(str(p) for p in e["loc"]) or "plan"
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"field '{where}': {msg}"
+
+
+def plan_from_text(text: str, source: str = "plan", fmt: str = "yaml") -> TrainingPlan:
+    """Parse and validate; bad input raises PlannerInputError with one line naming the source and field."""
+    try:
+        data = json.loads(text) if fmt == "json" else yaml.load(text, Loader=_Loader)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise PlannerInputError(f"{source}: not valid {fmt.upper()}: {first}") from None
+    if not isinstance(data, dict):
+        raise PlannerInputError(f"{source}: a plan is a mapping of fields, got {type(data).__name__}")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise PlannerInputError(f"{source}: field 'schema_version' is {version!r}; this planner reads version "
+                                f"{SCHEMA_VERSION}")
+    try:
+        return TrainingPlan.model_validate(data)
+    except ValidationError as exc:
+        raise PlannerInputError(f"{source}: {_first_error(exc)}") from None
+
+
+def load_plan(path: str | Path) -> TrainingPlan:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlannerInputError(f"{path}: no such plan file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlannerInputError(f"{path}: cannot read plan: {exc}") from None
+    return plan_from_text(text, str(path), "json" if path.suffix.lower() == ".json" else "yaml")
+
+
+def dump_plan(plan: TrainingPlan, path: str | Path) -> Path:
+    """Write YAML or JSON by the file's suffix (.json is JSON, anything else YAML)."""
+    path = Path(path)
+    text = plan_to_json(plan) if path.suffix.lower() == ".json" else plan_to_yaml(plan)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometric", final_sparsity: float = 0.5,
+                     window_basis: str = "compute", start: float = 0.25, end: float = 0.75,
+                     every_steps: int | None = None, **mask) -> PlanSchedule:
+    """A plan schedule with its window in all three bases: token fractions, steps and compute fractions.
+
+    `start`/`end` are read in `window_basis`: fractions of tokens or of compute, or step numbers. Windows snap to
+    whole steps, and a geometric window to a whole number of pruning intervals, so the trainer's events fall exactly
+    where the schedule says. `mask` passes granularity and pattern through.
+    """
+    if shape == "dense":
+        final_sparsity = 0.0
+    if every_steps is None and shape == "geometric":
+        every_steps = max(1, min(100, total_steps // 100))  # the seed's code prunes every 100 steps
+    fixed_active = model.fixed - model.embedding  # norm scales: unpruned and in every token's compute
+    phi = fixed_active / model.prunable
+    if window_basis == "steps":
+        t0, t1 = start / total_steps, end / total_steps
+    elif window_basis == "compute":
+        every = np.nan if every_steps is None else every_steps / total_steps
+        t0, t1 = (float(x) for x in window_from_compute(shape, final_sparsity, start, end, phi, every))
+    elif window_basis == "tokens":
+        t0, t1 = start, end
+    else:
+        raise PlannerInputError(f"window basis {window_basis!r}: use tokens, steps or compute")
+    if not 0 <= t0 <= t1 <= 1:
+        raise PlannerInputError(f"pruning window [{start}, {end}] in {window_basis} is not within training, "
+                                f"start first")
+    start_step = int(round(t0 * total_steps))
+    end_step = int(round(t1 * total_steps))
+    if shape == "geometric":
+        end_step = start_step + every_steps * int(round((end_step - start_step) / every_steps))
+        end_step = min(end_step, start_step + every_steps * ((total_steps - start_step) // every_steps))
+    if shape == "one_shot":
+        end_step = start_step
+    bare = Schedule.from_steps(shape, final_sparsity, start_step, end_step, total_steps,
+                               every_steps if shape == "geometric" else None)
+    c0, c1 = (float(x) for x in bare.compute_fraction(np.array([bare.start, bare.end]), phi))
+    return PlanSchedule(**bare.model_dump(), window_basis=window_basis, compute_start=c0, compute_end=c1,
+                        start_step=start_step, end_step=end_step,
+                        every_steps=every_steps if shape == "geometric" else None, **mask)
