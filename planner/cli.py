@@ -47,8 +47,10 @@ def _register_schedule(sub):
     p.set_defaults(func=_run_schedule)
 
 
-def _schedule_from_args(a) -> tuple[Schedule, dict]:
+def _schedule_from_args(a) -> dict:
     model = PRESETS[a.model] if a.model else None
+    # Unpruned weights that still do matrix work (norm scales), relative to the prunable ones; 0 without a model.
+    phi = 0.0 if model is None else (model.fixed - model.embedding) / model.prunable
     if not 0 <= a.final_sparsity < 1:
         raise PlannerInputError(f"--final-sparsity {a.final_sparsity} is outside [0, 1)")
     by_steps = a.start_step is not None or a.end_step is not None
@@ -67,30 +69,28 @@ def _schedule_from_args(a) -> tuple[Schedule, dict]:
         if a.every is not None and a.total_steps is None:
             raise PlannerInputError("--every is in steps: give --total-steps too")
         every = a.every / a.total_steps if a.every else None
-        phi = 0.0 if model is None else (model.fixed - model.embedding) / model.prunable
-        make = Schedule.from_compute if a.window_basis == "compute" else None
-        if make:
-            sched = make(a.shape, a.final_sparsity, a.start_frac, a.end_frac, phi, every,
-                         initial_sparsity=a.initial_sparsity)
+        if a.window_basis == "compute":
+            sched = Schedule.from_compute(a.shape, a.final_sparsity, a.start_frac, a.end_frac, phi, every,
+                                          initial_sparsity=a.initial_sparsity)
         else:
             sched = Schedule(shape=a.shape, final_sparsity=a.final_sparsity, start=a.start_frac, end=a.end_frac,
                              every=every, initial_sparsity=a.initial_sparsity)
-    phi = 0.0 if model is None else (model.fixed - model.embedding) / model.prunable
     c0, c1 = sched.compute_fraction([sched.start, sched.end], phi)
     out = {"shape": sched.shape, "final_sparsity": sched.final_sparsity, "mean_density": sched.mean_density(),
            "final_density": sched.final_density, "mean_sparsity": 1 - sched.mean_density(),
-           "start_frac": sched.start, "end_frac": sched.end, "compute_start": float(c0), "compute_end": float(c1)}
+           "start_frac": sched.start, "end_frac": sched.end, "compute_start": float(c0), "compute_end": float(c1),
+           "n_events": sched.n_events}
     if model is not None:
         fixed, prunable = model.n_params("total")
         out |= {"model": a.model, "n_total": model.total, "n_prunable": prunable, "n_avg": sched.n_avg(fixed, prunable),
                 "n_final": sched.n_final(fixed, prunable)}
         out["compression"] = out["n_avg"] / out["n_final"]
-    return sched, out
+    return out
 
 
 def _run_schedule(a) -> int:
     try:
-        _, out = _schedule_from_args(a)
+        out = _schedule_from_args(a)
     except ValidationError as exc:
         raise PlannerInputError(f"schedule: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     if a.json:

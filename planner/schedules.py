@@ -187,6 +187,14 @@ class Schedule(BaseModel):
             return float(self.points[-1][1])
         return 1.0 if self.shape == "dense" else 1.0 - self.final_sparsity
 
+    @property
+    def n_events(self) -> int | None:
+        """Number of geometric pruning events (None for the other shapes)."""
+        if self.shape != "geometric":
+            return None
+        every = _geometric_every(self.start, self.end, np.nan if self.every is None else self.every)
+        return int(_geometric_events(self.start, self.end, every))
+
     def density(self, t) -> np.ndarray:
         """d(t) at token fractions t (array)."""
         if self.shape == "piecewise":
