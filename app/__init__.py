@@ -1,0 +1,1 @@
+"""Streamlit UI: thin pages (`app/views/`) over the planner core, with view logic in `app/ui/` that tests call."""
