@@ -21,3 +21,35 @@ def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.Cha
                  alt.Tooltip("params:Q", format=".4s", title="parameters")],
     )
     return (band + lines).properties(height=380, title="Parameter count over training (shaded: pruning window)")
+
+
+def fit_chart(preds: pd.DataFrame) -> alt.Chart:
+    """Predicted against measured loss, one colour per form, with the y = x line of a perfect fit."""
+    lo, hi = preds[["measured", "predicted"]].min().min(), preds[["measured", "predicted"]].max().max()
+    pad = 0.05 * (hi - lo or 1.0)
+    domain = [lo - pad, hi + pad]
+    diagonal = alt.Chart(pd.DataFrame({"x": domain, "y": domain})).mark_line(color="gray", strokeDash=[4, 4]).encode(
+        x="x:Q", y="y:Q")
+    points = alt.Chart(preds).mark_point(filled=True, size=70).encode(
+        x=alt.X("measured:Q", title="Measured loss (nats/token)", scale=alt.Scale(domain=domain)),
+        y=alt.Y("predicted:Q", title="Predicted loss (nats/token)", scale=alt.Scale(domain=domain)),
+        color=alt.Color("form:N", title="Form", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
+        shape=alt.Shape("form:N", legend=None),
+        tooltip=["run:N", "form:N", alt.Tooltip("measured:Q", format=".4f"), alt.Tooltip("predicted:Q", format=".4f"),
+                 alt.Tooltip("N:Q", format=".4s"), alt.Tooltip("tokens:Q", format=".4s")],
+    )
+    return (diagonal + points).properties(height=340, title="Predicted vs measured (dashed: perfect fit)")
+
+
+def residual_chart(preds: pd.DataFrame) -> alt.Chart:
+    """Residuals against the parameter count each form reads (log axis), to show structure a form misses."""
+    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="gray").encode(y="y:Q")
+    points = alt.Chart(preds).mark_point(filled=True, size=70).encode(
+        x=alt.X("N:Q", title="Parameter count the form reads (N_avg or N_final, count)",
+                scale=alt.Scale(type="log"), axis=alt.Axis(format="~s")),
+        y=alt.Y("residual:Q", title="Predicted − measured loss (nats/token)"),
+        color=alt.Color("form:N", title="Form", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
+        shape=alt.Shape("form:N", legend=None),
+        tooltip=["run:N", "form:N", alt.Tooltip("residual:Q", format="+.4f")],
+    )
+    return (zero + points).properties(height=340, title="Residuals")

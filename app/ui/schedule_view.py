@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from planner.costs import LEDGER_COLUMNS, cost_ledgers, hardware_profile
 from planner.plan import Budget, TrainingPlan, make_plan, resolve_schedule
 from planner.schedules import n_of_t
 from planner.shapes import ModelShape
@@ -37,3 +38,9 @@ def n_curves(plan: TrainingPlan, points: int = 600) -> pd.DataFrame:
 def window_tokens(plan: TrainingPlan) -> tuple[float, float]:
     """Pruning window in tokens, for the chart's shaded band."""
     return plan.schedule.start * plan.budget.tokens, plan.schedule.end * plan.budget.tokens
+
+
+def training_ledgers(plan: TrainingPlan, speedup_train: float = 1.0) -> dict[str, float]:
+    """The three labelled training-FLOP ledgers of the plan (hardware only matters through the sparse speedup)."""
+    costs = cost_ledgers(plan, hardware_profile("h100", speedup_train=speedup_train))
+    return {label: getattr(costs, column) for label, column in LEDGER_COLUMNS.items()}

@@ -1,2 +1,77 @@
+"""Scaling laws: fit the unified, Chinchilla and Frantar forms to runs, with honest uncertainty."""
+import hashlib
+import tempfile
+
 import streamlit as st
-st.title("TODO")
+
+from app.ui import charts, laws_view as lv
+from app.ui.common import user_errors
+from app.ui.runs_view import fit_table, runs_dir
+from planner.runs import seed_pairs
+
+SOURCES = {"seed": "Seed's ~1B pairs (bundled)", "registry": "This project's validation runs",
+           "upload": "Upload a CSV"}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _fit(source, form, grid, _digest):  # _digest: content hash of an uploaded file (the path alone could be stale)
+    return lv.fit_form(source, form, grid)
+
+
+st.title("Scaling laws")
+kind = st.radio("Runs to fit", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="laws_source")
+digest = ""
+if kind == "seed":
+    source = seed_pairs()
+    st.caption("Four sparse / small-dense pairs with matched N_avg at 20–80% sparsity (Jin et al., ICLR 2025 model "
+               "cards): eight runs, all near 1B parameters.")
+elif kind == "registry":
+    source = fit_table(runs_dir())
+    st.caption(f"Finished runs in `{runs_dir()}`: final validation loss against tokens and measured N_avg.")
+    if source.empty:
+        st.info("No finished validation runs yet: launch a plan's ladder on the Runs page.")
+        st.stop()
+else:
+    upload = st.file_uploader("Runs CSV", type="csv", key="laws_upload",
+                              help="columns loss, tokens, n_avg (dense runs may give n); optional n_final, "
+                                   "sparsity, group, name")
+    if upload is None:
+        st.info("Upload a CSV with columns `loss`, `tokens`, `n_avg` (or `n`), and `n_final`, `sparsity` for the "
+                "Chinchilla and Frantar forms.")
+        st.stop()
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    folder = st.session_state.setdefault("upload_dir", tempfile.mkdtemp(prefix="sparseplan-upload-"))
+    source = lv.save_upload(upload.name, data, folder)
+
+c1, c2 = st.columns([2, 1])
+forms = c1.multiselect("Forms", lv.FORMS, default=list(lv.FORMS), format_func=lv.FORM_LABELS.get, key="laws_forms")
+grid = c2.radio("Start grid", ["coarse", "chinchilla"], horizontal=True, key="laws_grid",
+                help="coarse: a few hundred starts; chinchilla: Hoffmann et al.'s 4500-point grid")
+
+progress = st.progress(0.0, text="Fitting")
+fits = {}
+for i, form in enumerate(forms):
+    progress.progress(i / len(forms), text=f"Fitting the {lv.FORM_LABELS[form]} form")
+    with user_errors(stop=False):
+        fits[form] = _fit(source, form, grid, digest)
+progress.progress(1.0, text=f"Fitted {len(fits)} of {len(forms)} forms")
+if not fits:
+    st.stop()
+
+for form, fit in fits.items():
+    st.subheader(lv.FORM_LABELS[form])
+    note = lv.support_warning(fit)
+    if note:
+        st.warning(note)
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Compute-optimal exponent a (N_opt ∝ C^a)", f"{fit.optimal_n_exponent:.3f}")
+    m2.metric("RMSE on the fitted runs", f"{fit.rmse:.4f} nats")
+    m3.metric("Starts reaching the best objective", f"{fit.n_starts_at_best} / {fit.n_starts}")
+    with st.expander("Raw parameters (nearly unidentifiable: A trades off against α, B against β)"):
+        st.dataframe(lv.params_table(fit), hide_index=True)
+
+preds = lv.predictions(source, fits)
+left, right = st.columns(2)
+left.altair_chart(charts.fit_chart(preds), width="stretch")
+right.altair_chart(charts.residual_chart(preds), width="stretch")

@@ -2,9 +2,9 @@
 import streamlit as st
 
 from app.ui import charts
-from app.ui.common import human, user_errors
+from app.ui.common import flops, human, user_errors
 from app.ui.inputs import model_shape_input
-from app.ui.schedule_view import BASES, SHAPES, design_plan, n_curves, window_tokens
+from app.ui.schedule_view import BASES, SHAPES, design_plan, n_curves, training_ledgers, window_tokens
 
 st.title("Schedule designer")
 st.caption("Gradual magnitude pruning during pre-training: loss follows the average parameter count N_avg, "
@@ -32,6 +32,8 @@ with left:
                                key="sched_window")
     every = st.number_input("Prune every (steps)", 1, int(steps), min(100, int(steps)), key="sched_every",
                             disabled=shape != "geometric", help="geometric: spacing of the pruning events")
+    speedup = st.number_input("Sparse-phase training speedup", 1.0, 4.0, 1.0, 0.1, key="sched_speedup",
+                              help="GEMM speedup once the final mask is in force (1.0: unstructured masks run dense)")
 
 with right, user_errors():
     plan = design_plan(model, int(steps), shape, 0.0 if shape == "dense" else sparsity, basis, start, end,
@@ -42,6 +44,10 @@ with right, user_errors():
     m2.metric("N_final", human(d.n_final), help="parameters left at the end: sets inference cost")
     m3.metric("Compression N_avg / N_final", f"{d.n_avg / d.n_final:.3f}×")
     m4.metric("Training tokens", human(plan.budget.tokens))
+    st.markdown("**Training FLOPs** (three ledgers)")
+    l1, l2, l3 = st.columns(3)
+    for col, (label, value) in zip((l1, l2, l3), training_ledgers(plan, speedup).items()):
+        col.metric(label, flops(value))
     st.altair_chart(charts.schedule_chart(n_curves(plan), window_tokens(plan)), width="stretch")
     s = plan.schedule
     st.caption(f"Window: steps {s.start_step}→{s.end_step} = tokens {s.start:.1%}→{s.end:.1%} = "

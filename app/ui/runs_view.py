@@ -1,0 +1,91 @@
+"""Runs page logic: launching trainer subprocesses, reading the registry back, and shaping metrics for charts.
+
+Runs are separate processes (never threads) so a training run neither blocks the app nor dies with a rerun, and the
+registry (SQLite in the runs folder) lets them survive an app restart.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from planner.plan import TrainingPlan, dump_plan, plan_from_text
+from train_backend import registry
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS_DIR_ENV = "SPARSEPLAN_RUNS_DIR"
+MAX_CONCURRENT = 2  # two CPU cores: a third trainer would only slow the other two down
+
+
+def runs_dir() -> Path:
+    """`runs/` under the repository, or the folder named by $SPARSEPLAN_RUNS_DIR (tests point it at a tmp dir)."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or ROOT / "runs")
+
+
+def active_runs(folder: Path) -> list[dict]:
+    """Runs whose trainer process is still alive (queued or running)."""
+    return [r for r in registry.list_runs(folder)
+            if r["status"] in ("queued", "running") and registry.pid_alive(r["pid"])]
+
+
+def launch(plan: TrainingPlan, folder: Path) -> subprocess.Popen:
+    """Start `python -m train_backend train` on the plan in its own session; refuses beyond MAX_CONCURRENT."""
+    busy = len(active_runs(folder)) + len(_starting(folder))
+    if busy >= MAX_CONCURRENT:
+        raise RuntimeError(f"{busy} runs are already training; this machine runs at most {MAX_CONCURRENT} at once. "
+                           f"Wait for one to finish or cancel it.")
+    plans = Path(folder) / "plans"
+    path = dump_plan(plan, plans / f"{plan.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.yaml")
+    with open(path.with_suffix(".log"), "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "train_backend", "train", str(path), "--runs-dir", str(folder)],
+                                cwd=ROOT, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    _STARTED.setdefault(str(folder), []).append(proc)
+    return proc
+
+
+# Processes this app started that may not have registered themselves yet (import of torch takes seconds).
+_STARTED: dict[str, list[subprocess.Popen]] = {}
+
+
+def _starting(folder: Path) -> list[subprocess.Popen]:
+    known = {r["pid"] for r in registry.list_runs(folder)}
+    alive = [p for p in _STARTED.get(str(folder), []) if p.poll() is None]
+    _STARTED[str(folder)] = alive
+    return [p for p in alive if p.pid not in known]
+
+
+def cancel(folder: Path, run_id: str) -> bool:
+    return registry.cancel(folder, run_id)
+
+
+def runs_table(folder: Path) -> pd.DataFrame:
+    """The registry as a table for display, newest first."""
+    rows = registry.list_runs(folder)
+    cols = ["run_id", "name", "status", "step", "total_steps", "final_val_loss", "predicted_loss", "n_avg_measured",
+            "n_final", "wall_seconds", "error"]
+    return pd.DataFrame(rows, columns=[*cols, "plan_json", "run_dir", "pid"])[cols] if rows else pd.DataFrame(columns=cols)
+
+
+def run_plan(run: dict) -> TrainingPlan:
+    return plan_from_text(run["plan_json"], f"run {run['run_id']}", fmt="json")
+
+
+def fit_table(folder: Path) -> pd.DataFrame:
+    """Finished runs as a runs table for the law fitter (planner.runs columns): validation loss, tokens, counts."""
+    rows = [r for r in registry.list_runs(folder) if r["status"] == "finished" and r["final_val_loss"] is not None]
+    return pd.DataFrame({
+        "loss": [r["final_val_loss"] for r in rows], "tokens": [r["tokens"] for r in rows],
+        "n_avg": [r["n_avg_measured"] for r in rows], "n_final": [r["n_final"] for r in rows],
+        "sparsity": [json.loads(r["plan_json"])["schedule"]["final_sparsity"] for r in rows],
+        "name": [r["name"] for r in rows],
+    })
+
+
+def metrics_frame(run: dict) -> pd.DataFrame:
+    """metrics.jsonl of a run as a table (empty until the trainer writes its first line)."""
+    return pd.DataFrame(registry.read_metrics(Path(run["run_dir"]))) if run.get("run_dir") else pd.DataFrame()
