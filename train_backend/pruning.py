@@ -1,0 +1,123 @@
+"""Gradual magnitude pruning with masks over exactly the prunable weights.
+
+The target density at each step comes from the planner's schedule (the repository's one definition). A pruning event
+ranks only the still-alive weights, so masks only shrink, and keeps exactly round(density * n_prunable) of them:
+one kthvalue over the concatenated scores finds the threshold, and ties at it are broken by flat index.
+
+2:4 pattern: in each group of 4 weights along the input dim the two smallest magnitudes are the candidates; only
+candidates are ranked, so at density 0.5 every group keeps exactly two.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from planner.plan import PlanSchedule
+
+
+def _keep_top(scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """Boolean mask keeping exactly `keep` of the largest scores; ties at the threshold go to the lowest indices."""
+    n = scores.numel()
+    if keep >= n:
+        return torch.ones_like(scores, dtype=torch.bool)
+    if keep <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    thresh = torch.kthvalue(scores, n - keep).values
+    mask = scores > thresh
+    need = keep - int(mask.sum())
+    if need > 0:
+        ties = torch.nonzero(scores == thresh).flatten()[:need]
+        mask[ties] = True
+    return mask
+
+
+def _quotas(sizes: list[int], density: float, total_keep: int) -> list[int]:
+    """Per-layer keep counts, uniform density, summing exactly to total_keep (largest remainder, ties by order)."""
+    exact = np.array(sizes, dtype=float) * density
+    base = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - base), kind="stable")
+    base[order[: total_keep - int(base.sum())]] += 1
+    return [int(x) for x in base]
+
+
+class Pruner:
+    """Masks for a list of (name, weight) pairs, driven by a plan schedule over `total_steps` optimizer steps."""
+
+    def __init__(self, weights: list[tuple[str, torch.nn.Parameter]], schedule: PlanSchedule, total_steps: int):
+        self.names = [n for n, _ in weights]
+        self.params = [p for _, p in weights]
+        self.sched = schedule.schedule()
+        self.granularity, self.pattern = schedule.granularity, schedule.pattern
+        self.start_step, self.every = schedule.start_step, schedule.every_steps
+        self.total_steps = total_steps
+        self.n = sum(p.numel() for p in self.params)
+        self.masks: list[torch.Tensor] | None = None  # None until the first event: dense training masks nothing
+        if self.pattern == "2:4":
+            bad = [n for n, p in weights if p.shape[-1] % 4]
+            if bad:
+                raise ValueError(f"2:4 pattern needs input dims divisible by 4; {bad[0]} has {self.params[0].shape}")
+
+    def target_density(self, step: int) -> float:
+        return float(self.sched.density_at_step(step, self.total_steps))
+
+    def is_event(self, step: int) -> bool:
+        """Prune on the plan's event grid when it has one; otherwise whenever the target count drops."""
+        if self.every and self.start_step is not None and (step < self.start_step or
+                                                           (step - self.start_step) % self.every):
+            return False
+        return round(self.target_density(step) * self.n) < self.alive()
+
+    def alive(self) -> int:
+        return self.n if self.masks is None else int(sum(int(m.sum()) for m in self.masks))
+
+    def _scores(self, i: int) -> torch.Tensor:
+        """|w| of alive weights, -inf for dead ones (always removed first), +inf for 2:4 non-candidates."""
+        w = self.params[i].detach()
+        s = w.abs().float()
+        if self.masks is not None:
+            s = s.masked_fill(~self.masks[i], float("-inf"))
+        if self.pattern == "2:4":
+            groups = s.reshape(-1, 4)
+            order = torch.argsort(groups, dim=1, stable=True)
+            candidate = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, order[:, :2], True)
+            s = groups.masked_fill(~candidate, float("inf")).reshape(w.shape)
+        return s.flatten()
+
+    @torch.no_grad()
+    def prune(self, density: float, optimizer: torch.optim.Optimizer | None = None) -> int:
+        """Shrink the masks to exactly round(density * n) alive weights; zero AdamW moments of the newly pruned."""
+        keep = round(density * self.n)
+        scores = [self._scores(i) for i in range(len(self.params))]
+        if self.granularity == "global":
+            flat = _keep_top(torch.cat(scores), keep).split([s.numel() for s in scores])
+        else:
+            flat = [_keep_top(s, k) for s, k in zip(scores, _quotas([s.numel() for s in scores], density, keep))]
+        new = [m.view(p.shape) for m, p in zip(flat, self.params)]
+        for i, (p, m) in enumerate(zip(self.params, new)):
+            if self.masks is not None:
+                m &= self.masks[i]  # never regrow (dead weights already score -inf; this makes it explicit)
+            p.mul_(m)
+            state = optimizer.state.get(p, {}) if optimizer is not None else {}
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    state[key].mul_(m)
+        self.masks = new
+        return keep
+
+    @torch.no_grad()
+    def apply(self):
+        """Re-zero pruned weights after an optimizer step (AdamW's update and decay touch them)."""
+        if self.masks is not None:
+            torch._foreach_mul_(self.params, self.masks)
+
+    @torch.no_grad()
+    def measured(self) -> tuple[int, list[int]]:
+        """Non-zero prunable weights, overall and per layer, counted from the weights themselves."""
+        per = [int(torch.count_nonzero(p)) for p in self.params]
+        return sum(per), per
+
+    def state_dict(self) -> dict:
+        return {"masks": self.masks}
+
+    def load_state_dict(self, state: dict):
+        self.masks = state["masks"]

@@ -1,0 +1,321 @@
+"""The training loop: one plan, one run folder, readable top to bottom.
+
+Per step: prune if the schedule says so (before the forward), forward/backward over this rank's micro-batches, stop
+on a non-finite loss, clip, AdamW with warm-up + cosine LR, re-apply masks, append a metrics line. Evaluate and
+checkpoint on a fixed cadence; SIGINT checkpoints and stops (cancelled). On CPU a resumed run is bit-identical to
+an uninterrupted one: deterministic kernels, fixed threads, and every RNG and the data position are checkpointed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from planner.errors import PlannerInputError
+from planner.plan import TrainingPlan, plan_from_text, plan_to_json
+from train_backend import checkpoint, registry
+from train_backend.data import Batches, open_tokens
+from train_backend.model import Transformer, matmul_flops_per_token, prunable_weights
+from train_backend.pruning import Pruner
+from train_backend.resources import available_memory, estimate_memory, mm_peak
+
+
+@dataclass
+class Options:
+    runs_dir: Path = Path("runs")
+    device: str = "cpu"
+    resume: str | None = None
+    max_steps: int | None = None
+    ckpt_every: int | None = None  # default: the plan's eval_every
+    threads: int | None = None
+    bin_dtype: str | None = None
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def lr_at(step: int, plan: TrainingPlan) -> float:
+    b = plan.budget
+    if step < b.warmup_steps:
+        return b.lr * (step + 1) / b.warmup_steps
+    progress = (step - b.warmup_steps) / max(1, b.steps - b.warmup_steps)
+    return b.lr * (b.min_lr_ratio + (1 - b.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: torch.nn.Module, plan: TrainingPlan, fused: bool) -> torch.optim.AdamW:
+    params = list({id(p): p for p in model.parameters()}.values())
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": plan.budget.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=plan.budget.lr, betas=plan.budget.betas, fused=fused or None)
+
+
+def new_run_id(name: str) -> str:
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
+
+
+class Stop:
+    """SIGINT sets the flag; the loop checkpoints at the end of the step and exits as cancelled."""
+    requested = False
+
+    @classmethod
+    def handler(cls, *_):
+        cls.requested = True
+
+
+def _dist_env() -> tuple[int, int, int]:
+    if "RANK" not in os.environ:
+        return 0, 1, 0
+    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _broadcast(obj, rank: int, world: int):
+    if world == 1:
+        return obj
+    box = [obj if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device, world: int
+            ) -> tuple[str, Path, TrainingPlan, bool]:
+    """Rank 0: check everything the user gave, then choose or create the run folder (nothing is created for bad
+    input). Returns run_id, run_dir, plan (the run's own on resume), resuming."""
+    runs_dir = Path(opts.runs_dir)
+    if opts.resume:
+        run = registry.get_run(runs_dir, opts.resume)
+        if run is None:
+            raise PlannerInputError(f"--resume {opts.resume}: no such run in {runs_dir / registry.DB_NAME}")
+        stored = plan_from_text(run["plan_json"], f"run {opts.resume}", "json")
+        if plan is not None and plan_to_json(plan) != plan_to_json(stored):
+            raise PlannerInputError(f"{source}: differs from the plan of run {opts.resume}; resume with its own plan")
+        run_dir = Path(run["run_dir"])
+        if not (run_dir / checkpoint.LATEST).exists() and not (run_dir / checkpoint.PREVIOUS).exists():
+            raise PlannerInputError(f"--resume {opts.resume}: run folder {run_dir} has no checkpoint")
+        if run["status"] == "finished" and run["step"] >= stored.budget.steps:
+            raise PlannerInputError(f"--resume {opts.resume}: the run has already finished")
+        _check(stored, device, world, opts)
+        return opts.resume, run_dir, stored, True
+    _check(plan, device, world, opts)
+    run_id = new_run_id(plan.name)
+    run_dir = runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "plan.json").write_text(plan_to_json(plan))
+    registry.create_run(runs_dir, run_id, plan.name, plan_to_json(plan), run_dir.resolve(), plan.budget.steps)
+    return run_id, run_dir, plan, False
+
+
+def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
+    """Train a plan (or resume a run) to completion, cancellation or failure; returns the summary dict."""
+    rank, world, local_rank = _dist_env()
+    device = torch.device(f"cuda:{local_rank}" if opts.device == "cuda" else "cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+    else:
+        torch.cuda.set_device(device)
+    prepared = None
+    if rank == 0:
+        try:
+            prepared = prepare(plan, opts, source, device, world)
+        except PlannerInputError as exc:
+            prepared = exc
+    prepared = _broadcast(prepared, rank, world)
+    if isinstance(prepared, Exception):
+        raise prepared
+    run_id, run_dir, plan, resuming = prepared
+    try:
+        return _train(plan, opts, run_id, Path(run_dir), resuming, device, rank, world)
+    except Exception as exc:
+        if rank == 0 and not isinstance(exc, NonFiniteLoss):  # that one is recorded where it is raised
+            registry.update_run(opts.runs_dir, run_id, status="failed", finished_at=time.time(),
+                                error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _check(plan: TrainingPlan, device: torch.device, world: int, opts: Options):
+    """Batch split, memory and corpus, before anything is allocated or created."""
+    b = plan.budget
+    if b.batch_size % world or (b.batch_size // world) % max(1, b.grad_accum // world):
+        raise PlannerInputError(f"plan field 'budget.batch_size' ({b.batch_size}) does not split over {world} ranks "
+                                f"and grad_accum {b.grad_accum}")
+    need, have = estimate_memory(plan, world), available_memory(device)
+    if device.type == "cpu":
+        need *= int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # ranks on one host share its RAM
+    if need > have:
+        raise PlannerInputError(f"plan '{plan.name}' needs about {need / 2**30:.1f} GiB (params, grads, AdamW, "
+                                f"activations) but {device.type} has {have / 2**30:.1f} GiB available")
+    load_batches(plan, opts)
+
+
+def load_batches(plan: TrainingPlan, opts: Options) -> Batches:
+    tokens = open_tokens(plan.run.corpus, Path(opts.runs_dir) / ".cache", plan.model.vocab, opts.bin_dtype)
+    r = plan.run
+    return Batches(tokens, plan.budget.seq_len, plan.budget.batch_size, r.val_fraction, r.seed, r.corpus)
+
+
+def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
+    b, m = plan.budget, plan.model
+    batches = load_batches(plan, opts)
+    torch.manual_seed(plan.run.seed)
+    raw = Transformer(m).to(device)
+    pruner = Pruner(prunable_weights(raw), plan.schedule, b.steps)
+    optimizer = make_optimizer(raw, plan, fused=device.type == "cuda")
+    fixed, _ = m.n_params(plan.derived.n_convention)
+    step, n_sum, wall_before, offset, last_val = 0, 0.0, 0.0, 0, None
+    if resuming:
+        try:
+            state = checkpoint.load(run_dir)
+        except checkpoint.CheckpointError as exc:
+            raise PlannerInputError(str(exc)) from None
+        raw.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        pruner.load_state_dict(state["pruner"])
+        batches.load_state_dict(state["data"])
+        checkpoint.set_rng_state(state["rng"])
+        step, n_sum, wall_before = state["step"], state["n_sum"], state["wall_seconds"]
+        offset, last_val = state["metrics_offset"], state["last_val"]
+    model = raw
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.index is not None
+                                                          else None)
+    fwd = torch.compile(model) if plan.run.compile else model
+    autocast = torch.autocast(device.type, torch.bfloat16) if device.type == "cuda" or plan.run.dtype == "bfloat16" \
+        else nullcontext()
+
+    end_step = min(b.steps, opts.max_steps or b.steps)
+    ckpt_every = opts.ckpt_every or plan.run.eval_every
+    flops_per_token = matmul_flops_per_token(m, b.seq_len)
+    peak = mm_peak(device) * world if rank == 0 else 1.0
+    rows = b.batch_size // world
+    n_micro = max(1, b.grad_accum // world)
+    metrics = None
+    if rank == 0:
+        path = run_dir / "metrics.jsonl"
+        metrics = open(path, "r+b" if path.exists() else "wb")
+        metrics.truncate(offset)  # drop lines written after the checkpoint we resume from
+        metrics.seek(offset)
+        registry.update_run(opts.runs_dir, run_id, status="running", pid=os.getpid(), started_at=time.time(),
+                            step=step, error=None)
+    signal.signal(signal.SIGINT, Stop.handler)
+    t_start = time.perf_counter()
+    bar = tqdm(total=end_step, initial=step, disable=rank != 0 or not sys.stderr.isatty(), unit="step")
+    loss_val, status = float("nan"), "finished"
+
+    def save(next_step: int):
+        if rank == 0:
+            metrics.flush()
+            checkpoint.save(run_dir, {
+                "step": next_step, "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
+                "pruner": pruner.state_dict(), "data": batches.state_dict(), "rng": checkpoint.rng_state(),
+                "n_sum": n_sum, "wall_seconds": wall_before + time.perf_counter() - t_start,
+                "metrics_offset": metrics.tell(), "last_val": last_val})
+
+    try:
+        while step < end_step:
+            t0 = time.perf_counter()
+            target = pruner.target_density(step)
+            event = pruner.is_event(step)
+            if event:
+                pruner.prune(target, optimizer)
+            x, y = batches.next_train()
+            x, y = x[rank * rows:(rank + 1) * rows].to(device), y[rank * rows:(rank + 1) * rows].to(device)
+            total = torch.zeros((), device=device)
+            for i, (xm, ym) in enumerate(zip(x.chunk(n_micro), y.chunk(n_micro))):
+                sync = world == 1 or i == n_micro - 1
+                with (nullcontext() if sync else model.no_sync()), autocast:
+                    loss = fwd(xm, ym) * (xm.shape[0] / rows)
+                loss.backward()
+                total += loss.detach()
+            if world > 1:
+                dist.all_reduce(total)
+                total /= world
+            loss_val = total.item()
+            if not math.isfinite(loss_val):
+                raise NonFiniteLoss(f"non-finite loss ({loss_val}) at step {step}")
+            torch.nn.utils.clip_grad_norm_(raw.parameters(), b.grad_clip)
+            lr = lr_at(step, plan)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            pruner.apply()
+            alive, per_layer = pruner.measured()
+            n_sum += fixed + alive
+            step += 1
+            dt = time.perf_counter() - t0
+            line = {"step": step - 1, "tokens": step * b.batch_size * b.seq_len, "loss": loss_val, "lr": lr,
+                    "target_density": target, "measured_density": alive / pruner.n, "active_params": fixed + alive,
+                    "n_avg": n_sum / step, "tokens_per_s": b.batch_size * b.seq_len / dt,
+                    "mfu": flops_per_token * b.batch_size * b.seq_len / dt / peak}
+            if step % plan.run.eval_every == 0 or step == end_step:
+                last_val = line["val_loss"] = evaluate(raw, batches, plan, device, autocast) if rank == 0 else None
+            if event or "val_loss" in line:
+                line["event"] = event
+                line["layer_density"] = {n: a / p.numel() for n, a, p in zip(pruner.names, per_layer, pruner.params)}
+            if rank == 0:
+                metrics.write((json.dumps(line) + "\n").encode())
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_val:.3f}", density=f"{alive / pruner.n:.3f}")
+            stop = _any_rank(Stop.requested, world, device)
+            if stop or step % ckpt_every == 0 or step == end_step:
+                save(step)
+                if rank == 0:
+                    registry.update_run(opts.runs_dir, run_id, step=step, tokens=step * b.batch_size * b.seq_len)
+            if stop:
+                status = "cancelled"
+                break
+    except NonFiniteLoss as exc:
+        status = "failed"
+        if rank == 0:
+            registry.update_run(opts.runs_dir, run_id, status="failed", error=str(exc), finished_at=time.time())
+        raise
+    finally:
+        bar.close()
+        if metrics is not None:
+            metrics.close()
+    alive, _ = pruner.measured()
+    summary = {"run_id": run_id, "status": status, "steps": step, "tokens": step * b.batch_size * b.seq_len,
+               "final_train_loss": loss_val, "final_val_loss": last_val,
+               "n_avg_measured": n_sum / max(step, 1), "n_final": fixed + alive, "final_density": alive / pruner.n,
+               "n_avg_planned": plan.derived.n_avg, "n_final_planned": plan.derived.n_final,
+               "predicted_loss": plan.prediction.loss if plan.prediction else None,
+               "wall_seconds": wall_before + time.perf_counter() - t_start, "run_dir": str(run_dir)}
+    if rank == 0:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        registry.update_run(opts.runs_dir, run_id, status=status, finished_at=time.time(), step=step,
+                            **{k: summary[k] for k in ("tokens", "final_train_loss", "final_val_loss", "n_avg_measured",
+                                                       "n_final", "predicted_loss", "wall_seconds")})
+    return summary
+
+
+def _any_rank(flag: bool, world: int, device: torch.device) -> bool:
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+@torch.no_grad()
+def evaluate(model, batches: Batches, plan: TrainingPlan, device, autocast) -> float:
+    rows = plan.budget.batch_size // plan.budget.grad_accum
+    losses = []
+    for x, y in batches.val_batches(plan.run.eval_batches, rows):
+        with autocast:
+            losses.append(model(x.to(device), y.to(device)).item())
+    return sum(losses) / len(losses)
