@@ -53,3 +53,45 @@ def residual_chart(preds: pd.DataFrame) -> alt.Chart:
         tooltip=["run:N", "form:N", alt.Tooltip("residual:Q", format="+.4f")],
     )
     return (zero + points).properties(height=340, title="Residuals")
+
+
+PARETO_TOOLTIP = [
+    alt.Tooltip("plan_id:N", title="plan"), alt.Tooltip("n_layer:Q", title="layers"),
+    alt.Tooltip("final_sparsity:Q", format=".0%", title="final sparsity"),
+    alt.Tooltip("n_avg:Q", format=".3s", title="N_avg"), alt.Tooltip("n_final:Q", format=".3s", title="N_final"),
+    alt.Tooltip("tokens:Q", format=".3s", title="training tokens"), alt.Tooltip("loss:Q", format=".3f"),
+    alt.Tooltip("train_flops_effective:Q", format=".3s", title="training FLOP (effective)"),
+    alt.Tooltip("lifetime_inference_flops:Q", format=".3s", title="lifetime inference FLOP"),
+    alt.Tooltip("train_usd:Q", format="$,.0f", title="training $"),
+    alt.Tooltip("inference_usd:Q", format="$,.0f", title="inference $"),
+    alt.Tooltip("validated:N", title="regime"),
+]
+SELECTION = "pick"  # the point-selection parameter; st.altair_chart returns its value under this name
+
+
+def pareto_chart(df: pd.DataFrame, front: pd.DataFrame, x: str, y: str, x_title: str, y_title: str,
+                 selected: str | None = None) -> alt.LayerChart:
+    """Every candidate coloured by sparsity (hollow: extrapolated beyond the validated regime), the frontier as a
+    line, the selected plan ringed; log axes. Clicking a point selects its plan_id."""
+    data = df.assign(validated=df["extrapolated"].map({True: "extrapolated", False: "validated"}))
+    pick = alt.selection_point(name=SELECTION, fields=["plan_id"], on="click", clear=False)
+    xs = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(type="log"), axis=alt.Axis(format="~s"))
+    ys = alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log" if y != "loss" else "linear", zero=False),
+               axis=alt.Axis(format="~s" if y != "loss" else ".2f"))
+    points = alt.Chart(data).mark_point(size=60, strokeWidth=1.5).encode(
+        x=xs, y=ys,
+        color=alt.Color("final_sparsity:Q", title="Final sparsity", scale=alt.Scale(scheme="viridis"),
+                        legend=alt.Legend(format=".0%")),
+        shape=alt.Shape("validated:N", title="Regime", scale=alt.Scale(domain=["validated", "extrapolated"],
+                                                                        range=["circle", "triangle"])),
+        fill=alt.condition("datum.extrapolated", alt.value("transparent"), alt.Color("final_sparsity:Q")),
+        opacity=alt.condition(pick, alt.value(0.95), alt.value(0.55)),
+        tooltip=PARETO_TOOLTIP,
+    ).add_params(pick)
+    line = alt.Chart(front).mark_line(color="#d62728", strokeWidth=2).encode(x=xs, y=ys, order=f"{x}:Q")
+    layers = [line, points]
+    if selected is not None:
+        ring = alt.Chart(data[data["plan_id"] == selected]).mark_point(
+            size=400, shape="circle", color="black", strokeWidth=2.5, filled=False).encode(x=xs, y=ys)
+        layers.append(ring)
+    return alt.layer(*layers).properties(height=460, title="Candidates (red: Pareto frontier, ringed: selected)")

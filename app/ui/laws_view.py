@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from planner.fit import FitResult, LawFitter, predict_loss
+from planner.fit import BootstrapResult, FitResult, LawFitter, bootstrap, heldout_errors, predict_loss
 from planner.laws import N_COLUMN, PARAM_NAMES
+from planner.plan import TrainingPlan
 from planner.runs import load_runs
 
 FORMS = ("unified", "chinchilla", "frantar")
@@ -22,26 +24,63 @@ def save_upload(name: str, data: bytes, folder: Path) -> Path:
     return path
 
 
-def fit_form(source, form: str, grid: str = "coarse") -> FitResult:
-    """One multi-start fit; PlannerInputError (named column, too few runs) propagates for the page to show."""
-    return LawFitter(form, grid=grid).fit(source)
+@dataclass(frozen=True)
+class FormFit:
+    fit: FitResult
+    boot: BootstrapResult
+    heldout: dict
 
 
-def predictions(source, fits: dict[str, FitResult]) -> pd.DataFrame:
+def fit_form(source, form: str, grid: str = "coarse", n_boot: int = 100, seed: int = 0) -> FormFit:
+    """Fit, bootstrap and held-out error of one form. PlannerInputError (a named column, fewer runs than
+    parameters) propagates for the page to show."""
+    table = load_runs(source, form)
+    fit = LawFitter(form, grid=grid).fit(table)
+    by_group = "group" in table.columns and table["group"].nunique() > 1  # resample whole pairs / sizes
+    boot = bootstrap(table, form, n_boot=n_boot, seed=seed, by_group=by_group, fit=fit)
+    return FormFit(fit, boot, heldout_errors(table, form, fit=fit))
+
+
+def plan_point(form: str, plan: TrainingPlan) -> dict:
+    """Where a form evaluates a plan: its N (N_avg or N_final), tokens, and the final sparsity for Frantar."""
+    n = plan.derived.n_avg if N_COLUMN[form] == "n_avg" else plan.derived.n_final
+    return {"n": n, "tokens": plan.budget.tokens, "sparsity": plan.schedule.final_sparsity if form == "frantar" else None}
+
+
+def predicted_loss(result: FormFit, plan: TrainingPlan) -> tuple[float, float, float]:
+    """(loss, ci_low, ci_high) the form predicts for the plan: the well-determined quantity to show."""
+    point = plan_point(result.fit.form, plan)
+    loss = float(result.fit.law.predict(**point))
+    low, high = result.boot.loss_ci(**point)
+    return loss, float(low), float(high)
+
+
+def comparison(results: dict[str, FormFit]) -> pd.DataFrame:
+    """One row per form: size of the fit, in-sample and held-out errors (the seed's central comparison)."""
+    return pd.DataFrame([{
+        "form": FORM_LABELS[form], "parameters": len(PARAM_NAMES[form]), "runs": r.fit.n_runs,
+        "RMSE (nats)": r.fit.rmse, "held-out RMSE (nats)": r.heldout["heldout_rmse"],
+        "held-out MAE (nats)": r.heldout["heldout_mae"], "held-out scheme": r.heldout["scheme"],
+    } for form, r in results.items()])
+
+
+def predictions(source, results: dict[str, FormFit]) -> pd.DataFrame:
     """Measured against predicted loss of every run under every fitted form, with the N the form reads."""
     frames = []
-    for form, fit in fits.items():
+    for form, r in results.items():
         table = load_runs(source, form)
-        predicted = predict_loss(form, fit.params, table)
+        predicted = predict_loss(form, r.fit.params, table)
         frames.append(pd.DataFrame({
             "form": FORM_LABELS[form], "run": table["name"], "N": table[N_COLUMN[form]], "tokens": table["tokens"],
             "measured": table["loss"], "predicted": predicted, "residual": predicted - table["loss"]}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def params_table(fit: FitResult) -> pd.DataFrame:
-    """Raw parameters in the form's order (unrounded)."""
-    return pd.DataFrame({"parameter": PARAM_NAMES[fit.form], "value": [fit.params[k] for k in PARAM_NAMES[fit.form]]})
+def params_table(result: FormFit) -> pd.DataFrame:
+    """Raw parameters in the form's order (unrounded) with bootstrap percentile intervals."""
+    names, ci = PARAM_NAMES[result.fit.form], result.boot.ci()
+    return pd.DataFrame({"parameter": names, "value": [result.fit.params[k] for k in names],
+                         "CI low": [ci[k][0] for k in names], "CI high": [ci[k][1] for k in names]})
 
 
 def support_warning(fit: FitResult) -> str | None:

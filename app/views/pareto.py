@@ -1,2 +1,61 @@
+"""Pareto planner: every candidate plan's training cost against its inference cost, and the frontier."""
+import dataclasses
+
 import streamlit as st
-st.title("TODO")
+
+from app.ui import charts, pareto_view as pv, state
+from app.ui.common import user_errors
+from app.ui.inputs import planner_inputs
+from planner.costs import measure_matmul_flops
+
+
+@st.cache_data(show_spinner="Searching candidate plans…", max_entries=32)
+def _candidates(inputs):
+    return pv.candidate_table(inputs)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _frontier(inputs):
+    return pv.frontier(_candidates(inputs), pv.axes(inputs))
+
+
+@st.cache_resource(show_spinner="Measuring this machine's matmul speed…")
+def _machine_peak():
+    return measure_matmul_flops()
+
+
+st.title("Pareto planner")
+inputs = planner_inputs(state.saved_inputs())
+if inputs.hardware == pv.THIS_MACHINE:
+    inputs = dataclasses.replace(inputs, machine_peak=_machine_peak())
+state.save_inputs(inputs)
+st.caption("Law: Epoch AI's replication of Chinchilla applied with N_avg (the unified law). "
+           + ("Every point reaches the target loss; " if inputs.mode == "loss" else
+              "Every point spends the training budget; ") + "hollow triangles lie outside the validated regime.")
+
+with user_errors():
+    df, front = _candidates(inputs), _frontier(inputs)
+if df.empty:
+    st.error(f"No candidate reaches loss {inputs.target_loss:.2f}: raise the target above the law's floor.")
+    st.stop()
+
+ax = pv.axes(inputs)
+ids = front["plan_id"].tolist()
+clicked = pv.clicked_plan(st.session_state.get("pareto_chart"))
+if clicked and clicked != st.session_state.get("pareto_last_click"):  # a new click wins over the selectbox
+    st.session_state["pareto_last_click"] = clicked
+    state.select(clicked)
+if state.selected_id() not in set(df["plan_id"]):  # first visit, or the inputs changed the candidates
+    state.select(ids[0])
+selected = state.selected_id()
+chart_col, side = st.columns([3, 2], gap="large")
+with chart_col:
+    st.altair_chart(charts.pareto_chart(df, front, ax.x, ax.y, ax.x_title, ax.y_title, selected),
+                    on_select="rerun", selection_mode=charts.SELECTION, key="pareto_chart", width="stretch")
+    options = ids if selected in ids else [selected, *ids]
+    st.session_state["pareto_pick"] = selected
+    st.selectbox("Selected plan (frontier; or click any point)", options, key="pareto_pick",
+                 on_change=lambda: state.select(st.session_state["pareto_pick"]))
+with side:
+    st.subheader("Selected plan")
+    st.dataframe(pv.plan_summary(df, selected), hide_index=True)
