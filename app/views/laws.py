@@ -14,8 +14,8 @@ SOURCES = {"seed": "Seed's ~1B pairs (bundled)", "registry": "This project's val
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _fit(source, form, grid, _digest):  # _digest: content hash of an uploaded file (the path alone could be stale)
-    return lv.fit_form(source, form, grid)
+def _fit(source, form, grid, n_boot, digest):  # digest: content hash of an upload (its path alone could be stale)
+    return lv.fit_form(source, form, grid, n_boot)
 
 
 st.title("Scaling laws")
@@ -44,32 +44,38 @@ else:
     folder = st.session_state.setdefault("upload_dir", tempfile.mkdtemp(prefix="sparseplan-upload-"))
     source = lv.save_upload(upload.name, data, folder)
 
-c1, c2 = st.columns([2, 1])
+c1, c2, c3 = st.columns([2, 1, 1])
 forms = c1.multiselect("Forms", lv.FORMS, default=list(lv.FORMS), format_func=lv.FORM_LABELS.get, key="laws_forms")
 grid = c2.radio("Start grid", ["coarse", "chinchilla"], horizontal=True, key="laws_grid",
                 help="coarse: a few hundred starts; chinchilla: Hoffmann et al.'s 4500-point grid")
+n_boot = c3.select_slider("Bootstrap resamples", [50, 100, 200, 500], value=100, key="laws_boot")
 
 progress = st.progress(0.0, text="Fitting")
 fits = {}
 for i, form in enumerate(forms):
     progress.progress(i / len(forms), text=f"Fitting the {lv.FORM_LABELS[form]} form")
     with user_errors(stop=False):
-        fits[form] = _fit(source, form, grid, digest)
+        fits[form] = _fit(source, form, grid, n_boot, digest)
 progress.progress(1.0, text=f"Fitted {len(fits)} of {len(forms)} forms")
 if not fits:
     st.stop()
 
-for form, fit in fits.items():
+st.subheader("Comparison")
+st.dataframe(lv.comparison(fits), hide_index=True)
+for form, r in fits.items():
     st.subheader(lv.FORM_LABELS[form])
-    note = lv.support_warning(fit)
+    note = lv.support_warning(r.fit)
     if note:
         st.warning(note)
+    low, high = r.boot.ci()["optimal_n_exponent"]
     m1, m2, m3 = st.columns(3)
-    m1.metric("Compute-optimal exponent a (N_opt ∝ C^a)", f"{fit.optimal_n_exponent:.3f}")
-    m2.metric("RMSE on the fitted runs", f"{fit.rmse:.4f} nats")
-    m3.metric("Starts reaching the best objective", f"{fit.n_starts_at_best} / {fit.n_starts}")
-    with st.expander("Raw parameters (nearly unidentifiable: A trades off against α, B against β)"):
-        st.dataframe(lv.params_table(fit), hide_index=True)
+    m1.metric("Compute-optimal exponent a (N_opt ∝ C^a)", f"{r.fit.optimal_n_exponent:.3f}",
+              help=f"{r.boot.level:.0%} bootstrap interval [{low:.3f}, {high:.3f}]")
+    m1.caption(f"{r.boot.level:.0%} CI [{low:.3f}, {high:.3f}]")
+    m2.metric("Held-out RMSE", f"{r.heldout['heldout_rmse']:.4f} nats", help=r.heldout["scheme"])
+    m3.metric("Starts reaching the best objective", f"{r.fit.n_starts_at_best} / {r.fit.n_starts}")
+    with st.expander("Raw parameters with bootstrap intervals (A trades off against α, B against β)"):
+        st.dataframe(lv.params_table(r), hide_index=True)
 
 preds = lv.predictions(source, fits)
 left, right = st.columns(2)
