@@ -52,6 +52,22 @@ def frantar(S, N, D, a, b, c, d, e, f, g):
     return chinchilla(N, D, g, frantar_coefficient(S, a, b, c), e, d, f)
 
 
+def chinchilla_terms(form: str, coef, sparsity=None):
+    """(E, A, B, alpha, beta) of the Chinchilla law equivalent to ``form`` at a sparsity (Frantar; default 0).
+
+    ``coef`` maps natural parameter names to scalars or arrays (e.g. bootstrap samples), so this broadcasts.
+    """
+    if form != "frantar":
+        return coef["E"], coef["A"], coef["B"], coef["alpha"], coef["beta"]
+    S = 0.0 if sparsity is None else sparsity
+    return coef["g"], frantar_coefficient(S, coef["a"], coef["b"], coef["c"]), coef["e"], coef["d"], coef["f"]
+
+
+def optimal_n_exponent(alpha, beta):
+    """a = beta / (alpha + beta) in N_opt proportional to C^a under C = 6 N D (D_opt grows as C^(1 - a))."""
+    return beta / (alpha + beta)
+
+
 class Law(BaseModel):
     """A scaling law with its provenance; sits inside the plan schema.
 
@@ -85,12 +101,7 @@ class Law(BaseModel):
                 for k, v in self.params.items()}
 
     def _chinchilla_terms(self, sparsity=None):
-        """(E, A, B, alpha, beta) of the equivalent Chinchilla law; A is an array for Frantar over sparsities."""
-        p = self.coefficients
-        if self.form != "frantar":
-            return p["E"], p["A"], p["B"], p["alpha"], p["beta"]
-        S = 0.0 if sparsity is None else sparsity
-        return p["g"], frantar_coefficient(S, p["a"], p["b"], p["c"]), p["e"], p["d"], p["f"]
+        return chinchilla_terms(self.form, self.coefficients, sparsity)
 
     def predict(self, n, tokens, sparsity=None):
         """Loss at parameter count n (this law's count: N_avg for 'unified') and token count.
@@ -104,7 +115,7 @@ class Law(BaseModel):
     def optimal_n_exponent(self) -> float:
         """a = beta / (alpha + beta) in N_opt proportional to C^a (D_opt grows as C^(1 - a))."""
         _, _, _, alpha, beta = self._chinchilla_terms()
-        return beta / (alpha + beta)
+        return optimal_n_exponent(alpha, beta)
 
     def compute_optimal(self, C, sparsity=None):
         """(N_opt, D_opt) minimising loss at compute C = 6 N D (N in this law's count), vectorised over C.
@@ -114,7 +125,7 @@ class Law(BaseModel):
         _, A, B, alpha, beta = self._chinchilla_terms(sparsity)
         budget = np.asarray(C, dtype=float) / 6.0
         G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-        n_opt = G * budget ** (beta / (alpha + beta))
+        n_opt = G * budget ** optimal_n_exponent(alpha, beta)
         return n_opt, budget / n_opt
 
     def tokens_for_loss(self, target, n, sparsity=None):
