@@ -1,0 +1,103 @@
+"""Magnitude pruning: exact counts from the planner's schedule, never regrow, moments zeroed, 2:4, per-layer."""
+import pytest
+import torch
+
+from planner.plan import resolve_schedule
+from planner.shapes import ModelShape
+from train_backend.model import Transformer, prunable_weights
+from train_backend.pruning import Pruner, _keep_top
+
+SHAPE = ModelShape(n_layer=2, d_model=64, n_head=4, d_ff=192, vocab=256)
+
+
+def _setup(granularity="global", pattern="unstructured", steps=100, final_sparsity=0.5, seed=0):
+    torch.manual_seed(seed)
+    model = Transformer(SHAPE)
+    sched = resolve_schedule(SHAPE, steps, "geometric", final_sparsity, "tokens", 0.2, 0.6, every_steps=5,
+                             granularity=granularity, pattern=pattern)
+    return model, Pruner(prunable_weights(model), sched, steps)
+
+
+def _jitter(pruner, scale=0.01):
+    """Stand-in for training between events: every weight moves, then masks are re-applied."""
+    with torch.no_grad():
+        for p in pruner.params:
+            p.add_(scale * torch.randn_like(p))
+    pruner.apply()
+
+
+def test_keep_top_exact_with_ties():
+    scores = torch.tensor([1.0, 2.0, 2.0, 2.0, 3.0, float("-inf")])
+    mask = _keep_top(scores, 3)
+    assert mask.tolist() == [False, True, True, False, True, False]  # ties go to the lowest indices
+    assert int(_keep_top(torch.zeros(10), 4).sum()) == 4
+
+
+@pytest.mark.parametrize("granularity", ["global", "per_layer"])
+def test_schedule_driven_exact_counts_and_never_regrow(granularity):
+    steps = 100
+    model, pruner = _setup(granularity, steps=steps)
+    previous, events = None, 0
+    for step in range(steps):
+        if pruner.is_event(step):
+            events += 1
+            keep = pruner.prune(pruner.target_density(step))
+            assert pruner.alive() == keep == round(pruner.target_density(step) * pruner.n)
+            assert pruner.measured()[0] == keep  # counted from the weights themselves
+            if previous is not None:
+                assert all(bool((m & ~p).any()) is False for m, p in zip(pruner.masks, previous))
+            previous = [m.clone() for m in pruner.masks]
+        _jitter(pruner)
+    assert events == 9  # window 20..60 every 5 steps
+    assert pruner.alive() == pruner.measured()[0] == round(0.5 * pruner.n)
+
+
+def test_dead_weights_never_regrow_even_if_large():
+    _, pruner = _setup()
+    pruner.prune(0.8)
+    dead = [~m for m in pruner.masks]
+    with torch.no_grad():
+        for p, d in zip(pruner.params, dead):
+            p[d] = 100.0  # larger than any alive weight
+    pruner.prune(0.6)
+    assert all(not (m & d).any() for m, d in zip(pruner.masks, dead))
+    assert pruner.alive() == round(0.6 * pruner.n)
+
+
+def test_moments_of_newly_pruned_are_zeroed():
+    model, pruner = _setup()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randint(0, 256, (2, 16)), torch.randint(0, 256, (2, 16))).backward()
+    opt.step()
+    before = {p: {k: opt.state[p][k].clone() for k in ("exp_avg", "exp_avg_sq")} for p in pruner.params}
+    pruner.prune(0.7, opt)
+    for p, m in zip(pruner.params, pruner.masks):
+        for k in ("exp_avg", "exp_avg_sq"):
+            assert torch.all(opt.state[p][k][~m] == 0)
+            assert torch.equal(opt.state[p][k][m], before[p][k][m])  # alive moments untouched
+        assert torch.all(p[~m] == 0)
+
+
+def test_two_four_exact_at_half():
+    _, pruner = _setup(pattern="2:4")
+    pruner.prune(0.8)
+    for p in pruner.params:  # on the way down, no group loses more than two
+        assert int((p.reshape(-1, 4) != 0).sum(1).min()) >= 2
+    _jitter(pruner)
+    pruner.prune(0.5)
+    for p in pruner.params:
+        assert torch.all((p.reshape(-1, 4) != 0).sum(1) == 2)
+    assert pruner.alive() == pruner.n // 2
+
+
+def test_global_vs_per_layer():
+    results = {}
+    for granularity in ("global", "per_layer"):
+        model, pruner = _setup(granularity)
+        with torch.no_grad():
+            model.lm_head.weight.mul_(10)  # a layer of large weights: global keeps more of it
+        pruner.prune(0.5)
+        results[granularity] = {n: float(m.float().mean()) for n, m in zip(pruner.names, pruner.masks)}
+        assert pruner.alive() == round(0.5 * pruner.n)
+    assert results["global"]["lm_head.weight"] > 0.9
+    assert all(abs(d - 0.5) < 1e-3 for d in results["per_layer"].values())
