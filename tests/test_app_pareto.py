@@ -1,0 +1,77 @@
+"""Pareto planner page (the default page): frontier drawn with no input, chart spec, inputs, plan selection."""
+from app.ui.pareto_view import PlannerInputs, axes, candidate_table, clicked_plan, frontier
+from planner.search import pareto_front
+from test_app_common import assert_clean, chart_specs, encodings, open_page
+
+
+def summary(at) -> dict[str, str]:
+    table = at.dataframe[0].value
+    return dict(zip(table.iloc[:, 0], table["value"]))
+
+
+def test_opens_with_a_frontier_and_no_input():
+    at = open_page()
+    assert at.title[0].value == "Pareto planner"
+    spec = chart_specs(at)[0]
+    enc = encodings(spec)
+    assert enc["x"]["scale"]["type"] == "log" and enc["y"]["scale"]["type"] == "log"
+    assert enc["x"]["title"] == "Training compute, effective (FLOP)"
+    assert enc["y"]["title"] == "Lifetime inference compute (FLOP)"
+    assert enc["color"]["field"] == "final_sparsity" and enc["shape"]["field"] == "validated"
+    assert [p["name"] for p in spec["params"]] == ["pick"] and spec["params"][0]["select"]["type"] == "point"
+    assert {"line", "point"} <= {layer["mark"]["type"] for layer in spec["layer"]}
+    # the selectbox lists the frontier that planner.search computes for the default inputs
+    inputs = PlannerInputs()
+    df = candidate_table(inputs)
+    front = pareto_front(df, ["train_flops_effective", "lifetime_inference_flops"])
+    assert at.selectbox(key="pareto_pick").options == front["plan_id"].tolist()
+    assert summary(at)["predicted loss"] == f"{inputs.target_loss:.3f}"
+
+
+def test_changing_inputs_updates_numbers_and_axes():
+    at = open_page()
+    at.number_input(key="p_target").set_value(2.8).run()
+    assert_clean(at)
+    assert summary(at)["predicted loss"] == "2.800"
+    at.radio(key="p_units").set_value("usd").run()
+    enc = encodings(chart_specs(at)[0])
+    assert enc["x"]["title"] == "Training cost (US$)" and enc["y"]["title"] == "Lifetime inference cost (US$)"
+    at.radio(key="p_mode").set_value("budget").run()
+    assert_clean(at)
+    enc = encodings(chart_specs(at)[0])
+    assert enc["y"]["field"] == "loss" and enc["y"]["scale"]["type"] == "linear"
+    assert enc["x"]["scale"]["type"] == "log"
+
+
+def test_selectbox_selects_a_plan():
+    at = open_page()
+    box = at.selectbox(key="pareto_pick")
+    choice = box.options[2]
+    box.set_value(choice).run()
+    assert_clean(at)
+    assert at.selectbox(key="pareto_pick").value == choice
+    df = candidate_table(PlannerInputs())
+    row = df[df["plan_id"] == choice].iloc[0]
+    assert summary(at)["N_avg"] == f"{row['n_avg']:.4g}"
+    # the ring layer marks the selected plan
+    ring = chart_specs(at)[0]["layer"][-1]
+    assert ring["mark"]["size"] == 400
+
+
+def test_unreachable_target_is_explained():
+    at = open_page()
+    at.number_input(key="p_target").set_value(1.9).run()  # below every candidate's floor
+    assert_clean(at)
+    assert at.error and "raise the target" in at.error[0].value
+
+
+def test_clicked_plan_reads_the_chart_selection():
+    assert clicked_plan({"selection": {"pick": [{"plan_id": "d2048 · 50% · geometric 25-75"}]}}) == \
+        "d2048 · 50% · geometric 25-75"
+    assert clicked_plan({"selection": {"pick": []}}) is None and clicked_plan(None) is None
+
+
+def test_frontier_is_non_dominated():
+    inputs = PlannerInputs(units="usd")
+    front = frontier(candidate_table(inputs), axes(inputs))
+    assert front["train_usd"].is_monotonic_increasing and front["inference_usd"].is_monotonic_decreasing
