@@ -1,12 +1,14 @@
 """Pareto planner page (the default page): frontier drawn with no input, chart spec, inputs, plan selection."""
-from app.ui.pareto_view import PlannerInputs, axes, candidate_table, clicked_plan, frontier
-from planner.search import pareto_front
-from test_app_common import assert_clean, chart_specs, encodings, open_page
+from app.ui.pareto_view import PlannerInputs, axes, clicked_plan, search, versus_baselines
+from planner.laws import default_law
+from planner.search import lifetime_optimal, pareto_front
+from test_app_common import assert_clean, chart_specs, encodings, metrics, open_page
 
 
 def summary(at) -> dict[str, str]:
+    """The selected plan's column of the side-by-side table."""
     table = at.dataframe[0].value
-    return dict(zip(table.iloc[:, 0], table["value"]))
+    return table["selected"].to_dict()
 
 
 def test_opens_with_a_frontier_and_no_input():
@@ -20,12 +22,20 @@ def test_opens_with_a_frontier_and_no_input():
     assert enc["color"]["field"] == "final_sparsity" and enc["shape"]["field"] == "validated"
     assert [p["name"] for p in spec["params"]] == ["pick"] and spec["params"][0]["select"]["type"] == "point"
     assert {"line", "point"} <= {layer["mark"]["type"] for layer in spec["layer"]}
-    # the selectbox lists the frontier that planner.search computes for the default inputs
+    # opens on the lifetime-optimal plan of planner.search for the default inputs, frontier in the selectbox
     inputs = PlannerInputs()
-    df = candidate_table(inputs)
-    front = pareto_front(df, ["train_flops_effective", "lifetime_inference_flops"])
-    assert at.selectbox(key="pareto_pick").options == front["plan_id"].tolist()
+    comp = search(inputs)
+    direct = lifetime_optimal(default_law(), inputs.target_loss, lifetime_tokens=inputs.lifetime_tokens,
+                              schedules=("geometric 25-75",))
+    assert summary(at)["N_avg"] == f"{direct.best['n_avg']:.4g}" and summary(at)["final sparsity"] != "0%"
     assert summary(at)["predicted loss"] == f"{inputs.target_loss:.3f}"
+    front = pareto_front(comp.candidates, ["train_flops_effective", "lifetime_inference_flops"])
+    assert set(front["plan_id"]) <= set(at.selectbox(key="pareto_pick").options)
+    # savings against the dense baselines, as planner.search tabulates them
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["selected", "dense inference-aware", "dense Chinchilla-optimal"]
+    pct = direct.savings.loc["dense Chinchilla-optimal", "saved_lifetime_flops_pct"]
+    assert metrics(at)["vs dense Chinchilla-optimal"] == f"{pct:+.1f}%"
 
 
 def test_changing_inputs_updates_numbers_and_axes():
@@ -50,9 +60,9 @@ def test_selectbox_selects_a_plan():
     box.set_value(choice).run()
     assert_clean(at)
     assert at.selectbox(key="pareto_pick").value == choice
-    df = candidate_table(PlannerInputs())
-    row = df[df["plan_id"] == choice].iloc[0]
-    assert summary(at)["N_avg"] == f"{row['n_avg']:.4g}"
+    plans, savings = versus_baselines(search(PlannerInputs()), choice, "flops")
+    assert summary(at)["N_avg"] == f"{plans.iloc[0]['n_avg']:.4g}"
+    assert metrics(at)["vs dense inference-aware"] == f"{savings.iloc[0, 3]:+.1f}%"
     # the ring layer marks the selected plan
     ring = chart_specs(at)[0]["layer"][-1]
     assert ring["mark"]["size"] == 400
@@ -73,5 +83,6 @@ def test_clicked_plan_reads_the_chart_selection():
 
 def test_frontier_is_non_dominated():
     inputs = PlannerInputs(units="usd")
-    front = frontier(candidate_table(inputs), axes(inputs))
-    assert front["train_usd"].is_monotonic_increasing and front["inference_usd"].is_monotonic_decreasing
+    front = search(inputs).frontier
+    ax = axes(inputs)
+    assert front[ax.x].is_monotonic_increasing and front[ax.y].is_monotonic_decreasing

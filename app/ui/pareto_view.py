@@ -1,14 +1,17 @@
 """Pareto planner logic: inputs as one hashable value, candidates and frontier from planner.search, chart axes."""
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 
 import pandas as pd
 
 from planner.costs import HARDWARE, PATTERN_SPEEDUPS, hardware_profile, this_machine
 from planner.laws import default_law
-from planner.plan import Hardware
-from planner.search import DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, candidates, pareto_front
+from planner.plan import Hardware, TrainingPlan
+from planner.search import COST_COLUMNS, DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, Comparison, budget_optimal, \
+    lifetime_optimal, plan_from_candidate
 
 THIS_MACHINE = "this machine"
 HARDWARE_CHOICES = (*HARDWARE, THIS_MACHINE)
@@ -51,17 +54,23 @@ def pattern_speedups(pattern: str) -> tuple[float, float, float]:
     return PATTERN_SPEEDUPS[pattern]
 
 
-def candidate_table(inputs: PlannerInputs) -> pd.DataFrame:
-    """Every candidate under the Epoch-replication law applied with N_avg, with a readable id per row."""
-    common = dict(hardware=hardware(inputs), lifetime_tokens=inputs.lifetime_tokens, schedules=inputs.schedules,
-                  sparsities=inputs.sparsities)
+def search(inputs: PlannerInputs) -> Comparison:
+    """The search under the Epoch-replication law applied with N_avg: candidates, frontier, chosen plan and its
+    dense baselines (planner.search), with a readable `plan_id` on every row."""
+    common = dict(objective=inputs.units, hardware=hardware(inputs), lifetime_tokens=inputs.lifetime_tokens,
+                  schedules=inputs.schedules, sparsities=inputs.sparsities)
     if inputs.mode == "loss":
-        df = candidates(default_law(), target_loss=inputs.target_loss, **common)
+        comp = lifetime_optimal(default_law(), inputs.target_loss, **common)
     else:
-        df = candidates(default_law(), budget_flops=inputs.budget_flops, **common)
-    df["plan_id"] = (("d" + df["d_model"].astype(str)) + " · " + (df["final_sparsity"] * 100).round().astype(int)
-                     .astype(str) + "% · " + df["schedule"].astype(str))
-    return df
+        comp = budget_optimal(default_law(), inputs.budget_flops, **common)
+    return dataclasses.replace(comp, candidates=_labelled(comp.candidates), frontier=_labelled(comp.frontier),
+                               table=_labelled(comp.table))
+
+
+def _labelled(df: pd.DataFrame) -> pd.DataFrame:
+    pct = (df["final_sparsity"].astype(float) * 100).round().astype(int).astype(str)
+    return df.assign(plan_id="d" + df["d_model"].astype(int).astype(str) + " · " + pct + "% · "
+                     + df["schedule"].astype(str))
 
 
 @dataclass(frozen=True)
@@ -74,19 +83,40 @@ class Axes:
 
 def axes(inputs: PlannerInputs) -> Axes:
     """Target-loss mode: training vs inference cost at one loss. Budget mode: inference cost vs loss at one
-    training budget (every candidate spends the same training FLOPs there)."""
+    training budget (every candidate spends the same training FLOPs there). Columns as planner.search ranks them."""
+    train, infer, _ = COST_COLUMNS[inputs.units]
     usd = inputs.units == "usd"
-    train = ("train_usd", "Training cost (US$)") if usd else \
-        ("train_flops_effective", "Training compute, effective (FLOP)")
-    infer = ("inference_usd", "Lifetime inference cost (US$)") if usd else \
-        ("lifetime_inference_flops", "Lifetime inference compute (FLOP)")
+    train_title = "Training cost (US$)" if usd else "Training compute, effective (FLOP)"
+    infer_title = "Lifetime inference cost (US$)" if usd else "Lifetime inference compute (FLOP)"
     if inputs.mode == "loss":
-        return Axes(train[0], infer[0], train[1], infer[1])
-    return Axes(infer[0], "loss", infer[1], "Predicted loss (nats/token)")
+        return Axes(train, infer, train_title, infer_title)
+    return Axes(infer, "loss", infer_title, "Predicted loss (nats/token)")
 
 
-def frontier(df: pd.DataFrame, ax: Axes) -> pd.DataFrame:
-    return pareto_front(df, [ax.x, ax.y])
+def row(comp: Comparison, plan_id: str) -> pd.Series:
+    return comp.candidates[comp.candidates["plan_id"] == plan_id].iloc[0]
+
+
+def selected_plan(inputs: PlannerInputs, comp: Comparison, plan_id: str) -> TrainingPlan:
+    """The full TrainingPlan of a candidate (schedule in all bases, prediction, costs) for export and runs."""
+    name = re.sub(r"[^a-z0-9]+", "-", plan_id.lower()).strip("-")
+    return plan_from_candidate(row(comp, plan_id), default_law(), hardware(inputs),
+                               lifetime_tokens=inputs.lifetime_tokens, name=name)
+
+
+def versus_baselines(comp: Comparison, plan_id: str, units: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(plans, savings): the selected plan beside the search's dense baselines at the same loss (or budget), and
+    what it saves against each, absolute and as a share of the baseline (negative: it costs more)."""
+    baselines = comp.table.iloc[1:]
+    plans = pd.concat([row(comp, plan_id).to_frame("selected").T, baselines])
+    train, infer, total = COST_COLUMNS[units]
+    cols = (total, train, infer) if comp.objectives[0] != "loss" else ("loss", infer)  # headline first
+    chosen = plans.iloc[0]
+    label = {c: SUMMARY_FIELDS[c][0] for c in cols}
+    savings = pd.DataFrame({f"{label[c]} reduction": baselines[c] - chosen[c] for c in cols} |
+                           {f"{label[c]} reduction (%)": 100 * (baselines[c] - chosen[c]) / baselines[c]
+                            for c in cols})
+    return plans, savings
 
 
 def clicked_plan(event, selection: str = "pick") -> str | None:
@@ -95,17 +125,19 @@ def clicked_plan(event, selection: str = "pick") -> str | None:
     return picks[0].get("plan_id") if picks else None
 
 
-SUMMARY_FIELDS = {
-    "d_model": ("width d_model", "{:.0f}"), "n_layer": ("layers", "{:.0f}"), "final_sparsity": ("final sparsity", "{:.0%}"),
-    "schedule": ("schedule", "{}"), "n_avg": ("N_avg", "{:.4g}"), "n_final": ("N_final", "{:.4g}"),
-    "tokens": ("training tokens", "{:.4g}"), "loss": ("predicted loss", "{:.3f}"),
+SUMMARY_FIELDS = {  # column: (label, format) of the side-by-side table
+    "plan_id": ("plan", "{}"), "n_layer": ("layers", "{:.0f}"), "final_sparsity": ("final sparsity", "{:.0%}"),
+    "n_avg": ("N_avg", "{:.4g}"), "n_final": ("N_final", "{:.4g}"), "tokens": ("training tokens", "{:.4g}"),
+    "tokens_per_param": ("tokens / N_avg", "{:.1f}"), "loss": ("predicted loss", "{:.3f}"),
     "train_flops_effective": ("training FLOP (effective)", "{:.3g}"),
-    "lifetime_inference_flops": ("lifetime inference FLOP", "{:.3g}"),
+    "lifetime_inference_flops": ("lifetime inference FLOP", "{:.3g}"), "lifetime_flops": ("lifetime FLOP", "{:.3g}"),
     "train_usd": ("training $", "{:,.0f}"), "inference_usd": ("inference $", "{:,.0f}"),
+    "lifetime_usd": ("lifetime $", "{:,.0f}"), "extrapolated": ("extrapolated", "{}"),
 }
 
 
-def plan_summary(df: pd.DataFrame, plan_id: str) -> pd.DataFrame:
-    row = df[df["plan_id"] == plan_id].iloc[0]
-    return pd.DataFrame({"": [label for label, _ in SUMMARY_FIELDS.values()],
-                         "value": [fmt.format(row[k]) for k, (_, fmt) in SUMMARY_FIELDS.items()]})
+def side_by_side(plans: pd.DataFrame) -> pd.DataFrame:
+    """The plans as formatted columns (one per plan), rows labelled, for st.dataframe."""
+    return pd.DataFrame({name: [fmt.format(r[k]) for k, (_, fmt) in SUMMARY_FIELDS.items()]
+                         for name, r in plans.iterrows()},
+                        index=[label for label, _ in SUMMARY_FIELDS.values()])

@@ -10,13 +10,13 @@ from planner.costs import measure_matmul_flops
 
 
 @st.cache_data(show_spinner="Searching candidate plans…", max_entries=32)
-def _candidates(inputs):
-    return pv.candidate_table(inputs)
+def _search(inputs):
+    return pv.search(inputs)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _frontier(inputs):
-    return pv.frontier(_candidates(inputs), pv.axes(inputs))
+@st.cache_data(show_spinner=False, max_entries=64)
+def _plan(inputs, plan_id):
+    return pv.selected_plan(inputs, _search(inputs), plan_id)
 
 
 @st.cache_resource(show_spinner="Measuring this machine's matmul speed…")
@@ -34,11 +34,8 @@ st.caption("Law: Epoch AI's replication of Chinchilla applied with N_avg (the un
               "Every point spends the training budget; ") + "hollow triangles lie outside the validated regime.")
 
 with user_errors():
-    df, front = _candidates(inputs), _frontier(inputs)
-if df.empty:
-    st.error(f"No candidate reaches loss {inputs.target_loss:.2f}: raise the target above the law's floor.")
-    st.stop()
-
+    comp = _search(inputs)
+df, front = comp.candidates, comp.frontier
 ax = pv.axes(inputs)
 ids = front["plan_id"].tolist()
 clicked = pv.clicked_plan(st.session_state.get("pareto_chart"))
@@ -46,7 +43,7 @@ if clicked and clicked != st.session_state.get("pareto_last_click"):  # a new cl
     st.session_state["pareto_last_click"] = clicked
     state.select(clicked)
 if state.selected_id() not in set(df["plan_id"]):  # first visit, or the inputs changed the candidates
-    state.select(ids[0])
+    state.select(comp.best["plan_id"])  # the lifetime-optimal (or lowest-loss) plan
 selected = state.selected_id()
 chart_col, side = st.columns([3, 2], gap="large")
 with chart_col:
@@ -57,5 +54,14 @@ with chart_col:
     st.selectbox("Selected plan (frontier; or click any point)", options, key="pareto_pick",
                  on_change=lambda: state.select(st.session_state["pareto_pick"]))
 with side:
-    st.subheader("Selected plan")
-    st.dataframe(pv.plan_summary(df, selected), hide_index=True)
+    plans, savings = pv.versus_baselines(comp, selected, inputs.units)
+    st.subheader("Selected plan vs dense baselines")
+    headline = savings.columns[len(savings.columns) // 2]  # lifetime cost (loss mode) or loss (budget mode), in %
+    st.caption(f"{headline} against each baseline; positive: the selected plan is cheaper (or better).")
+    for col, (name, pct) in zip(st.columns(len(savings)), savings[headline].items()):
+        col.metric(f"vs {name}", f"{pct:+.1f}%")
+    st.dataframe(pv.side_by_side(plans), width="stretch")
+    with user_errors(stop=False):
+        plan = _plan(inputs, selected)
+        for warning in plan.prediction.warnings:
+            st.warning(warning)
