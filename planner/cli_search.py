@@ -1,0 +1,225 @@
+"""`planner plan` (export a training plan) and `planner frontier` (Pareto frontier and lifetime-optimal comparison).
+
+Laws are named presets (planner.laws.PRESETS); a Chinchilla preset is applied with N = N_avg (the unified law).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from planner import search
+from planner.costs import HARDWARE, LEDGER_COLUMNS, PATTERN_SPEEDUPS, PREFILL_SHARE, hardware_profile, this_machine
+from planner.errors import PlannerInputError
+from planner.ladder import scale_down, tiny_plan
+from planner.laws import DEFAULT_LAW, PRESETS as LAW_PRESETS, get_law
+from planner.plan import dump_plan, plan_to_yaml
+from planner.shapes import PRESETS as SHAPE_PRESETS, ModelShape
+
+PLAN_PRESETS = {"tiny": tiny_plan}
+DEFAULT_LIFETIME_TOKENS = 1e12
+THIS_MACHINE = "this-machine"
+SHOWN = ["d_model", "n_layer", "final_sparsity", "schedule", "n_avg", "n_final", "tokens", "tokens_per_param", "loss"]
+
+
+def _common(p) -> None:
+    p.add_argument("--law", choices=sorted(LAW_PRESETS), default=DEFAULT_LAW,
+                   help="scaling-law preset, applied with N_avg (unified)")
+    p.add_argument("--hardware", choices=[*sorted(HARDWARE), THIS_MACHINE], default="h100")
+    p.add_argument("--pattern", choices=sorted(PATTERN_SPEEDUPS), default="unstructured",
+                   help="sparsity pattern: sets the hardware's sparse-phase speedups")
+    p.add_argument("--usd-per-gpu-hour", type=float, help="override the hardware profile's price")
+    p.add_argument("--lifetime-tokens", type=float, default=DEFAULT_LIFETIME_TOKENS,
+                   help="tokens served over the model's life (prefill + decode)")
+    p.add_argument("--prefill-share", type=float, default=PREFILL_SHARE, help="share of lifetime tokens that are "
+                                                                                "prompt (prefill) tokens")
+    p.add_argument("--context", type=int, help="inference context for attention FLOPs (default: --seq-len)")
+    p.add_argument("--seq-len", type=int, default=search.DEFAULT_SEQ_LEN)
+    p.add_argument("--objective", choices=sorted(search.COST_COLUMNS), default="flops",
+                   help="lifetime cost: effective FLOPs, or dollars from wall-clock-equivalent GPU-hours")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("plan", help="export a training plan (YAML, or JSON by suffix)")
+    p.add_argument("--preset", choices=sorted(PLAN_PRESETS), help="a ready plan (tiny: trains in seconds on a CPU)")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--model", choices=sorted(SHAPE_PRESETS), help="a model-shape preset")
+    model.add_argument("--d-model", type=int, help="the search's Llama-style family at this width")
+    for flag in ("--n-layer", "--n-head", "--head-dim", "--d-ff", "--vocab"):
+        p.add_argument(flag, type=int, help="override the family shape (with --d-model)")
+    p.add_argument("--final-sparsity", type=float)
+    p.add_argument("--shape", choices=["dense", "one_shot", "linear", "cubic", "geometric"], default="geometric")
+    p.add_argument("--window-basis", choices=["tokens", "steps", "compute"], default="compute")
+    p.add_argument("--start", type=float, default=0.25, help="window start in --window-basis units")
+    p.add_argument("--end", type=float, default=0.75, help="window end in --window-basis units")
+    p.add_argument("--every-steps", type=int, help="geometric pruning frequency in steps")
+    tokens = p.add_mutually_exclusive_group()
+    tokens.add_argument("--tokens", type=float, help="training tokens (rounded to whole steps)")
+    tokens.add_argument("--tokens-per-param", type=float, help="training tokens per N_avg")
+    p.add_argument("--batch-size", type=int, default=search.DEFAULT_BATCH, help="sequences per optimizer step")
+    p.add_argument("--name", default="plan")
+    p.add_argument("--target-loss", type=float, help="with --optimal: the loss the lifetime-optimal plan reaches")
+    p.add_argument("--optimal", action="store_true", help="export the lifetime-optimal plan of the search")
+    p.add_argument("--ladder", metavar="DIR", help="also write the scaled-down validation ladder here")
+    p.add_argument("--out", help="output file (.yaml/.yml or .json); default: YAML on stdout")
+    _common(p)
+    p.set_defaults(func=run_plan)
+
+    f = sub.add_parser("frontier", help="Pareto frontier and the lifetime-optimal plan beside dense baselines")
+    mode = f.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--target-loss", type=float, help="every candidate reaches this loss; minimise cost")
+    mode.add_argument("--budget-flops", type=float, help="fixed training budget in FLOPs; minimise loss")
+    f.add_argument("--budget-ledger", choices=sorted(LEDGER_COLUMNS), default="effective",
+                   help="the training ledger the budget is counted in")
+    f.add_argument("--sparsities", help="comma-separated final sparsities (default 0,0.1,...,0.9)")
+    f.add_argument("--schedules", help=f"comma-separated schedule options from: {', '.join(search.SCHEDULE_OPTIONS)}")
+    out = f.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON object")
+    out.add_argument("--csv", metavar="OUT", help="also write the frontier to this CSV file")
+    _common(f)
+    f.set_defaults(func=run_frontier)
+
+
+def _setup(a) -> dict:
+    """Law, hardware and the inference assumptions shared by both commands."""
+    if a.lifetime_tokens < 0:
+        raise PlannerInputError(f"--lifetime-tokens must be >= 0, got {a.lifetime_tokens:g}")
+    if not 0 <= a.prefill_share <= 1:
+        raise PlannerInputError(f"--prefill-share {a.prefill_share} is outside [0, 1]")
+    if a.seq_len <= 0 or (a.context is not None and a.context <= 0):
+        raise PlannerInputError("--seq-len and --context must be positive")
+    law = get_law(a.law, form="unified") if LAW_PRESETS[a.law].form == "chinchilla" else get_law(a.law)
+    over = {} if a.usd_per_gpu_hour is None else {"usd_per_gpu_hour": a.usd_per_gpu_hour}
+    if a.usd_per_gpu_hour is not None and a.usd_per_gpu_hour < 0:
+        raise PlannerInputError(f"--usd-per-gpu-hour must be >= 0, got {a.usd_per_gpu_hour}")
+    hardware = this_machine(None, a.pattern, **over) if a.hardware == THIS_MACHINE else \
+        hardware_profile(a.hardware, a.pattern, **over)
+    return {"law": law, "hardware": hardware, "lifetime_tokens": a.lifetime_tokens, "context": a.context,
+            "prefill_share": a.prefill_share, "seq_len": a.seq_len}
+
+
+def _model(a) -> ModelShape:
+    if a.model:
+        return SHAPE_PRESETS[a.model]
+    if a.d_model is None:
+        raise PlannerInputError("give --preset, --model, --d-model, or --target-loss with --optimal")
+    if a.d_model <= 0:
+        raise PlannerInputError(f"--d-model must be positive, got {a.d_model}")
+    base = search.family_shape(a.d_model)
+    over = {k: v for k, v in (("n_layer", a.n_layer), ("n_head", a.n_head), ("head_dim", a.head_dim),
+                              ("d_ff", a.d_ff), ("vocab", a.vocab)) if v is not None}
+    for key, value in over.items():
+        if value <= 0:
+            raise PlannerInputError(f"--{key.replace('_', '-')} must be positive, got {value}")
+    try:
+        return ModelShape(**{**base.model_dump(), **over})
+    except ValueError as exc:  # pydantic's ValidationError: heads that do not divide
+        raise PlannerInputError(f"--d-model/--n-head/--head-dim: {exc.errors()[0]['msg']}") from None
+
+
+def run_plan(a) -> int:
+    if a.final_sparsity is not None and not 0 <= a.final_sparsity < 1:
+        raise PlannerInputError(f"--final-sparsity {a.final_sparsity} is outside [0, 1)")
+    if a.preset:
+        plan = PLAN_PRESETS[a.preset](**({} if a.final_sparsity is None else {"final_sparsity": a.final_sparsity}))
+    elif a.optimal:
+        if a.target_loss is None:
+            raise PlannerInputError("--optimal needs --target-loss")
+        setup = _setup(a)
+        best = search.lifetime_optimal(target_loss=a.target_loss, objective=a.objective,
+                                       sparsities=_pattern_sparsities(a.pattern, None), **setup).best
+        plan = search.plan_from_candidate(best, batch_size=a.batch_size, name=a.name, **setup,
+                                          pattern=a.pattern if best["final_sparsity"] > 0 else "unstructured")
+    else:
+        if a.target_loss is not None:
+            raise PlannerInputError("--target-loss goes with --optimal")
+        plan = search.build_plan(
+            _model(a), 0.5 if a.final_sparsity is None else a.final_sparsity, a.shape, window_basis=a.window_basis,
+            start=a.start, end=a.end, every_steps=a.every_steps, pattern=a.pattern, tokens=a.tokens,
+            tokens_per_param=a.tokens_per_param, batch_size=a.batch_size, name=a.name, **_setup(a))
+    if a.out:
+        _write(plan, Path(a.out), "--out")
+        print(f"wrote {a.out}: plan '{plan.name}', N_avg {plan.derived.n_avg:,.0f}, {plan.budget.tokens:,} tokens"
+              + (f", predicted loss {plan.prediction.loss:.4f}" if plan.prediction else ""))
+    else:
+        print(plan_to_yaml(plan), end="")
+    if plan.prediction:
+        for warning in plan.prediction.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    if a.ladder:
+        for rung in scale_down(plan):
+            _write(rung, Path(a.ladder) / f"{rung.name}.yaml", "--ladder")
+        print(f"wrote the validation ladder of {plan.name} to {a.ladder}")
+    return 0
+
+
+def _write(plan, path: Path, flag: str) -> None:
+    try:
+        dump_plan(plan, path)
+    except OSError as exc:
+        raise PlannerInputError(f"{flag} {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _floats(text: str | None, flag: str):
+    if text is None:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise PlannerInputError(f"{flag} {text!r}: give comma-separated numbers") from None
+
+
+def _pattern_sparsities(pattern: str, given):
+    """The sparsities a pattern allows: 2:4 ends at 0.5 (its speedups must not reach other sparsities)."""
+    allowed = (0.0, 0.5) if pattern == "2:4" else None
+    sparsities = given or allowed or search.DEFAULT_SPARSITIES
+    if any(not 0 <= s < 1 for s in sparsities):
+        raise PlannerInputError(f"--sparsities {','.join(map(str, sparsities))}: each must lie in [0, 1)")
+    if allowed and set(sparsities) - set(allowed):
+        raise PlannerInputError(f"--sparsities: the 2:4 pattern allows only 0 and 0.5, got {sparsities}")
+    return sparsities
+
+
+def run_frontier(a) -> int:
+    setup = _setup(a)
+    sparsities = _pattern_sparsities(a.pattern, _floats(a.sparsities, "--sparsities"))
+    schedules = tuple(a.schedules.split(",")) if a.schedules else search.DEFAULT_SCHEDULES
+    unknown = [s for s in schedules if s not in search.SCHEDULE_OPTIONS]
+    if unknown:
+        raise PlannerInputError(f"--schedules: unknown option {unknown[0]!r}; choose from "
+                                f"{', '.join(search.SCHEDULE_OPTIONS)}")
+    kw = dict(objective=a.objective, sparsities=sparsities, schedules=schedules, **setup)
+    if a.target_loss is not None:
+        result = search.lifetime_optimal(target_loss=a.target_loss, **kw)
+    else:
+        result = search.budget_optimal(budget_flops=a.budget_flops, budget_ledger=a.budget_ledger, **kw)
+    costs = list(search.COST_COLUMNS[a.objective])
+    if a.csv:
+        try:
+            result.frontier.to_csv(a.csv, index=False)
+        except OSError as exc:
+            raise PlannerInputError(f"--csv {a.csv}: cannot write ({exc.strerror or exc})") from None
+    if a.json:
+        records = (lambda df: json.loads(df.to_json(orient="records")))
+        print(json.dumps({"mode": "target_loss" if a.target_loss is not None else "budget",
+                          "objective": a.objective, "objectives": list(result.objectives),
+                          "frontier": records(result.frontier),
+                          "comparison": records(result.table.reset_index()),
+                          "savings": records(result.savings.reset_index())}))
+        return 0
+    head = (f"target loss {a.target_loss}" if a.target_loss is not None else
+            f"training budget {a.budget_flops:.3g} FLOPs ({a.budget_ledger})")
+    print(f"Pareto frontier at {head}: {len(result.frontier)} of {len(result.candidates):,} candidates, "
+          f"minimising {' and '.join(result.objectives)}")
+    print(_format(result.frontier[SHOWN + costs + ["extrapolated"]]))
+    print(f"\nComparison ({a.objective}; lifetime inference {a.lifetime_tokens:.3g} tokens on {setup['hardware'].name}):")
+    print(_format(result.table[SHOWN + costs + ["extrapolated"]]))
+    print("\nSaved by the first plan against each baseline:")
+    print(_format(result.savings))
+    return 0
+
+
+def _format(df: pd.DataFrame) -> str:
+    return df.to_string(float_format=lambda x: f"{x:.4g}")
