@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+import pandas as pd
 import yaml
 
 from planner.ladder import scale_down
@@ -34,3 +35,11 @@ def ladder_zip_bytes(plans: list[TrainingPlan]) -> bytes:
         for p in plans:
             zf.writestr(f"{p.name}.yaml", plan_to_yaml(p))
     return buf.getvalue()
+
+
+def ladder_table(plans: list[TrainingPlan]) -> pd.DataFrame:
+    """One row per rung for display."""
+    return pd.DataFrame([{"plan": p.name, "layers": p.model.n_layer, "d_model": p.model.d_model,
+                          "d_ff": p.model.d_ff, "final sparsity": p.schedule.final_sparsity,
+                          "N_avg": p.derived.n_avg, "N_final": p.derived.n_final, "steps": p.budget.steps,
+                          "tokens": p.budget.tokens} for p in plans])

@@ -9,16 +9,6 @@ from app.ui.inputs import planner_inputs
 from planner.costs import measure_matmul_flops
 
 
-@st.cache_data(show_spinner="Searching candidate plans…", max_entries=32)
-def _search(inputs):
-    return pv.search(inputs)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _plan(inputs, plan_id):
-    return pv.selected_plan(inputs, _search(inputs), plan_id)
-
-
 @st.cache_resource(show_spinner="Measuring this machine's matmul speed…")
 def _machine_peak():
     return measure_matmul_flops()
@@ -34,7 +24,7 @@ st.caption("Law: Epoch AI's replication of Chinchilla applied with N_avg (the un
               "Every point spends the training budget; ") + "hollow triangles lie outside the validated regime.")
 
 with user_errors():
-    comp = _search(inputs)
+    comp = state.search(inputs)
 df, front = comp.candidates, comp.frontier
 ax = pv.axes(inputs)
 ids = front["plan_id"].tolist()
@@ -62,6 +52,6 @@ with side:
         col.metric(f"vs {name}", f"{pct:+.1f}%")
     st.dataframe(pv.side_by_side(plans), width="stretch")
     with user_errors(stop=False):
-        plan = _plan(inputs, selected)
+        plan = state.current_plan()
         for warning in plan.prediction.warnings:
             st.warning(warning)
