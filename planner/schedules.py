@@ -31,7 +31,8 @@ _EPS = 1e-9  # guards floor() against round-off when event times come from integ
 
 
 def _geometric_every(start, end, every):
-    return np.where(np.isnan(every), (end - start) / DEFAULT_EVENTS, every)
+    # A zero-width window holds one event whatever the spacing; 1.0 keeps (t - start) / every finite there.
+    return np.where(np.isnan(every), np.where(end > start, (end - start) / DEFAULT_EVENTS, 1.0), every)
 
 
 def _geometric_events(start, end, every):
