@@ -1,0 +1,107 @@
+"""The plan schema: exact YAML/JSON round trips, hand-typed numbers, stale derived fields, the validation ladder."""
+import json
+
+import pytest
+import yaml
+from hypothesis import given, settings, strategies as st
+
+from planner.errors import PlannerInputError
+from planner.ladder import scale_down, tiny_plan
+from planner.plan import (Budget, load_plan, make_plan, plan_from_text, plan_to_dict, plan_to_json, plan_to_yaml,
+                          dump_plan, resolve_schedule)
+from planner.search import build_plan
+from planner.shapes import PRESETS, ModelShape
+
+SMALL = ModelShape(n_layer=2, d_model=64, n_head=4, d_ff=192, vocab=256)
+
+
+@st.composite
+def plans(draw):
+    shape = draw(st.sampled_from(["dense", "one_shot", "linear", "cubic", "geometric"]))
+    steps = draw(st.integers(20, 5000))
+    basis = draw(st.sampled_from(["tokens", "compute"]))
+    start = draw(st.floats(0.0, 0.6))
+    end = draw(st.floats(start, 1.0))
+    s_f = draw(st.floats(0.0, 0.95))
+    every = draw(st.one_of(st.none(), st.integers(1, 50))) if shape == "geometric" else None
+    sched = resolve_schedule(SMALL, steps, shape, s_f, basis, start, end, every_steps=every)
+    batch = draw(st.integers(1, 32))
+    budget = Budget(tokens=steps * batch * 64, seq_len=64, batch_size=batch, steps=steps,
+                    lr=draw(st.floats(1e-6, 1e-1)))
+    return make_plan(SMALL, sched, budget, draw(st.sampled_from(["total", "non_embedding"])), name="h")
+
+
+@settings(max_examples=40, deadline=None)
+@given(plans())
+def test_yaml_and_json_round_trips_are_exact(plan):
+    assert plan_from_text(plan_to_yaml(plan)) == plan
+    assert plan_from_text(plan_to_json(plan), fmt="json") == plan
+
+
+def test_a_full_plan_round_trips_through_files(tmp_path):
+    plan = build_plan(PRESETS["llama2-70m"], 0.6, tokens=2e9, lifetime_tokens=1e11, name="full")
+    assert plan.law and plan.prediction and plan.hardware and plan.costs
+    for suffix in (".yaml", ".json"):
+        assert load_plan(dump_plan(plan, tmp_path / f"p{suffix}")) == plan
+    assert json.loads((tmp_path / "p.json").read_text())["schema_version"] == 1
+
+
+def test_hand_typed_exponents_load_as_numbers():
+    data = plan_to_dict(tiny_plan())
+    text = plan_to_yaml(tiny_plan())
+    text = text.replace(f"tokens: {data['budget']['tokens']}", "tokens: 1e18")
+    text = text.replace(f"steps: {data['budget']['steps']}", f"steps: {10**18 // (16 * 64)}")
+    text = text.replace(f"lr: {data['budget']['lr']}", "lr: 3e-3")
+    assert "1e18" in text and "3e-3" in text
+    plan = plan_from_text(text)
+    assert plan.budget.tokens == 10**18 and isinstance(plan.budget.tokens, int)
+    assert plan.budget.lr == 3e-3
+    assert yaml.safe_load("x: 1e18")["x"] == "1e18"  # why the loader needs its resolver
+
+
+def test_stale_derived_n_avg_is_rejected_naming_the_field():
+    data = plan_to_dict(tiny_plan())
+    data["derived"]["n_avg"] *= 1.01
+    with pytest.raises(PlannerInputError, match=r"derived\.n_avg"):
+        plan_from_text(yaml.safe_dump(data), "edited.yaml")
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: d["schedule"].update(final_sparsity=1.0), "schedule.final_sparsity"),
+    (lambda d: d["budget"].update(tokens=123), "budget"),
+    (lambda d: d["model"].update(colour="red"), "model.colour"),
+    (lambda d: d.update(schema_version=2), "schema_version"),
+])
+def test_bad_fields_give_one_line_naming_them(edit, field):
+    data = plan_to_dict(tiny_plan())
+    edit(data)
+    with pytest.raises(PlannerInputError) as err:
+        plan_from_text(yaml.safe_dump(data), "bad.yaml")
+    assert field in str(err.value) and "\n" not in str(err.value) and str(err.value).startswith("bad.yaml")
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(PlannerInputError, match="no such plan file"):
+        load_plan(tmp_path / "absent.yaml")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(PlannerInputError, match="not valid YAML"):
+        load_plan(tmp_path / "broken.yaml")
+
+
+def test_compute_window_is_recorded_in_all_three_bases():
+    sched = resolve_schedule(PRESETS["llama2-1b"], 25050, "geometric", 0.8, "compute", 0.25, 0.75, every_steps=100)
+    assert sched.start == sched.start_step / 25050 and sched.end == sched.end_step / 25050
+    assert sched.compute_start == pytest.approx(0.25, abs=0.005) and sched.compute_end == pytest.approx(0.75, abs=0.005)
+    assert (sched.end_step - sched.start_step) % 100 == 0
+
+
+@pytest.mark.parametrize("plan", [tiny_plan(), build_plan(PRESETS["llama2-1b"], 0.8, tokens_per_param=50)],
+                         ids=["tiny", "llama2-1b-80p"])
+def test_scale_down_gives_dense_partners_at_matched_n_avg(plan):
+    ladder = scale_down(plan)
+    assert len(ladder) == 6
+    for sparse, dense in zip(ladder[::2], ladder[1::2]):
+        assert dense.schedule.shape == "dense" and dense.derived.n_avg == dense.derived.n_total
+        assert abs(dense.derived.n_avg / sparse.derived.n_avg - 1) < 0.005
+        assert dense.budget.tokens == sparse.budget.tokens
+        assert sparse.schedule.final_sparsity == plan.schedule.final_sparsity
