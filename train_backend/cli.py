@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -16,7 +17,7 @@ from planner.errors import PlannerInputError
 from planner.plan import load_plan, plan_from_text
 from train_backend import checkpoint, registry
 from train_backend.export import export_hf
-from train_backend.train import NonFiniteLoss, Options, run
+from train_backend.train import NonFinite, Options, run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,9 +62,11 @@ def _train(args) -> int:
                    ckpt_every=args.ckpt_every, threads=args.threads, bin_dtype=args.bin_dtype)
     try:
         summary = run(plan, opts, str(args.plan))
-    except NonFiniteLoss as exc:
+    except NonFinite as exc:
         print(f"run failed: {exc}; the last good checkpoint is kept", file=sys.stderr)
         return 1
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     print(summary["run_id"])
     if summary["status"] == "cancelled":
         print(f"cancelled at step {summary['steps']}; resume with --resume {summary['run_id']}", file=sys.stderr)

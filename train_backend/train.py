@@ -42,8 +42,8 @@ class Options:
     bin_dtype: str | None = None
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
+class NonFinite(RuntimeError):
+    """A non-finite loss or weights: the run stops as failed and keeps its last finite checkpoint."""
 
 
 def lr_at(step: int, plan: TrainingPlan) -> float:
@@ -141,7 +141,7 @@ def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
     try:
         return _train(plan, opts, run_id, Path(run_dir), resuming, device, rank, world)
     except Exception as exc:
-        if rank == 0 and not isinstance(exc, NonFiniteLoss):  # that one is recorded where it is raised
+        if rank == 0 and not isinstance(exc, NonFinite):  # that one is recorded where it is raised
             registry.update_run(opts.runs_dir, run_id, status="failed", finished_at=time.time(),
                                 error=f"{type(exc).__name__}: {exc}")
         raise
@@ -217,6 +217,8 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
     loss_val, status = float("nan"), "finished"
 
     def save(next_step: int):
+        if not all(bool(torch.isfinite(p).all()) for p in raw.parameters()):
+            raise NonFinite(f"non-finite weights after step {next_step - 1}")
         if rank == 0:
             metrics.flush()
             checkpoint.save(run_dir, {
@@ -246,7 +248,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                 total /= world
             loss_val = total.item()
             if not math.isfinite(loss_val):
-                raise NonFiniteLoss(f"non-finite loss ({loss_val}) at step {step}")
+                raise NonFinite(f"non-finite loss ({loss_val}) at step {step}")
             torch.nn.utils.clip_grad_norm_(raw.parameters(), b.grad_clip)
             lr = lr_at(step, plan)
             for g in optimizer.param_groups:
@@ -279,7 +281,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
             if stop:
                 status = "cancelled"
                 break
-    except NonFiniteLoss as exc:
+    except NonFinite as exc:
         status = "failed"
         if rank == 0:
             registry.update_run(opts.runs_dir, run_id, status="failed", error=str(exc), finished_at=time.time())
