@@ -31,7 +31,7 @@ from planner.laws import N_COLUMN, Law, default_law
 from planner.plan import Budget, Hardware, Prediction, TrainingPlan, make_plan, resolve_schedule
 from planner.runs import seed_pairs
 from planner.schedules import mean_density, n_of_t, window_from_compute
-from planner.shapes import ModelShape
+from planner.shapes import PRESETS, ModelShape
 
 VOCAB = 32000
 ASPECT = 128  # d_model per layer
@@ -71,9 +71,10 @@ DEFAULT_SCHEDULES = ("geometric 25-75", "cubic 25-75", "linear 25-75", "geometri
 
 # --- validated regimes ---------------------------------------------------------------------------------------------
 
-# The seed validated N_avg of 58M-468M at 1x-20x Chinchilla-optimal tokens (~20 tokens per parameter), plus the four
-# ~1B pairs (planner.runs.seed_pairs). A preset law's validated region is the log-space hull of both (total params).
-SEED_N_AVG, SEED_TOKENS_PER_PARAM = (58e6, 468e6), (20.0, 400.0)
+# The seed validated N_avg of 58M (its llama2-70m, exactly) to 468M at 1x-20x Chinchilla-optimal tokens (~20 tokens
+# per parameter), plus the four ~1B pairs (planner.runs.seed_pairs). A preset law's validated region is the
+# log-space hull of both (total params).
+SEED_N_AVG, SEED_TOKENS_PER_PARAM = (PRESETS["llama2-70m"].total, 468e6), (20.0, 400.0)
 REGIME_MARGIN = 0.20  # "about 25% of compute" dense before and sparse recovery after: flag below 20%
 SCHEDULE_OK, SCHEDULE_OUTSIDE, SCHEDULE_EDGE = 0, 1, 2
 SCHEDULE_WARNINGS = {
