@@ -1,0 +1,157 @@
+"""`python -m planner` plan / frontier / schedule / check: outputs, files, and one-line exit-2 errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.cli import main
+from planner.ladder import tiny_plan
+from planner.plan import load_plan, plan_to_dict, plan_to_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--sparsities", "0,0.5,0.8", "--schedules", "geometric 25-75"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(capsys, argv, *needles):
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (out, err)
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    for needle in needles:
+        assert needle in err
+
+
+def test_quick_start_writes_the_tiny_plan(tmp_path):
+    """The README's first command, as a user runs it."""
+    out = tmp_path / "plan.yaml"
+    proc = subprocess.run([sys.executable, "-m", "planner", "plan", "--preset", "tiny", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert load_plan(out) == tiny_plan()
+
+
+def test_plan_from_a_model_preset_with_ladder(capsys, tmp_path):
+    out, ladder = tmp_path / "p.json", tmp_path / "ladder"
+    code, stdout, _ = run(capsys, "plan", "--model", "llama2-70m", "--final-sparsity", "0.6", "--shape", "geometric",
+                          "--window-basis", "compute", "--tokens", "2e9", "--law", "epoch-replication",
+                          "--hardware", "a100", "--lifetime-tokens", "1e11", "--out", str(out), "--ladder", str(ladder))
+    assert code == 0 and "wrote" in stdout
+    plan = load_plan(out)
+    assert json.loads(out.read_text())["schedule"]["final_sparsity"] == 0.6
+    assert plan.law.form == "unified" and plan.hardware.peak_flops == 312e12
+    assert plan.costs.lifetime_inference_tokens == 1e11 and abs(plan.budget.tokens - 2e9) <= 512 * 2048
+    assert sorted(p.name for p in ladder.iterdir()) == sorted(f"plan-r{i}-{k}.yaml" for i in range(3)
+                                                              for k in ("sparse", "dense"))
+    assert all(load_plan(p).derived.n_avg > 0 for p in ladder.iterdir())
+
+
+def test_plan_from_the_family_to_stdout(capsys):
+    code, stdout, _ = run(capsys, "plan", "--d-model", "1024", "--final-sparsity", "0.5", "--tokens-per-param", "80",
+                          "--pattern", "2:4")
+    assert code == 0
+    data = yaml.safe_load(stdout)
+    assert data["model"]["d_model"] == 1024 and data["model"]["n_layer"] == 8
+    assert data["schedule"]["pattern"] == "2:4" and data["hardware"]["speedup_train"] == 1.2
+
+
+def test_optimal_plan_reaches_the_target(capsys, tmp_path):
+    out = tmp_path / "opt.yaml"
+    code, _, _ = run(capsys, "plan", "--target-loss", "2.6", "--optimal", "--lifetime-tokens", "1e13",
+                     "--out", str(out))
+    assert code == 0
+    plan = load_plan(out)
+    assert plan.prediction.loss == pytest.approx(2.6, abs=2e-3) and plan.schedule.final_sparsity > 0
+
+
+def test_frontier_target_loss_table_and_csv(capsys, tmp_path):
+    csv = tmp_path / "front.csv"
+    code, stdout, _ = run(capsys, "frontier", "--target-loss", "2.6", "--lifetime-tokens", "1e13", "--csv", str(csv),
+                          *FAST)
+    assert code == 0
+    assert "Pareto frontier at target loss 2.6" in stdout and "lifetime-optimal" in stdout
+    assert "dense Chinchilla-optimal" in stdout and "saved_lifetime_flops_pct" in stdout
+    assert csv.read_text().startswith("d_model,")
+
+
+def test_frontier_json_in_both_modes(capsys):
+    code, stdout, _ = run(capsys, "frontier", "--target-loss", "2.6", "--json", "--objective", "usd", *FAST)
+    data = json.loads(stdout)
+    assert code == 0 and data["mode"] == "target_loss" and data["objectives"] == ["train_usd", "inference_usd"]
+    assert [r["plan"] for r in data["comparison"]] == ["lifetime-optimal", "dense inference-aware",
+                                                       "dense Chinchilla-optimal"]
+    assert all(abs(r["loss"] - 2.6) < 1e-9 for r in data["frontier"])
+    code, stdout, _ = run(capsys, "frontier", "--budget-flops", "1e21", "--json", *FAST)
+    data = json.loads(stdout)
+    assert code == 0 and data["mode"] == "budget" and data["comparison"][0]["plan"] == "lowest loss"
+
+
+def test_schedule_subcommand_reproduces_the_seed_80p_card(capsys):
+    code, stdout, _ = run(capsys, "schedule", "--shape", "geometric", "--final-sparsity", "0.8", "--start-step",
+                          "2500", "--end-step", "12600", "--every", "100", "--total-steps", "25050", "--model",
+                          "llama2-1b", "--json")
+    data = json.loads(stdout)
+    assert code == 0 and abs(data["mean_density"] - 0.3984) < 1e-3 and data["n_final"] < data["n_avg"]
+
+
+def test_check_subcommand(capsys, tmp_path):
+    path = tmp_path / "plan.yaml"
+    path.write_text(plan_to_yaml(tiny_plan()))
+    code, stdout, _ = run(capsys, "check", str(path))
+    assert code == 0 and "valid plan 'tiny'" in stdout
+    code, stdout, _ = run(capsys, "check", str(path), "--json")
+    assert json.loads(stdout)["valid"] is True
+
+
+def test_check_reads_hand_typed_1e18(capsys, tmp_path):
+    data = plan_to_dict(tiny_plan())
+    text = plan_to_yaml(tiny_plan()).replace(f"tokens: {data['budget']['tokens']}", "tokens: 1e18").replace(
+        f"steps: {data['budget']['steps']}", f"steps: {10**18 // 1024}")
+    path = tmp_path / "typed.yaml"
+    path.write_text(text)
+    code, stdout, _ = run(capsys, "check", str(path), "--json")
+    assert code == 0 and json.loads(stdout)["tokens"] == 10**18
+
+
+def test_check_bad_field_and_missing_file(capsys, tmp_path):
+    data = plan_to_dict(tiny_plan())
+    data["schedule"]["final_sparsity"] = 1.5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    assert_one_line_error(capsys, ["check", str(bad)], "bad.yaml", "schedule.final_sparsity")
+    data = plan_to_dict(tiny_plan())
+    data["derived"]["n_avg"] += 1000
+    bad.write_text(yaml.safe_dump(data))
+    assert_one_line_error(capsys, ["check", str(bad)], "derived.n_avg")
+    assert_one_line_error(capsys, ["check", str(tmp_path / "absent.yaml")], "absent.yaml", "no such plan file")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["plan", "--model", "llama2-1b", "--final-sparsity", "1.0", "--tokens", "1e9"], "--final-sparsity"),
+    (["plan", "--preset", "huge"], "--preset"),
+    (["plan", "--model", "llama2-7b", "--tokens", "1e9"], "--model"),
+    (["plan", "--model", "tiny", "--tokens", "1e9", "--tokens-per-param", "20"], "--tokens-per-param"),
+    (["plan", "--model", "tiny"], "--tokens"),
+    (["plan", "--d-model", "1000", "--tokens", "1e9"], "--d-model"),
+    (["plan", "--optimal"], "--target-loss"),
+    (["plan", "--model", "tiny", "--tokens", "1e6", "--out", "/proc/no/such/dir/p.yaml"], "--out"),
+    (["frontier"], "--target-loss"),
+    (["frontier", "--target-loss", "1.0"], "raise the target"),
+    (["frontier", "--target-loss", "2.6", "--sparsities", "0,1.2"], "--sparsities"),
+    (["frontier", "--target-loss", "2.6", "--sparsities", "a,b"], "--sparsities"),
+    (["frontier", "--target-loss", "2.6", "--schedules", "zigzag"], "--schedules"),
+    (["frontier", "--target-loss", "2.6", "--pattern", "2:4", "--sparsities", "0.3"], "2:4"),
+    (["frontier", "--budget-flops", "-5"], "--budget-flops"),
+    (["frontier", "--target-loss", "2.6", "--hardware", "tpu"], "--hardware"),
+    (["frontier", "--target-loss", "2.6", "--lifetime-tokens", "-1"], "--lifetime-tokens"),
+    (["schedule", "--final-sparsity", "1.0"], "--final-sparsity"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
+    assert_one_line_error(capsys, argv, needle)
