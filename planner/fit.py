@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from planner.errors import PlannerInputError
 from planner.laws import N_COLUMN, PARAM_NAMES, Law, chinchilla, chinchilla_terms, optimal_n_exponent
 from planner.runs import load_runs
 
@@ -328,7 +329,7 @@ def bootstrap(runs, form="unified", n_boot=1000, seed=0, by_group=False, level=0
     rng = np.random.default_rng(seed)
     if by_group:
         if "group" not in table.columns:
-            raise ValueError("by_group bootstrap needs a 'group' column in the runs table")
+            raise PlannerInputError("runs table: column 'group' is missing; a by-group bootstrap resamples groups")
         codes, uniques = pd.factorize(table["group"])
         weights = rng.multinomial(len(uniques), np.full(len(uniques), 1 / len(uniques)), size=n_boot)[:, codes]
     else:

@@ -1,0 +1,192 @@
+"""Fitting: objective and gradient, the batched optimiser, recovery of known laws, bootstrap, held-out, CLI."""
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import approx_fprime, minimize
+
+from planner import cli_fit
+from planner.errors import PlannerInputError
+from planner.fit import (LawFitter, batched_bfgs, bootstrap, compare_forms, design, heldout_errors, objective,
+                         start_grid)
+from planner.laws import Law, get_law
+from planner.runs import load_runs
+
+TRUTH = get_law("epoch-replication")
+
+
+def dense_runs(noise=0.01, seed=1, sizes=8, token_counts=6):
+    """A model-size x token grid over Chinchilla's ranges, loss from the Epoch law with log-normal noise."""
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.geomspace(5e7, 5e9, sizes), token_counts)
+    d = np.tile(np.geomspace(5e9, 2e11, token_counts), sizes)
+    loss = TRUTH.predict(n, d) * np.exp(rng.normal(0, noise, n.size))
+    return pd.DataFrame({"n": n, "tokens": d, "loss": loss, "group": np.repeat(np.arange(sizes), token_counts)})
+
+
+def sparse_runs(noise=0.005, seed=2):
+    """Dense and pruned runs whose loss follows the Epoch law in N_avg (the unified hypothesis holds)."""
+    rng = np.random.default_rng(seed)
+    n0, d, s = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 3e9, 5), np.geomspace(1e10, 2e11, 4),
+                                               [0.0, 0.5, 0.8], indexing="ij"))
+    n_final = n0 * (1 - s)
+    n_avg = n0 * (1 - 0.55 * s)  # pruning ends partway through, so the average lies between start and end
+    loss = TRUTH.predict(n_avg, d) * np.exp(rng.normal(0, noise, n0.size))
+    return pd.DataFrame({"loss": loss, "tokens": d, "n_avg": n_avg, "n_final": n_final, "sparsity": s,
+                         "group": np.round(n0).astype(int)})
+
+
+@pytest.fixture(scope="module")
+def dense():
+    return dense_runs()
+
+
+@pytest.fixture(scope="module")
+def dense_fit(dense):
+    return LawFitter("chinchilla", grid="coarse").fit(dense)
+
+
+@pytest.mark.parametrize("form", ["chinchilla", "frantar"])
+def test_gradient_matches_finite_differences(form):
+    runs = load_runs(sparse_runs(), form)
+    F, y = design(form, runs)
+    rng = np.random.default_rng(0)
+    theta = start_grid(form, "coarse")[rng.choice(100, 3)] + rng.normal(0, 0.1, (3, F.shape[2]))
+    weights = rng.integers(0, 3, (3, len(runs))).astype(float)
+    for reduce in ("sum", "mean"):
+        _, grad = objective(theta, F, y, delta=0.05, weights=weights, reduce=reduce)
+        for i in range(3):
+            fd = approx_fprime(theta[i], lambda t: objective(t, F, y, 0.05, weights[i:i + 1], reduce)[0][0], 1e-7)
+            np.testing.assert_allclose(grad[i], fd, rtol=1e-4, atol=1e-7)
+
+
+def test_batched_bfgs_does_at_least_as_well_as_scipy_per_start(dense):
+    F, y = design("chinchilla", load_runs(dense, "chinchilla"))
+    starts = start_grid("chinchilla", "coarse")[::40]
+    _, f, n_iter, _ = batched_bfgs(starts, F, y)
+    scipy_f = np.array([minimize(lambda t: tuple(v[0] for v in objective(t, F, y)), s, jac=True,
+                                 method="L-BFGS-B").fun for s in starts])
+    assert f.min() <= scipy_f.min() * (1 + 1e-9)
+    assert np.median(f) <= np.median(scipy_f) and (n_iter > 0).all()
+
+
+def test_summed_huber_converges_where_the_mean_stops_early(dense):
+    """The Epoch correction: with the mean, L-BFGS-B's relative-decrease test (floored at 1) fires too soon."""
+    F, y = design("chinchilla", load_runs(dense, "chinchilla"))
+    summed, meaned = [], []
+    for s in start_grid("chinchilla", "coarse")[::25]:
+        for reduce, out in (("sum", summed), ("mean", meaned)):
+            res = minimize(lambda t: tuple(v[0] for v in objective(t, F, y, reduce=reduce)), s, jac=True,
+                           method="L-BFGS-B")
+            out.append(objective(res.x, F, y)[0][0])  # judged on the summed objective either way
+    summed, meaned = np.array(summed), np.array(meaned)
+    assert np.mean(meaned > summed * 1.01) > 0.3
+    assert not np.any(summed > meaned * 1.01)
+
+
+def test_fit_recovers_predictions_and_exponent_of_a_known_law(dense, dense_fit):
+    assert dense_fit.n_runs == len(dense) and dense_fit.n_starts == len(start_grid("chinchilla", "coarse"))
+    assert 1 <= dense_fit.n_starts_at_best <= dense_fit.n_starts and 0 <= dense_fit.n_capped < dense_fit.n_starts
+    n, d = np.geomspace(5e7, 5e9, 7), np.geomspace(5e9, 2e11, 7)
+    np.testing.assert_allclose(dense_fit.law.predict(n, d), TRUTH.predict(n, d), rtol=0.01)
+    assert dense_fit.optimal_n_exponent == pytest.approx(TRUTH.optimal_n_exponent, abs=0.06)
+    assert dense_fit.params["E"] == pytest.approx(TRUTH.params["E"], rel=0.1)
+    resid = dense_fit.law.predict(dense["n"], dense["tokens"]) - dense["loss"]
+    assert dense_fit.rmse == pytest.approx(np.sqrt(np.mean(resid ** 2)))
+    assert dense_fit.mae == pytest.approx(np.mean(np.abs(resid)))
+
+
+def test_fit_is_near_exact_on_nearly_noiseless_data():
+    runs = dense_runs(noise=0.002)
+    fit = LawFitter("chinchilla", grid="coarse").fit(runs)
+    assert fit.rmse < 0.01
+    for k in ("alpha", "beta"):
+        assert fit.params[k] == pytest.approx(TRUTH.params[k], rel=0.03)
+
+
+def test_fitter_predict_uses_the_forms_n_column():
+    runs = sparse_runs()
+    fitter = LawFitter("unified", grid="coarse")
+    law = fitter.fit(runs).law
+    assert isinstance(law, Law) and law.form == "unified" and "fitted" in law.provenance
+    np.testing.assert_allclose(fitter.predict(runs), law.predict(runs["n_avg"], runs["tokens"]))
+    with pytest.raises(RuntimeError):
+        LawFitter("unified").predict(runs)
+
+
+def test_frantar_fit_recovers_a_known_sparse_law():
+    truth = Law(form="frantar", params=dict(a=300.0, b=1.5, c=200.0, d=0.34, e=2085.43, f=0.3658, g=1.8169))
+    base = sparse_runs()
+    rng = np.random.default_rng(3)
+    base["loss"] = truth.predict(base["n_final"], base["tokens"], base["sparsity"]) * np.exp(
+        rng.normal(0, 0.003, len(base)))
+    fit = LawFitter("frantar", grid="coarse").fit(base)
+    assert set(fit.params) == set("abcdefg")
+    s = np.array([0.0, 0.4, 0.8])
+    np.testing.assert_allclose(fit.law.predict(1e9, 1e11, s), truth.predict(1e9, 1e11, s), rtol=0.01)
+
+
+def test_bootstrap_intervals_cover_the_truth(dense, dense_fit):
+    boot = bootstrap(dense, "chinchilla", n_boot=150, seed=0, fit=dense_fit)
+    assert len(boot.samples) == 150
+    ci = boot.ci()
+    lo, hi = ci["optimal_n_exponent"]
+    assert lo < TRUTH.optimal_n_exponent < hi and lo < dense_fit.optimal_n_exponent < hi
+    n, d = np.array([1e8, 1e9, 4e9]), np.array([1e10, 5e10, 1.5e11])
+    low, high = boot.loss_ci(n, d)
+    truth = TRUTH.predict(n, d)
+    assert np.all(low < truth) and np.all(truth < high) and np.all(high - low < 0.1)
+    assert ci["A"][0] < ci["A"][1] and ci["alpha"][0] < dense_fit.params["alpha"] < ci["alpha"][1]
+    grouped = bootstrap(dense, "chinchilla", n_boot=40, seed=0, fit=dense_fit, by_group=True)
+    assert np.ptp(grouped.exponent_samples) > 0
+    with pytest.raises(PlannerInputError, match="group"):
+        bootstrap(dense.drop(columns="group"), "chinchilla", n_boot=5, by_group=True, fit=dense_fit)
+
+
+def test_heldout_uses_groups_else_single_runs(dense, dense_fit):
+    by_group = heldout_errors(dense, "chinchilla", fit=dense_fit)
+    assert by_group["scheme"] == "leave-one-group-out" and by_group["n_folds"] == 8
+    single = heldout_errors(dense.drop(columns="group").iloc[:30], "chinchilla", grid="coarse")
+    assert single["scheme"] == "leave-one-out" and single["n_folds"] == 30
+    assert by_group["heldout_rmse"] > dense_fit.rmse  # extrapolating to an unseen size costs accuracy
+
+
+def test_compare_forms_prefers_n_avg_when_the_unified_law_holds():
+    table = compare_forms(sparse_runs(), forms=("unified", "chinchilla"), grid="coarse")
+    assert list(table.columns) == ["form", "n_params", "objective", "rmse", "mae", "heldout_rmse", "heldout_mae"]
+    best = table.set_index("form")
+    assert best.loc["unified", "heldout_rmse"] < best.loc["chinchilla", "heldout_rmse"]
+    assert best.loc["unified", "objective"] < best.loc["chinchilla", "objective"]
+
+
+def run_cli(argv, capsys):
+    parser = argparse.ArgumentParser()
+    cli_fit.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    code = args.func(args)
+    return code, capsys.readouterr().out
+
+
+def test_cli_json_contract(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    dense_runs().to_csv(path, index=False)
+    code, out = run_cli(["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--bootstrap", "20",
+                         "--seed", "1", "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and set(result["params"]) == {"E", "A", "B", "alpha", "beta"}
+    for key in ("objective", "n_runs", "rmse", "mae", "n_starts_at_best", "n_capped"):
+        assert key in result
+    assert result["n_runs"] == 48 and set(result["ci"]) >= {"alpha", "beta", "optimal_n_exponent"}
+    code, text = run_cli(["fit", str(path), "--form", "chinchilla", "--grid", "coarse"], capsys)
+    assert code == 0 and "alpha" in text and "{" not in text
+
+
+def test_cli_bad_input_raises_planner_input_error(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    runs = dense_runs().astype(object)
+    runs.loc[2, "tokens"] = "abc"
+    runs.to_csv(path, index=False)
+    with pytest.raises(PlannerInputError, match="runs.csv: column 'tokens' has a non-numeric value 'abc' in row 3"):
+        run_cli(["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--json"], capsys)
