@@ -18,6 +18,7 @@ rounded up to a multiple of 256, vocabulary 32000, untied embeddings, no biases.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -122,6 +123,11 @@ def validated_region(runs: pd.DataFrame | None = None) -> ValidatedRegion:
     if runs is not None:
         n = runs["n_avg"] if "n_avg" in runs else runs["n_final"]
         return ValidatedRegion(n.to_numpy(float), runs["tokens"].to_numpy(float), f"{len(runs)} fitted runs")
+    return _seed_region()
+
+
+@cache
+def _seed_region() -> ValidatedRegion:
     pairs = seed_pairs()
     n_box = np.array(SEED_N_AVG)[[0, 0, 1, 1]]
     tokens_box = n_box * np.array(SEED_TOKENS_PER_PARAM)[[0, 1, 0, 1]]
@@ -171,27 +177,22 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
     if np.any((sp < 0) | (sp >= 1)):
         raise PlannerInputError(f"sparsities {list(sparsities)} must lie in [0, 1)")
 
-    # Shape-level columns (S, 1); schedule variants (S, V): the dense one, then each option at each sparsity.
+    # Shape-level arrays are (S, 1); schedule variants (V) are the dense one, then every option at every sparsity.
     col = {k: np.array([getattr(m, k) for m in shapes], np.int32)[:, None] for k in ("n_layer", "d_model", "n_head")}
     col["head_dim"] = np.array([m.head_size for m in shapes], np.int32)[:, None]
-    counts = {k: np.array([m.counts()[k] for m in shapes], float)[:, None] for k in ("total", "norm")}
+    n_total = np.array([m.total for m in shapes], np.int64)[:, None]
     mm_fixed, mm_prunable = (np.array(x, float)[:, None] for x in zip(*(matmul_params(m) for m in shapes)))
     law_fixed = np.array([m.n_params(law.n_convention)[0] for m in shapes], float)[:, None]
-    phi = counts["norm"] / mm_prunable  # the compute-window convention of plan.resolve_schedule
-    S, K = len(shapes), len(sp)
-    s_v = [np.zeros((S, 1))]
-    md_v, end_v, c0_v, c1_v, code_v = [np.ones((S, 1))], [np.zeros((S, 1))], [np.full(1, np.nan)], \
-        [np.full(1, np.nan)], [np.zeros(1, int)]
-    for i, o in enumerate(options, start=1):
-        t0, t1 = window_from_compute(o.shape, sp[None, :], o.compute_start, o.compute_end, phi)
-        s_v.append(np.broadcast_to(sp, (S, K)))
-        md_v.append(mean_density(o.shape, sp, t0, t1))
-        end_v.append(t1)
-        c0_v.append(np.full(K, o.compute_start))
-        c1_v.append(np.full(K, o.compute_end))
-        code_v.append(np.full(K, i))
-    s, md, t_end = (np.concatenate(x, axis=1) for x in (s_v, md_v, end_v))
-    c0, c1, code = (np.concatenate(x) for x in (c0_v, c1_v, code_v))
+    phi = np.array([m.counts()["norm"] for m in shapes])[:, None] / mm_prunable  # as plan.resolve_schedule
+    K = len(sp)
+    code = np.r_[0, np.repeat(np.arange(1, len(options) + 1), K)]  # variant -> schedule name
+    s = np.r_[0.0, np.tile(sp, len(options))]
+    c0, c1 = (np.r_[np.nan, [getattr(o, k) for o in options]][code] for k in ("compute_start", "compute_end"))
+    grid2 = (len(shapes), code.size)
+    md, t_end = np.ones(grid2), np.zeros(grid2)
+    for i, o in enumerate(options, start=1):  # a handful of schedule shapes, each vectorised over shapes x sparsities
+        t0, t1 = window_from_compute(o.shape, sp, o.compute_start, o.compute_end, phi)
+        md[:, code == i], t_end[:, code == i] = mean_density(o.shape, sp, t0, t1), t1
     kinds = sorted({"dense"} | {o.shape for o in options})
     shape_code = np.array([kinds.index(k) for k in ["dense"] + [o.shape for o in options]])[code]
     n_avg, n_final = n_of_t(md, law_fixed, mm_prunable), n_of_t(1.0 - s, law_fixed, mm_prunable)
@@ -206,7 +207,7 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
         per_token = ledger_arrays(1.0, *ledger_args)[LEDGER_COLUMNS[budget_ledger]]
         tok = (budget_flops / per_token)[..., None]
     elif tokens is not None:
-        tok = np.broadcast_to(np.asarray(tokens, float), (S, s.shape[1], np.size(tokens)))
+        tok = np.broadcast_to(np.asarray(tokens, float), grid2 + (np.size(tokens),))
     else:
         tok = np.asarray(tokens_per_param, float) * n_avg[..., None]
     T = tok.shape[-1]
@@ -215,12 +216,12 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
     ratio = tok / n_avg[..., None]
 
     def flat(a):  # a per-(shape, variant) array, (S, 1) or (S, V), repeated over the tokens axis
-        return np.repeat(np.broadcast_to(a, s.shape).ravel(), T)
+        return np.repeat(np.broadcast_to(a, grid2).ravel(), T)
 
     def cat(codes, categories):
         return pd.Categorical.from_codes(flat(codes.astype(np.int8)), categories=categories)
 
-    out = {"d_model": flat(col["d_model"]), "n_layer": flat(col["n_layer"]), "n_total": flat(counts["total"]),
+    out = {"d_model": flat(col["d_model"]), "n_layer": flat(col["n_layer"]), "n_total": flat(n_total),
            "final_sparsity": flat(s), "schedule": cat(code, names), "schedule_shape": cat(shape_code, kinds),
            "compute_start": flat(c0), "compute_end": flat(c1), "mean_density": flat(md), "n_avg": flat(n_avg),
            "n_final": flat(n_final), "tokens": tok.ravel(), "tokens_per_param": ratio.ravel(),
@@ -239,13 +240,14 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
 # --- Pareto --------------------------------------------------------------------------------------------------------
 
 def _lexorder(f: np.ndarray) -> np.ndarray:
-    """Row order sorting f lexicographically by its columns; ties in the first column (rare) re-sorted in full."""
-    order = np.argsort(f[:, 0], kind="stable")
+    """Row order sorting f lexicographically by its columns, equal rows by row number. One quicksort on the first
+    column (5x faster than a stable sort); rows tied there (rare) are re-sorted in full."""
+    order = np.argsort(f[:, 0])
     first = f[order, 0]
     eq = first[1:] == first[:-1]
     tied = np.flatnonzero(np.r_[eq, False] | np.r_[False, eq])
     if tied.size:
-        sub = order[tied]
+        sub = np.sort(order[tied])  # np.lexsort is stable: equal rows stay in row order
         order[tied] = sub[np.lexsort(f[sub].T[::-1])]
     return order
 
@@ -281,12 +283,12 @@ def pareto_mask(points) -> np.ndarray:
     if k > 3:
         raise ValueError(f"pareto_mask handles 1 to 3 objectives, got {k}")
     order = _lexorder(f)
-    g = f[order]
+    g2 = f[order, 1]
     if k == 2:
         keep[order[0]] = True
-        keep[order[1:]] = g[1:, 1] < np.minimum.accumulate(g[:, 1])[:-1]
+        keep[order[1:]] = g2[1:] < np.minimum.accumulate(g2)[:-1]
         return keep
-    g2, g3 = g[:, 1], g[:, 2]
+    g3 = f[order, 2]
     s2, s3 = np.empty(0), np.empty(0)  # (g2, g3) staircase of the kept points
     later = np.triu(np.ones((_BLOCK, _BLOCK), bool), k=1)  # [j, i]: row j precedes row i in the sweep
     pos, size = 0, _BLOCK
