@@ -95,3 +95,28 @@ def pareto_chart(df: pd.DataFrame, front: pd.DataFrame, x: str, y: str, x_title:
             size=400, shape="circle", color="black", strokeWidth=2.5, filled=False).encode(x=xs, y=ys)
         layers.append(ring)
     return alt.layer(*layers).properties(height=460, title="Candidates (red: Pareto frontier, ringed: selected)")
+
+
+def loss_chart(curves: pd.DataFrame, predicted: float | None = None) -> alt.LayerChart:
+    """Live training / validation loss; the law's prediction (if any) as a dashed rule."""
+    lines = alt.Chart(curves).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
+        x=alt.X("tokens:Q", title="Training tokens", axis=alt.Axis(format="~s")),
+        y=alt.Y("loss:Q", title="Loss (nats/token)", scale=alt.Scale(zero=False)),
+        color=alt.Color("split:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["split:N", alt.Tooltip("tokens:Q", format=".3s"), alt.Tooltip("loss:Q", format=".4f")])
+    layers = [lines]
+    if predicted is not None:
+        layers.append(alt.Chart(pd.DataFrame({"loss": [predicted]})).mark_rule(strokeDash=[6, 4], color="black")
+                      .encode(y="loss:Q"))
+    return alt.layer(*layers).properties(height=300, title="Loss (dashed: predicted final loss)")
+
+
+def density_chart(curves: pd.DataFrame) -> alt.Chart:
+    """Density of the prunable weights: what the schedule asks for against what the masks hold."""
+    return alt.Chart(curves).mark_line(interpolate="step-after").encode(
+        x=alt.X("step:Q", title="Optimizer step"),
+        y=alt.Y("density:Q", title="Density of prunable weights (fraction kept)", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+        strokeDash=alt.StrokeDash("series:N", legend=None),
+        tooltip=["series:N", "step:Q", alt.Tooltip("density:Q", format=".4f")],
+    ).properties(height=300, title="Density over training")
