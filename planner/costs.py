@@ -67,7 +67,7 @@ def hardware_profile(name: str, pattern: str = "unstructured", **overrides) -> H
     key = name.lower()
     if key not in HARDWARE:
         raise KeyError(f"unknown hardware {name!r}; choose one of {sorted(HARDWARE)}")
-    return HARDWARE[key].model_copy(update={**_pattern_speedups(pattern), **overrides})
+    return Hardware(**{**HARDWARE[key].model_dump(), **_pattern_speedups(pattern), **overrides})  # validated
 
 
 def _pattern_speedups(pattern: str) -> dict[str, float]:

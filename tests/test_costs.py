@@ -132,6 +132,8 @@ def test_hardware_profiles():
         hardware_profile("tpu")
     with pytest.raises(KeyError, match="pattern"):
         hardware_profile("h100", "1:8")
+    with pytest.raises(ValueError, match="mfu_train"):
+        hardware_profile("h100", mfu_train=1.5)
 
 
 def test_this_machine_uses_a_measured_peak():
