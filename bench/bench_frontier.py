@@ -55,7 +55,7 @@ def main() -> None:
     three, three_med, three_min = timed(lambda: pareto_mask(df[THREE_D].to_numpy()), repeats=3)
     n = len(df)
     machine = (f"{os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}, numpy {np.__version__}, "
-               f"pandas {pd.__version__}")
+               f"pandas {pd.__version__}; 1-minute load average {os.getloadavg()[0]:.1f} when measured")
     lines = [
         HEADING, "",
         f"`python bench/bench_frontier.py` — {n:,} candidate plans ({len(DEFAULT_D_MODELS)} widths x {variants} "
