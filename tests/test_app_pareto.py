@@ -7,8 +7,7 @@ from test_app_common import assert_clean, chart_specs, encodings, metrics, open_
 
 def summary(at) -> dict[str, str]:
     """The selected plan's column of the side-by-side table."""
-    table = at.dataframe[0].value
-    return table["selected"].to_dict()
+    return at.table[0].value["selected"].to_dict()
 
 
 def test_opens_with_a_frontier_and_no_input():
@@ -20,7 +19,8 @@ def test_opens_with_a_frontier_and_no_input():
     assert enc["x"]["title"] == "Training compute, effective (FLOP)"
     assert enc["y"]["title"] == "Lifetime inference compute (FLOP)"
     assert enc["color"]["field"] == "final_sparsity" and enc["shape"]["field"] == "validated"
-    assert [p["name"] for p in spec["params"]] == ["pick"] and spec["params"][0]["select"]["type"] == "point"
+    params = {p["name"]: p for p in spec["params"]}
+    assert params["pick"]["select"]["type"] == "point" and params["zoom"]["bind"] == "scales"
     assert {"line", "point"} <= {layer["mark"]["type"] for layer in spec["layer"]}
     # opens on the lifetime-optimal plan of planner.search for the default inputs, frontier in the selectbox
     inputs = PlannerInputs()
@@ -32,7 +32,7 @@ def test_opens_with_a_frontier_and_no_input():
     front = pareto_front(comp.candidates, ["train_flops_effective", "lifetime_inference_flops"])
     assert set(front["plan_id"]) <= set(at.selectbox(key="pareto_pick").options)
     # savings against the dense baselines, as planner.search tabulates them
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table.columns) == ["selected", "dense inference-aware", "dense Chinchilla-optimal"]
     pct = direct.savings.loc["dense Chinchilla-optimal", "saved_lifetime_flops_pct"]
     assert metrics(at)["vs dense Chinchilla-optimal"] == f"{pct:+.1f}%"
@@ -66,6 +66,10 @@ def test_selectbox_selects_a_plan():
     # the ring layer marks the selected plan
     ring = chart_specs(at)[0]["layer"][-1]
     assert ring["mark"]["size"] == 400
+    # a new target is a new search: the selection returns to its lifetime-optimal plan
+    at.number_input(key="p_target").set_value(2.7).run()
+    best = search(PlannerInputs(target_loss=2.7)).best
+    assert summary(at)["plan"] == best["plan_id"] and at.selectbox(key="pareto_pick").value == best["plan_id"]
 
 
 def test_unreachable_target_is_explained():

@@ -16,7 +16,8 @@ def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.Cha
         y=alt.Y("params:Q", title="Parameters N(t) (count)", axis=alt.Axis(format="~s"),
                 scale=alt.Scale(zero=False)),
         color=alt.Color("run:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
-        strokeDash=alt.StrokeDash("run:N", legend=None),
+        strokeDash=alt.StrokeDash("run:N", legend=None, scale=alt.Scale(
+            domain=["sparse run N(t)", "dense model at the same N_avg"], range=[[1, 0], [6, 4]])),
         tooltip=[alt.Tooltip("run:N"), alt.Tooltip("tokens:Q", format=".3s", title="tokens"),
                  alt.Tooltip("params:Q", format=".4s", title="parameters")],
     )
@@ -69,16 +70,20 @@ PARETO_TOOLTIP = [
 SELECTION = "pick"  # the point-selection parameter; st.altair_chart returns its value under this name
 
 
-def pareto_chart(df: pd.DataFrame, front: pd.DataFrame, x: str, y: str, x_title: str, y_title: str,
+def pareto_chart(df: pd.DataFrame, front: pd.DataFrame, ax, domain: tuple[list[float], list[float]],
                  selected: str | None = None) -> alt.LayerChart:
-    """Every candidate coloured by sparsity (hollow: extrapolated beyond the validated regime), the frontier as a
-    line, the selected plan ringed; log axes. Clicking a point selects its plan_id."""
+    """Every candidate coloured by sparsity (hollow triangles: extrapolated beyond the validated regime), the
+    frontier as a line, the selected plan ringed; log axes starting on `domain`, zoom and pan with the mouse.
+    Clicking a point selects its plan_id. `ax` names the columns and titles (app.ui.pareto_view.Axes)."""
     data = df.assign(validated=df["extrapolated"].map({True: "extrapolated", False: "validated"}))
     pick = alt.selection_point(name=SELECTION, fields=["plan_id"], on="click", clear=False)
-    xs = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(type="log"), axis=alt.Axis(format="~s"))
-    ys = alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log" if y != "loss" else "linear", zero=False),
-               axis=alt.Axis(format="~s" if y != "loss" else ".2f"))
-    points = alt.Chart(data).mark_point(size=60, strokeWidth=1.5).encode(
+    zoom = alt.selection_interval(name="zoom", bind="scales")
+    log_y = ax.y != "loss"
+    xs = alt.X(f"{ax.x}:Q", title=ax.x_title, scale=alt.Scale(type="log", domain=domain[0]),
+               axis=alt.Axis(format="~s"))
+    ys = alt.Y(f"{ax.y}:Q", title=ax.y_title, axis=alt.Axis(format="~s" if log_y else ".2f"),
+               scale=alt.Scale(type="log" if log_y else "linear", zero=False, domain=domain[1]))
+    points = alt.Chart(data).mark_point(size=60, strokeWidth=1.5, clip=True).encode(
         x=xs, y=ys,
         color=alt.Color("final_sparsity:Q", title="Final sparsity", scale=alt.Scale(scheme="viridis"),
                         legend=alt.Legend(format=".0%")),
@@ -87,12 +92,13 @@ def pareto_chart(df: pd.DataFrame, front: pd.DataFrame, x: str, y: str, x_title:
         fill=alt.condition("datum.extrapolated", alt.value("transparent"), alt.Color("final_sparsity:Q")),
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.55)),
         tooltip=PARETO_TOOLTIP,
-    ).add_params(pick)
-    line = alt.Chart(front).mark_line(color="#d62728", strokeWidth=2).encode(x=xs, y=ys, order=f"{x}:Q")
+    ).add_params(pick, zoom)
+    line = alt.Chart(front).mark_line(color="#d62728", strokeWidth=2, clip=True).encode(x=xs, y=ys,
+                                                                                      order=f"{ax.x}:Q")
     layers = [line, points]
     if selected is not None:
         ring = alt.Chart(data[data["plan_id"] == selected]).mark_point(
-            size=400, shape="circle", color="black", strokeWidth=2.5, filled=False).encode(x=xs, y=ys)
+            size=400, shape="circle", color="black", strokeWidth=2.5, filled=False, clip=True).encode(x=xs, y=ys)
         layers.append(ring)
     return alt.layer(*layers).properties(height=460, title="Candidates (red: Pareto frontier, ringed: selected)")
 

@@ -22,10 +22,6 @@ def human(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def flops(x: float) -> str:
-    return "—" if x is None or not math.isfinite(x) else f"{x:.3g} FLOP"
-
-
 def usd(x: float) -> str:
     if x is None or not math.isfinite(x):
         return "—"

@@ -41,5 +41,5 @@ def ladder_table(plans: list[TrainingPlan]) -> pd.DataFrame:
     """One row per rung for display."""
     return pd.DataFrame([{"plan": p.name, "layers": p.model.n_layer, "d_model": p.model.d_model,
                           "d_ff": p.model.d_ff, "final sparsity": p.schedule.final_sparsity,
-                          "N_avg": p.derived.n_avg, "N_final": p.derived.n_final, "steps": p.budget.steps,
+                          "N_avg": round(p.derived.n_avg), "N_final": round(p.derived.n_final), "steps": p.budget.steps,
                           "tokens": p.budget.tokens} for p in plans])

@@ -93,6 +93,15 @@ def axes(inputs: PlannerInputs) -> Axes:
     return Axes(infer, "loss", infer_title, "Predicted loss (nats/token)")
 
 
+def view_domain(front: pd.DataFrame, ax: Axes, pad: float = 3.0) -> tuple[list[float], list[float]]:
+    """Initial (x, y) axis domains: the frontier widened by `pad`x on log axes, so the choices fill the chart
+    rather than the dominated far corners (zoom and pan reach every candidate)."""
+    def span(col, log):
+        lo, hi = float(front[col].min()), float(front[col].max())
+        return [lo / pad, hi * pad] if log else [lo - 0.05, hi + 0.05]
+    return span(ax.x, True), span(ax.y, ax.y != "loss")
+
+
 def row(comp: Comparison, plan_id: str) -> pd.Series:
     return comp.candidates[comp.candidates["plan_id"] == plan_id].iloc[0]
 

@@ -22,11 +22,13 @@ def save_inputs(inputs: PlannerInputs) -> None:
 
 
 def selected_id() -> str | None:
-    return st.session_state.get(SELECTED)
+    """The plan picked for the current inputs; a pick made under other inputs named a different plan."""
+    inputs, plan_id = st.session_state.get(SELECTED, (None, None))
+    return plan_id if inputs == saved_inputs() else None
 
 
 def select(plan_id: str | None) -> None:
-    st.session_state[SELECTED] = plan_id
+    st.session_state[SELECTED] = (saved_inputs(), plan_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

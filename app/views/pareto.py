@@ -37,7 +37,7 @@ if state.selected_id() not in set(df["plan_id"]):  # first visit, or the inputs 
 selected = state.selected_id()
 chart_col, side = st.columns([3, 2], gap="large")
 with chart_col:
-    st.altair_chart(charts.pareto_chart(df, front, ax.x, ax.y, ax.x_title, ax.y_title, selected),
+    st.altair_chart(charts.pareto_chart(df, front, ax, pv.view_domain(front, ax), selected),
                     on_select="rerun", selection_mode=charts.SELECTION, key="pareto_chart", width="stretch")
     options = ids if selected in ids else [selected, *ids]
     st.session_state["pareto_pick"] = selected
@@ -50,7 +50,7 @@ with side:
     st.caption(f"{headline} against each baseline; positive: the selected plan is cheaper (or better).")
     for col, (name, pct) in zip(st.columns(len(savings)), savings[headline].items()):
         col.metric(f"vs {name}", f"{pct:+.1f}%")
-    st.dataframe(pv.side_by_side(plans), width="stretch")
+    st.table(pv.side_by_side(plans))
     with user_errors(stop=False):
         plan = state.current_plan()
         for warning in plan.prediction.warnings:

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from app.ui import charts
-from app.ui.common import flops, human, user_errors
+from app.ui.common import human, user_errors
 from app.ui.inputs import model_shape_input
 from app.ui.schedule_view import BASES, SHAPES, design_plan, n_curves, training_ledgers, window_tokens
 
@@ -42,12 +42,11 @@ with right, user_errors():
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("N_avg", human(d.n_avg), help="average parameter count over training: sets loss and training compute")
     m2.metric("N_final", human(d.n_final), help="parameters left at the end: sets inference cost")
-    m3.metric("Compression N_avg / N_final", f"{d.n_avg / d.n_final:.3f}×")
+    m3.metric("Compression", f"{d.n_avg / d.n_final:.3f}×", help="N_avg / N_final")
     m4.metric("Training tokens", human(plan.budget.tokens))
-    st.markdown("**Training FLOPs** (three ledgers)")
-    l1, l2, l3 = st.columns(3)
-    for col, (label, value) in zip((l1, l2, l3), training_ledgers(plan, speedup).items()):
-        col.metric(label, flops(value))
+    st.markdown("**Training compute** in three ledgers (FLOP)")
+    for col, (label, value) in zip(st.columns(3), training_ledgers(plan, speedup).items()):
+        col.metric(label, f"{value:.3g}")
     st.altair_chart(charts.schedule_chart(n_curves(plan), window_tokens(plan)), width="stretch")
     s = plan.schedule
     st.caption(f"Window: steps {s.start_step}→{s.end_step} = tokens {s.start:.1%}→{s.end:.1%} = "
