@@ -1,6 +1,10 @@
 """Altair chart builders. Pure: they take data frames and return charts, so tests can read their specs."""
 from __future__ import annotations
 
+import copy
+import functools
+import json
+
 import altair as alt
 import pandas as pd
 
@@ -67,23 +71,43 @@ PARETO_TOOLTIP = [
     alt.Tooltip("inference_usd:Q", format="$,.0f", title="inference $"),
     alt.Tooltip("validated:N", title="regime"),
 ]
+TOOLTIP_FIELDS = [t.to_dict()["field"] for t in PARETO_TOOLTIP if t.to_dict()["field"] != "validated"]
 SELECTION = "pick"  # the point-selection parameter; st.altair_chart returns its value under this name
 
 
-def pareto_chart(df: pd.DataFrame, front: pd.DataFrame, ax, domain: tuple[list[float], list[float]],
-                 selected: str | None = None) -> alt.LayerChart:
-    """Every candidate coloured by sparsity (hollow triangles: extrapolated beyond the validated regime), the
-    frontier as a line, the selected plan ringed; log axes starting on `domain`, zoom and pan with the mouse.
-    Clicking a point selects its plan_id. `ax` names the columns and titles (app.ui.pareto_view.Axes)."""
-    data = df.assign(validated=df["extrapolated"].map({True: "extrapolated", False: "validated"}))
+def pareto_spec(df: pd.DataFrame, front: pd.DataFrame, ax, domain: tuple[list[float], list[float]],
+                selected: str | None = None) -> dict:
+    """Vega-Lite spec of the Pareto chart: the Altair template for these axes with this search's data inlined.
+
+    Every candidate coloured by sparsity (hollow triangles: extrapolated beyond the validated regime), the frontier
+    as a line, the selected plan ringed; log axes starting on `domain`, zoom and pan with the mouse. Clicking a
+    point selects its plan_id. `ax` names the columns and titles (app.ui.pareto_view.Axes). Altair's schema
+    validation costs more than the whole search, so the template is built once per axes and only data and domains
+    change between reruns.
+    """
+    spec = copy.deepcopy(_pareto_template(ax))
+    cols = list(dict.fromkeys([ax.x, ax.y, "plan_id", "extrapolated", "final_sparsity", *TOOLTIP_FIELDS]))
+    data = df[cols].assign(validated=df["extrapolated"].map({True: "extrapolated", False: "validated"}))
+    spec["datasets"] = {"candidates": _records(data), "frontier": _records(front[[ax.x, ax.y]]),
+                        "selected": _records(df.loc[df["plan_id"] == selected, [ax.x, ax.y]])}
+    for layer in spec["layer"]:
+        layer["encoding"]["x"]["scale"]["domain"], layer["encoding"]["y"]["scale"]["domain"] = domain
+    return spec
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return json.loads(df.to_json(orient="records"))  # plain JSON types (numpy scalars do not serialise)
+
+
+@functools.lru_cache(maxsize=8)
+def _pareto_template(ax) -> dict:
     pick = alt.selection_point(name=SELECTION, fields=["plan_id"], on="click", clear=False)
     zoom = alt.selection_interval(name="zoom", bind="scales")
     log_y = ax.y != "loss"
-    xs = alt.X(f"{ax.x}:Q", title=ax.x_title, scale=alt.Scale(type="log", domain=domain[0]),
-               axis=alt.Axis(format="~s"))
+    xs = alt.X(f"{ax.x}:Q", title=ax.x_title, scale=alt.Scale(type="log"), axis=alt.Axis(format="~s"))
     ys = alt.Y(f"{ax.y}:Q", title=ax.y_title, axis=alt.Axis(format="~s" if log_y else ".2f"),
-               scale=alt.Scale(type="log" if log_y else "linear", zero=False, domain=domain[1]))
-    points = alt.Chart(data).mark_point(size=60, strokeWidth=1.5, clip=True).encode(
+               scale=alt.Scale(type="log" if log_y else "linear", zero=False))
+    points = alt.Chart(alt.NamedData("candidates")).mark_point(size=60, strokeWidth=1.5, clip=True).encode(
         x=xs, y=ys,
         color=alt.Color("final_sparsity:Q", title="Final sparsity", scale=alt.Scale(scheme="viridis"),
                         legend=alt.Legend(format=".0%")),
@@ -93,14 +117,13 @@ def pareto_chart(df: pd.DataFrame, front: pd.DataFrame, ax, domain: tuple[list[f
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.55)),
         tooltip=PARETO_TOOLTIP,
     ).add_params(pick, zoom)
-    line = alt.Chart(front).mark_line(color="#d62728", strokeWidth=2, clip=True).encode(x=xs, y=ys,
-                                                                                      order=f"{ax.x}:Q")
-    layers = [line, points]
-    if selected is not None:
-        ring = alt.Chart(data[data["plan_id"] == selected]).mark_point(
-            size=400, shape="circle", color="black", strokeWidth=2.5, filled=False, clip=True).encode(x=xs, y=ys)
-        layers.append(ring)
-    return alt.layer(*layers).properties(height=460, title="Candidates (red: Pareto frontier, ringed: selected)")
+    line = alt.Chart(alt.NamedData("frontier")).mark_line(color="#d62728", strokeWidth=2, clip=True).encode(
+        x=xs, y=ys, order=f"{ax.x}:Q")
+    ring = alt.Chart(alt.NamedData("selected")).mark_point(
+        size=400, shape="circle", color="black", strokeWidth=2.5, filled=False, clip=True).encode(x=xs, y=ys)
+    chart = alt.layer(line, points, ring).properties(
+        height=460, title="Candidates (red: Pareto frontier, ringed: selected)")
+    return chart.to_dict()
 
 
 def loss_chart(curves: pd.DataFrame, predicted: float | None = None) -> alt.LayerChart:

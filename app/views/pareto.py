@@ -37,8 +37,8 @@ if state.selected_id() not in set(df["plan_id"]):  # first visit, or the inputs 
 selected = state.selected_id()
 chart_col, side = st.columns([3, 2], gap="large")
 with chart_col:
-    st.altair_chart(charts.pareto_chart(df, front, ax, pv.view_domain(front, ax), selected),
-                    on_select="rerun", selection_mode=charts.SELECTION, key="pareto_chart", width="stretch")
+    st.vega_lite_chart(charts.pareto_spec(df, front, ax, pv.view_domain(front, ax), selected),
+                       on_select="rerun", selection_mode=charts.SELECTION, key="pareto_chart", width="stretch")
     options = ids if selected in ids else [selected, *ids]
     st.session_state["pareto_pick"] = selected
     st.selectbox("Selected plan (frontier; or click any point)", options, key="pareto_pick",
