@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from planner.search import DEFAULT_D_MODELS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, candidates, pareto_mask  # noqa
+from planner.pareto import pareto_mask  # noqa: E402
+from planner.search import DEFAULT_D_MODELS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, candidates  # noqa
 
 REPEATS = 5
 HEADING = "## Frontier (planner)"

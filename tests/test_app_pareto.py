@@ -1,7 +1,8 @@
 """Pareto planner page (the default page): frontier drawn with no input, chart spec, inputs, plan selection."""
 from app.ui.pareto_view import PlannerInputs, axes, clicked_plan, search, versus_baselines
 from planner.laws import default_law
-from planner.search import lifetime_optimal, pareto_front
+from planner.pareto import pareto_front
+from planner.search import lifetime_optimal
 from test_app_common import assert_clean, chart_specs, encodings, metrics, open_page
 
 

@@ -14,9 +14,10 @@ from planner.laws import default_law, get_law
 from planner.plan import load_plan, dump_plan
 from planner.runs import seed_pairs
 from planner.schedules import Schedule
+from planner.pareto import pareto_front, pareto_mask
 from planner.search import (DENSE_CHINCHILLA, DENSE_INFERENCE_AWARE, LIFETIME_OPTIMAL, SCHEDULE_EDGE, SCHEDULE_OK,
                             SCHEDULE_OUTSIDE, budget_optimal, build_plan, candidates, family_shape, lifetime_optimal,
-                            pareto_front, pareto_mask, plan_from_candidate, schedule_flag, validated_region)
+                            plan_from_candidate, schedule_flag, validated_region)
 from planner.shapes import PRESETS
 
 SMALL = dict(d_models=(512, 1024, 2048), sparsities=(0.0, 0.5, 0.8), schedules=("geometric 25-75", "cubic 25-75"))
