@@ -17,6 +17,15 @@ SHAPES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread per pytest worker: the suite runs with -n 2 on two cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("name", SHAPES)
 def test_counts_match_planner(name):
     shape = SHAPES[name]

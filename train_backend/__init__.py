@@ -1,5 +1,11 @@
 """Sparse pre-training backend: trains a planner TrainingPlan with gradual magnitude pruning.
 
-The app launches `python -m train_backend train PLAN --runs-dir DIR` as a subprocess and reads
-`registry.list_runs / get_run / read_metrics`; `registry.cancel` stops a run.
+For the app:
+  launch   subprocess.Popen([sys.executable, "-m", "train_backend", "train", PLAN, "--runs-dir", DIR,
+           "--run-id", ID])  (exit 0 finished or cancelled, 1 failed, 2 bad input with one line on stderr)
+  read     registry.list_runs(DIR), registry.get_run(DIR, ID), registry.read_metrics(run["run_dir"]),
+           and <run_dir>/summary.json once the run ends
+  cancel   registry.cancel(DIR, ID): SIGINT; the trainer checkpoints and marks the run cancelled
+  resume   python -m train_backend train --resume ID --runs-dir DIR
+  export   python -m train_backend export ID --hf OUT_DIR --runs-dir DIR
 """

@@ -70,8 +70,10 @@ def _read(path: Path) -> dict:
     return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
 
 
-def load(run_dir: Path) -> dict:
-    """The newest readable checkpoint of a run; CheckpointError when none is."""
+def load(run_dir: Path, quarantine: bool = True) -> dict:
+    """The newest readable checkpoint of a run; CheckpointError when none is. A corrupt file is renamed to
+    `<name>.corrupt` (when `quarantine`: one process of a DDP job does it) so no later save rotates it over a good one.
+    """
     tried = []
     for name in (LATEST, PREVIOUS):
         path = run_dir / name
@@ -81,9 +83,9 @@ def load(run_dir: Path) -> dict:
             return _read(path)
         except Exception as exc:  # any unreadable file: fall back to the previous checkpoint
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            print(f"checkpoint {path} is corrupt ({reason}); kept as {name}.corrupt, trying the previous one",
-                  file=sys.stderr)
-            os.replace(path, run_dir / f"{name}.corrupt")  # so the next save cannot rotate it over a good one
+            print(f"checkpoint {path} is corrupt ({reason}); trying the previous one", file=sys.stderr)
+            if quarantine:
+                os.replace(path, run_dir / f"{name}.corrupt")
             tried.append(name)
     raise CheckpointError(f"run folder {run_dir}: no readable checkpoint"
                           + (f" ({', '.join(tried)} corrupt)" if tried else ""))

@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--runs-dir", type=Path, default=Path("runs"))
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     t.add_argument("--resume", metavar="RUN_ID")
+    t.add_argument("--run-id", help="id for a new run (default: plan name, time and a random suffix)")
     t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (schedule keeps the plan's)")
     t.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default: the plan's eval_every)")
     t.add_argument("--threads", type=int, help="CPU threads (fix it to compare runs bit for bit)")
@@ -58,8 +59,8 @@ def _train(args) -> int:
         if not torch.cuda.is_available():
             raise PlannerInputError("--device cuda: no CUDA device is available")
     plan = load_plan(args.plan) if args.plan else None
-    opts = Options(runs_dir=args.runs_dir, device=args.device, resume=args.resume, max_steps=args.max_steps,
-                   ckpt_every=args.ckpt_every, threads=args.threads, bin_dtype=args.bin_dtype)
+    opts = Options(runs_dir=args.runs_dir, device=args.device, resume=args.resume, run_id=args.run_id,
+                   max_steps=args.max_steps, ckpt_every=args.ckpt_every, threads=args.threads, bin_dtype=args.bin_dtype)
     try:
         summary = run(plan, opts, str(args.plan))
     except NonFinite as exc:
@@ -95,7 +96,7 @@ def _export(args) -> int:
         raise PlannerInputError(f"export: no run {args.run_id} in {args.runs_dir / registry.DB_NAME}")
     plan = plan_from_text(run["plan_json"], f"run {args.run_id}", "json")
     try:
-        state = checkpoint.load(Path(run["run_dir"]))
+        state = checkpoint.load(Path(run["run_dir"]), quarantine=False)
     except checkpoint.CheckpointError as exc:
         raise PlannerInputError(f"export: {exc}") from None
     export_hf(state["model"], plan.model, args.hf, max(2048, plan.budget.seq_len))

@@ -36,6 +36,7 @@ class Options:
     runs_dir: Path = Path("runs")
     device: str = "cpu"
     resume: str | None = None
+    run_id: str | None = None  # a new run's id, when the caller (the app) wants to know it up front
     max_steps: int | None = None
     ckpt_every: int | None = None  # default: the plan's eval_every
     threads: int | None = None
@@ -54,11 +55,12 @@ def lr_at(step: int, plan: TrainingPlan) -> float:
     return b.lr * (b.min_lr_ratio + (1 - b.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(model: torch.nn.Module, plan: TrainingPlan, fused: bool) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, plan: TrainingPlan) -> torch.optim.AdamW:
+    """AdamW, decaying matrices only; fused (one pass over each tensor) on CPU as on CUDA."""
     params = list({id(p): p for p in model.parameters()}.values())
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": plan.budget.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=plan.budget.lr, betas=plan.budget.betas, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=plan.budget.lr, betas=plan.budget.betas, fused=True)
 
 
 def new_run_id(name: str) -> str:
@@ -108,7 +110,9 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
         _check(stored, device, world, opts)
         return opts.resume, run_dir, stored, True
     _check(plan, device, world, opts)
-    run_id = new_run_id(plan.name)
+    run_id = opts.run_id or new_run_id(plan.name)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id) or registry.get_run(runs_dir, run_id) is not None:
+        raise PlannerInputError(f"--run-id {run_id}: already used, or not made of letters, digits, '_', '.', '-'")
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
     (run_dir / "plan.json").write_text(plan_to_json(plan))
@@ -174,12 +178,12 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
     torch.manual_seed(plan.run.seed)
     raw = Transformer(m).to(device)
     pruner = Pruner(prunable_weights(raw), plan.schedule, b.steps)
-    optimizer = make_optimizer(raw, plan, fused=device.type == "cuda")
+    optimizer = make_optimizer(raw, plan)
     fixed, _ = m.n_params(plan.derived.n_convention)
     step, n_sum, wall_before, offset, last_val = 0, 0.0, 0.0, 0, None
     if resuming:
         try:
-            state = checkpoint.load(run_dir)
+            state = checkpoint.load(run_dir, quarantine=rank == 0)
         except checkpoint.CheckpointError as exc:
             raise PlannerInputError(str(exc)) from None
         raw.load_state_dict(state["model"])
@@ -236,17 +240,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                 pruner.prune(target, optimizer)
             x, y = batches.next_train()
             x, y = x[rank * rows:(rank + 1) * rows].to(device), y[rank * rows:(rank + 1) * rows].to(device)
-            total = torch.zeros((), device=device)
-            for i, (xm, ym) in enumerate(zip(x.chunk(n_micro), y.chunk(n_micro))):
-                sync = world == 1 or i == n_micro - 1
-                with (nullcontext() if sync else model.no_sync()), autocast:
-                    loss = fwd(xm, ym) * (xm.shape[0] / rows)
-                loss.backward()
-                total += loss.detach()
-            if world > 1:
-                dist.all_reduce(total)
-                total /= world
-            loss_val = total.item()
+            loss_val = forward_backward(fwd, model, x, y, n_micro, world, autocast)
             if not math.isfinite(loss_val):
                 raise NonFinite(f"non-finite loss ({loss_val}) at step {step}")
             torch.nn.utils.clip_grad_norm_(raw.parameters(), b.grad_clip)
@@ -263,7 +257,8 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
             line = {"step": step - 1, "tokens": step * b.batch_size * b.seq_len, "loss": loss_val, "lr": lr,
                     "target_density": target, "measured_density": alive / pruner.n, "active_params": fixed + alive,
                     "n_avg": n_sum / step, "tokens_per_s": b.batch_size * b.seq_len / dt,
-                    "mfu": flops_per_token * b.batch_size * b.seq_len / dt / peak}
+                    "mfu": flops_per_token * b.batch_size * b.seq_len / dt / peak,
+                    "elapsed": wall_before + time.perf_counter() - t_start}
             if step % plan.run.eval_every == 0 or step == end_step:
                 last_val = line["val_loss"] = evaluate(raw, batches, plan, device, autocast) if rank == 0 else None
             if event or "val_loss" in line:
@@ -303,6 +298,22 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                             **{k: summary[k] for k in ("tokens", "final_train_loss", "final_val_loss", "n_avg_measured",
                                                        "n_final", "predicted_loss", "wall_seconds")})
     return summary
+
+
+def forward_backward(fwd, model, x, y, n_micro: int, world: int, autocast) -> float:
+    """Gradients of the mean loss over this rank's rows, accumulated over micro-batches (DDP all-reduces on the
+    last one, averaging over ranks); returns the global batch's mean loss."""
+    total = torch.zeros((), device=x.device)
+    for i, (xm, ym) in enumerate(zip(x.chunk(n_micro), y.chunk(n_micro))):
+        sync = world == 1 or i == n_micro - 1
+        with (nullcontext() if sync else model.no_sync()), autocast:
+            loss = fwd(xm, ym) * (xm.shape[0] / x.shape[0])
+        loss.backward()
+        total += loss.detach()
+    if world > 1:
+        dist.all_reduce(total)
+        total /= world
+    return total.item()
 
 
 def _any_rank(flag: bool, world: int, device: torch.device) -> bool:
