@@ -5,7 +5,7 @@ import json
 
 from planner.errors import PlannerInputError
 from planner.fit import LawFitter, bootstrap
-from planner.laws import PARAM_NAMES
+from planner.laws import EXPONENTS, PARAM_NAMES, PRESETS, chinchilla_terms
 
 
 def register(subparsers) -> None:
@@ -16,6 +16,11 @@ def register(subparsers) -> None:
     p.add_argument("--form", choices=sorted(PARAM_NAMES), default="unified",
                    help="law form: unified (N = n_avg), chinchilla (N = n_final or n), frantar (n_final, sparsity)")
     p.add_argument("--grid", choices=("chinchilla", "coarse"), default="chinchilla", help="grid of starts")
+    p.add_argument("--fix", metavar="NAME=VALUE[,...]",
+                   help="hold parameters at natural-scale values, e.g. alpha=0.3478,beta=0.3658")
+    p.add_argument("--fix-exponents", metavar="PRESET",
+                   help=f"hold the N and D exponents (alpha, beta; Frantar's d, f) at a law preset's: "
+                        f"{', '.join(PRESETS)}")
     p.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap refits for 95%% intervals")
     p.add_argument("--by-group", action="store_true", help="bootstrap whole groups (the 'group' column)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
@@ -23,13 +28,53 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def parse_fix(text: str | None, form: str) -> dict[str, float]:
+    """'alpha=0.3478,beta=0.3658' -> {'alpha': 0.3478, 'beta': 0.3658}; PlannerInputError naming --fix."""
+    fixed: dict[str, float] = {}
+    for item in (text.split(",") if text is not None else []):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name:
+            raise PlannerInputError(f"--fix: expected NAME=VALUE[,NAME=VALUE...], got {item.strip()!r}")
+        if name not in PARAM_NAMES[form]:
+            raise PlannerInputError(f"--fix: unknown parameter {name!r}; the {form} form has "
+                                    f"{', '.join(PARAM_NAMES[form])}")
+        if name in fixed:
+            raise PlannerInputError(f"--fix: {name} is given twice")
+        try:
+            fixed[name] = float(value)
+        except ValueError:
+            raise PlannerInputError(f"--fix: {name} needs a number, got {value!r}") from None
+    return fixed
+
+
+def preset_exponents(preset: str, form: str) -> dict[str, float]:
+    """The preset's N and D exponents under the names ``form`` gives them; PlannerInputError naming the flag."""
+    if preset not in PRESETS:
+        raise PlannerInputError(f"--fix-exponents: unknown law preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    law = PRESETS[preset]
+    *_, alpha, beta = chinchilla_terms(law.form, law.coefficients)
+    return dict(zip(EXPONENTS[form], (float(alpha), float(beta))))
+
+
 def run(args) -> int:
     if args.bootstrap < 0:
         raise PlannerInputError(f"--bootstrap must be a non-negative count, got {args.bootstrap}")
-    fit = LawFitter(args.form, grid=args.grid).fit(args.runs)
-    out = {"form": fit.form, "params": fit.params, "objective": fit.objective, "n_runs": fit.n_runs,
-           "rmse": fit.rmse, "mae": fit.mae, "n_starts": fit.n_starts, "n_starts_at_best": fit.n_starts_at_best,
-           "n_capped": fit.n_capped, "optimal_n_exponent": fit.optimal_n_exponent}
+    fixed = parse_fix(args.fix, args.form)
+    if args.fix_exponents is not None:
+        exponents = preset_exponents(args.fix_exponents, args.form)
+        both = sorted(set(exponents) & set(fixed))
+        if both:
+            raise PlannerInputError(f"--fix-exponents: {', '.join(both)} also given by --fix")
+        fixed.update(exponents)
+    try:
+        fitter = LawFitter(args.form, grid=args.grid, fixed=fixed)
+    except ValueError as exc:  # a held value out of range (e.g. a negative coefficient)
+        raise PlannerInputError(f"--fix: {exc}") from None
+    fit = fitter.fit(args.runs)
+    out = {"form": fit.form, "params": fit.params, "fixed": fit.fixed, "n_free_params": fit.n_free,
+           "objective": fit.objective, "n_runs": fit.n_runs, "rmse": fit.rmse, "mae": fit.mae,
+           "n_starts": fit.n_starts, "n_starts_at_best": fit.n_starts_at_best, "n_capped": fit.n_capped,
+           "optimal_n_exponent": fit.optimal_n_exponent}
     if args.bootstrap:
         boot = bootstrap(args.runs, args.form, n_boot=args.bootstrap, seed=args.seed, by_group=args.by_group,
                          fit=fit)
@@ -38,15 +83,15 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"{fit.form} law fitted to {fit.n_runs} runs ({args.grid} grid, {fit.n_starts} starts)")
+    print(f"{fit.form} law fitted to {fit.n_runs} runs ({args.grid} grid, {fit.n_starts} starts, "
+          f"{fit.n_free} free parameters)")
     ci = out.get("ci", {})
     rows = [(k, v) for k, v in fit.params.items()] + [("optimal_n_exponent", fit.optimal_n_exponent)]
     for name, value in rows:
-        interval = f"  [{ci[name][0]:.6g}, {ci[name][1]:.6g}]" if name in ci else ""
+        interval = "  (held)" if name in fit.fixed else f"  [{ci[name][0]:.6g}, {ci[name][1]:.6g}]" if name in ci else ""
         print(f"  {name:<20}{value:>14.6g}{interval}")
     print(f"  objective {fit.objective:.6g}  rmse {fit.rmse:.4g}  mae {fit.mae:.4g}")
     print(f"  starts at best {fit.n_starts_at_best}/{fit.n_starts}  capped {fit.n_capped}")
     if ci:
         print("  (A and alpha trade off: trust the intervals on the exponent and on predictions, not on A or alpha)")
     return 0
-

@@ -8,10 +8,16 @@ stops it early); L-BFGS from every point of a grid of starts, best objective kep
 The Frantar form uses four log-space terms in the same machinery:
 ``log_a + b log(1 - S) - d log N``, ``log_c - d log N``, ``log_e - f log D`` and ``log_g``.
 
-Speed: every start runs at once. A batched BFGS (one small dense inverse Hessian per start, Armijo backtracking)
-evaluates the objective and gradient of all active starts as one (starts x runs x terms) numpy computation; the best
-few distinct basins are then polished with scipy's L-BFGS-B. ``n_starts_at_best`` counts, from the batched phase, the
-starts that ended within tolerance of the best objective; ``n_capped`` those stopped by the iteration cap.
+Speed: every start runs at once in a batched BFGS (`planner.optim`: one small dense inverse Hessian per start,
+Armijo backtracking, float32 until float32 stops resolving progress, then float64); the best few distinct basins are
+then polished with scipy's L-BFGS-B. ``n_starts_at_best`` counts the starts whose batched run ended within best_rtol
+of the best objective (a float64 value); ``n_capped`` those stopped by the iteration cap.
+
+Held parameters: ``LawFitter(form, fixed={"alpha": 0.3478, "beta": 0.3658})`` holds any subset of the form's
+parameters at given natural-scale values (log-space internally). The optimiser and the start grid see only the free
+parameters; a held one enters every run's prediction as a constant offset, so it stays exactly at its value. Small
+run sets (the seed's eight ~1B runs) cannot identify five parameters; holding the exponents at a large fit's values
+leaves E, A, B to the runs.
 
 Identifiability: A and alpha (and B and beta) trade off against each other almost exactly over the range of N in a
 typical runs table, so their raw values and intervals are wide and strongly correlated. Report derived quantities
@@ -19,7 +25,7 @@ typical runs table, so their raw values and intervals are wide and strongly corr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 
 import numpy as np
@@ -27,7 +33,8 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from planner.errors import PlannerInputError
-from planner.laws import N_COLUMN, PARAM_NAMES, Law, chinchilla, chinchilla_terms, optimal_n_exponent
+from planner.laws import EXPONENTS, N_COLUMN, PARAM_NAMES, Law, chinchilla, chinchilla_terms, optimal_n_exponent
+from planner.optim import Problem, batched_bfgs, evaluate, make_problem
 from planner.runs import load_runs
 
 # Optimised (log-space) parameter names per form, in the order of PARAM_NAMES.
@@ -51,11 +58,13 @@ def _grid_axes(form: str, grid: str):
     return [(-1, 0, 1), (0, 10, 20), (0, 10, 20), (0, 0.5, 1), (0, 0.5, 1)]  # coarse: 243 points
 
 
-def start_grid(form: str, grid: str = "chinchilla") -> np.ndarray:
-    """All grid starts for ``form`` as a (starts, params) array in THETA_NAMES order."""
+def start_grid(form: str, grid: str = "chinchilla", held=()) -> np.ndarray:
+    """Grid starts for ``form`` as a (starts, free params) array in THETA_NAMES order, over the axes of the
+    parameters not in ``held`` (theta indices)."""
     if grid not in ("chinchilla", "coarse"):
         raise ValueError(f"unknown grid {grid!r}: use 'chinchilla' or 'coarse'")
-    return np.array(list(product(*_grid_axes(form, grid))), dtype=float)
+    axes = [axis for i, axis in enumerate(_grid_axes(form, grid)) if i not in held]
+    return np.array(list(product(*axes)), dtype=float)
 
 
 def design(form: str, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -73,104 +82,53 @@ def design(form: str, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([np.stack(r, axis=-1) for r in rows]), np.log(runs["loss"].to_numpy(float))
 
 
-def objective(theta, F, y, delta=1e-3, weights=None, reduce="sum", chunk=128):
-    """Huber(delta) of log residuals for each row of theta (starts, params): (values, gradients).
+def objective(theta, F, y, delta=1e-3, weights=None, reduce="sum"):
+    """Huber(delta) of log residuals for each row of theta (starts, params) on a dense design: (values, gradients).
 
-    ``weights`` (starts, runs) re-weights runs per start (bootstrap counts, held-out folds). ``reduce='mean'`` is
-    the uncorrected variant, kept to show why the protocol sums. Starts are processed ``chunk`` rows at a time so the
-    (starts x runs) temporaries stay in cache, which is several times faster than one big pass.
+    ``weights`` (starts, runs) re-weights runs per start. ``reduce='mean'`` is the uncorrected variant, kept to show
+    why the protocol sums.
     """
-    theta = np.atleast_2d(theta)
-    const = [bool((Fk == Fk[0]).all()) for Fk in F]  # a term equal for every run (log E) is computed once per start
-    parts = [_huber_chunk(theta[i:i + chunk], F, const, y, delta, None if weights is None else weights[i:i + chunk])
-             for i in range(0, len(theta), chunk)]
+    f, g = evaluate(theta, make_problem(F, y), delta, weights)
     scale = 1.0 / F.shape[1] if reduce == "mean" else 1.0
-    return np.concatenate([p[0] for p in parts]) * scale, np.concatenate([p[1] for p in parts]) * scale
+    return f * scale, g * scale
 
 
-def _huber_chunk(theta, F, const, y, delta, weights):
-    # No max shift in the log-sum-exp: at any sensible point each term is a log loss of order 1; a wild trial step
-    # overflows to a non-finite objective, which the line search rejects.
-    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        ex = [np.exp(theta @ Fk[0])[:, None] if c else np.exp(theta @ Fk.T) for Fk, c in zip(F, const)]
-        total = ex[0] + ex[1]
-        for ek in ex[2:]:
-            total += ek
-        r = np.log(total)
-        r -= y
-        dh = np.clip(r, -delta, delta)  # the Huber derivative
-        r -= 0.5 * dh
-        r *= dh  # now the Huber loss itself, on both branches
-        if weights is not None:
-            r *= weights
-            dh *= weights
-        dh /= total
-        grad = sum((ek * dh).sum(1, keepdims=True) * Fk[0] if c else (ek * dh) @ Fk for ek, Fk, c in zip(ex, F, const))
-    return r.sum(axis=1), grad
+def held_theta(form: str, fixed: dict | None) -> dict[int, float]:
+    """Held parameters as {index in THETA_NAMES: log-space value}; ValueError naming a bad name or value."""
+    names = PARAM_NAMES[form]
+    unknown = sorted(set(fixed or {}) - set(names))
+    if unknown:
+        raise ValueError(f"cannot hold {', '.join(unknown)}: the {form} form's parameters are {', '.join(names)}")
+    held = {}
+    for name, value in (fixed or {}).items():
+        i = names.index(name)
+        log = THETA_NAMES[form][i].startswith("log_")
+        if not (np.isfinite(value) and (value > 0 or not log)):
+            raise ValueError(f"held {name} must be a finite{' positive' if log else ''} number, got {value!r}")
+        held[i] = float(np.log(value)) if log else float(value)
+    if len(held) == len(names):
+        raise ValueError(f"every {form} parameter is held: leave at least one free to fit")
+    return held
 
 
-def batched_bfgs(theta0, F, y, delta=1e-3, weights=None, maxiter=1000, gtol=1e-8, ftol=1e-9):
-    """Minimise `objective` from every row of theta0 at once; returns (theta, f, n_iter, capped).
+def problem(form: str, table: pd.DataFrame, held: dict[int, float], dtype=np.float64) -> Problem:
+    """The optimiser's view of a fit: free parameters only, held ones folded into per-term offsets."""
+    F, y = design(form, table)
+    free = np.ones(F.shape[2], bool)
+    free[list(held)] = False
+    offset = F[:, :, ~free] @ np.array(list(held.values())) if held else None
+    return make_problem(F[:, :, free], y, offset, dtype)
 
-    Each start keeps its own dense inverse-Hessian estimate and stops, as scipy's L-BFGS-B would, on a small relative
-    decrease (ftol), a small gradient (gtol) or a failed line search. Unlike scipy the decrease test has no floor of
-    1: a summed Huber objective is ~1e-3, where that floor makes the test absolute and stops starts early.
-    """
-    x = np.array(theta0, dtype=float)
-    n_start, n_par = x.shape
-    w = None if weights is None else np.broadcast_to(weights, (n_start, F.shape[1]))
-    f, g = objective(x, F, y, delta, w)
-    n_iter = np.zeros(n_start, int)
-    # Working set: only unfinished starts, compacted every iteration.
-    idx = np.flatnonzero(np.isfinite(f))
-    xa, fa, ga = x[idx], f[idx], g[idx]
-    wa = None if w is None else w[idx]
-    H = np.tile(np.eye(n_par), (len(idx), 1, 1))
-    fresh = np.ones(len(idx), bool)  # no curvature pair yet: first step of unit length, H rescaled after
-    for _ in range(maxiter):
-        if not idx.size:
-            break
-        p = -np.einsum("spq,sq->sp", H, ga)
-        slope = np.einsum("sp,sp->s", p, ga)
-        uphill = ~(slope < 0)
-        if uphill.any():  # lost descent (non-smooth kinks): restart that start's estimate from the gradient
-            p[uphill], H[uphill], slope[uphill] = -ga[uphill], np.eye(n_par), -np.einsum("sp,sp->s", ga, ga)[uphill]
-        step = np.where(fresh, np.minimum(1.0, 1.0 / np.sqrt(np.einsum("sp,sp->s", ga, ga))), 1.0)
-        x_new, f_new, g_new = xa.copy(), fa.copy(), ga.copy()
-        moved = np.zeros(len(idx), bool)
-        pending = np.arange(len(idx))
-        for _ls in range(40):  # Armijo backtracking on the starts not yet accepted
-            xt = xa[pending] + step[pending, None] * p[pending]
-            ft, gt = objective(xt, F, y, delta, None if wa is None else wa[pending])
-            ok = np.isfinite(ft) & (ft <= fa[pending] + 1e-4 * step[pending] * slope[pending])
-            acc = pending[ok]
-            x_new[acc], f_new[acc], g_new[acc], moved[acc] = xt[ok], ft[ok], gt[ok], True
-            pending = pending[~ok]
-            if not pending.size:
-                break
-            step[pending] *= 0.5
-        s, yv = x_new - xa, g_new - ga
-        sy, yy = np.einsum("sp,sp->s", s, yv), np.einsum("sp,sp->s", yv, yv)
-        curved = moved & (sy > 1e-10 * np.sqrt(np.einsum("sp,sp->s", s, s) * yy))
-        if curved.any():
-            Hc, sc, yc, rho = H[curved], s[curved], yv[curved], 1.0 / sy[curved]
-            Hc[fresh[curved]] *= (sy[curved] / yy[curved])[fresh[curved], None, None]
-            Hy = np.einsum("spq,sq->sp", Hc, yc)
-            yHy = np.einsum("sp,sp->s", yc, Hy)
-            H[curved] = (Hc - rho[:, None, None] * (Hy[:, :, None] * sc[:, None, :] + sc[:, :, None] * Hy[:, None, :])
-                         + ((1 + rho * yHy) * rho)[:, None, None] * sc[:, :, None] * sc[:, None, :])
-        small_drop = ~fresh & ((fa - f_new) <= ftol * np.abs(fa))  # waits for a curvature pair
-        fresh &= ~curved
-        n_iter[idx] += 1
-        done = ~moved | small_drop | (np.abs(g_new).max(1) <= gtol)
-        x[idx[done]], f[idx[done]] = x_new[done], f_new[done]
-        keep = ~done
-        idx, xa, fa, ga, H, fresh = idx[keep], x_new[keep], f_new[keep], g_new[keep], H[keep], fresh[keep]
-        wa = None if wa is None else wa[keep]
-    x[idx], f[idx] = xa, fa
-    capped = np.zeros(n_start, bool)
-    capped[idx] = True
-    return x, f, n_iter, capped
+
+def _full(form: str, theta_free: np.ndarray, held: dict[int, float]) -> np.ndarray:
+    """Free log-space parameters (last axis) back to full THETA_NAMES vectors with the held values inserted."""
+    theta_free = np.asarray(theta_free, float)
+    out = np.empty(theta_free.shape[:-1] + (len(THETA_NAMES[form]),))
+    free = [i for i in range(out.shape[-1]) if i not in held]
+    out[..., free] = theta_free
+    for i, v in held.items():
+        out[..., i] = v
+    return out
 
 
 def distinct_basins(theta, f, k, decimals=2):
@@ -181,11 +139,11 @@ def distinct_basins(theta, f, k, decimals=2):
     return order[np.sort(first)[:k]]
 
 
-def _polish(theta0, F, y, delta):
+def _polish(theta0, prob, delta):
     """scipy L-BFGS-B from one end point, on the objective divided by its starting value so that scipy's
     relative-decrease test (floored at 1) is relative here too."""
-    scale = float(objective(theta0, F, y, delta)[0][0])
-    res = minimize(lambda th: tuple(v[0] / scale for v in objective(th, F, y, delta)), theta0, jac=True,
+    scale = float(evaluate(theta0, prob, delta)[0][0]) or 1.0
+    res = minimize(lambda th: tuple(v[0] / scale for v in evaluate(th, prob, delta)), theta0, jac=True,
                    method="L-BFGS-B")
     return res.x, float(res.fun) * scale
 
@@ -206,6 +164,12 @@ class FitResult:
     basins: np.ndarray  # log-space end points of the best distinct basins, best first (warm starts for refits)
     n_convention: str = "total"
     provenance: str = ""
+    fixed: dict = field(default_factory=dict)  # held parameters at their natural-scale values
+
+    @property
+    def n_free(self) -> int:
+        """Parameters the runs determined (the form's count less the held ones)."""
+        return len(self.params) - len(self.fixed)
 
     @property
     def law(self) -> Law:
@@ -234,54 +198,64 @@ class LawFitter:
 
     grid: 'chinchilla' (the protocol's full grid) or 'coarse'. best_rtol: a start counts as reaching the best
     objective when within best_rtol (relative) of it. n_polish: distinct basins polished with scipy L-BFGS-B.
+    fixed: {parameter: natural-scale value} held during the fit (module docstring).
     """
 
     def __init__(self, form="unified", grid="chinchilla", delta=1e-3, maxiter=1000, best_rtol=1e-4, n_polish=4,
-                 n_convention="total"):
+                 n_convention="total", fixed=None):
         if form not in PARAM_NAMES:
             raise ValueError(f"unknown law form {form!r}: use one of {sorted(PARAM_NAMES)}")
         self.form, self.grid, self.delta, self.maxiter = form, grid, delta, maxiter
         self.best_rtol, self.n_polish, self.n_convention = best_rtol, n_polish, n_convention
+        self.held = held_theta(form, fixed)
+        self.fixed = {k: float(v) for k, v in (fixed or {}).items()}
 
     def fit(self, runs) -> FitResult:
-        table = load_runs(runs, self.form)
-        F, y = design(self.form, table)
-        starts = start_grid(self.form, self.grid)
-        theta, f, _, capped = batched_bfgs(starts, F, y, self.delta, maxiter=self.maxiter)
+        table = load_runs(runs, self.form, n_held=len(self.held))
+        prob = problem(self.form, table, self.held)
+        starts = start_grid(self.form, self.grid, self.held)
+        theta, f, _, capped = batched_bfgs(starts, prob, self.delta, maxiter=self.maxiter,
+                                           coarse=problem(self.form, table, self.held, np.float32))
         basins = distinct_basins(theta, f, self.n_polish)
-        polished = [_polish(theta[i], F, y, self.delta) for i in basins]
+        polished = [_polish(theta[i], prob, self.delta) for i in basins]
         best_theta, best_f = min(polished + [(theta[basins[0]], f[basins[0]])], key=lambda tf: tf[1])
+        best_theta = _full(self.form, best_theta, self.held)
         params = {k: float(v) for k, v in theta_to_params(self.form, best_theta).items()}
+        params.update(self.fixed)  # exactly the values asked for (not exp(log(value)))
         resid = predict_loss(self.form, params, table) - table["loss"].to_numpy(float)
+        held = f", holding {', '.join(f'{k}={v:g}' for k, v in self.fixed.items())}" if self.fixed else ""
         self.result_ = FitResult(
-            form=self.form, params=params, theta=np.asarray(best_theta), objective=float(best_f),
+            form=self.form, params=params, theta=best_theta, objective=float(best_f),
             n_runs=len(table), n_starts=len(starts),
             n_starts_at_best=int((f <= best_f + self.best_rtol * abs(best_f)).sum()), n_capped=int(capped.sum()),
-            rmse=float(np.sqrt(np.mean(resid ** 2))), mae=float(np.mean(np.abs(resid))), basins=theta[basins],
-            n_convention=self.n_convention,
-            provenance=f"fitted ({self.form}, Huber delta={self.delta:g} summed, {self.grid} grid) on {len(table)} runs")
+            rmse=float(np.sqrt(np.mean(resid ** 2))), mae=float(np.mean(np.abs(resid))),
+            basins=_full(self.form, theta[basins], self.held), n_convention=self.n_convention, fixed=dict(self.fixed),
+            provenance=f"fitted ({self.form}, Huber delta={self.delta:g} summed, {self.grid} grid{held}) on "
+                       f"{len(table)} runs")
         return self.result_
 
     def predict(self, runs) -> np.ndarray:
         if not hasattr(self, "result_"):
             raise RuntimeError("call fit() before predict()")
-        return predict_loss(self.form, self.result_.params, load_runs(runs, self.form))
+        return predict_loss(self.form, self.result_.params, load_runs(runs, self.form, n_held=len(self.held)))
 
 
 def refit_weighted(result: FitResult, table: pd.DataFrame, weights: np.ndarray, delta=1e-3, maxiter=500):
-    """Refit once per row of run weights (bootstrap counts, held-out folds), all rows in one batch.
+    """Refit once per row of run weights (bootstrap counts, held-out folds), all rows in one batch, holding what
+    the full fit held.
 
     Each refit starts from the full-data optimum and from each distinct basin the full fit's grid found, and keeps
     its best; a resample whose optimum lies in a basin no grid start of the full fit reached would be missed.
     Returns the (rows, params) log-space optima.
     """
-    F, y = design(result.form, table)
-    seeds = np.vstack([result.theta, result.basins])
+    held = held_theta(result.form, result.fixed)
+    free = [i for i in range(len(result.theta)) if i not in held]
+    seeds = np.vstack([result.theta, result.basins])[:, free]
     k = len(seeds)
-    theta, f, _, _ = batched_bfgs(np.tile(seeds, (len(weights), 1)), F, y, delta,
+    theta, f, _, _ = batched_bfgs(np.tile(seeds, (len(weights), 1)), problem(result.form, table, held), delta,
                                   weights=np.repeat(weights, k, axis=0), maxiter=maxiter)
     best = np.where(np.isfinite(f), f, np.inf).reshape(-1, k).argmin(axis=1)
-    return theta.reshape(len(weights), k, -1)[np.arange(len(weights)), best]
+    return _full(result.form, theta.reshape(len(weights), k, -1)[np.arange(len(weights)), best], held)
 
 
 @dataclass(frozen=True)
@@ -318,14 +292,13 @@ class BootstrapResult:
 
 
 def bootstrap(runs, form="unified", n_boot=1000, seed=0, by_group=False, level=0.95, grid="chinchilla", fit=None,
-              delta=1e-3):
+              delta=1e-3, fixed=None):
     """Resample runs with replacement (whole groups when ``by_group``) ``n_boot`` times and refit each resample.
 
-    ``fit`` reuses a full-data FitResult (else one is fitted on ``grid``). Refits are warm-started (`refit_weighted`)
-    and run together as one batch.
+    ``fit`` reuses a full-data FitResult (else one is fitted on ``grid``, holding ``fixed``); refits hold what it
+    held. Refits are warm-started (`refit_weighted`) and run together as one batch.
     """
-    table = load_runs(runs, form)
-    fit = fit or LawFitter(form, grid=grid, delta=delta).fit(table)
+    table, fit = _table_and_fit(runs, form, grid, fit, delta, fixed)
     rng = np.random.default_rng(seed)
     if by_group:
         if "group" not in table.columns:
@@ -338,11 +311,17 @@ def bootstrap(runs, form="unified", n_boot=1000, seed=0, by_group=False, level=0
     return BootstrapResult(form, pd.DataFrame(theta_to_params(form, theta)), level)
 
 
-def heldout_errors(runs, form="unified", grid="chinchilla", fit=None, delta=1e-3) -> dict:
+def _table_and_fit(runs, form, grid, fit, delta, fixed):
+    """The validated runs table and the full-data fit (``fit`` if given, else one holding ``fixed``)."""
+    table = load_runs(runs, form, n_held=len(fit.fixed if fit else fixed or {}))
+    return table, fit or LawFitter(form, grid=grid, delta=delta, fixed=fixed).fit(table)
+
+
+def heldout_errors(runs, form="unified", grid="chinchilla", fit=None, delta=1e-3, fixed=None) -> dict:
     """Held-out loss error: leave one group out (``group`` column, e.g. one model size at a time), else leave one
-    run out. Each fold is refitted without its runs (warm-started as in `refit_weighted`) and predicts them."""
-    table = load_runs(runs, form)
-    fit = fit or LawFitter(form, grid=grid, delta=delta).fit(table)
+    run out. Each fold is refitted without its runs (warm-started as in `refit_weighted`, holding what the full fit
+    held) and predicts them."""
+    table, fit = _table_and_fit(runs, form, grid, fit, delta, fixed)
     grouped = "group" in table.columns and table["group"].nunique() > 1
     codes, uniques = pd.factorize(table["group"]) if grouped else (np.arange(len(table)), table.index)
     weights = (codes[None, :] != np.arange(len(uniques))[:, None]).astype(float)
@@ -352,14 +331,20 @@ def heldout_errors(runs, form="unified", grid="chinchilla", fit=None, delta=1e-3
             "scheme": "leave-one-group-out" if grouped else "leave-one-out", "n_folds": len(uniques)}
 
 
-def compare_forms(runs, forms=("unified", "chinchilla", "frantar"), grid="chinchilla", delta=1e-3) -> pd.DataFrame:
+def compare_forms(runs, forms=("unified", "chinchilla", "frantar"), grid="chinchilla", delta=1e-3,
+                  exponents=None) -> pd.DataFrame:
     """Fit every form on the same runs and tabulate in-sample and held-out error: the seed's central experiment
-    (does N_avg unify sparse and dense runs better than N_final, or than a sparsity term?)."""
+    (does N_avg unify sparse and dense runs better than N_final, or than a sparsity term?).
+
+    ``exponents`` (alpha, beta) holds each form's N and D exponents (`planner.laws.EXPONENTS`: Frantar's d, f) at
+    those values, for run sets too small to identify them.
+    """
     rows = []
     for form in forms:
-        table = load_runs(runs, form)
-        fit = LawFitter(form, grid=grid, delta=delta).fit(table)
-        held = heldout_errors(table, form, fit=fit, delta=delta)
-        rows.append({"form": form, "n_params": len(PARAM_NAMES[form]), "objective": fit.objective, "rmse": fit.rmse,
-                     "mae": fit.mae, "heldout_rmse": held["heldout_rmse"], "heldout_mae": held["heldout_mae"]})
+        fixed = dict(zip(EXPONENTS[form], exponents)) if exponents is not None else None
+        fit = LawFitter(form, grid=grid, delta=delta, fixed=fixed).fit(runs)
+        held = heldout_errors(runs, form, fit=fit, delta=delta)
+        rows.append({"form": form, "n_params": len(PARAM_NAMES[form]), "n_free": fit.n_free,
+                     "objective": fit.objective, "rmse": fit.rmse, "mae": fit.mae,
+                     "heldout_rmse": held["heldout_rmse"], "heldout_mae": held["heldout_mae"]})
     return pd.DataFrame(rows)

@@ -27,6 +27,9 @@ PARAM_NAMES: dict[str, tuple[str, ...]] = {
     "unified": ("E", "A", "B", "alpha", "beta"),
     "frantar": ("a", "b", "c", "d", "e", "f", "g"),
 }
+# The N and D exponents of each form (what a fit may hold at published values; Frantar's d, f play alpha, beta).
+EXPONENTS: dict[str, tuple[str, str]] = {"chinchilla": ("alpha", "beta"), "unified": ("alpha", "beta"),
+                                         "frantar": ("d", "f")}
 # Which column of a runs table feeds N for each form (see planner.runs).
 N_COLUMN: dict[str, str] = {"chinchilla": "n_final", "unified": "n_avg", "frantar": "n_final"}
 # Coefficients that may be stored as their natural log (key "log_X") to keep published unrounded fits exact.

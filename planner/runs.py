@@ -24,10 +24,11 @@ from planner.laws import N_COLUMN, PARAM_NAMES
 _NUMERIC = ("loss", "tokens", "n", "n_avg", "n_final", "sparsity")
 
 
-def load_runs(source, form: str = "unified") -> pd.DataFrame:
+def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
     """Read and validate a runs CSV path (or a DataFrame) for fitting ``form``; returns canonical columns.
 
-    Raises PlannerInputError naming the file and column for anything a fit cannot use.
+    ``n_held``: parameters the fit holds fixed, which need no runs. Raises PlannerInputError naming the file and
+    column for anything a fit cannot use.
     """
     if form not in PARAM_NAMES:
         raise PlannerInputError(f"unknown law form {form!r}: use one of {sorted(PARAM_NAMES)}")
@@ -64,9 +65,10 @@ def load_runs(source, form: str = "unified") -> pd.DataFrame:
             out[col] = raw[col].astype(str).to_numpy()
     if "name" not in out.columns:
         out["name"] = [f"run{i + 1}" for i in range(len(out))]
-    n_params = len(PARAM_NAMES[form])
+    n_params = len(PARAM_NAMES[form]) - n_held
     if len(out) < n_params:
-        raise PlannerInputError(f"{label}: {len(out)} runs, but the {form} form has {n_params} parameters; "
+        free = f" free parameters ({n_held} held)" if n_held else " parameters"
+        raise PlannerInputError(f"{label}: {len(out)} runs, but the {form} form has {n_params}{free}; "
                                 f"give at least {n_params} runs")
     return out
 

@@ -5,14 +5,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.optimize import approx_fprime, minimize
+from scipy.optimize import minimize
 
 from planner import cli_fit
+from planner.cli import main as planner_main
 from planner.errors import PlannerInputError
-from planner.fit import (LawFitter, batched_bfgs, bootstrap, compare_forms, design, heldout_errors, objective,
+from planner.fit import (LawFitter, bootstrap, compare_forms, design, held_theta, heldout_errors, objective, problem,
                          start_grid)
 from planner.laws import Law, get_law
-from planner.runs import load_runs
+from planner.optim import batched_bfgs, evaluate, make_problem
+from planner.runs import load_runs, seed_pairs
 
 TRUTH = get_law("epoch-replication")
 
@@ -58,18 +60,42 @@ def test_gradient_matches_finite_differences(form):
     for reduce in ("sum", "mean"):
         _, grad = objective(theta, F, y, delta=0.05, weights=weights, reduce=reduce)
         for i in range(3):
-            fd = approx_fprime(theta[i], lambda t: objective(t, F, y, 0.05, weights[i:i + 1], reduce)[0][0], 1e-7)
-            np.testing.assert_allclose(grad[i], fd, rtol=1e-4, atol=1e-7)
+            fd = central_difference(lambda t: objective(t, F, y, 0.05, weights[i:i + 1], reduce)[0][0], theta[i])
+            np.testing.assert_allclose(grad[i], fd, rtol=1e-5, atol=1e-8)
+
+
+def central_difference(fun, x, h=1e-6):
+    return np.array([(fun(x + h * e) - fun(x - h * e)) / (2 * h) for e in np.eye(len(x))])
+
+
+def test_held_parameters_become_offsets_with_the_same_objective():
+    """Holding alpha, beta: the free-parameter problem equals the full objective with them inserted, gradient too;
+    the float32 problem agrees to float32 precision."""
+    table = load_runs(sparse_runs(), "unified")
+    F, y = design("unified", table)
+    held = held_theta("unified", {"alpha": 0.3478, "beta": 0.3658})
+    free = start_grid("unified", "coarse", held)[::3] + 0.1
+    full = np.column_stack([free, np.tile([0.3478, 0.3658], (len(free), 1))])
+    f_full, g_full = objective(full, F, y)
+    f, g = evaluate(free, problem("unified", table, held))
+    np.testing.assert_allclose(f, f_full, rtol=1e-12)
+    np.testing.assert_allclose(g, g_full[:, :3], rtol=1e-10, atol=1e-14)
+    f32, g32 = evaluate(free, problem("unified", table, held, np.float32))
+    np.testing.assert_allclose(f32, f, rtol=1e-5)
+    np.testing.assert_allclose(g32, g, rtol=1e-3, atol=1e-6 * np.abs(g).max())
 
 
 def test_batched_bfgs_does_at_least_as_well_as_scipy_per_start(dense):
     F, y = design("chinchilla", load_runs(dense, "chinchilla"))
     starts = start_grid("chinchilla", "coarse")[::40]
-    _, f, n_iter, _ = batched_bfgs(starts, F, y)
     scipy_f = np.array([minimize(lambda t: tuple(v[0] for v in objective(t, F, y)), s, jac=True,
                                  method="L-BFGS-B").fun for s in starts])
-    assert f.min() <= scipy_f.min() * (1 + 1e-9)
-    assert np.median(f) <= np.median(scipy_f) and (n_iter > 0).all()
+    prob = make_problem(F, y)
+    for coarse in (None, make_problem(F, y, dtype=np.float32)):  # float64 throughout, or float32 first
+        theta, f, n_iter, _ = batched_bfgs(starts, prob, coarse=coarse)
+        np.testing.assert_allclose(f, objective(theta, F, y)[0], rtol=1e-12)  # reported objectives are float64
+        assert f.min() <= scipy_f.min() * (1 + 1e-9)
+        assert np.median(f) <= np.median(scipy_f) and (n_iter > 0).all()
 
 
 def test_summed_huber_converges_where_the_mean_stops_early(dense):
@@ -155,7 +181,8 @@ def test_heldout_uses_groups_else_single_runs(dense, dense_fit):
 
 def test_compare_forms_prefers_n_avg_when_the_unified_law_holds():
     table = compare_forms(sparse_runs(), forms=("unified", "chinchilla"), grid="coarse")
-    assert list(table.columns) == ["form", "n_params", "objective", "rmse", "mae", "heldout_rmse", "heldout_mae"]
+    assert list(table.columns) == ["form", "n_params", "n_free", "objective", "rmse", "mae", "heldout_rmse",
+                                   "heldout_mae"]
     best = table.set_index("form")
     assert best.loc["unified", "heldout_rmse"] < best.loc["chinchilla", "heldout_rmse"]
     assert best.loc["unified", "objective"] < best.loc["chinchilla", "objective"]
@@ -190,3 +217,84 @@ def test_cli_bad_input_raises_planner_input_error(tmp_path, capsys):
     runs.to_csv(path, index=False)
     with pytest.raises(PlannerInputError, match="runs.csv: column 'tokens' has a non-numeric value 'abc' in row 3"):
         run_cli(["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--json"], capsys)
+
+
+HELD = {"alpha": TRUTH.params["alpha"], "beta": TRUTH.params["beta"]}
+
+
+def test_held_exponents_stay_put_and_the_rest_is_recovered():
+    runs = dense_runs(noise=0.01)
+    fit = LawFitter("chinchilla", fixed=HELD).fit(runs)
+    assert fit.params["alpha"] == HELD["alpha"] and fit.params["beta"] == HELD["beta"]  # exactly, not to rounding
+    assert fit.fixed == HELD and fit.n_free == 3 and fit.n_starts == len(start_grid("chinchilla", "chinchilla", (3, 4)))
+    assert "holding alpha=0.3478, beta=0.3658" in fit.provenance
+    assert fit.params["E"] == pytest.approx(TRUTH.params["E"], rel=0.02)
+    for k in ("A", "B"):  # the coefficients take the scatter of 1% noise; the held exponents pin their scale
+        assert fit.params[k] == pytest.approx(TRUTH.params[k], rel=0.1), k
+    free = LawFitter("chinchilla").fit(runs)
+    assert fit.objective >= free.objective * (1 - 1e-9)  # holding can only cost objective
+    boot = bootstrap(runs, "chinchilla", n_boot=30, fit=fit)
+    assert (boot.samples["alpha"] == HELD["alpha"]).all() and (boot.samples["beta"] == HELD["beta"]).all()
+    assert boot.samples["E"].std() > 0
+    lo, hi = boot.ci()["E"]
+    assert lo < TRUTH.params["E"] < hi
+
+
+def test_held_parameters_count_against_the_runs_needed():
+    runs = dense_runs().iloc[::16]  # 3 runs: too few for 5 parameters, enough for 3 free ones
+    with pytest.raises(PlannerInputError, match="3 runs, but the chinchilla form has 5 parameters"):
+        LawFitter("chinchilla", grid="coarse").fit(runs)
+    assert LawFitter("chinchilla", grid="coarse", fixed=HELD).fit(runs).n_runs == 3
+    with pytest.raises(PlannerInputError, match="2 runs, but the chinchilla form has 3 free parameters"):
+        LawFitter("chinchilla", grid="coarse", fixed=HELD).fit(runs.iloc[:2])
+
+
+@pytest.mark.parametrize("fixed, message", [
+    ({"gamma": 1.0}, "cannot hold gamma"), ({"E": -1.0}, "finite positive"), ({"alpha": float("nan")}, "finite"),
+    (dict(E=1.8, A=400.0, B=400.0, alpha=0.3, beta=0.3), "leave at least one free")])
+def test_bad_held_parameters_are_refused(fixed, message):
+    with pytest.raises(ValueError, match=message):
+        LawFitter("unified", fixed=fixed)
+
+
+def test_compare_forms_on_the_seed_pairs_with_held_exponents():
+    table = compare_forms(seed_pairs(), grid="coarse", exponents=(HELD["alpha"], HELD["beta"]))
+    assert table["form"].tolist() == ["unified", "chinchilla", "frantar"]
+    assert table["n_free"].tolist() == [3, 3, 5] and table["n_params"].tolist() == [5, 5, 7]
+    assert np.isfinite(table[["rmse", "heldout_rmse", "heldout_mae"]].to_numpy()).all()
+    assert (table["heldout_rmse"] >= table["rmse"]).all()
+    frantar = LawFitter("frantar", grid="coarse", fixed={"d": HELD["alpha"], "f": HELD["beta"]}).fit(seed_pairs())
+    held = heldout_errors(seed_pairs(), "frantar", fit=frantar)
+    assert held["scheme"] == "leave-one-group-out" and held["n_folds"] == 4
+    assert held["heldout_rmse"] == pytest.approx(table.set_index("form").loc["frantar", "heldout_rmse"])
+
+
+def test_cli_holds_parameters(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    dense_runs().to_csv(path, index=False)
+    base = ["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--json"]
+    for flags in (["--fix", "alpha=0.3478, beta=0.3658"], ["--fix-exponents", "epoch-replication"]):
+        code, out = run_cli(base + flags, capsys)
+        result = json.loads(out)
+        assert code == 0 and set(result["params"]) == {"E", "A", "B", "alpha", "beta"}
+        assert result["fixed"] == HELD and result["n_free_params"] == 3
+        assert result["params"]["alpha"] == 0.3478 and result["params"]["beta"] == 0.3658
+    dense_runs().assign(sparsity=0.0).to_csv(path, index=False)
+    code, out = run_cli(["fit", str(path), "--form", "frantar", "--grid", "coarse", "--fix-exponents",
+                         "epoch-replication", "--fix", "g=1.8", "--json"], capsys)
+    assert json.loads(out)["fixed"] == {"d": 0.3478, "f": 0.3658, "g": 1.8}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--fix", "alpha"], "--fix: expected NAME=VALUE"), (["--fix", "alpha=0.3,=2"], "--fix: expected NAME=VALUE"),
+    (["--fix", "gamma=1"], "--fix: unknown parameter 'gamma'"), (["--fix", "alpha=x"], "--fix: alpha needs a number"),
+    (["--fix", "B=0"], "--fix: held B must be a finite positive number"),
+    (["--fix", "alpha=0.3,alpha=0.4"], "--fix: alpha is given twice"),
+    (["--fix-exponents", "nope"], "--fix-exponents: unknown law preset 'nope'"),
+    (["--fix-exponents", "epoch-replication", "--fix", "beta=0.3"], "--fix-exponents: beta also given by --fix")])
+def test_cli_bad_fix_exits_2_with_one_line(tmp_path, capsys, flags, message):
+    path = tmp_path / "runs.csv"
+    dense_runs().to_csv(path, index=False)
+    assert planner_main(["fit", str(path), "--grid", "coarse", *flags]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and message in captured.err, captured.err
