@@ -5,7 +5,7 @@ import json
 
 from planner.errors import PlannerInputError
 from planner.fit import LawFitter, bootstrap
-from planner.laws import EXPONENTS, PARAM_NAMES, PRESETS, chinchilla_terms
+from planner.laws import EXPONENTS, PARAM_NAMES, PRESETS
 
 
 def register(subparsers) -> None:
@@ -51,9 +51,7 @@ def preset_exponents(preset: str, form: str) -> dict[str, float]:
     """The preset's N and D exponents under the names ``form`` gives them; PlannerInputError naming the flag."""
     if preset not in PRESETS:
         raise PlannerInputError(f"--fix-exponents: unknown law preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    law = PRESETS[preset]
-    *_, alpha, beta = chinchilla_terms(law.form, law.coefficients)
-    return dict(zip(EXPONENTS[form], (float(alpha), float(beta))))
+    return dict(zip(EXPONENTS[form], PRESETS[preset].exponents))
 
 
 def run(args) -> int:

@@ -115,10 +115,15 @@ class Law(BaseModel):
         return chinchilla(n, tokens, *self._chinchilla_terms(sparsity))
 
     @property
+    def exponents(self) -> tuple[float, float]:
+        """(alpha, beta): the N and D exponents (Frantar's d, f), which a fit to a few runs may hold at these."""
+        _, _, _, alpha, beta = self._chinchilla_terms()
+        return float(alpha), float(beta)
+
+    @property
     def optimal_n_exponent(self) -> float:
         """a = beta / (alpha + beta) in N_opt proportional to C^a (D_opt grows as C^(1 - a))."""
-        _, _, _, alpha, beta = self._chinchilla_terms()
-        return optimal_n_exponent(alpha, beta)
+        return optimal_n_exponent(*self.exponents)
 
     def compute_optimal(self, C, sparsity=None):
         """(N_opt, D_opt) minimising loss at compute C = 6 N D (N in this law's count), vectorised over C.

@@ -33,11 +33,12 @@ def fit_chart(preds: pd.DataFrame) -> alt.Chart:
     lo, hi = preds[["measured", "predicted"]].min().min(), preds[["measured", "predicted"]].max().max()
     pad = 0.05 * (hi - lo or 1.0)
     domain = [lo - pad, hi + pad]
+    scale = alt.Scale(domain=domain, zero=False)  # on every layer: a layer without it would pull zero into the axis
     diagonal = alt.Chart(pd.DataFrame({"x": domain, "y": domain})).mark_line(color="gray", strokeDash=[4, 4]).encode(
-        x="x:Q", y="y:Q")
+        x=alt.X("x:Q", scale=scale), y=alt.Y("y:Q", scale=scale))
     points = alt.Chart(preds).mark_point(filled=True, size=70).encode(
-        x=alt.X("measured:Q", title="Measured loss (nats/token)", scale=alt.Scale(domain=domain)),
-        y=alt.Y("predicted:Q", title="Predicted loss (nats/token)", scale=alt.Scale(domain=domain)),
+        x=alt.X("measured:Q", title="Measured loss (nats/token)", scale=scale),
+        y=alt.Y("predicted:Q", title="Predicted loss (nats/token)", scale=scale),
         color=alt.Color("form:N", title="Form", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
         shape=alt.Shape("form:N", legend=None),
         tooltip=["run:N", "form:N", alt.Tooltip("measured:Q", format=".4f"), alt.Tooltip("predicted:Q", format=".4f"),
@@ -51,13 +52,45 @@ def residual_chart(preds: pd.DataFrame) -> alt.Chart:
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="gray").encode(y="y:Q")
     points = alt.Chart(preds).mark_point(filled=True, size=70).encode(
         x=alt.X("N:Q", title="Parameter count the form reads (N_avg or N_final, count)",
-                scale=alt.Scale(type="log"), axis=alt.Axis(format="~s")),
+                scale=log_domain(preds["N"]), axis=alt.Axis(format="~s")),
         y=alt.Y("residual:Q", title="Predicted − measured loss (nats/token)"),
         color=alt.Color("form:N", title="Form", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
         shape=alt.Shape("form:N", legend=None),
         tooltip=["run:N", "form:N", alt.Tooltip("residual:Q", format="+.4f")],
     )
     return (zero + points).properties(height=340, title="Residuals")
+
+
+def log_domain(values: pd.Series, pad: float = 1.25) -> alt.Scale:
+    """A log scale framed on the data (times / divided by ``pad``) rather than rounded out to powers of ten."""
+    return alt.Scale(type="log", domain=[float(values.min()) / pad, float(values.max()) * pad], nice=False)
+
+
+PAIR_AXES = {"N_avg": "N_avg: average parameter count over training (count)",
+             "N_final": "N_final: non-zero parameters at the end (count)"}
+
+
+def pairs_chart(points: pd.DataFrame) -> alt.HConcatChart:
+    """Measured loss of each sparse / small-dense pair against N_avg (left) and N_final (right), the two runs of a
+    pair joined by a line: at matched N_avg a pair's runs nearly coincide, against N_final they lie far apart at the
+    same loss, so no single curve in N_final passes through both. ``points`` is `laws_view.pair_points`."""
+    lo, hi = points["loss"].min(), points["loss"].max()
+    pad = 0.1 * (hi - lo or 0.1)
+    y = alt.Y("loss:Q", title="Measured loss (nats/token)", scale=alt.Scale(domain=[lo - pad, hi + pad]))
+    color = alt.Color("pair:N", title="Pair", legend=alt.Legend(orient="bottom"))
+    n_scale = log_domain(points["N"])  # one domain for both panels, so horizontal spreads compare
+    panels = []
+    for count, title in PAIR_AXES.items():
+        data = points[points["count"] == count]
+        x = alt.X("N:Q", title=title, scale=n_scale, axis=alt.Axis(format="~s"))
+        line = alt.Chart(data).mark_line(strokeWidth=2, opacity=0.6).encode(x=x, y=y, color=color, detail="pair:N")
+        dots = alt.Chart(data).mark_point(filled=True, size=90).encode(
+            x=x, y=y, color=color, shape=alt.Shape("run:N", title="Run", legend=alt.Legend(orient="bottom")),
+            tooltip=["name:N", "run:N", alt.Tooltip("N:Q", format=".4s", title=count),
+                     alt.Tooltip("loss:Q", format=".3f")])
+        panels.append(alt.layer(line, dots).properties(width=330, height=300, title=f"Loss against {count}"))
+    return alt.hconcat(*panels).resolve_scale(y="shared").properties(
+        title="Each sparse run and its small-dense partner (joined): matched N_avg, nearly equal loss")
 
 
 PARETO_TOOLTIP = [

@@ -6,14 +6,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import streamlit as st
 
 from planner.fit import BootstrapResult, FitResult, LawFitter, bootstrap, heldout_errors, predict_loss
-from planner.laws import N_COLUMN, PARAM_NAMES
+from planner.laws import DEFAULT_LAW, EXPONENTS, N_COLUMN, PARAM_NAMES
 from planner.plan import TrainingPlan
 from planner.runs import load_runs
 
 FORMS = ("unified", "chinchilla", "frantar")
 FORM_LABELS = {"unified": "unified (N_avg)", "chinchilla": "Chinchilla (N_final)", "frantar": "Frantar (S, N_final)"}
+HOLD_BELOW = 20  # runs: below this the exponents are held at a preset by default (5 free parameters need more)
+DEFAULT_EXPONENT_PRESET = DEFAULT_LAW
+
+
+def count_runs(source) -> int:
+    """Rows of a runs table or CSV (0 when unreadable: the fit then reports why), to pick the hold default."""
+    if isinstance(source, pd.DataFrame):
+        return len(source)
+    try:
+        return len(pd.read_csv(source))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
+        return 0
 
 
 def save_upload(name: str, data: bytes, folder: Path) -> Path:
@@ -31,11 +44,13 @@ class FormFit:
     heldout: dict
 
 
-def fit_form(source, form: str, grid: str = "coarse", n_boot: int = 100, seed: int = 0) -> FormFit:
-    """Fit, bootstrap and held-out error of one form. PlannerInputError (a named column, fewer runs than
-    parameters) propagates for the page to show."""
-    table = load_runs(source, form)
-    fit = LawFitter(form, grid=grid).fit(table)
+def fit_form(source, form: str, grid: str = "coarse", n_boot: int = 100, seed: int = 0,
+             exponents: tuple[float, float] | None = None) -> FormFit:
+    """Fit, bootstrap and held-out error of one form, its N and D exponents held at ``exponents`` (alpha, beta)
+    if given. PlannerInputError (a named column, fewer runs than free parameters) propagates for the page."""
+    fixed = dict(zip(EXPONENTS[form], exponents)) if exponents is not None else None
+    table = load_runs(source, form, n_held=len(fixed or {}))
+    fit = LawFitter(form, grid=grid, fixed=fixed).fit(table)
     by_group = "group" in table.columns and table["group"].nunique() > 1  # resample whole pairs / sizes
     boot = bootstrap(table, form, n_boot=n_boot, seed=seed, by_group=by_group, fit=fit)
     return FormFit(fit, boot, heldout_errors(table, form, fit=fit))
@@ -58,17 +73,36 @@ def predicted_loss(result: FormFit, plan: TrainingPlan) -> tuple[float, float, f
 def comparison(results: dict[str, FormFit]) -> pd.DataFrame:
     """One row per form: size of the fit, in-sample and held-out errors (the seed's central comparison)."""
     return pd.DataFrame([{
-        "form": FORM_LABELS[form], "parameters": len(PARAM_NAMES[form]), "runs": r.fit.n_runs,
+        "form": FORM_LABELS[form], "parameters": len(PARAM_NAMES[form]), "free": r.fit.n_free,
+        "held": ", ".join(f"{k} = {v:.4g}" for k, v in r.fit.fixed.items()) or "none", "runs": r.fit.n_runs,
         "RMSE (nats)": r.fit.rmse, "held-out RMSE (nats)": r.heldout["heldout_rmse"],
-        "held-out MAE (nats)": r.heldout["heldout_mae"], "held-out scheme": r.heldout["scheme"],
+        "held-out MAE (nats)": r.heldout["heldout_mae"],
+        "held-out scheme": f"{r.heldout['scheme']} ({r.heldout['n_folds']} folds)",
     } for form, r in results.items()])
+
+
+# Number formats of the comparison table: errors of a few hundredths of a nat need four decimals.
+COMPARISON_FORMAT = {c: st.column_config.NumberColumn(format="%.4f") for c in
+                     ("RMSE (nats)", "held-out RMSE (nats)", "held-out MAE (nats)")}
+
+
+def pair_points(source) -> pd.DataFrame:
+    """Measured loss of every run against both of its counts, N_avg and N_final, one row per (run, count), for
+    tables whose ``group`` column pairs runs (the seed's sparse / small-dense pairs). Empty otherwise."""
+    table = load_runs(source, "unified")
+    if "group" not in table.columns or "n_final" not in table.columns or table["n_final"].isna().any():
+        return pd.DataFrame()
+    run = [f"sparse ({s:.0%})" if s > 0 else "dense" for s in table["sparsity"]]
+    return pd.concat([pd.DataFrame({"pair": table["group"], "run": run, "name": table["name"], "count": label,
+                                    "N": table[col], "loss": table["loss"]})
+                      for col, label in (("n_avg", "N_avg"), ("n_final", "N_final"))], ignore_index=True)
 
 
 def predictions(source, results: dict[str, FormFit]) -> pd.DataFrame:
     """Measured against predicted loss of every run under every fitted form, with the N the form reads."""
     frames = []
     for form, r in results.items():
-        table = load_runs(source, form)
+        table = load_runs(source, form, n_held=len(r.fit.fixed))
         predicted = predict_loss(form, r.fit.params, table)
         frames.append(pd.DataFrame({
             "form": FORM_LABELS[form], "run": table["name"], "N": table[N_COLUMN[form]], "tokens": table["tokens"],
@@ -80,13 +114,15 @@ def params_table(result: FormFit) -> pd.DataFrame:
     """Raw parameters in the form's order (unrounded) with bootstrap percentile intervals."""
     names, ci = PARAM_NAMES[result.fit.form], result.boot.ci()
     return pd.DataFrame({"parameter": names, "value": [result.fit.params[k] for k in names],
-                         "CI low": [ci[k][0] for k in names], "CI high": [ci[k][1] for k in names]})
+                         "CI low": [ci[k][0] for k in names], "CI high": [ci[k][1] for k in names],
+                         "source": ["held" if k in result.fit.fixed else "fitted" for k in names]})
 
 
 def support_warning(fit: FitResult) -> str | None:
-    """An honest line when the runs cannot pin the parameters down (fewer than ~3 runs per parameter)."""
-    k = len(PARAM_NAMES[fit.form])
+    """An honest line when the runs cannot pin the free parameters down (fewer than ~3 runs per parameter)."""
+    k = fit.n_free
     if fit.n_runs >= 3 * k:
         return None
-    return (f"{fit.n_runs} runs for {k} parameters: the fit interpolates these runs but cannot identify the raw "
+    free = "free parameters" if fit.fixed else "parameters"
+    return (f"{fit.n_runs} runs for {k} {free}: the fit interpolates these runs but cannot identify the raw "
             f"coefficients; trust the derived quantities and their intervals, not the raw coefficients.")
