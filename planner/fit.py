@@ -9,9 +9,8 @@ The Frantar form uses four log-space terms in the same machinery:
 ``log_a + b log(1 - S) - d log N``, ``log_c - d log N``, ``log_e - f log D`` and ``log_g``.
 
 Speed: every start runs at once in a batched BFGS (`planner.optim`: one small dense inverse Hessian per start,
-Armijo backtracking, float32 until float32 stops resolving progress, then float64); the best few distinct basins are
-then polished with scipy's L-BFGS-B. ``n_starts_at_best`` counts the starts whose batched run ended within best_rtol
-of the best objective (a float64 value); ``n_capped`` those stopped by the iteration cap.
+Armijo backtracking); the best few distinct basins are then polished with scipy's L-BFGS-B. ``n_starts_at_best`` counts the starts whose batched run ended within best_rtol
+of the best objective; ``n_capped`` those stopped by the iteration cap.
 
 Held parameters: ``LawFitter(form, fixed={"alpha": 0.3478, "beta": 0.3658})`` holds any subset of the form's
 parameters at given natural-scale values (log-space internally). The optimiser and the start grid see only the free
@@ -111,13 +110,13 @@ def held_theta(form: str, fixed: dict | None) -> dict[int, float]:
     return held
 
 
-def problem(form: str, table: pd.DataFrame, held: dict[int, float], dtype=np.float64) -> Problem:
+def problem(form: str, table: pd.DataFrame, held: dict[int, float]) -> Problem:
     """The optimiser's view of a fit: free parameters only, held ones folded into per-term offsets."""
     F, y = design(form, table)
     free = np.ones(F.shape[2], bool)
     free[list(held)] = False
     offset = F[:, :, ~free] @ np.array(list(held.values())) if held else None
-    return make_problem(F[:, :, free], y, offset, dtype)
+    return make_problem(F[:, :, free], y, offset)
 
 
 def _full(form: str, theta_free: np.ndarray, held: dict[int, float]) -> np.ndarray:
@@ -214,8 +213,7 @@ class LawFitter:
         table = load_runs(runs, self.form, n_held=len(self.held))
         prob = problem(self.form, table, self.held)
         starts = start_grid(self.form, self.grid, self.held)
-        theta, f, _, capped = batched_bfgs(starts, prob, self.delta, maxiter=self.maxiter,
-                                           coarse=problem(self.form, table, self.held, np.float32))
+        theta, f, _, capped = batched_bfgs(starts, prob, self.delta, maxiter=self.maxiter)
         basins = distinct_basins(theta, f, self.n_polish)
         polished = [_polish(theta[i], prob, self.delta) for i in basins]
         best_theta, best_f = min(polished + [(theta[basins[0]], f[basins[0]])], key=lambda tf: tf[1])

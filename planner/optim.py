@@ -4,9 +4,8 @@ A fit problem is a few log-space terms per run, ``log L_hat(r) = logsumexp_k z_k
 ``z_k(r) = theta[cols_k] @ X_k[:, r] + offset_k(r)``: each term reads only the free parameters it uses (``cols_k``),
 and held parameters enter as a fixed ``offset_k`` (see `make_problem`). The optimiser sees only the free parameters.
 
-Speed: every start runs at once, as one (starts x runs) numpy computation per term. Starts first evaluate the
-objective in float32 (about half the cost of float64) and switch, each on its own, to float64 where float32 stops
-resolving progress; every reported optimum and objective is float64 (see `batched_bfgs`).
+Speed: every start runs at once, as one (starts x runs) numpy computation per term; a term equal for every run
+(log E) is computed once per start, and each term multiplies only the parameters it reads.
 """
 from __future__ import annotations
 
@@ -24,10 +23,9 @@ class Problem:
     terms: tuple
     y: np.ndarray
     n_par: int
-    dtype: type
 
 
-def make_problem(F, y, offset=None, dtype=np.float64) -> Problem:
+def make_problem(F, y, offset=None) -> Problem:
     """A Problem from a dense design F (terms, runs, free params) and an optional (terms, runs) offset."""
     terms = []
     for k, Fk in enumerate(np.asarray(F, float)):
@@ -36,8 +34,8 @@ def make_problem(F, y, offset=None, dtype=np.float64) -> Problem:
         off = None if offset is None or not np.any(offset[k]) else np.asarray(offset[k], float)
         if (X == X[:, :1]).all() and (off is None or (off == off[0]).all()):  # computed once per start, not per run
             X, off = X[:, :1], None if off is None else off[:1]
-        terms.append((cols, np.ascontiguousarray(X, dtype), None if off is None else off.astype(dtype)))
-    return Problem(tuple(terms), np.asarray(y, dtype), np.shape(F)[2], dtype)
+        terms.append((cols, np.ascontiguousarray(X), off))
+    return Problem(tuple(terms), np.asarray(y, float), np.shape(F)[2])
 
 
 def evaluate(theta, prob: Problem, delta=1e-3, weights=None):
@@ -45,14 +43,13 @@ def evaluate(theta, prob: Problem, delta=1e-3, weights=None):
 
     ``weights`` (starts, runs) re-weights runs per start (bootstrap counts, held-out folds). Starts go in chunks of
     about 256 KiB of (starts x runs) temporaries, which stay in cache (several times faster than one big pass).
-    Returns float64 whatever prob.dtype.
     """
     theta = np.atleast_2d(np.asarray(theta, float))
     f, g = np.empty(len(theta)), np.empty(theta.shape)
-    chunk = max(8, _CACHE_BYTES // (len(prob.y) * np.dtype(prob.dtype).itemsize))
+    chunk = max(8, _CACHE_BYTES // (8 * len(prob.y)))
     for i in range(0, len(theta), chunk):
         w = None if weights is None else weights[i:i + chunk]
-        f[i:i + chunk], g[i:i + chunk] = _huber_chunk(theta[i:i + chunk].astype(prob.dtype), prob, delta, w)
+        f[i:i + chunk], g[i:i + chunk] = _huber_chunk(theta[i:i + chunk], prob, delta, w)
     return f, g
 
 
@@ -75,7 +72,7 @@ def _huber_chunk(theta, prob, delta, weights):
         np.minimum(dh, delta, out=dh)
         dhw = dh if weights is None else dh * weights
         # Huber loss (r - dh / 2) dh on both branches, summed per start without a (starts x runs) temporary
-        f = np.einsum("sr,sr->s", r, dhw, dtype=float) - 0.5 * np.einsum("sr,sr->s", dh, dhw, dtype=float)
+        f = np.einsum("sr,sr->s", r, dhw) - 0.5 * np.einsum("sr,sr->s", dh, dhw)
         dhw = np.divide(dhw, total, out=total)
         grad = np.zeros(theta.shape)
         for (cols, X, _), ek in zip(prob.terms, ex):
@@ -87,16 +84,12 @@ def _huber_chunk(theta, prob, delta, weights):
     return f, grad
 
 
-def batched_bfgs(theta0, prob: Problem, delta=1e-3, weights=None, maxiter=1000, gtol=1e-8, ftol=1e-9, coarse=None,
-                 coarse_ftol=1e-6):
+def batched_bfgs(theta0, prob: Problem, delta=1e-3, weights=None, maxiter=1000, gtol=1e-8, ftol=1e-9):
     """Minimise the objective from every row of theta0 at once; returns (theta, f, n_iter, capped).
 
     Each start keeps its own dense inverse-Hessian estimate and stops, as scipy's L-BFGS-B would, on a small relative
     decrease (ftol), a small gradient (gtol) or a failed line search. Unlike scipy the decrease test has no floor of
     1: a summed Huber objective is ~1e-3, where that floor makes the test absolute and stops starts early.
-    ``coarse``: the same problem in float32. Starts run on it first; where one would stop (relative decrease below
-    coarse_ftol, near float32's resolution, or a failed line search) it switches to ``prob`` with its Hessian
-    estimate and runs on to the full tolerances, so every reported optimum and objective is float64.
     """
     x = np.array(theta0, dtype=float)
     n_start, n_par = x.shape
@@ -104,19 +97,7 @@ def batched_bfgs(theta0, prob: Problem, delta=1e-3, weights=None, maxiter=1000, 
     f, g = evaluate(x, prob, delta, w)
     n_iter, capped = np.zeros(n_start, int), np.zeros(n_start, bool)
     idx = np.flatnonzero(np.isfinite(f))  # the working set: unfinished starts, compacted every iteration
-    xa, ga, wa = x[idx], g[idx], None if w is None else w[idx]
-    precise = np.full(len(idx), coarse is None)
-    if coarse is not None:
-        ga = evaluate(xa, coarse, delta, wa)[1]
-    fa = f[idx] if coarse is None else evaluate(xa, coarse, delta, wa)[0]
-
-    def objective_at(xs, exact, ws):  # each start on its current precision
-        out_f, out_g = np.empty(len(xs)), np.empty(xs.shape)
-        for p, rows in ((prob, exact), (coarse, ~exact)):
-            if rows.any():
-                out_f[rows], out_g[rows] = evaluate(xs[rows], p, delta, None if ws is None else ws[rows])
-        return out_f, out_g
-
+    xa, fa, ga, wa = x[idx], f[idx], g[idx], None if w is None else w[idx]
     H = np.tile(np.eye(n_par), (len(idx), 1, 1))
     fresh = np.ones(len(idx), bool)  # no curvature pair yet: first step of unit length, H rescaled after
     while idx.size:
@@ -131,7 +112,7 @@ def batched_bfgs(theta0, prob: Problem, delta=1e-3, weights=None, maxiter=1000, 
         pending = np.arange(len(idx))
         for _ls in range(40):  # Armijo backtracking on the starts not yet accepted
             xt = xa[pending] + step[pending, None] * p[pending]
-            ft, gt = objective_at(xt, precise[pending], None if wa is None else wa[pending])
+            ft, gt = evaluate(xt, prob, delta, None if wa is None else wa[pending])
             ok = np.isfinite(ft) & (ft <= fa[pending] + 1e-4 * step[pending] * slope[pending])
             acc = pending[ok]
             x_new[acc], f_new[acc], g_new[acc], moved[acc] = xt[ok], ft[ok], gt[ok], True
@@ -150,20 +131,15 @@ def batched_bfgs(theta0, prob: Problem, delta=1e-3, weights=None, maxiter=1000, 
             yHy = np.einsum("sp,sp->s", yc, Hy)
             H[curved] = (Hc - rho[:, None, None] * (Hy[:, :, None] * sc[:, None, :] + sc[:, :, None] * Hy[:, None, :])
                          + ((1 + rho * yHy) * rho)[:, None, None] * sc[:, :, None] * sc[:, None, :])
-        small_drop = ~fresh & ((fa - f_new) <= np.where(precise, ftol, coarse_ftol) * np.abs(fa))
+        small_drop = ~fresh & ((fa - f_new) <= ftol * np.abs(fa))  # waits for a curvature pair
         fresh &= ~curved
         n_iter[idx] += 1
         done = ~moved | small_drop | (np.abs(g_new).max(1) <= gtol)
-        switch = done & ~precise
-        if switch.any():  # coarse runs that would stop carry on in float64 (the last step is kept)
-            precise |= switch
-            f_new[switch], g_new[switch] = evaluate(x_new[switch], prob, delta, None if wa is None else wa[switch])
-            done &= ~switch
         hit = ~done & (n_iter[idx] >= maxiter)
         capped[idx[hit]] = True
         done |= hit
         x[idx[done]], f[idx[done]] = x_new[done], f_new[done]
         keep = ~done
         idx, xa, fa, ga, H = idx[keep], x_new[keep], f_new[keep], g_new[keep], H[keep]
-        fresh, precise, wa = fresh[keep], precise[keep], None if wa is None else wa[keep]
+        fresh, wa = fresh[keep], None if wa is None else wa[keep]
     return x, f, n_iter, capped

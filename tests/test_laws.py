@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from planner.laws import (PRESETS, Law, chinchilla, default_law, frantar, get_law, optimal_n_exponent, unified)
+from planner.laws import (EXPONENTS, PRESETS, Law, chinchilla, default_law, frantar, get_law, optimal_n_exponent, unified)
 
 EPOCH = get_law("epoch-replication")
 
@@ -53,6 +53,13 @@ def test_frantar_reduces_to_chinchilla_with_sparsity_dependent_coefficient():
     np.testing.assert_allclose(frantar(S, N, D, **p), expected, rtol=1e-14)
     np.testing.assert_allclose(law.predict(N, D, sparsity=S), expected, rtol=1e-14)
     assert law.predict(N, D) == pytest.approx(expected[0])  # default: dense
+    assert law.exponents == (0.3, 0.3) and EXPONENTS["frantar"] == ("d", "f")  # d, f play alpha, beta
+
+
+def test_exponents_are_the_n_and_d_exponents_a_fit_may_hold():
+    assert EPOCH.exponents == (0.3478, 0.3658) and EXPONENTS["unified"] == ("alpha", "beta")
+    assert PRESETS["chinchilla-approach3-unrounded"].exponents == (0.33917084, 0.2849083)
+    assert EPOCH.optimal_n_exponent == optimal_n_exponent(*EPOCH.exponents)
 
 
 def test_law_rejects_wrong_params_and_extra_fields():
