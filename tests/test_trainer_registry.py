@@ -47,6 +47,8 @@ def test_cancel_sends_sigint_to_a_running_pid(tmp_path):
     registry.create_run(tmp_path, "r", "r", "{}", tmp_path, 10)
     assert not registry.cancel(tmp_path, "r")  # queued, no pid: nothing to cancel
     registry.update_run(tmp_path, "r", status="running", pid=child.pid)
+    assert registry.get_run(tmp_path, "r")["alive"]
     assert registry.cancel(tmp_path, "r")
     assert child.wait(30) == 7
+    assert not registry.get_run(tmp_path, "r")["alive"]  # still marked running, but its process is gone
     assert not registry.cancel(tmp_path, "r")  # the pid is gone

@@ -170,6 +170,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert rc == 2 and message in err and len(err.splitlines()) == 1, (argv, err)
     assert not (tmp_path / "runs").exists() or registry.list_runs(tmp_path / "runs") == []
+    assert main(["runs", *runs]) == 0 and "run_id" in capsys.readouterr().out  # an empty registry lists fine
     rc, out, err = _train(tmp_path, tmp_path / "bad.yaml")  # the same through a real process
     assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
 

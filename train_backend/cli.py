@@ -77,8 +77,12 @@ def _train(args) -> int:
 def _runs(args) -> int:
     cols = ("run_id", "status", "step", "total_steps", "final_train_loss", "final_val_loss", "n_avg_measured",
             "wall_seconds")
-    rows = [[_fmt(r[c]) for c in cols] for r in registry.list_runs(args.runs_dir)]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    rows = []
+    for run in registry.list_runs(args.runs_dir):
+        if run["status"] == "running" and not run["alive"]:
+            run["status"] = "running (process gone)"
+        rows.append([_fmt(run[c]) for c in cols])
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(cols)]
     for r in [list(cols)] + rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     return 0

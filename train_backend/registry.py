@@ -64,12 +64,19 @@ def update_run(runs_dir: Path, run_id: str, **fields):
     _write(runs_dir, f"UPDATE runs SET {cols} WHERE run_id = ?", (*fields.values(), run_id))
 
 
+def _row(row: sqlite3.Row) -> dict:
+    """A run as a dict, plus `alive`: False for a 'running' row whose process is gone (killed, machine restarted)."""
+    out = dict(row)
+    out["alive"] = out["status"] == "running" and pid_alive(out["pid"])
+    return out
+
+
 def list_runs(runs_dir: Path = Path("runs")) -> list[dict]:
     """All runs, newest first, as plain dicts (pandas.DataFrame(list_runs()) works); plan_json left as text."""
     if not (Path(runs_dir) / DB_NAME).exists():
         return []
     with closing(_connect(runs_dir)) as con:
-        return [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY created_at DESC")]
+        return [_row(r) for r in con.execute("SELECT * FROM runs ORDER BY created_at DESC")]
 
 
 def get_run(runs_dir: Path, run_id: str) -> dict | None:
@@ -77,7 +84,7 @@ def get_run(runs_dir: Path, run_id: str) -> dict | None:
         return None
     with closing(_connect(runs_dir)) as con:
         row = con.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return dict(row) if row else None
+    return _row(row) if row else None
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -111,7 +118,7 @@ def pid_alive(pid: int | None) -> bool:
 def cancel(runs_dir: Path, run_id: str) -> bool:
     """Ask a running trainer to stop: SIGINT makes it checkpoint and mark itself cancelled. False if not running."""
     run = get_run(runs_dir, run_id)
-    if run is None or run["status"] != "running" or not pid_alive(run["pid"]):
+    if run is None or not run["alive"]:
         return False
     os.kill(run["pid"], signal.SIGINT)
     return True

@@ -34,8 +34,9 @@ def available_memory(device: torch.device) -> int:
     return int(info["MemAvailable"].split()[0]) * 1024
 
 
-def mm_peak(device: torch.device, size: int = 1024, seconds: float = 0.3) -> float:
-    """Peak FLOP/s: the bf16 table on known GPUs; on CPU the best fp32 torch.mm rate measured now."""
+def mm_peak(device: torch.device, size: int = 1024, seconds: float = 0.3, reps: int = 1) -> float:
+    """Peak FLOP/s: the bf16 table on known GPUs; on CPU the best fp32 torch.mm rate measured now, over samples of
+    `reps` back-to-back products (longer samples are less flattered by brief quiet moments on a shared machine)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         return next((v for k, v in GPU_BF16_PEAKS.items() if k in name), 989e12)
@@ -44,6 +45,7 @@ def mm_peak(device: torch.device, size: int = 1024, seconds: float = 0.3) -> flo
     best, end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < end:
         t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = max(best, 2 * size**3 / (time.perf_counter() - t0))
+        for _ in range(reps):
+            torch.mm(a, b)
+        best = max(best, reps * 2 * size**3 / (time.perf_counter() - t0))
     return best

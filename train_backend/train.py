@@ -149,6 +149,9 @@ def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
             registry.update_run(opts.runs_dir, run_id, status="failed", finished_at=time.time(),
                                 error=f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
 
 
 def _check(plan: TrainingPlan, device: torch.device, world: int, opts: Options):
