@@ -109,28 +109,35 @@ def batched_bfgs(theta0, prob: Problem, delta=1e-3, weights=None, maxiter=1000, 
         step = np.where(fresh, 1.0 / np.maximum(1.0, np.sqrt(np.einsum("sp,sp->s", ga, ga))), 1.0)
         x_new, f_new, g_new = xa.copy(), fa.copy(), ga.copy()
         moved = np.zeros(len(idx), bool)
-        pending = np.arange(len(idx))
-        for _ls in range(40):  # Armijo backtracking on the starts not yet accepted
-            xt = xa[pending] + step[pending, None] * p[pending]
-            ft, gt = evaluate(xt, prob, delta, None if wa is None else wa[pending])
-            ok = np.isfinite(ft) & (ft <= fa[pending] + 1e-4 * step[pending] * slope[pending])
-            acc = pending[ok]
-            x_new[acc], f_new[acc], g_new[acc], moved[acc] = xt[ok], ft[ok], gt[ok], True
-            pending = pending[~ok]
-            if not pending.size:
-                break
-            step[pending] *= 0.5
+        pending, halvings = np.arange(len(idx)), 0
+        while pending.size and halvings < 40:  # Armijo backtracking on the starts not yet accepted
+            # With few starts left the objective call's fixed cost dominates, so try several halvings per call;
+            # the first acceptable one is taken, exactly as one halving at a time would take it.
+            m = 1 if halvings == 0 or pending.size > 32 else 4
+            trial = step[pending, None] * 0.5 ** np.arange(m)
+            xt = xa[pending, None, :] + trial[:, :, None] * p[pending, None, :]
+            ft, gt = evaluate(xt.reshape(-1, n_par), prob, delta,
+                              None if wa is None else np.repeat(wa[pending], m, axis=0))
+            ft, gt = ft.reshape(-1, m), gt.reshape(-1, m, n_par)
+            ok = np.isfinite(ft) & (ft <= (fa[pending] + 1e-4 * slope[pending] * trial.T).T)
+            hit, first = ok.any(axis=1), ok.argmax(axis=1)
+            acc, j = pending[hit], first[hit]
+            x_new[acc], f_new[acc], g_new[acc], moved[acc] = xt[hit, j], ft[hit, j], gt[hit, j], True
+            pending, halvings = pending[~hit], halvings + m
+            step[pending] *= 0.5 ** m
         s, yv = x_new - xa, g_new - ga
         sy, yy = np.einsum("sp,sp->s", s, yv), np.einsum("sp,sp->s", yv, yv)
         # yy > 0 as well: a gradient change that underflows to zero carries no curvature (and would divide by zero)
         curved = moved & (yy > 0) & (sy > 1e-10 * np.sqrt(np.einsum("sp,sp->s", s, s) * yy))
-        if curved.any():
-            Hc, sc, yc, rho = H[curved], s[curved], yv[curved], 1.0 / sy[curved]
-            Hc[fresh[curved]] *= (sy[curved] / yy[curved])[fresh[curved], None, None]
-            Hy = np.einsum("spq,sq->sp", Hc, yc)
-            yHy = np.einsum("sp,sp->s", yc, Hy)
-            H[curved] = (Hc - rho[:, None, None] * (Hy[:, :, None] * sc[:, None, :] + sc[:, :, None] * Hy[:, None, :])
-                         + ((1 + rho * yHy) * rho)[:, None, None] * sc[:, :, None] * sc[:, None, :])
+        if curved.any():  # BFGS: H + s w^T - v s^T with v = rho H y, w = (1 + rho y^T H y) rho s - v
+            c = np.flatnonzero(curved)
+            Hc, sc, yc, rho = H[c], s[c], yv[c], 1.0 / sy[c]
+            Hc[fresh[c]] *= (sy[c] / yy[c])[fresh[c], None, None]
+            v = rho[:, None] * np.einsum("spq,sq->sp", Hc, yc)
+            w = ((1 + np.einsum("sp,sp->s", yc, v)) * rho)[:, None] * sc - v
+            Hc += sc[:, :, None] * w[:, None, :]
+            Hc -= v[:, :, None] * sc[:, None, :]
+            H[c] = Hc
         small_drop = ~fresh & ((fa - f_new) <= ftol * np.abs(fa))  # waits for a curvature pair
         fresh &= ~curved
         n_iter[idx] += 1
