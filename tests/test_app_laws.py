@@ -110,6 +110,14 @@ def test_bad_uploads_name_the_problem(csv, message):
     assert not at.get("vega_lite_chart")
 
 
+def test_three_paired_runs_fit_with_held_exponents():
+    three = seed_pairs().iloc[:3].to_csv(index=False)  # 3 runs: enough for E, A, B
+    at = upload(laws_page(), "three.csv", three)
+    assert not at.error and at.dataframe[0].value["free"].tolist() == [3]
+    pairs = chart_specs(at)[0]
+    assert [encodings(p)["x"]["title"].split(":")[0] for p in pairs["hconcat"]] == ["N_avg", "N_final"]
+
+
 def test_frantar_counts_free_parameters():
     at = upload(laws_page(forms=("frantar",)), "four.csv", "\n".join(synthetic_csv().split("\n")[:5]))
     assert any("4 runs, but the frantar form has 5 free parameters (2 held)" in e.value for e in at.error)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from planner.errors import PlannerInputError
 from planner.fit import BootstrapResult, FitResult, LawFitter, bootstrap, heldout_errors, predict_loss
 from planner.laws import DEFAULT_LAW, EXPONENTS, N_COLUMN, PARAM_NAMES
 from planner.plan import TrainingPlan
@@ -89,7 +90,10 @@ COMPARISON_FORMAT = {c: st.column_config.NumberColumn(format="%.4f") for c in
 def pair_points(source) -> pd.DataFrame:
     """Measured loss of every run against both of its counts, N_avg and N_final, one row per (run, count), for
     tables whose ``group`` column pairs runs (the seed's sparse / small-dense pairs). Empty otherwise."""
-    table = load_runs(source, "unified")
+    try:  # a chart, not a fit: one run is enough, and a table without N_avg simply gets no chart
+        table = load_runs(source, "unified", n_held=len(PARAM_NAMES["unified"]) - 1)
+    except PlannerInputError:
+        return pd.DataFrame()
     if "group" not in table.columns or "n_final" not in table.columns or table["n_final"].isna().any():
         return pd.DataFrame()
     run = [f"sparse ({s:.0%})" if s > 0 else "dense" for s in table["sparsity"]]

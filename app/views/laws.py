@@ -54,8 +54,9 @@ h1, h2 = st.columns([1, 1])
 n_runs = lv.count_runs(source)
 hold = h1.checkbox("Hold α, β at a preset", value=n_runs < lv.HOLD_BELOW, key=f"laws_hold_{kind}",
                    help=f"On by default below {lv.HOLD_BELOW} runs: a handful of runs cannot identify five "
-                        "parameters (a free fit of the seed's eight runs puts the compute-optimal exponent anywhere "
-                        "in [-0.2, 6.2]). Holding the N and D exponents (Frantar: d, f) leaves E, A, B to the runs.")
+                        "parameters (a free fit of the seed's eight runs leaves the compute-optimal exponent's "
+                        "bootstrap interval several units wide). Holding the N and D exponents (Frantar: d, f) "
+                        "leaves E, A, B to the runs.")
 preset = h2.selectbox("Preset for α, β", list(PRESETS), index=list(PRESETS).index(lv.DEFAULT_EXPONENT_PRESET),
                       key="laws_preset", disabled=not hold)
 exponents = PRESETS[preset].exponents if hold else None
