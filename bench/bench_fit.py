@@ -23,8 +23,9 @@ import scipy
 from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from planner.fit import LawFitter, bootstrap, design, objective, start_grid  # noqa: E402
+from planner.fit import LawFitter, bootstrap, problem, start_grid  # noqa: E402
 from planner.laws import get_law  # noqa: E402
+from planner.optim import evaluate  # noqa: E402
 from planner.runs import load_runs  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -51,25 +52,31 @@ def csv_runs(path, drop_highest=5) -> pd.DataFrame:
 
 def scipy_loop(table):
     """The reference: one scipy L-BFGS-B call per grid start on the same objective and gradient."""
-    F, y = design("chinchilla", table)
+    prob = problem("chinchilla", table, {})
     best = np.inf
     t0 = time.perf_counter()
     for start in start_grid("chinchilla", "chinchilla"):
-        res = minimize(lambda th: tuple(v[0] for v in objective(th, F, y)), start, jac=True, method="L-BFGS-B")
+        res = minimize(lambda th: tuple(v[0] for v in evaluate(th, prob)), start, jac=True, method="L-BFGS-B")
         best = min(best, float(res.fun))
     return time.perf_counter() - t0, best
 
 
-def bench(name, runs, n_boot, skip_loop):
+def bench(name, runs, n_boot, skip_loop, repeats=5):
     table = load_runs(runs, "chinchilla")
-    t0 = time.perf_counter()
-    fit = LawFitter("chinchilla", grid="chinchilla").fit(table)
-    t_fit = time.perf_counter() - t0
+    load = os.getloadavg()[0]
+    walls, cpus = [], []
+    for _ in range(repeats):  # the median of several: other jobs and the host make single timings noisy
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit = LawFitter("chinchilla", grid="chinchilla").fit(table)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    t_fit = float(np.median(walls))
     t0 = time.perf_counter()
     boot = bootstrap(table, "chinchilla", n_boot=n_boot, seed=0, fit=fit)
     t_boot = time.perf_counter() - t0
     t_loop, loop_best = (np.nan, np.nan) if skip_loop else scipy_loop(table)
-    row = {"data": name, "runs": len(table), "starts": fit.n_starts, "batched_s": t_fit, "loop_s": t_loop,
+    row = {"data": name, "runs": len(table), "starts": fit.n_starts, "batched_s": t_fit, "batched_best_s": min(walls),
+           "batched_cpu_s": float(np.median(cpus)), "load": load, "loop_s": t_loop,
            "speedup": t_loop / t_fit, "batched_best": fit.objective, "loop_best": loop_best,
            "at_best": fit.n_starts_at_best, "capped": fit.n_capped, "boot_n": n_boot, "boot_s": t_boot,
            "exponent": fit.optimal_n_exponent, "exponent_ci": boot.ci()["optimal_n_exponent"], "params": fit.params}
@@ -84,23 +91,26 @@ def machine() -> str:
         cpu = found.group(1).strip() if found else cpu
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{os.cpu_count()} cores (nproc), {cpu}; Python {platform.python_version()}, numpy {np.__version__}, "
-            f"scipy {scipy.__version__}; load average at the end {load} (other jobs share the cores: wall times "
-            f"scale with it, the speedup much less)")
+            f"scipy {scipy.__version__}; load average (1, 5, 15 min) at the end {load}; the 1-minute load when "
+            f"each row started is in the table (other jobs share the cores: wall times scale with it, the speedup "
+            f"much less)")
 
 
 def section(rows) -> str:
     lines = [HEADING, "", f"Machine: {machine()}.", "",
              "Chinchilla approach 3 (Epoch-corrected: log-space, Huber delta 1e-3 summed, 4500-start grid). "
-             "'batched' is `LawFitter('chinchilla').fit` (batched BFGS over all starts, then scipy L-BFGS-B polish "
-             "of the best 4 basins); 'loop' is one `scipy.optimize.minimize(method='L-BFGS-B')` per start on the "
-             "same objective and analytic gradient. Bootstrap: resampled runs, refits warm-started from the full "
-             "fit's basins, in one batch.", "",
-             "| data | runs | batched fit (s) | scipy loop (s) | speedup | best objective: batched / loop | "
-             "starts at best (rel 1e-4) | capped (1000 it) | bootstrap refits | bootstrap (s) | N_opt exponent "
-             "[95% CI] |", "|" + "---|" * 11]
+             "'batched' is `LawFitter('chinchilla').fit` (batched BFGS over all starts in `planner.optim`, then "
+             "scipy L-BFGS-B polish of the best 4 basins), median wall time of 5 fits (best in brackets) and "
+             "median CPU time; 'loop' is one `scipy.optimize.minimize(method='L-BFGS-B')` per start on the same "
+             "objective and analytic gradient. Bootstrap: resampled runs, refits warm-started from the full fit's "
+             "basins, in one batch.", "",
+             "| data | runs | load (1 min) | batched fit, wall s [best] | batched fit, CPU s | scipy loop (s) | "
+             "speedup | best objective: batched / loop | starts at best (rel 1e-4) | capped (1000 it) | "
+             "bootstrap refits | bootstrap (s) | N_opt exponent [95% CI] |", "|" + "---|" * 13]
     for r in rows:
         lo, hi = r["exponent_ci"]
-        lines.append(f"| {r['data']} | {r['runs']} | {r['batched_s']:.2f} | {r['loop_s']:.1f} | {r['speedup']:.1f}x "
+        lines.append(f"| {r['data']} | {r['runs']} | {r['load']:.1f} | {r['batched_s']:.2f} [{r['batched_best_s']:.2f}] "
+                     f"| {r['batched_cpu_s']:.2f} | {r['loop_s']:.1f} | {r['speedup']:.1f}x "
                      f"| {r['batched_best']:.10g} / {r['loop_best']:.10g} | {r['at_best']}/{r['starts']} | "
                      f"{r['capped']} | {r['boot_n']} | {r['boot_s']:.2f} | {r['exponent']:.4f} [{lo:.3f}, {hi:.3f}] |")
     lines += ["", "Fitted parameters (E, A, B, alpha, beta): " + "; ".join(
