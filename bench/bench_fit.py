@@ -113,8 +113,23 @@ def section(rows) -> str:
                      f"| {r['batched_cpu_s']:.2f} | {r['loop_s']:.1f} | {r['speedup']:.1f}x "
                      f"| {r['batched_best']:.10g} / {r['loop_best']:.10g} | {r['at_best']}/{r['starts']} | "
                      f"{r['capped']} | {r['boot_n']} | {r['boot_s']:.2f} | {r['exponent']:.4f} [{lo:.3f}, {hi:.3f}] |")
+    epoch = get_law("epoch-replication").params
+    slowest = max(r["batched_s"] for r in rows)
+    verdict = "met" if slowest <= 1.0 else f"NOT met: the slower dataset's median fit takes {slowest:.2f} s"
     lines += ["", "Fitted parameters (E, A, B, alpha, beta): " + "; ".join(
-        f"{r['data']}: " + ", ".join(f"{k}={v:.6g}" for k, v in r["params"].items()) for r in rows), ""]
+        f"{r['data']}: " + ", ".join(f"{k}={v:.6g}" for k, v in r["params"].items()) for r in rows), "",
+        "For comparison, the Epoch replication's published fit on the extracted points: " + ", ".join(
+            f"{k}={v:g}" for k, v in epoch.items()) + ".", "",
+        f"Target of at most 1 s for the 4500-start fit on 2 cores: {verdict}. Each start runs to its own "
+        "convergence (about 50 BFGS iterations on average, 1000 for the capped ones), so the cost is ~320k "
+        "start-evaluations of 240 runs at ~3 us each plus the per-iteration overhead of the long tail. Measured and "
+        "dropped: merging starts whose iterates meet (under 5% fewer evaluations: starts reach the optimum's "
+        "neighbourhood at different times), a float32 first pass (starts must still converge in float64 before "
+        "they count at the best objective, which cost what float32 saved; stopping in float32 cut starts-at-best "
+        "from 971 to 222-855), threads over chunks of starts (no gain on this 2-vCPU machine), and a "
+        "whitening preconditioner for the initial inverse Hessian (fewer iterations but fewer starts reaching the "
+        "best, no net time). Kept: several Armijo halvings per objective call once few starts are pending (40% "
+        "fewer calls, identical steps) and a cheaper BFGS update.", ""]
     return "\n".join(lines)
 
 
