@@ -9,8 +9,9 @@ The Frantar form uses four log-space terms in the same machinery:
 ``log_a + b log(1 - S) - d log N``, ``log_c - d log N``, ``log_e - f log D`` and ``log_g``.
 
 Speed: every start runs at once in a batched BFGS (`planner.optim`: one small dense inverse Hessian per start,
-Armijo backtracking); the best few distinct basins are then polished with scipy's L-BFGS-B. ``n_starts_at_best`` counts the starts whose batched run ended within best_rtol
-of the best objective; ``n_capped`` those stopped by the iteration cap.
+Armijo backtracking); the best few distinct basins are then polished with scipy's L-BFGS-B. ``n_starts_at_best``
+counts the starts whose own batched run ended within best_rtol of the best objective (no start is merged into
+another or stopped early); ``n_capped`` those stopped by the iteration cap.
 
 Held parameters: ``LawFitter(form, fixed={"alpha": 0.3478, "beta": 0.3658})`` holds any subset of the form's
 parameters at given natural-scale values (log-space internally). The optimiser and the start grid see only the free
