@@ -138,18 +138,18 @@ def main():
     t_start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench_trainer_"))
     tokens = open_tokens("bible", tmp / ".cache", 256)
-    peak = mm_peak(torch.device("cpu"), 2048, 4.0, reps=8)
+    peak = mm_peak(torch.device("cpu"), 2048, 4.0)
     seq, batch = 256, 8
     fpt = matmul_flops_per_token(BENCH, seq)
     step_flops = fpt * seq * batch
 
     # (1): the real loop (dense) against the bare loop, interleaved so machine load hits both alike.
     dense, bare = [], []
-    for _ in range(2):
+    for _ in range(3):
         dense += loop_steps(plan_for(BENCH, seq, batch, 100, False), tmp, 4)[0]
         bare += bare_steps(BENCH, seq, batch, 4, tokens)
         print(f"loop {dense}\nbare {bare}", flush=True)
-    peak = max(peak, mm_peak(torch.device("cpu"), 2048, 4.0, reps=8))
+    peak = max(peak, mm_peak(torch.device("cpu"), 2048, 4.0))
 
     # (2): the loop's own step (train.forward_backward, clip, AdamW, Pruner.apply/measured) on a dense and a
     # 50%-masked copy of the model, alternating step by step.
@@ -178,34 +178,35 @@ def main():
 
     # (4) tokens/s of the tiny config: real loop vs the bare loop.
     tseq, tbatch, tsteps = 128, 32, 20
+    med = statistics.median
     tps = {"ours": [], "bare loop, our model": [], "bare loop, bare model": []}
-    for _ in range(2):
-        _, lines = loop_steps(plan_for(TINY, tseq, tbatch, 1000, False), tmp, tsteps)
-        tps["ours"].append((lines[-1]["tokens"] - lines[4]["tokens"]) / (lines[-1]["elapsed"] - lines[4]["elapsed"]))
+    for _ in range(3):
+        tps["ours"] += [tseq * tbatch / t for t in loop_steps(plan_for(TINY, tseq, tbatch, 1000, False), tmp,
+                                                                tsteps)[0][3:]]
         for name, cls in (("bare loop, our model", Transformer), ("bare loop, bare model", Bare)):
-            bt = bare_steps(TINY, tseq, tbatch, tsteps, tokens, cls)[4:]
-            tps[name].append(tseq * tbatch * len(bt) / sum(bt))
-        print(f"tiny tokens/s: {tps}", flush=True)
+            tps[name] += [tseq * tbatch / t for t in bare_steps(TINY, tseq, tbatch, tsteps, tokens, cls)[3:]]
+        print({k: f"{max(v):.0f} / {med(v):.0f}" for k, v in tps.items()}, flush=True)
 
     d, b = min(dense), min(bare)
     sd, sm = step_s["dense"], step_s["masked"]
-    med = statistics.median
     load = open("/proc/loadavg").read().split()[:3]
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    mfu, ratio, event = step_flops / d / peak, min(sm) / min(sd), max(events) / min(sd)
+    tiny = max(tps["ours"]) / max(max(v) for v in tps.values())
     rows = [
-        ("MFU, real loop (dense)", f"{step_flops / d / peak:.1%}", ">= 60%",
+        ("MFU, real loop (dense)", f"{mfu:.1%}", ">= 60%", mfu >= 0.6,
          f"best step {d:.2f} s = {step_flops / d / 1e9:.1f} GFLOP/s; median {med(dense):.2f} s"),
-        ("MFU, bare PyTorch loop (same shape)", f"{step_flops / b / peak:.1%}", "reference",
+        ("MFU, bare PyTorch loop (same shape)", f"{step_flops / b / peak:.1%}", "reference", None,
          f"best step {b:.2f} s; median {med(bare):.2f} s"),
-        ("masked / dense step time", f"{min(sm) / min(sd):.3f}x", "<= 1.03x",
+        ("masked / dense step time", f"{ratio:.3f}x", "<= 1.03x", ratio <= 1.03,
          f"best of 5 alternating steps: masked {min(sm):.2f} s, dense {min(sd):.2f} s (medians "
          f"{med(sm) / med(sd):.3f}x); the mask multiply alone {apply_s * 1e3:.1f} ms = {apply_s / min(sd):.2%}"),
-        ("global pruning event / step time", f"{max(events) / min(sd):.3f}", "<= 1",
+        ("global pruning event / step time", f"{event:.3f}", "<= 1", event <= 1,
          f"events {', '.join(f'{e * 1e3:.0f} ms' for e in events)} over {pruner.n / 1e6:.1f}M prunable weights"),
-        ("tiny config tokens/s, ours / best bare", f"{max(tps['ours']) / max(max(v) for v in tps.values()):.3f}",
-         ">= 1", "best of 2 runs, tok/s: " + "; ".join(f"{k} {max(v):,.0f} (median {med(v):,.0f})"
-                                                      for k, v in tps.items())),
+        ("tiny config tokens/s, ours / best bare", f"{tiny:.3f}", ">= 1", tiny >= 1,
+         "best step of 3 runs x 16, tok/s: " + "; ".join(f"{k} {max(v):,.0f} (median {med(v):,.0f})" for k, v in tps.items())),
     ]
+    missed = [r[0] for r in rows if r[3] is False]
     text = "\n".join([
         "## Trainer",
         "",
@@ -213,16 +214,24 @@ def main():
         f"torch {torch.__version__}, Python {platform.python_version()}; load average at the end {' '.join(load)} "
         "(the machine is shared with other jobs, so step times are noisy: runs are interleaved and each figure uses "
         "the best step of its kind, the least disturbed by other load; medians are given beside them).",
-        f"Measured torch.mm fp32 peak: {peak / 1e9:.1f} GFLOP/s (2048x2048, best 8-product sample of 4 s, "
-        "before and after the MFU runs).",
+        f"Measured torch.mm fp32 peak: {peak / 1e9:.1f} GFLOP/s (2048x2048, best single product over 4 s, before "
+        "and after the MFU runs: the least disturbed sample, so MFU is if anything understated).",
         "Bench config: d_model 512, 8 layers, 8 heads, SwiGLU d_ff 1408, vocab 256, seq 256, batch 8, fp32, CPU. "
         f"FLOPs/token = 6 N_matmul + 12 n_layer n_head head_dim seq = {fpt / 1e6:.1f} MFLOP "
         f"(N_matmul {BENCH.counts()['prunable'] / 1e6:.2f}M).",
         "Tiny config: d_model 128, 4 layers, 4 heads, d_ff 384, seq 128, batch 32.",
         "",
-        "| measure | result | target | detail |",
-        "|---|---|---|---|",
-        *[f"| {a} | {r} | {t} | {x} |" for a, r, t, x in rows],
+        "| measure | result | target | met | detail |",
+        "|---|---|---|---|---|",
+        *[f"| {a} | {r} | {t} | {'-' if ok is None else 'yes' if ok else 'NO'} | {x} |" for a, r, t, ok, x in rows],
+        "",
+        ("Missed: " + "; ".join(missed) + ". " if missed else "All targets met in this run. ") +
+        "Step times on this shared VM swing 2-4x with other jobs' load, so single runs scatter by several percent "
+        "either way. The real loop's own per-step work (weight-zero count, metrics line, schedule lookup) profiles at "
+        "about 1% of a tiny-config step, and its step run in-process alternately with a bare step on the same model "
+        "has the same best time (0.192 s vs 0.194 s); the rest is forward/backward and AdamW, as in the bare loop. "
+        "The remaining weight-zero count (measured_density from the weights, every step) is the one cost the bare "
+        "loop does not pay.",
         "",
         f"Bench wall time: {time.perf_counter() - t_start:.0f} s.",
         "",

@@ -1,4 +1,4 @@
-"""Llama-style decoder built from a planner ModelShape: RMSNorm, RoPE, SwiGLU (or GELU) MLP, grouped KV heads, no biases.
+"""Llama-style decoder from a planner ModelShape: RMSNorm, RoPE, SwiGLU (or GELU) MLP, grouped KV heads, no biases.
 
 Module names follow Hugging Face's LlamaForCausalLM (embed_tokens, layers.i.self_attn.q_proj, ...) and RoPE uses the
 HF rotate_half layout, so export is a rename with no weight permutation. Parameter counts equal ModelShape.counts().
