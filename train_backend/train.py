@@ -105,6 +105,8 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
         run_dir = Path(run["run_dir"])
         if not (run_dir / checkpoint.LATEST).exists() and not (run_dir / checkpoint.PREVIOUS).exists():
             raise PlannerInputError(f"--resume {opts.resume}: run folder {run_dir} has no checkpoint")
+        if run["alive"]:
+            raise PlannerInputError(f"--resume {opts.resume}: the run is still running (pid {run['pid']})")
         if run["status"] == "finished" and run["step"] >= stored.budget.steps:
             raise PlannerInputError(f"--resume {opts.resume}: the run has already finished")
         _check(stored, device, world, opts)
