@@ -25,10 +25,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from planner.costs import model_train_flops_per_token  # noqa: E402
 from planner.plan import Budget, RunConfig, make_plan, resolve_schedule  # noqa: E402
 from planner.shapes import ModelShape  # noqa: E402
 from train_backend.data import open_tokens  # noqa: E402
-from train_backend.model import Transformer, matmul_flops_per_token, prunable_weights  # noqa: E402
+from train_backend.model import Transformer, prunable_weights  # noqa: E402
 from train_backend.pruning import Pruner  # noqa: E402
 from train_backend.resources import mm_peak  # noqa: E402
 from train_backend.train import Options, forward_backward, make_optimizer, run  # noqa: E402
@@ -140,7 +141,7 @@ def main():
     tokens = open_tokens("bible", tmp / ".cache", 256)
     peak = mm_peak(torch.device("cpu"), 2048, 4.0)
     seq, batch = 256, 8
-    fpt = matmul_flops_per_token(BENCH, seq)
+    fpt = model_train_flops_per_token(BENCH, seq)
     step_flops = fpt * seq * batch
 
     # (1): the real loop (dense) against the bare loop, interleaved so machine load hits both alike.

@@ -110,6 +110,18 @@ def attention_flops_per_token(n_layer, d_attn, context, passes=1):
     return 4.0 * passes * np.asarray(n_layer, float) * np.asarray(d_attn, float) * np.asarray(context, float)
 
 
+def train_flops_per_token(n_fixed, n_prunable, density, n_layer, d_attn, seq_len):
+    """Training FLOPs per token: 6 (n_fixed + n_prunable * density) + attention (forward and backward)."""
+    return 6.0 * (n_fixed + n_prunable * density) + attention_flops_per_token(n_layer, d_attn, seq_len, passes=3)
+
+
+def model_train_flops_per_token(model: ModelShape, seq_len: int, density: float = 1.0) -> float:
+    """`train_flops_per_token` of a shape; density 1 gives what masked training executes (dense GEMMs)."""
+    fixed, prunable = matmul_params(model)
+    return float(train_flops_per_token(fixed, prunable, density, model.n_layer, model.n_head * model.head_size,
+                                       seq_len))
+
+
 def ledger_arrays(tokens, n_fixed, n_prunable, mean_density, final_density, sparse_fraction, n_layer, d_attn,
                   seq_len, hardware: Hardware, lifetime_tokens=0.0, context=None, prefill_share=PREFILL_SHARE):
     """Every CostLedgers field as numpy arrays (all numeric arguments broadcast).
@@ -123,11 +135,14 @@ def ledger_arrays(tokens, n_fixed, n_prunable, mean_density, final_density, spar
         np.asarray(x, float) for x in (tokens, n_fixed, n_prunable, mean_density, final_density, sparse_fraction))
     context = seq_len if context is None else context
     sparse = final_density < 1.0  # a pattern's speedup only applies to a model that is actually pruned
-    attn_train = attention_flops_per_token(n_layer, d_attn, seq_len, passes=3)
-    dense_eq = tokens * (6.0 * (n_fixed + n_prunable) + attn_train)
-    effective = tokens * (6.0 * (n_fixed + n_prunable * mean_density) + attn_train)
-    train_pruned_time = np.where(sparse, 1.0 - sparse_fraction + sparse_fraction / hardware.speedup_train, 1.0)
-    wallclock = tokens * (6.0 * (n_fixed + n_prunable * train_pruned_time) + attn_train)
+    def per_token(density):
+        return train_flops_per_token(n_fixed, n_prunable, density, n_layer, d_attn, seq_len)
+
+    dense_eq = tokens * per_token(1.0)
+    effective = tokens * per_token(mean_density)
+    # Wall-clock: the pruned GEMMs of the sparse phase run `speedup` times faster, as if that share were missing.
+    wallclock = tokens * per_token(np.where(sparse, 1.0 - sparse_fraction + sparse_fraction / hardware.speedup_train,
+                                            1.0))
 
     attn_infer = attention_flops_per_token(n_layer, d_attn, context)
     infer_per_token = 2.0 * (n_fixed + n_prunable * final_density) + attn_infer

@@ -138,14 +138,3 @@ def count_params(model: nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     return {"total": total, "embedding": model.embed_tokens.weight.numel(),
             "prunable": sum(p.numel() for _, p in prunable_weights(model))}
-
-
-def matmul_flops_per_token(shape: ModelShape, seq_len: int) -> float:
-    """Training FLOPs per token: 6 * (weights used in matmuls) + attention 12 * n_layer * n_head * head_dim * seq_len.
-
-    The matmul weights are the prunable count plus the tied head (a matmul even when tied); dense GEMMs are counted,
-    as masked training runs them. Attention counts QK^T and AV forward and backward, not halved for causality.
-    """
-    c = shape.counts()
-    n_matmul = c["prunable"] + (c["embedding"] if shape.tied_embeddings else 0)
-    return 6.0 * n_matmul + 12.0 * shape.n_layer * shape.n_head * shape.head_size * seq_len

@@ -5,10 +5,8 @@ import time
 
 import torch
 
+from planner.costs import HARDWARE
 from planner.plan import TrainingPlan
-
-# Dense bf16 tensor-core peaks (FLOP/s, SXM parts); MFU on GPUs is measured against these.
-GPU_BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 
 
 def estimate_memory(plan: TrainingPlan, world_size: int = 1) -> int:
@@ -39,7 +37,9 @@ def mm_peak(device: torch.device, size: int = 1024, seconds: float = 0.3, reps: 
     `reps` back-to-back products (longer samples are less flattered by brief quiet moments on a shared machine)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        return next((v for k, v in GPU_BF16_PEAKS.items() if k in name), 989e12)
+        # The planner's hardware table holds the dense bf16 peaks; match "H100" in "NVIDIA H100 80GB HBM3".
+        return next((hw.peak_flops for key, hw in HARDWARE.items() if key.upper() in name.upper()),
+                    HARDWARE["h100"].peak_flops)
     a, b = torch.randn(size, size), torch.randn(size, size)
     torch.mm(a, b)  # warm-up
     best, end = 0.0, time.perf_counter() + seconds

@@ -22,11 +22,12 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from planner.costs import model_train_flops_per_token
 from planner.errors import PlannerInputError
 from planner.plan import TrainingPlan, plan_from_text, plan_to_json
 from train_backend import checkpoint, registry
 from train_backend.data import Batches, open_tokens
-from train_backend.model import Transformer, matmul_flops_per_token, prunable_weights
+from train_backend.model import Transformer, prunable_weights
 from train_backend.pruning import Pruner
 from train_backend.resources import available_memory, estimate_memory, mm_peak
 
@@ -208,7 +209,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
 
     end_step = min(b.steps, opts.max_steps or b.steps)
     ckpt_every = opts.ckpt_every or plan.run.eval_every
-    flops_per_token = matmul_flops_per_token(m, b.seq_len)
+    flops_per_token = model_train_flops_per_token(m, b.seq_len)
     peak = mm_peak(device) * world if rank == 0 else 1.0
     rows = b.batch_size // world
     n_micro = max(1, b.grad_accum // world)
