@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -19,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from bench.results import cpu_model, write_section  # noqa: E402
 
 TARGETS = (2.55, 2.65, 2.7, 2.75, 2.85, 2.9, 2.95, 3.0)  # fresh searches (cache misses)
 
@@ -46,13 +47,6 @@ def measure() -> dict[str, list[float]]:
     return out
 
 
-def cpu_model() -> str:
-    try:
-        return re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)
-    except (OSError, AttributeError):
-        return platform.processor() or "unknown"
-
-
 def report(results: dict[str, list[float]]) -> str:
     lines = ["## App", "",
              f"Pareto page (default inputs) re-render after an input change, server side, via "
@@ -65,18 +59,10 @@ def report(results: dict[str, list[float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = ROOT / "bench" / "RESULTS.md") -> None:
-    """Replace (or append) the `## App` section only; other sections belong to other benchmarks."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## App\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="update the ## App section of bench/RESULTS.md")
     text = report(measure())
     print(text)
     if parser.parse_args().write:
-        write_section(text)
+        write_section("## App", text)

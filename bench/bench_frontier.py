@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import cpu_model, write_section  # noqa: E402
 from planner.pareto import pareto_mask  # noqa: E402
 from planner.search import DEFAULT_D_MODELS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, candidates  # noqa
 
@@ -34,15 +34,6 @@ def timed(fn, repeats=REPEATS):
         out = fn()
         times.append(time.perf_counter() - t0)
     return out, float(np.median(times)), float(min(times))
-
-
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    found = re.search(r"model name\s*:\s*(.+)", text)
-    return found.group(1).strip() if found else "unknown"
 
 
 def main() -> None:
@@ -77,11 +68,7 @@ def main() -> None:
     ]
     section = "\n".join(lines)
     print(section)
-    path = Path(__file__).resolve().parent / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    write_section(HEADING, section)
 
 
 if __name__ == "__main__":

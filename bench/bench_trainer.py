@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import cpu_model, write_section  # noqa: E402
 from planner.costs import model_train_flops_per_token  # noqa: E402
 from planner.plan import Budget, RunConfig, make_plan, resolve_schedule  # noqa: E402
 from planner.shapes import ModelShape  # noqa: E402
@@ -36,7 +37,6 @@ from train_backend.train import Options, forward_backward, make_optimizer, run  
 
 BENCH = ModelShape(n_layer=8, d_model=512, n_head=8, d_ff=1408, vocab=256)
 TINY = ModelShape(n_layer=4, d_model=128, n_head=4, d_ff=384, vocab=256)
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def plan_for(shape, seq, batch, steps, sparse):
@@ -191,7 +191,7 @@ def main():
     d, b = min(dense), min(bare)
     sd, sm = step_s["dense"], step_s["masked"]
     load = open("/proc/loadavg").read().split()[:3]
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    cpu = cpu_model()
     mfu, ratio, event = step_flops / d / peak, min(sm) / min(sd), max(events) / min(sd)
     tiny = max(tps["ours"]) / max(max(v) for v in tps.values())
     rows = [
@@ -237,21 +237,10 @@ def main():
         f"Bench wall time: {time.perf_counter() - t_start:.0f} s.",
         "",
     ])
-    write_section(text)
+    write_section("## Trainer", text)
     print(text)
     shutil.rmtree(tmp)
 
-
-def write_section(text: str):
-    """Replace (or append) the `## Trainer` section of RESULTS.md, leaving other sections alone."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
-    start = old.find("## Trainer")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + 1)
-        new = old[:start] + text + ("" if nxt < 0 else "\n" + old[nxt + 1:])
-    RESULTS.write_text(new)
 
 
 if __name__ == "__main__":

@@ -78,10 +78,10 @@ def _runs(args) -> int:
     cols = ("run_id", "status", "step", "total_steps", "final_train_loss", "final_val_loss", "n_avg_measured",
             "wall_seconds")
     rows = []
-    for run in registry.list_runs(args.runs_dir):
-        if run["status"] == "running" and not run["alive"]:
-            run["status"] = "running (process gone)"
-        rows.append([_fmt(run[c]) for c in cols])
+    for row in registry.list_runs(args.runs_dir):
+        if row["status"] == "running" and not row["alive"]:
+            row["status"] = "running (process gone)"
+        rows.append([_fmt(row[c]) for c in cols])
     widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(cols)]
     for r in [list(cols)] + rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())

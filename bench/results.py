@@ -1,0 +1,28 @@
+"""bench/RESULTS.md: each benchmark owns one `## ` section and replaces only that one."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
+    """Replace the section under `heading` (up to the next `## `) with `text`, or append it."""
+    body = text if text.startswith(heading) else f"{heading}\n\n{text}"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    new = pattern.sub(lambda _: body.rstrip("\n") + "\n\n", old) if pattern.search(old) \
+        else old.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
+    path.write_text(new)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else 'unknown CPU'."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
