@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from planner.errors import PlannerInputError
+from planner.io import write_model
 from planner.fit import LawFitter, bootstrap
 from planner.laws import EXPONENTS, PARAM_NAMES, PRESETS
 
@@ -25,6 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--by-group", action="store_true", help="bootstrap whole groups (the 'group' column)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save-law", metavar="PATH", help="write the fitted law (with bootstrap intervals) as YAML or "
+                                                       "JSON, for `plan --law PATH` and `frontier --law PATH`")
     p.set_defaults(func=run)
 
 
@@ -78,6 +81,9 @@ def run(args) -> int:
                          fit=fit)
         out["ci"] = {k: list(v) for k, v in boot.ci().items()}
         out["ci_level"] = boot.level
+    if args.save_law:
+        law = fit.law.model_copy(update={"ci": {k: tuple(v) for k, v in out.get("ci", {}).items()} or None})
+        write_model(law, args.save_law)
     if args.json:
         print(json.dumps(out))
         return 0

@@ -14,7 +14,7 @@ from planner import search
 from planner.costs import HARDWARE, LEDGER_COLUMNS, PATTERN_SPEEDUPS, PREFILL_SHARE, hardware_profile, this_machine
 from planner.errors import PlannerInputError
 from planner.ladder import scale_down, tiny_plan
-from planner.laws import DEFAULT_LAW, PRESETS as LAW_PRESETS, get_law
+from planner.laws import DEFAULT_LAW, PRESETS as LAW_PRESETS, resolve_law
 from planner.plan import dump_plan, plan_to_yaml
 from planner.shapes import PRESETS as SHAPE_PRESETS, ModelShape
 
@@ -25,8 +25,9 @@ SHOWN = ["d_model", "n_layer", "final_sparsity", "schedule", "n_avg", "n_final",
 
 
 def _common(p) -> None:
-    p.add_argument("--law", choices=sorted(LAW_PRESETS), default=DEFAULT_LAW,
-                   help="scaling-law preset, applied with N_avg (unified)")
+    p.add_argument("--law", default=DEFAULT_LAW, metavar="PRESET|FILE",
+                   help=f"a law preset ({', '.join(LAW_PRESETS)}; applied with N_avg) or a law file written by "
+                        f"`fit --save-law`")
     p.add_argument("--hardware", choices=[*sorted(HARDWARE), THIS_MACHINE], default="h100")
     p.add_argument("--pattern", choices=sorted(PATTERN_SPEEDUPS), default="unstructured",
                    help="sparsity pattern: sets the hardware's sparse-phase speedups")
@@ -90,7 +91,7 @@ def _setup(a) -> dict:
         raise PlannerInputError(f"--prefill-share {a.prefill_share} is outside [0, 1]")
     if a.seq_len <= 0 or (a.context is not None and a.context <= 0):
         raise PlannerInputError("--seq-len and --context must be positive")
-    law = get_law(a.law, form="unified") if LAW_PRESETS[a.law].form == "chinchilla" else get_law(a.law)
+    law = resolve_law(a.law)
     over = {} if a.usd_per_gpu_hour is None else {"usd_per_gpu_hour": a.usd_per_gpu_hour}
     if a.usd_per_gpu_hour is not None and a.usd_per_gpu_hour < 0:
         raise PlannerInputError(f"--usd-per-gpu-hour must be >= 0, got {a.usd_per_gpu_hour}")

@@ -20,6 +20,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from planner.errors import PlannerInputError
+from planner.io import fmt_of, parse_mapping, read_text, validate
+
 Form = Literal["chinchilla", "unified", "frantar"]
 
 PARAM_NAMES: dict[str, tuple[str, ...]] = {
@@ -184,6 +187,22 @@ def get_law(name: str, form: Form | None = None) -> Law:
     if {form, law.form} != {"chinchilla", "unified"}:
         raise ValueError(f"preset {name!r} is a {law.form} law; it cannot be used as {form}")
     return law.model_copy(update={"form": form}, deep=True)
+
+
+def load_law(path) -> Law:
+    """A law saved by `python -m planner fit ... --save-law PATH` (YAML or JSON)."""
+    source = str(path)
+    return validate(Law, parse_mapping(read_text(path, "law"), source, fmt_of(path), "law"), source)
+
+
+def resolve_law(spec: str, flag: str = "--law") -> Law:
+    """A preset name or a law file. Chinchilla presets are applied with N_avg (the unified law) for planning."""
+    if spec in PRESETS:
+        return get_law(spec, form="unified") if PRESETS[spec].form == "chinchilla" else get_law(spec)
+    if not spec.endswith((".yaml", ".yml", ".json")):
+        raise PlannerInputError(f"{flag}: {spec!r} is neither a law preset ({', '.join(PRESETS)}) nor a .yaml/.json "
+                                f"law file")
+    return load_law(spec)
 
 
 def default_law() -> Law:

@@ -6,17 +6,15 @@ hand-edited plan cannot carry a stale N_avg into the trainer.
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.errors import PlannerInputError
+from planner.io import fmt_of, parse_mapping, read_text, to_text, validate, write_model
 from planner.laws import Law
 from planner.schedules import Schedule, window_from_compute
 from planner.shapes import ModelShape
@@ -177,72 +175,35 @@ def make_plan(model: ModelShape, schedule: PlanSchedule, budget: Budget, n_conve
 
 # --- YAML / JSON ---------------------------------------------------------------------------------------------------
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `1e18` (no dot) as a string; plans are typed by hand, so read it as the number it means."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))
-
-
 def plan_to_dict(plan: TrainingPlan) -> dict:
     return plan.model_dump(mode="json")
 
 
 def plan_to_yaml(plan: TrainingPlan) -> str:
-    return yaml.safe_dump(plan_to_dict(plan), sort_keys=False, allow_unicode=True)
+    return to_text(plan, "yaml")
 
 
 def plan_to_json(plan: TrainingPlan) -> str:
-    return json.dumps(plan_to_dict(plan), indent=2)
-
-
-def _first_error(err: ValidationError) -> str:
-    e = err.errors()[0]
-    where = ".".join(str(p) for p in e["loc"]) or "plan"
-    msg = e["msg"].removeprefix("Value error, ")
-    return f"field '{where}': {msg}"
+    return to_text(plan, "json")
 
 
 def plan_from_text(text: str, source: str = "plan", fmt: str = "yaml") -> TrainingPlan:
     """Parse and validate; bad input raises PlannerInputError with one line naming the source and field."""
-    try:
-        data = json.loads(text) if fmt == "json" else yaml.load(text, Loader=_Loader)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise PlannerInputError(f"{source}: not valid {fmt.upper()}: {first}") from None
-    if not isinstance(data, dict):
-        raise PlannerInputError(f"{source}: a plan is a mapping of fields, got {type(data).__name__}")
+    data = parse_mapping(text, source, fmt, "plan")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise PlannerInputError(f"{source}: field 'schema_version' is {version!r}; this planner reads version "
                                 f"{SCHEMA_VERSION}")
-    try:
-        return TrainingPlan.model_validate(data)
-    except ValidationError as exc:
-        raise PlannerInputError(f"{source}: {_first_error(exc)}") from None
+    return validate(TrainingPlan, data, source)
 
 
 def load_plan(path: str | Path) -> TrainingPlan:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlannerInputError(f"{path}: no such plan file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlannerInputError(f"{path}: cannot read plan: {exc}") from None
-    return plan_from_text(text, str(path), "json" if path.suffix.lower() == ".json" else "yaml")
+    return plan_from_text(read_text(path, "plan"), str(path), fmt_of(path))
 
 
 def dump_plan(plan: TrainingPlan, path: str | Path) -> Path:
     """Write YAML or JSON by the file's suffix (.json is JSON, anything else YAML)."""
-    path = Path(path)
-    text = plan_to_json(plan) if path.suffix.lower() == ".json" else plan_to_yaml(plan)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_model(plan, path)
 
 
 def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometric", final_sparsity: float = 0.5,

@@ -155,3 +155,31 @@ def test_check_bad_field_and_missing_file(capsys, tmp_path):
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
     assert_one_line_error(capsys, argv, needle)
+
+
+def test_a_fitted_law_file_drives_the_plan(capsys, tmp_path):
+    """fit --save-law writes the law with its intervals; plan --law FILE predicts with exactly that law."""
+    from planner.laws import load_law
+    from planner.runs import seed_pairs
+    runs = tmp_path / "seed.csv"
+    seed_pairs().to_csv(runs, index=False)
+    law_path = tmp_path / "law.json"
+    code, _, err = run(capsys, "fit", str(runs), "--form", "unified", "--grid", "coarse", "--fix-exponents",
+                       "epoch-replication", "--bootstrap", "20", "--save-law", str(law_path), "--json")
+    assert code == 0, err
+    law = load_law(law_path)
+    assert law.form == "unified" and law.params["alpha"] == 0.3478 and law.ci["E"][0] <= law.params["E"]
+    out = tmp_path / "plan.yaml"
+    code, _, err = run(capsys, "plan", "--model", "llama2-70m", "--final-sparsity", "0.5", "--tokens-per-param",
+                       "20", "--law", str(law_path), "--out", str(out))
+    assert code == 0, err
+    plan = load_plan(out)
+    assert plan.law == law
+    expected = law.predict(plan.derived.n_avg, plan.budget.tokens)
+    assert plan.prediction.loss == pytest.approx(float(expected), rel=1e-12)
+
+
+@pytest.mark.parametrize("spec, needle", [("nope", "neither a law preset"), ("absent.yaml", "no such law file")])
+def test_bad_law_flag_is_one_line(capsys, tmp_path, spec, needle):
+    assert_one_line_error(capsys, ["plan", "--model", "llama2-70m", "--final-sparsity", "0.5", "--law", spec,
+                                   "--out", str(tmp_path / "p.yaml")], needle)
