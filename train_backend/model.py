@@ -5,7 +5,6 @@ HF rotate_half layout, so export is a rename with no weight permutation. Paramet
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
@@ -96,10 +95,10 @@ class Transformer(nn.Module):
         if shape.tied_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self._rope_len = 0
+        # Hugging Face Llama's init, as in the seed's models: N(0, 0.02) for every matrix, with no depth scaling of
+        # the residual writes (GPT-2 style). One global magnitude threshold compares weights across matrices, so a
+        # smaller init on o_proj/down_proj would bias the pruning toward them.
         self.apply(self._init)
-        for name, p in self.named_parameters():  # GPT-2: scale the residual-stream writes by depth
-            if name.endswith(("o_proj.weight", "down_proj.weight")):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * shape.n_layer))
 
     @staticmethod
     def _init(m):
