@@ -7,11 +7,13 @@ N_final are fitted to all runs and compared by leave-one-rung-out error, the see
 
     python bench/study_ladder.py [--plan PLAN.yaml] [--seeds 0 1] [--runs-dir DIR]
 
-Writes the table to bench/RESULTS.md under "## Validation ladder (study)". Takes about 12 minutes per seed on 2 cores.
+Writes the table to bench/RESULTS.md under "## Validation ladder (study): <parent plan name>". Takes about
+12 minutes per seed on 2 cores.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -20,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.results import write_section  # noqa: E402
+from bench.results import cpu_model, write_section  # noqa: E402
 from planner.fit import compare_forms  # noqa: E402
 from planner.ladder import dense_partner_shape, scale_down  # noqa: E402
 from planner.plan import RunConfig, load_plan, make_plan, resolve_schedule  # noqa: E402
@@ -28,7 +30,7 @@ from planner.search import build_plan  # noqa: E402
 from planner.shapes import PRESETS  # noqa: E402
 from train_backend.train import Options, run  # noqa: E402
 
-HEADING = "## Validation ladder (study)"
+HEADING = "## Validation ladder (study)"  # a section per parent plan: "<HEADING>: <plan name>"
 
 
 def default_parent():
@@ -87,7 +89,7 @@ def report(df: pd.DataFrame, parent) -> str:
         f"{parent.schedule.compute_end:.0%} of compute), its 3-rung ladder on the bundled World English Bible "
         f"(byte-level), seeds {seeds}, final validation loss (nats/byte, mean over seeds; the largest spread between "
         f"seeds of one run is {spread.to_numpy().max():.4f}).",
-        f"Machine: {platform.node() and 'nproc 2'}, {platform.processor() or platform.machine()}, Python "
+        f"Machine: nproc {os.cpu_count()}, {cpu_model()}, Python "
         f"{platform.python_version()}; {df.seconds.sum() / 60:.1f} min of training, one thread per run.", "",
         *lines, "",
         "Fits over all runs (5 free parameters each; held-out = leave one rung out):", "",
@@ -99,13 +101,17 @@ def main(argv=None):
     ap.add_argument("--plan", help="parent plan (default: llama2-70m, 80%% sparsity, seed window)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--runs-dir", default="runs/study")
+    ap.add_argument("--granularity", choices=["global", "per_layer"], help="override the parent's mask granularity")
     a = ap.parse_args(argv)
     parent = load_plan(a.plan) if a.plan else default_parent()
+    if a.granularity:
+        parent = parent.model_copy(update={"schedule": parent.schedule.model_copy(
+            update={"granularity": a.granularity}), "name": f"{parent.name}-{a.granularity}"})
     runs = [r for seed in a.seeds for r in ladder_with_final_partners(parent, seed)]
     df = train_all(runs, Path(a.runs_dir))
     text = report(df, parent)
     print(text)
-    write_section(HEADING, text)
+    write_section(f"{HEADING}: {parent.name}", text)
 
 
 if __name__ == "__main__":

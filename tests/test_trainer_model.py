@@ -17,13 +17,7 @@ SHAPES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread per pytest worker: the suite runs with -n 2 on two cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", SHAPES)

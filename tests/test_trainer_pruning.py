@@ -10,13 +10,7 @@ from train_backend.pruning import Pruner, _keep_top
 SHAPE = ModelShape(n_layer=2, d_model=64, n_head=4, d_ff=192, vocab=256)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread per pytest worker: the suite runs with -n 2 on two cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _setup(granularity="global", pattern="unstructured", steps=100, final_sparsity=0.5, seed=0):
