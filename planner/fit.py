@@ -34,7 +34,7 @@ from scipy.optimize import minimize
 
 from planner.errors import PlannerInputError
 from planner.laws import EXPONENTS, N_COLUMN, PARAM_NAMES, Law, chinchilla, chinchilla_terms, optimal_n_exponent
-from planner.optim import Problem, batched_bfgs, evaluate, make_problem
+from planner.optim import Problem, batched_bfgs, batched_newton, evaluate, make_problem
 from planner.runs import load_runs
 
 # Optimised (log-space) parameter names per form, in the order of PARAM_NAMES.
@@ -244,17 +244,22 @@ def refit_weighted(result: FitResult, table: pd.DataFrame, weights: np.ndarray, 
     the full fit held.
 
     Each refit starts from the full-data optimum and from each distinct basin the full fit's grid found, and keeps
-    its best; a resample whose optimum lies in a basin no grid start of the full fit reached would be missed.
+    its best; a resample whose optimum lies in a basin no grid start of the full fit reached would be missed. That
+    best is finished with damped Newton: BFGS alone stopped up to 0.5% above a full-grid refit's objective (its
+    relative-decrease test fires in the slow valley), Newton closes that to under 1e-9 in ~6 iterations.
     Returns the (rows, params) log-space optima.
     """
     held = held_theta(result.form, result.fixed)
     free = [i for i in range(len(result.theta)) if i not in held]
     seeds = np.vstack([result.theta, result.basins])[:, free]
     k = len(seeds)
-    theta, f, _, _ = batched_bfgs(np.tile(seeds, (len(weights), 1)), problem(result.form, table, held), delta,
+    prob = problem(result.form, table, held)
+    theta, f, _, _ = batched_bfgs(np.tile(seeds, (len(weights), 1)), prob, delta,
                                   weights=np.repeat(weights, k, axis=0), maxiter=maxiter)
     best = np.where(np.isfinite(f), f, np.inf).reshape(-1, k).argmin(axis=1)
-    return _full(result.form, theta.reshape(len(weights), k, -1)[np.arange(len(weights)), best], held)
+    theta = batched_newton(theta.reshape(len(weights), k, -1)[np.arange(len(weights)), best], prob, delta,
+                           weights=weights)[0]
+    return _full(result.form, theta, held)
 
 
 @dataclass(frozen=True)

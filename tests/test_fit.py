@@ -11,9 +11,9 @@ from planner import cli_fit
 from planner.cli import main as planner_main
 from planner.errors import PlannerInputError
 from planner.fit import (LawFitter, bootstrap, compare_forms, design, held_theta, heldout_errors, objective, problem,
-                         start_grid)
+                         refit_weighted, start_grid)
 from planner.laws import Law, get_law
-from planner.optim import batched_bfgs, evaluate, make_problem
+from planner.optim import batched_bfgs, batched_newton, evaluate, make_problem
 from planner.runs import load_runs, seed_pairs
 
 TRUTH = get_law("epoch-replication")
@@ -292,3 +292,38 @@ def test_cli_bad_fix_exits_2_with_one_line(tmp_path, capsys, flags, message):
     assert planner_main(["fit", str(path), "--grid", "coarse", *flags]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1 and message in captured.err, captured.err
+
+
+def test_curvature_is_the_exact_hessian_inside_the_quadratic_zone(dense):
+    prob = problem("chinchilla", load_runs(dense, "chinchilla"), {})
+    theta = np.array([[0.6, 6.3, 9.1, 0.35, 0.43]])
+    weights = np.random.default_rng(0).integers(1, 3, (1, len(dense))).astype(float)
+    # delta 10: every residual is in the quadratic zone, where the curvature must be the exact Hessian
+    _, g, H = evaluate(theta, prob, delta=10, weights=weights, hess=True)
+    assert np.allclose(g, evaluate(theta, prob, delta=10, weights=weights)[1])
+    eps = 1e-6
+    fd = np.array([(evaluate(theta + eps * e, prob, 10, weights)[1] - evaluate(theta - eps * e, prob, 10, weights)[1])[0]
+                   / (2 * eps) for e in np.eye(5)])
+    assert np.allclose(H[0], fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+
+
+def test_newton_objective_never_increases_and_converges(dense):
+    prob = problem("chinchilla", load_runs(dense, "chinchilla"), {})
+    starts = start_grid("chinchilla", "coarse")[::10]
+    history = np.array([batched_newton(starts, prob, maxiter=k)[1] for k in range(1, 12)])
+    ok = np.isfinite(history[0])
+    assert (np.diff(history[:, ok], axis=0) <= 0).all()
+    _, f, _, capped = batched_newton(starts, prob)
+    f_bfgs = batched_bfgs(starts, prob)[1]
+    assert not capped.any() and np.nanmin(f) <= np.nanmin(f_bfgs) * (1 + 1e-9)
+
+
+def test_bootstrap_refits_reach_a_full_grid_refit(dense, dense_fit):
+    table = load_runs(dense, "chinchilla")
+    weights = np.random.default_rng(3).multinomial(len(table), np.full(len(table), 1 / len(table)), 5).astype(float)
+    prob = problem("chinchilla", table, {})
+    warm = refit_weighted(dense_fit, table, weights)
+    grid = start_grid("chinchilla", "coarse")
+    for w, theta in zip(weights, warm):
+        full = batched_newton(batched_bfgs(grid, prob, weights=w[None])[0], prob, weights=w[None])[1]
+        assert evaluate(theta, prob, weights=w[None])[0][0] <= np.nanmin(full) * (1 + 1e-6)
