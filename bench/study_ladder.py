@@ -82,17 +82,19 @@ def report(df: pd.DataFrame, parent) -> str:
                          "group": df.rung.astype(str)})
     table = compare_forms(runs, forms=("unified", "chinchilla"), grid="coarse")
     fits = "\n".join(f"| {r.form} | {r.rmse:.4f} | {r.heldout_rmse:.4f} |" for r in table.itertuples())
-    seeds = sorted(df.seed.unique())
+    seeds = sorted(int(s) for s in df.seed.unique())
+    noise = (f"the largest spread between seeds of one run is {spread.to_numpy().max():.4f}" if len(seeds) > 1
+             else "one seed, so no spread between seeds is measured")
     return "\n".join([
         f"`python bench/study_ladder.py` — parent plan `{parent.name}` (geometric, final sparsity "
         f"{parent.schedule.final_sparsity:.0%}, window {parent.schedule.compute_start:.0%}→"
         f"{parent.schedule.compute_end:.0%} of compute), its 3-rung ladder on the bundled World English Bible "
-        f"(byte-level), seeds {seeds}, final validation loss (nats/byte, mean over seeds; the largest spread between "
-        f"seeds of one run is {spread.to_numpy().max():.4f}).",
+        f"(byte-level), seeds {seeds}, final validation loss (nats/byte, mean over seeds; {noise}).",
         f"Machine: nproc {os.cpu_count()}, {cpu_model()}, Python "
         f"{platform.python_version()}; {df.seconds.sum() / 60:.1f} min of training, one thread per run.", "",
         *lines, "",
-        "Fits over all runs (5 free parameters each; held-out = leave one rung out):", "",
+        f"Fits over all runs (5 free parameters each; held-out = leave one rung out). The token budgets take only "
+        f"{df.tokens.nunique()} values here, so B and β are barely identified: read the per-rung table first.", "",
         "| form | in-sample RMSE | held-out RMSE |", "|---|---|---|", fits])
 
 
