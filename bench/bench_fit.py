@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -23,12 +22,12 @@ import scipy
 from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import cpu_model, write_section  # noqa: E402
 from planner.fit import LawFitter, bootstrap, problem, start_grid  # noqa: E402
 from planner.laws import get_law  # noqa: E402
 from planner.optim import evaluate  # noqa: E402
 from planner.runs import load_runs  # noqa: E402
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Fit (planner)"
 
 
@@ -85,10 +84,7 @@ def bench(name, runs, n_boot, skip_loop, repeats=5):
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    if Path("/proc/cpuinfo").exists():
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = found.group(1).strip() if found else cpu
+    cpu = cpu_model()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{os.cpu_count()} cores (nproc), {cpu}; Python {platform.python_version()}, numpy {np.__version__}, "
             f"scipy {scipy.__version__}; load average (1, 5, 15 min) at the end {load}; the 1-minute load when "
@@ -138,12 +134,6 @@ def section(rows) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,7 +141,7 @@ def main(argv=None):
     ap.add_argument("--drop-highest", type=int, default=5, help="highest-loss points dropped from --runs")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--skip-loop", action="store_true", help="skip the slow scipy reference loop")
-    ap.add_argument("--write", action="store_true", help=f"replace the '{HEADING}' section of {RESULTS.name}")
+    ap.add_argument("--write", action="store_true", help=f"replace the '{HEADING}' section of bench/RESULTS.md")
     args = ap.parse_args(argv)
     rows = [bench("synthetic (Epoch law, 240 runs)", synthetic_runs(), args.n_boot, args.skip_loop)]
     if args.runs:
@@ -160,7 +150,7 @@ def main(argv=None):
     text = section(rows)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(HEADING, text)
 
 
 if __name__ == "__main__":
