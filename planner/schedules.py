@@ -136,7 +136,9 @@ def window_from_compute(shape: str, final_sparsity, c_start=0.25, c_end=0.75, fi
         new1 = (a11 * r2 - a21 * r1) / det
         if shape == "one_shot":
             new1 = new0
-        new0, new1 = np.clip(new0, 0.0, 1.0), np.clip(new1, 0.0, 1.0)
+        # c_end >= c_start implies end >= start; round-off in a near-empty window must not invert it.
+        new0 = np.clip(new0, 0.0, 1.0)
+        new1 = np.clip(np.maximum(new1, new0), 0.0, 1.0)
         done = np.allclose(new0, t0, atol=1e-13, rtol=0) and np.allclose(new1, t1, atol=1e-13, rtol=0)
         t0, t1 = new0, new1
         if done:
@@ -153,7 +155,7 @@ class Schedule(BaseModel):
     initial_sparsity: float = Field(0.0, ge=0.0, lt=1.0, description="s_i at the window start (linear, cubic)")
     start: float = Field(0.25, ge=0.0, le=1.0, description="window start, fraction of training tokens")
     end: float = Field(0.75, ge=0.0, le=1.0, description="window end, fraction of training tokens")
-    every: float | None = Field(None, gt=0.0, le=1.0,
+    every: float | None = Field(None, gt=0.0,
                                 description="geometric: spacing of pruning events as a fraction of training")
     points: list[tuple[float, float]] | None = Field(None, description="piecewise: (t, density) knots")
 
