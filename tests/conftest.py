@@ -10,3 +10,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def _hypothesis_profiles():
+    """CI replays a fixed example sequence (a red CI must be reproducible); `HYPOTHESIS_PROFILE=thorough` digs deeper."""
+    import os
+
+    from hypothesis import settings
+    settings.register_profile("ci", derandomize=True)
+    settings.register_profile("thorough", max_examples=2000)
+    profile = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else None)
+    if profile:
+        settings.load_profile(profile)
+
+
+_hypothesis_profiles()
