@@ -16,10 +16,13 @@ app: .venv/stamp
 test: .venv/stamp
 	$(PY) -m pytest -q -n 2 tests
 
+# Speed benchmarks; each rewrites its own section of bench/RESULTS.md. (The validation study, bench/study_ladder.py,
+# trains for about 13 minutes per seed and is run by hand.)
 bench: .venv/stamp
-	$(PY) bench/bench_fit.py
+	$(PY) bench/bench_fit.py --write
 	$(PY) bench/bench_frontier.py
 	$(PY) bench/bench_trainer.py
+	$(PY) bench/bench_app.py --write
 
 clean-venv:
 	rm -rf .venv
