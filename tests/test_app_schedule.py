@@ -1,5 +1,5 @@
 """Schedule designer page: numbers shown agree with the planner, chart spec, bad settings explained."""
-from planner.costs import cost_ledgers, hardware_profile
+from planner.costs import cost_ledgers, final_model_memory, hardware_profile
 from planner.shapes import PRESETS
 
 from app.ui.common import human
@@ -20,6 +20,11 @@ def test_defaults_match_planner():
     assert shown["effective"] == f"{costs.train_flops_effective:.3g}"
     assert shown["dense-equivalent"] == f"{costs.train_flops_dense_equivalent:.3g}"
     assert costs.train_flops_effective < costs.train_flops_dense_equivalent
+    memory = final_model_memory(plan.model, 0.6)
+    assert shown["dense (GB)"] == f"{float(memory['dense']) / 1e9:.3g}"
+    assert shown["bitmask (GB)"] == f"{float(memory['bitmask']) / 1e9:.3g}"
+    assert shown["CSR (GB)"] == f"{float(memory['csr']) / 1e9:.3g}"
+    assert "2:4 (GB)" not in shown  # 2:4 storage exists only at exactly 50% sparsity
 
 
 def test_inputs_change_numbers_and_chart():

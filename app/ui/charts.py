@@ -10,14 +10,17 @@ import pandas as pd
 
 WIDTH_LABEL_LIMIT = 260  # px: long tooltips and legend labels wrap rather than being cut
 
+# Counts (parameters, tokens) as people write them: SI prefixes, with "B" for billions instead of SI's "G".
+COUNT_AXIS = alt.Axis(labelExpr="replace(format(datum.value, '~s'), 'G', 'B')")
+
 
 def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.Chart:
     """The seed's first figure: N(t) of the sparse run against the dense model with the same N_avg."""
     band = alt.Chart(pd.DataFrame({"start": [window[0]], "end": [window[1]]})).mark_rect(
         opacity=0.08, color="gray").encode(x="start:Q", x2="end:Q")
     lines = alt.Chart(curves).mark_line(interpolate="step-after", strokeWidth=2.5).encode(
-        x=alt.X("tokens:Q", title="Training tokens", axis=alt.Axis(format="~s")),
-        y=alt.Y("params:Q", title="Parameters N(t) (count)", axis=alt.Axis(format="~s"),
+        x=alt.X("tokens:Q", title="Training tokens", axis=COUNT_AXIS),
+        y=alt.Y("params:Q", title="Parameters N(t) (count)", axis=COUNT_AXIS,
                 scale=alt.Scale(zero=False)),
         color=alt.Color("run:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
         strokeDash=alt.StrokeDash("run:N", legend=None, scale=alt.Scale(
@@ -52,7 +55,7 @@ def residual_chart(preds: pd.DataFrame) -> alt.Chart:
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="gray").encode(y="y:Q")
     points = alt.Chart(preds).mark_point(filled=True, size=70).encode(
         x=alt.X("N:Q", title="Parameter count the form reads (N_avg or N_final, count)",
-                scale=log_domain(preds["N"]), axis=alt.Axis(format="~s")),
+                scale=log_domain(preds["N"]), axis=COUNT_AXIS),
         y=alt.Y("residual:Q", title="Predicted − measured loss (nats/token)"),
         color=alt.Color("form:N", title="Form", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
         shape=alt.Shape("form:N", legend=None),
@@ -82,7 +85,7 @@ def pairs_chart(points: pd.DataFrame) -> alt.HConcatChart:
     panels = []
     for count, title in PAIR_AXES.items():
         data = points[points["count"] == count]
-        x = alt.X("N:Q", title=title, scale=n_scale, axis=alt.Axis(format="~s"))
+        x = alt.X("N:Q", title=title, scale=n_scale, axis=COUNT_AXIS)
         line = alt.Chart(data).mark_line(strokeWidth=2, opacity=0.6).encode(x=x, y=y, color=color, detail="pair:N")
         dots = alt.Chart(data).mark_point(filled=True, size=90).encode(
             x=x, y=y, color=color, shape=alt.Shape("run:N", title="Run", legend=alt.Legend(orient="bottom")),
@@ -137,7 +140,7 @@ def _pareto_template(ax) -> dict:
     pick = alt.selection_point(name=SELECTION, fields=["plan_id"], on="click", clear=False)
     zoom = alt.selection_interval(name="zoom", bind="scales")
     log_y = ax.y != "loss"
-    xs = alt.X(f"{ax.x}:Q", title=ax.x_title, scale=alt.Scale(type="log"), axis=alt.Axis(format="~s"))
+    xs = alt.X(f"{ax.x}:Q", title=ax.x_title, scale=alt.Scale(type="log"), axis=COUNT_AXIS)
     ys = alt.Y(f"{ax.y}:Q", title=ax.y_title, axis=alt.Axis(format="~s" if log_y else ".2f"),
                scale=alt.Scale(type="log" if log_y else "linear", zero=False))
     points = alt.Chart(alt.NamedData("candidates")).mark_point(size=60, strokeWidth=1.5, clip=True).encode(
@@ -162,7 +165,7 @@ def _pareto_template(ax) -> dict:
 def loss_chart(curves: pd.DataFrame, predicted: float | None = None) -> alt.LayerChart:
     """Live training / validation loss; the law's prediction (if any) as a dashed rule."""
     lines = alt.Chart(curves).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
-        x=alt.X("tokens:Q", title="Training tokens", axis=alt.Axis(format="~s")),
+        x=alt.X("tokens:Q", title="Training tokens", axis=COUNT_AXIS),
         y=alt.Y("loss:Q", title="Loss (nats/token)", scale=alt.Scale(zero=False)),
         color=alt.Color("split:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["split:N", alt.Tooltip("tokens:Q", format=".3s"), alt.Tooltip("loss:Q", format=".4f")])

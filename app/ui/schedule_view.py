@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from planner.costs import LEDGER_COLUMNS, cost_ledgers, hardware_profile
+from planner.costs import LEDGER_COLUMNS, cost_ledgers, final_model_memory, hardware_profile
 from planner.plan import Budget, TrainingPlan, make_plan, resolve_schedule
 from planner.schedules import n_of_t
 from planner.shapes import ModelShape
@@ -44,3 +44,13 @@ def training_ledgers(plan: TrainingPlan, speedup_train: float = 1.0) -> dict[str
     """The three labelled training-FLOP ledgers of the plan (hardware only matters through the sparse speedup)."""
     costs = cost_ledgers(plan, hardware_profile("h100", speedup_train=speedup_train))
     return {label: getattr(costs, column) for label, column in LEDGER_COLUMNS.items()}
+
+
+MEMORY_LABELS = {"dense": "dense", "bitmask": "bitmask", "csr": "CSR", "two_four": "2:4"}
+
+
+def final_memory_gb(plan: TrainingPlan, dtype: str = "bfloat16") -> dict[str, float]:
+    """GB (1e9 bytes) to store the final model per format; 2:4 only when the final sparsity is exactly 0.5."""
+    sparsity = 1.0 - plan.schedule.final_density
+    sizes = final_model_memory(plan.model, sparsity, dtype)
+    return {MEMORY_LABELS[k]: float(v) / 1e9 for k, v in sizes.items() if np.isfinite(v)}

@@ -4,7 +4,8 @@ import streamlit as st
 from app.ui import charts
 from app.ui.common import human, user_errors
 from app.ui.inputs import model_shape_input
-from app.ui.schedule_view import BASES, SHAPES, design_plan, n_curves, training_ledgers, window_tokens
+from app.ui.schedule_view import BASES, SHAPES, design_plan, final_memory_gb, n_curves, training_ledgers, \
+    window_tokens
 
 st.title("Schedule designer")
 st.caption("Gradual magnitude pruning during pre-training: loss follows the average parameter count N_avg, "
@@ -47,6 +48,9 @@ with right, user_errors():
     st.markdown("**Training compute** in three ledgers (FLOP)")
     for col, (label, value) in zip(st.columns(3), training_ledgers(plan, speedup).items()):
         col.metric(label, f"{value:.3g}")
+    st.markdown("**Final model memory** (bf16 values; sparse formats add their index overhead)")
+    for col, (label, gb) in zip(st.columns(4), final_memory_gb(plan).items()):
+        col.metric(f"{label} (GB)", f"{gb:.3g}")
     st.altair_chart(charts.schedule_chart(n_curves(plan), window_tokens(plan)), width="stretch")
     s = plan.schedule
     st.caption(f"Window: steps {s.start_step}→{s.end_step} = tokens {s.start:.1%}→{s.end:.1%} = "
