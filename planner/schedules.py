@@ -31,8 +31,10 @@ _EPS = 1e-9  # guards floor() against round-off when event times come from integ
 
 
 def _geometric_every(start, end, every):
-    # A zero-width window holds one event whatever the spacing; 1.0 keeps (t - start) / every finite there.
-    return np.where(np.isnan(every), np.where(end > start, (end - start) / DEFAULT_EVENTS, 1.0), every)
+    # A zero-width window holds one event whatever the spacing; 1.0 keeps (t - start) / every finite there, and the
+    # floor keeps it finite for windows so narrow that width / DEFAULT_EVENTS underflows (they hold one event too).
+    spacing = np.where(np.isnan(every), np.where(end > start, (end - start) / DEFAULT_EVENTS, 1.0), every)
+    return np.maximum(spacing, 1e-12)
 
 
 def _geometric_events(start, end, every):
