@@ -17,8 +17,10 @@ from planner.schedules import Schedule
 from planner.shapes import PRESETS
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse prints usage plus a line; users get one line
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus a line and exits; this raises PlannerInputError, which the CLIs print as one line."""
+
+    def error(self, message):
         raise PlannerInputError(f"{self.prog}: {message}")
 
 
@@ -128,8 +130,8 @@ def _run_check(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m planner", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m planner", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     _register_schedule(sub)
     cli_fit.register(sub)
     cli_search.register(sub)

@@ -263,13 +263,18 @@ class Comparison:
         return self.table.iloc[0]
 
 
+def savings(chosen: pd.Series, baselines: pd.DataFrame, columns) -> pd.DataFrame:
+    """What `chosen` saves against each baseline row: `saved_<col>` (absolute) and `saved_<col>_pct` (share of the
+    baseline, %); negative where it costs more."""
+    return pd.DataFrame({f"saved_{c}{suffix}": (baselines[c] - chosen[c]) * (100 / baselines[c] if suffix else 1)
+                         for c in columns for suffix in ("", "_pct")})
+
+
 def _compare(df, objectives, rows: dict, compared) -> Comparison:
     table = pd.DataFrame(rows).T.infer_objects()
     table.index.name = "plan"
-    best, base = table.iloc[0], table.iloc[1:]
-    savings = pd.DataFrame({f"{c}{suffix}": (base[c] - best[c]) * (100 / base[c] if suffix else 1)
-                            for c in compared for suffix in ("", "_pct")}).rename(columns=lambda c: f"saved_{c}")
-    return Comparison(df, pareto_front(df, objectives), tuple(objectives), table, savings)
+    return Comparison(df, pareto_front(df, objectives), tuple(objectives), table,
+                      savings(table.iloc[0], table.iloc[1:], compared))
 
 
 def lifetime_optimal(law: Law | None = None, target_loss: float = 2.6, *, objective: str = "flops",

@@ -13,6 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
+from planner.cli import OneLineParser
 from planner.errors import PlannerInputError
 from planner.plan import load_plan, plan_from_text
 from train_backend import checkpoint, registry
@@ -20,15 +21,10 @@ from train_backend.export import export_hf
 from train_backend.train import NonFinite, Options, run
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own usage errors: one line, exit 2
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m train_backend", description="Train, list and export sparse pre-training runs.")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    p = OneLineParser(prog="python -m train_backend",
+                      description="Train, list and export sparse pre-training runs.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
     t = sub.add_parser("train", help="train a plan (YAML/JSON) or resume a run")
     t.add_argument("plan", nargs="?", help="plan file; optional with --resume (the run keeps its own plan)")
     t.add_argument("--runs-dir", type=Path, default=Path("runs"))
@@ -109,14 +105,14 @@ def _export(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         return {"train": _train, "runs": _runs, "export": _export}[args.cmd](args)
     except PlannerInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # an internal error: one line here, the traceback in the run folder or runs dir
-        log = Path(getattr(args, "runs_dir", Path("."))) / "error.log"
+        log = Path(getattr(args, "runs_dir", Path("."))) / "error.log"  # parse errors were caught above
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f:
             f.write(f"--- {time.ctime()} {json.dumps(sys.argv)}\n{traceback.format_exc()}")

@@ -10,7 +10,7 @@ import pandas as pd
 from planner.costs import HARDWARE, PATTERN_SPEEDUPS, hardware_profile, this_machine
 from planner.laws import default_law
 from planner.plan import Hardware, TrainingPlan
-from planner.search import COST_COLUMNS, DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, Comparison, budget_optimal, \
+from planner.search import COST_COLUMNS, DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, Comparison, budget_optimal, savings, \
     lifetime_optimal, plan_from_candidate
 
 THIS_MACHINE = "this machine"
@@ -121,11 +121,11 @@ def versus_baselines(comp: Comparison, plan_id: str, units: str) -> tuple[pd.Dat
     train, infer, total = COST_COLUMNS[units]
     cols = (total, train, infer) if comp.objectives[0] != "loss" else ("loss", infer)  # headline first
     chosen = plans.iloc[0]
+    saved = savings(chosen, baselines, cols)
     label = {c: SUMMARY_FIELDS[c][0] for c in cols}
-    savings = pd.DataFrame({f"{label[c]} reduction": baselines[c] - chosen[c] for c in cols} |
-                           {f"{label[c]} reduction (%)": 100 * (baselines[c] - chosen[c]) / baselines[c]
-                            for c in cols})
-    return plans, savings
+    shown = {f"{label[c]} reduction": saved[f"saved_{c}"] for c in cols} | \
+        {f"{label[c]} reduction (%)": saved[f"saved_{c}_pct"] for c in cols}
+    return plans, pd.DataFrame(shown)
 
 
 def clicked_plan(event, selection: str = "pick") -> str | None:
