@@ -53,6 +53,7 @@ class Pruner:
         self.n = sum(p.numel() for p in self.params)
         self.masks: list[torch.Tensor] | None = None  # None until the first event: dense training masks nothing
         self._keep: list[torch.Tensor] | None = None  # masks in the weights' dtype: multiplying by these is ~3x faster
+        self._alive = self.n
         if self.pattern == "2:4":
             bad = [n for n, p in weights if p.shape[-1] % 4]
             if bad:
@@ -69,7 +70,8 @@ class Pruner:
         return round(self.target_density(step) * self.n) < self.alive()
 
     def alive(self) -> int:
-        return self.n if self.masks is None else int(sum(int(m.sum()) for m in self.masks))
+        """Alive prunable weights, from the masks: counted once per event (no device sync per step)."""
+        return self._alive
 
     def _scores(self, i: int) -> torch.Tensor:
         """|w| of alive weights, -inf for dead ones (always removed first), +inf for 2:4 non-candidates."""
@@ -107,13 +109,26 @@ class Pruner:
 
     def _set(self, masks):
         self.masks = masks
+        self._alive = self.n if masks is None else int(sum(int(m.sum()) for m in masks))
         self._keep = None if masks is None else [m.to(p.dtype) for m, p in zip(masks, self.params)]
 
     @torch.no_grad()
     def apply(self):
-        """Re-zero pruned weights after an optimizer step (AdamW's update and decay touch them)."""
+        """Zero the pruned weights (after loading foreign weights, or in tests that move weights by hand)."""
         if self._keep is not None:
             torch._foreach_mul_(self.params, self._keep)
+
+    @torch.no_grad()
+    def mask_grads(self):
+        """Zero the gradient of every pruned weight, right after backward and before clipping and AdamW.
+
+        Same gradients as the seed's forward with `kernel * mask`: pruned entries get exactly zero loss gradient, so
+        clipping sees live weights only, AdamW's moments stay 0 there (zeroed at the event, fed zeros after) and the
+        pruned weights stay exactly 0 (decay scales 0, the update is 0 / (0 + eps)). One fused multiply per step,
+        where a masked forward would add a multiply per weight per micro-batch and keep W * mask for backward.
+        """
+        if self._keep is not None:
+            torch._foreach_mul_([p.grad for p in self.params], self._keep)
 
     @torch.no_grad()
     def measured(self) -> tuple[int, list[int]]:

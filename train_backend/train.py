@@ -1,7 +1,8 @@
 """The training loop: one plan, one run folder, readable top to bottom.
 
 Per step: prune if the schedule says so (before the forward), forward/backward over this rank's micro-batches, stop
-on a non-finite loss, clip, AdamW with warm-up + cosine LR, re-apply masks, append a metrics line. Evaluate and
+on a non-finite loss, zero the pruned weights' gradients (as the seed's
+forward with kernel * mask), clip, AdamW with warm-up + cosine LR, append a metrics line. Evaluate and
 checkpoint on a fixed cadence; SIGINT checkpoints and stops (cancelled). On CPU a resumed run is bit-identical to
 an uninterrupted one: deterministic kernels, fixed threads, and every RNG and the data position are checkpointed.
 """
@@ -249,26 +250,28 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
             loss_val = forward_backward(fwd, model, x, y, n_micro, world, autocast)
             if not math.isfinite(loss_val):
                 raise NonFinite(f"non-finite loss ({loss_val}) at step {step}")
-            torch.nn.utils.clip_grad_norm_(raw.parameters(), b.grad_clip)
+            pruner.mask_grads()
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), b.grad_clip)
             lr = lr_at(step, plan)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            pruner.apply()
-            alive, per_layer = pruner.measured()
+            alive = pruner.alive()
             n_sum += fixed + alive
             step += 1
             dt = time.perf_counter() - t0
             line = {"step": step - 1, "tokens": step * b.batch_size * b.seq_len, "loss": loss_val, "lr": lr,
+                    "grad_norm": float(grad_norm),
                     "target_density": target, "measured_density": alive / pruner.n, "active_params": fixed + alive,
                     "n_avg": n_sum / step, "tokens_per_s": b.batch_size * b.seq_len / dt,
                     "mfu": flops_per_token * b.batch_size * b.seq_len / dt / peak,
                     "elapsed": wall_before + time.perf_counter() - t_start}
             if step % plan.run.eval_every == 0 or step == end_step:
                 last_val = line["val_loss"] = evaluate(raw, batches, plan, device, autocast) if rank == 0 else None
-            if event or "val_loss" in line:
-                line["event"] = event
+            if event or "val_loss" in line:  # counted from the weights themselves, where a sync costs nothing
+                measured, per_layer = pruner.measured()
+                line["event"], line["weight_density"] = event, measured / pruner.n
                 line["layer_density"] = {n: a / p.numel() for n, a, p in zip(pruner.names, per_layer, pruner.params)}
             if rank == 0:
                 metrics.write((json.dumps(line) + "\n").encode())
@@ -291,7 +294,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
         bar.close()
         if metrics is not None:
             metrics.close()
-    alive, _ = pruner.measured()
+    alive = pruner.measured()[0]
     summary = {"run_id": run_id, "status": status, "steps": step, "tokens": step * b.batch_size * b.seq_len,
                "final_train_loss": loss_val, "final_val_loss": last_val,
                "n_avg_measured": n_sum / max(step, 1), "n_final": fixed + alive, "final_density": alive / pruner.n,
