@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.plan import Budget, PlanSchedule, RunConfig, TrainingPlan, make_plan, resolve_schedule
+from planner.plan import Budget, Pair, PlanSchedule, RunConfig, TrainingPlan, make_plan, resolve_schedule
 from planner.shapes import ModelShape
 
 BYTE_VOCAB = 256
@@ -91,11 +91,13 @@ def scale_down(plan: TrainingPlan, rungs: int = 3, seq_len: int = 128, batch_siz
         notes = [f"validation rung {i} of {plan.name}: D/N_avg = {budget.tokens / n_avg:.1f} "
                  f"(parent {ratio:.1f}{', capped for CPU' if wanted > max_tokens else ''})"]
         run = RunConfig(seed=plan.run.seed, eval_every=max(1, steps // 5))
-        sparse = make_plan(model, schedule, budget, convention, name=f"{plan.name}-r{i}-sparse", run=run,
-                           notes=notes)
+        pair = f"{plan.name}-r{i}"
+        sparse = make_plan(model, schedule, budget, convention, name=f"{pair}-sparse", run=run, notes=notes,
+                           pair=Pair(id=pair, role="sparse"))
         dense_model = dense_partner_shape(n_layer, n_head, sparse.derived.n_avg, d_model, convention)
         dense_sched = resolve_schedule(dense_model, steps, "dense", 0.0, "tokens", 0.0, 0.0)
-        dense = make_plan(dense_model, dense_sched, budget, convention, name=f"{plan.name}-r{i}-dense", run=run,
-                          notes=notes + [f"dense partner of {sparse.name} at matched N_avg"])
+        dense = make_plan(dense_model, dense_sched, budget, convention, name=f"{pair}-dense", run=run,
+                          notes=notes + [f"dense partner of {sparse.name} at matched N_avg"],
+                          pair=Pair(id=pair, role="dense_n_avg"))
         ladder += [sparse, dense]
     return ladder

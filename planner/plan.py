@@ -120,6 +120,12 @@ class Prediction(_Data):
     warnings: list[str] = []
 
 
+class Pair(_Data):
+    """Where a run sits in a validation pair (the seed's design): a sparse run and its dense partners share `id`."""
+    id: str = Field(min_length=1)
+    role: Literal["sparse", "dense_n_avg", "dense_n_final"]
+
+
 class Derived(_Data):
     n_convention: Literal["total", "non_embedding"] = "total"
     n_total: int
@@ -151,6 +157,7 @@ class TrainingPlan(_Data):
     hardware: Hardware | None = None
     costs: CostLedgers | None = None
     derived: Derived
+    pair: Pair | None = None
     notes: list[str] = []
 
     @model_validator(mode="after")
