@@ -13,22 +13,25 @@ from planner.plan import Budget, Pair, PlanSchedule, RunConfig, TrainingPlan, ma
 from planner.shapes import ModelShape
 
 BYTE_VOCAB = 256
+# The laptop recipe shared by the tiny preset, the ladder and the validation study (train_backend.study), so the
+# laptop law fitted on the study predicts the others: 16 x 128 tokens a step, the last 10% of the corpus held out.
+SEQ_LEN, BATCH_SIZE, VAL_FRACTION = 128, 16, 0.1
 # (n_layer, d_model, n_head) of the rungs, smallest first; SwiGLU with d_ff = 3 * d_model.
 RUNGS = ((2, 64, 4), (3, 96, 4), (4, 128, 4))
 
 
-def _budget(steps: int, batch_size: int, seq_len: int, lr: float = 3e-3) -> Budget:
+def cpu_budget(steps: int, batch_size: int = BATCH_SIZE, seq_len: int = SEQ_LEN, lr: float = 3e-3) -> Budget:
     return Budget(tokens=steps * batch_size * seq_len, seq_len=seq_len, batch_size=batch_size, steps=steps, lr=lr,
                   warmup_steps=max(1, steps // 20))
 
 
-def tiny_plan(final_sparsity: float = 0.5, steps: int = 200, seed: int = 0) -> TrainingPlan:
+def tiny_plan(final_sparsity: float = 0.5, steps: int = 100, seed: int = 0) -> TrainingPlan:
     """A sparse plan that trains in seconds on one CPU core: d_model 64, the seed's 25%->75%-of-compute window."""
     model = ModelShape(n_layer=2, d_model=64, n_head=4, d_ff=192, vocab=BYTE_VOCAB)
     schedule = resolve_schedule(model, steps, "geometric", final_sparsity, "compute", 0.25, 0.75,
                                 every_steps=max(1, steps // 50))
-    return make_plan(model, schedule, _budget(steps, 16, 64), name="tiny",
-                     run=RunConfig(seed=seed, eval_every=max(1, steps // 4), eval_batches=4))
+    return make_plan(model, schedule, cpu_budget(steps), name="tiny",
+                     run=RunConfig(seed=seed, eval_every=max(1, steps // 4), eval_batches=32, val_fraction=VAL_FRACTION))
 
 
 def dense_partner_shape(n_layer: int, n_head: int, target: float, d_model_max: int, convention: str = "total"
@@ -87,7 +90,7 @@ def scale_down(plan: TrainingPlan, rungs: int = 3, seq_len: int = 128, batch_siz
                                     parent.end, every_steps=every, granularity=parent.granularity,
                                     pattern=parent.pattern) if parent.shape != "piecewise" else \
             PlanSchedule(**{**parent.model_dump(), "start_step": None, "end_step": None, "every_steps": None})
-        budget = _budget(steps, batch_size, seq_len)
+        budget = cpu_budget(steps, batch_size, seq_len)
         notes = [f"validation rung {i} of {plan.name}: D/N_avg = {budget.tokens / n_avg:.1f} "
                  f"(parent {ratio:.1f}{', capped for CPU' if wanted > max_tokens else ''})"]
         run = RunConfig(seed=plan.run.seed, eval_every=max(1, steps // 5))

@@ -16,7 +16,7 @@ from pathlib import Path
 from planner.cli import OneLineParser
 from planner.errors import PlannerInputError
 from planner.plan import load_plan, plan_from_text
-from train_backend import checkpoint, registry
+from train_backend import checkpoint, registry, study
 from train_backend.export import export_hf
 from train_backend.train import NonFinite, Options, run
 
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_id")
     e.add_argument("--hf", type=Path, required=True, metavar="DIR")
     e.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    study.add_parser(sub)
     return p
 
 
@@ -107,7 +108,7 @@ def _export(args) -> int:
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"train": _train, "runs": _runs, "export": _export}[args.cmd](args)
+        return {"train": _train, "runs": _runs, "export": _export, "study": study.main}[args.cmd](args)
     except PlannerInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

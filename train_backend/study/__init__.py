@@ -1,0 +1,34 @@
+"""`python -m train_backend study --preset smoke|quick|full`: train a validation study, then analyse it.
+
+Design in `design`, execution in `runner`, the runs table, fits, plots and REPORT.md in `report`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from planner.errors import PlannerInputError
+from train_backend.study.design import PRESETS, design
+from train_backend.study.runner import run_study
+
+
+def add_parser(sub):
+    s = sub.add_parser("study", help="train and analyse a validation study of the unified (N_avg) law")
+    s.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    s.add_argument("--out", type=Path, help="study folder: plans, logs, runs.csv, REPORT.md, plots "
+                                             "(default bench/study/<preset>)")
+    s.add_argument("--runs-dir", type=Path, help="where the runs train (default runs/study-<preset>)")
+    s.add_argument("--jobs", type=int, default=1, help="single-threaded trainers side by side")
+    s.add_argument("--report-only", action="store_true", help="analyse the finished runs without training")
+
+
+def main(args) -> int:
+    if args.jobs <= 0:
+        raise PlannerInputError("--jobs must be positive")
+    out = args.out or Path("bench/study") / args.preset
+    runs_dir = args.runs_dir or Path("runs") / f"study-{args.preset}"
+    runs = design(args.preset)
+    if not args.report_only:
+        run_study(runs, out, runs_dir, args.jobs, log=lambda msg: print(msg, flush=True))
+    from train_backend.study.report import write_report  # pandas/matplotlib only when analysing
+    write_report(args.preset, runs, out, runs_dir, log=lambda msg: print(msg, flush=True))
+    return 0
