@@ -19,6 +19,8 @@ def add_parser(sub):
     s.add_argument("--runs-dir", type=Path, help="where the runs train (default runs/study-<preset>)")
     s.add_argument("--jobs", type=int, default=1, help="single-threaded trainers side by side")
     s.add_argument("--report-only", action="store_true", help="analyse the finished runs without training")
+    s.add_argument("--save-law", type=Path, metavar="JSON", help="also fit the laptop law to the runs and write it here "
+                                                                  "(with <stem>_runs.csv beside it)")
 
 
 def main(args) -> int:
@@ -30,5 +32,5 @@ def main(args) -> int:
     if not args.report_only:
         run_study(runs, out, runs_dir, args.jobs, log=lambda msg: print(msg, flush=True))
     from train_backend.study.report import write_report  # pandas/matplotlib only when analysing
-    write_report(args.preset, runs, out, runs_dir, log=lambda msg: print(msg, flush=True))
+    write_report(args.preset, runs, out, runs_dir, log=lambda msg: print(msg, flush=True), save_law=args.save_law)
     return 0
