@@ -98,8 +98,7 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
     low, high = interval(predictive_draws(law.law.form, law.draws, n, tokens, noise), level)
     ranges = ((n, law.n_avg_range), (tokens, law.tokens_range), (tokens / n, law.ratio_range))
     outside = [lo > x * (1 + 1e-9) or x > hi * (1 + 1e-9) for x, (lo, hi) in ranges]
-    warnings = [f"laptop law ({law.n_runs} study runs): {100 * level:.0f}% interval = bootstrap parameter draws plus "
-                f"run-to-run noise (sd {noise:.4f} nats)"]
+    warnings = []
     if any(outside):
         names = [k for k, o in zip(("N_avg", "tokens", "tokens per N_avg"), outside) if o]
         warnings.append(f"extrapolated: {', '.join(names)} outside the study's runs")

@@ -112,8 +112,9 @@ def test_check_subcommand(capsys, tmp_path):
 
 def test_check_reads_hand_typed_1e18(capsys, tmp_path):
     data = plan_to_dict(tiny_plan())
+    per_step = data["budget"]["batch_size"] * data["budget"]["seq_len"]
     text = plan_to_yaml(tiny_plan()).replace(f"tokens: {data['budget']['tokens']}", "tokens: 1e18").replace(
-        f"steps: {data['budget']['steps']}", f"steps: {10**18 // 1024}")
+        f"steps: {data['budget']['steps']}", f"steps: {10**18 // per_step}")
     path = tmp_path / "typed.yaml"
     path.write_text(text)
     code, stdout, _ = run(capsys, "check", str(path), "--json")

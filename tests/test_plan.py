@@ -50,7 +50,8 @@ def test_hand_typed_exponents_load_as_numbers():
     data = plan_to_dict(tiny_plan())
     text = plan_to_yaml(tiny_plan())
     text = text.replace(f"tokens: {data['budget']['tokens']}", "tokens: 1e18")
-    text = text.replace(f"steps: {data['budget']['steps']}", f"steps: {10**18 // (16 * 64)}")
+    per_step = data["budget"]["batch_size"] * data["budget"]["seq_len"]
+    text = text.replace(f"steps: {data['budget']['steps']}", f"steps: {10**18 // per_step}")
     text = text.replace(f"lr: {data['budget']['lr']}", "lr: 3e-3")
     assert "1e18" in text and "3e-3" in text
     plan = plan_from_text(text)
