@@ -36,6 +36,8 @@ class PlanSchedule(Schedule):
     every_steps: int | None = Field(None, gt=0, description="pruning frequency in optimizer steps")
     granularity: Literal["global", "per_layer"] = "global"
     pattern: Literal["unstructured", "2:4"] = "unstructured"
+    prune_head: bool = Field(True, description="prune the untied LM head with the other linear weights (the seed "
+                                               "does); false keeps it dense and counts it as fixed")
 
     @model_validator(mode="after")
     def _check_pattern(self):
@@ -137,9 +139,11 @@ class Derived(_Data):
     n_final: float
 
 
-def derive(model: ModelShape, schedule: Schedule, n_convention: str = "total") -> Derived:
+def derive(model: ModelShape, schedule: Schedule, n_convention: str = "total", prune_head: bool = True) -> Derived:
     """Parameter accounting of a model under a schedule (N_avg and N_final under the counting convention)."""
     fixed, prunable = model.n_params(n_convention)
+    if not prune_head and not model.tied_embeddings:  # the untied head has the embedding's shape
+        fixed, prunable = fixed + model.embedding, prunable - model.embedding
     return Derived(n_convention=n_convention, n_total=model.total, n_prunable=prunable, n_fixed=fixed,
                    mean_density=schedule.mean_density(), final_density=schedule.final_density,
                    n_avg=schedule.n_avg(fixed, prunable), n_final=schedule.n_final(fixed, prunable))
@@ -162,7 +166,7 @@ class TrainingPlan(_Data):
 
     @model_validator(mode="after")
     def _check_derived(self):
-        fresh = derive(self.model, self.schedule.schedule(), self.derived.n_convention)
+        fresh = derive(self.model, self.schedule.schedule(), self.derived.n_convention, self.schedule.prune_head)
         for key in ("n_total", "n_prunable", "n_fixed", "mean_density", "final_density", "n_avg", "n_final"):
             have, want = getattr(self.derived, key), getattr(fresh, key)
             if not math.isclose(have, want, rel_tol=1e-9, abs_tol=1e-12):
@@ -177,7 +181,7 @@ def make_plan(model: ModelShape, schedule: PlanSchedule, budget: Budget, n_conve
               **fields) -> TrainingPlan:
     """A plan whose derived accounting is computed here, so it is consistent by construction."""
     return TrainingPlan(model=model, schedule=schedule, budget=budget,
-                        derived=derive(model, schedule.schedule(), n_convention), **fields)
+                        derived=derive(model, schedule.schedule(), n_convention, schedule.prune_head), **fields)
 
 
 # --- YAML / JSON ---------------------------------------------------------------------------------------------------
@@ -227,7 +231,8 @@ def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometri
     if every_steps is None and shape == "geometric":
         every_steps = max(1, min(100, total_steps // 100))  # the seed's code prunes every 100 steps
     fixed_active = model.fixed - model.embedding  # norm scales: unpruned and in every token's compute
-    phi = fixed_active / model.prunable
+    head = 0 if mask.get("prune_head", True) or model.tied_embeddings else model.embedding  # a dense head: same
+    phi = (fixed_active + head) / (model.prunable - head)
     if window_basis == "steps":
         t0, t1 = start / total_steps, end / total_steps
     elif window_basis == "compute":

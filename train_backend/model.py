@@ -122,11 +122,11 @@ class Transformer(nn.Module):
         return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
 
 
-def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """The weights the seed prunes: every attention and MLP matrix, plus the LM head when it is not tied."""
+def prunable_weights(model: nn.Module, head: bool = True) -> list[tuple[str, nn.Parameter]]:
+    """The weights the seed prunes: every attention and MLP matrix, plus the LM head when it is not tied (and `head`)."""
     model = getattr(model, "module", model)  # unwrap DDP
     out = [(n, p) for n, p in model.named_parameters() if n.endswith("_proj.weight")]
-    if not model.shape.tied_embeddings:
+    if head and not model.shape.tied_embeddings:
         out.append(("lm_head.weight", model.lm_head.weight))
     return out
 

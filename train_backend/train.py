@@ -184,9 +184,9 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
     batches = load_batches(plan, opts)
     torch.manual_seed(plan.run.seed)
     raw = Transformer(m).to(device)
-    pruner = Pruner(prunable_weights(raw), plan.schedule, b.steps)
+    pruner = Pruner(prunable_weights(raw, plan.schedule.prune_head), plan.schedule, b.steps)
     optimizer = make_optimizer(raw, plan)
-    fixed, _ = m.n_params(plan.derived.n_convention)
+    fixed = plan.derived.n_fixed
     step, n_sum, wall_before, offset, last_val = 0, 0.0, 0.0, 0, None
     if resuming:
         try:

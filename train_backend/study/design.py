@@ -26,7 +26,7 @@ class Preset:
     pair_sizes: tuple[tuple[int, int, int], ...]  # the sparse runs' shapes
     sparsities: tuple[float, ...]
     pair_ratio: float  # tokens per N_avg of the sparse run; its partners train on the same tokens
-    pair_seeds: tuple[int, ...] = (0,)
+    pair_seeds: tuple[int, ...] = (0,)  # of the first pair size; further sizes train seed 0 only
     noise_seeds: tuple[int, ...] = (1, 2)  # extra seeds of the smallest ladder run at the lowest ratio
     tiny_seeds: tuple[int, ...] = (0, 1, 2)  # the tiny preset itself, trained as shipped
     n_final_partner: bool = False
@@ -123,8 +123,8 @@ def design(preset: str | Preset) -> list[StudyRun]:
     for seed in p.noise_seeds:
         plan = _plan(p, f"{p.name}-{group}-D{p.ladder_ratios[0]:g}-seed{seed}", model, steps, seed)
         runs.append(StudyRun(plan, "noise", group))
-    for size in p.pair_sizes:
-        for seed in p.pair_seeds:
+    for i, size in enumerate(p.pair_sizes):
+        for seed in p.pair_seeds if i == 0 else (0,):
             for s in p.sparsities:
                 runs += _pair(p, size, s, seed)
     for s in p.cubic:

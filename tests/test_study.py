@@ -1,0 +1,175 @@
+"""The validation study: the smoke preset trains, writes its runs table, fits, plots and a report naming every run;
+re-running resumes (finished runs skipped, an interrupted one finished under its own id); the laptop law gives the
+tiny preset and the ladder a predicted loss with an interval."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planner.ladder import rung_cpu_minutes, scale_down, tiny_plan
+from planner.laptop import LaptopLaw, fit_laptop_law, load_laptop_law, predict_plan, recipe_of
+from planner.runs import load_runs
+from planner.search import build_plan
+from planner.shapes import PRESETS as SHAPES
+from train_backend import registry
+from train_backend.cli import main
+from train_backend.study.design import design
+from train_backend.study.runner import next_action
+from train_backend.train import Options, run
+
+SMOKE = design("smoke")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, one_thread):
+    """The smoke study, one of its runs interrupted halfway first, then the study run twice."""
+    root = tmp_path_factory.mktemp("study")
+    out, runs_dir = root / "out", root / "runs"
+    first = SMOKE[0]
+    run(first.plan, Options(runs_dir=runs_dir, run_id=first.name, threads=1, max_steps=first.plan.budget.steps // 2))
+    args = ["study", "--preset", "smoke", "--out", str(out), "--runs-dir", str(runs_dir), "--jobs", "1"]
+    assert main(args + ["--save-law", str(root / "law.json")]) == 0
+    ids_after_first = {r["run_id"] for r in registry.list_runs(runs_dir)}
+    assert main(args) == 0
+    return out, runs_dir, root, ids_after_first
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_smoke_study_writes_runs_fits_plots_and_a_report_naming_every_run(smoke):
+    out, _, _, _ = smoke
+    table = pd.read_csv(out / "runs.csv")
+    assert sorted(table["name"]) == sorted(r.name for r in SMOKE)
+    load_runs(table, "frantar")  # the planner's runs format, all three forms' columns present
+    assert {"seed", "role", "epochs", "sparsity", "tokens_per_n_avg"} <= set(table.columns)
+    sparse = table[table["role"] == "sparse"]
+    assert (sparse["n_avg"] < sparse["n_total"]).all() and (sparse["n_final"] < sparse["n_avg"]).all()
+    report = (out / "REPORT.md").read_text()
+    assert all(r.name in report for r in SMOKE)
+    for form in ("unified", "chinchilla", "frantar"):
+        assert f"| {form} |" in report
+    assert "Pair gaps" in report and "dense-only law" in report.lower()
+    for png in ("loss_vs_n_avg.png", "predicted_vs_measured.png", "pair_gaps.png", "n_of_t.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_skips_finished_runs_and_the_interrupted_run_was_resumed_not_restarted(smoke):
+    _, runs_dir, _, ids_after_first = smoke
+    rows = registry.list_runs(runs_dir)
+    assert {r["run_id"] for r in rows} == ids_after_first == {r.name for r in SMOKE}  # no second attempts
+    first = registry.get_run(runs_dir, SMOKE[0].name)
+    assert first["status"] == "finished" and first["step"] == SMOKE[0].plan.budget.steps
+    steps = [m["step"] for m in registry.read_metrics(runs_dir / SMOKE[0].name)]
+    assert steps == list(range(SMOKE[0].plan.budget.steps))  # one line per step: resumed where it stopped
+
+
+def test_next_action_restarts_a_run_that_died_before_its_first_checkpoint(tmp_path):
+    row = {"run_id": "x", "status": "running", "alive": False, "step": 3, "total_steps": 10, "error": None,
+           "run_dir": str(tmp_path)}
+    assert next_action(row, "x") == ("new", "x.2")
+    assert next_action({**row, "run_id": "x.2"}, "x") == ("new", "x.3")
+    (tmp_path / "ckpt.pt").write_bytes(b"")
+    assert next_action(row, "x") == ("resume", "x")
+    assert next_action({**row, "status": "failed", "error": "non-finite loss (nan) at step 3"}, "x")[0] == "skip"
+    assert next_action({**row, "status": "finished", "step": 10}, "x") == ("done", "x")
+    assert next_action(None, "x") == ("new", "x")
+
+
+def test_laptop_law_from_the_smoke_runs_predicts_with_an_interval_and_flags_extrapolation(smoke):
+    _, _, root, _ = smoke
+    law = LaptopLaw.model_validate_json((root / "law.json").read_text())
+    assert (root / "law_runs.csv").exists() and law.n_runs == len(SMOKE)
+    assert len(law.draws["E"]) == 200 and law.noise_sd > 0
+    inside = next(r.plan for r in SMOKE if r.kind == "ladder")
+    pred = predict_plan(inside, law)
+    assert pred.ci_low < pred.loss < pred.ci_high and not pred.extrapolated
+    far = inside.model_copy(update={"derived": inside.derived.model_copy(update={"n_avg": 50 * inside.derived.n_avg})})
+    assert predict_plan(far, law).extrapolated
+    other_recipe = inside.model_copy(update={"run": inside.run.model_copy(update={"corpus": "my.txt"})})
+    assert predict_plan(other_recipe, law) is None
+    wider = predict_plan(inside.model_copy(update={"run": inside.run.model_copy(update={"eval_batches": 1})}), law)
+    assert wider.ci_high - wider.ci_low > pred.ci_high - pred.ci_low  # fewer validation batches, more noise
+
+
+def test_fit_laptop_law_needs_only_the_runs_table():
+    rng = np.random.default_rng(0)
+    n = np.repeat([2e4, 4e4, 8e4, 1.6e5], 3)
+    d = n * np.tile([20, 40, 80], 4)
+    loss = 1.0 + 300 * n ** -0.5 + 200 * d ** -0.4 + rng.normal(0, 0.002, n.size)
+    table = pd.DataFrame({"loss": loss, "tokens": d, "n_avg": n})
+    law = fit_laptop_law(table, 0.01, 0.03, 64, recipe_of(tiny_plan()), "test", n_boot=50)
+    assert abs(law.law.params["alpha"] - 0.5) < 0.15 and len(law.draws["alpha"]) == 50
+
+
+def test_tiny_preset_and_ladder_carry_the_bundled_laptop_law_prediction():
+    if load_laptop_law() is None:
+        pytest.skip("no bundled laptop law yet (planner/data/laptop_law.json)")
+    pred = tiny_plan().prediction
+    assert pred is not None and pred.ci_low < pred.loss < pred.ci_high
+    parent = build_plan(SHAPES["llama2-70m"], 0.8, "geometric", window_basis="compute", start=0.25, end=0.75,
+                        tokens_per_param=20, batch_size=256, seq_len=2048, name="p")
+    for rung in scale_down(parent):
+        assert rung.prediction is not None and rung.prediction.ci_low < rung.prediction.ci_high
+
+
+def test_scale_down_keeps_tokens_per_n_avg_and_fits_the_cpu_budget():
+    parent = build_plan(SHAPES["llama2-70m"], 0.8, "geometric", window_basis="compute", start=0.25, end=0.75,
+                        tokens_per_param=80, batch_size=256, seq_len=2048, name="p")
+    ratio = parent.budget.tokens / parent.derived.n_avg
+    for budget in (20.0, 120.0):
+        ladder = scale_down(parent, budget_minutes=budget)
+        minutes = [rung_cpu_minutes(ladder[i:i + 2]) for i in range(0, len(ladder), 2)]
+        assert sum(minutes) <= budget
+        for p in ladder[::2]:
+            assert abs(p.budget.tokens / p.derived.n_avg / ratio - 1) < 0.02
+            assert any("CPU estimate" in note for note in p.notes)
+    assert scale_down(parent, budget_minutes=120)[-2].model.total > scale_down(parent, budget_minutes=20)[-2].model.total
+
+
+def test_plan_cli_writes_ladder_rungs_with_their_cpu_estimates(tmp_path, capsys):
+    from planner.cli import main as planner_main
+    code = planner_main(["plan", "--model", "llama2-70m", "--final-sparsity", "0.8", "--tokens-per-param", "20",
+                         "--out", str(tmp_path / "p.yaml"), "--ladder", str(tmp_path / "ladder"),
+                         "--budget-minutes", "10"])
+    assert code == 0 and "CPU estimate" in capsys.readouterr().out and len(list((tmp_path / "ladder").iterdir())) == 6
+    assert planner_main(["plan", "--model", "llama2-70m", "--final-sparsity", "0.8", "--tokens-per-param", "20",
+                         "--out", str(tmp_path / "q.yaml"),
+                         "--ladder", str(tmp_path / "l2"), "--budget-minutes", "0.001"]) == 2
+    assert "--budget-minutes" in capsys.readouterr().err
+
+
+def test_study_cli_rejects_bad_flags_in_one_line(capsys):
+    assert main(["study", "--preset", "smoke", "--jobs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--jobs" in err
+    assert json.dumps(recipe_of(tiny_plan()))  # the recipe is plain data (stored in the law file)
+
+
+def test_head_kept_dense_prunes_only_the_other_linear_weights(tmp_path, one_torch_thread):
+    """The full preset's ablation: `prune_head: false` keeps the byte head dense and counts it as fixed."""
+    import torch
+
+    from planner.ladder import cpu_budget
+    from planner.plan import RunConfig, make_plan, resolve_schedule
+    from train_backend import checkpoint
+    model = tiny_plan().model
+    schedule = resolve_schedule(model, 40, "geometric", 0.8, "compute", 0.25, 0.75, prune_head=False)
+    plan = make_plan(model, schedule, cpu_budget(40), run=RunConfig(eval_every=40, eval_batches=2))
+    assert plan.derived.n_fixed == tiny_plan().derived.n_fixed + model.embedding
+    summary = run(plan, Options(runs_dir=tmp_path, threads=1))
+    weights = checkpoint.load(tmp_path / summary["run_id"], quarantine=False)["model"]
+    assert bool((weights["lm_head.weight"] != 0).all())
+    assert summary["n_final"] == pytest.approx(plan.derived.n_final, abs=1)
+    projections = [w for k, w in weights.items() if k.endswith("_proj.weight")]
+    density = sum(int((w != 0).sum()) for w in projections) / sum(w.numel() for w in projections)
+    assert density == pytest.approx(0.2, abs=1e-3) and isinstance(weights["lm_head.weight"], torch.Tensor)
