@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from planner.laptop import cpu_seconds
 from planner.ladder import BATCH_SIZE, BYTE_VOCAB, SEQ_LEN, VAL_FRACTION, cpu_budget, dense_partner_shape, tiny_plan
 from planner.plan import Pair, RunConfig, TrainingPlan, make_plan, resolve_schedule
 from planner.shapes import ModelShape
@@ -109,7 +110,8 @@ def _pair(p: Preset, size, sparsity: float, seed: int, sched: str = "geometric",
 
 
 def design(preset: str | Preset) -> list[StudyRun]:
-    """All runs of a preset, in the order they are launched: longest first (shortest finishing time on K jobs)."""
+    """All runs of a preset, in the order they are launched: the pairs first (a study cut short still has its pair
+    gaps), then the rest; longest first within each (shortest finishing time on K jobs)."""
     p = PRESETS[preset] if isinstance(preset, str) else preset
     runs = []
     for n_layer, d_model, n_head in p.sizes:
@@ -138,4 +140,5 @@ def design(preset: str | Preset) -> list[StudyRun]:
         plan = tiny_plan(seed=seed)
         runs.append(StudyRun(plan.model_copy(update={"name": f"{p.name}-tiny-seed{seed}"}), "tiny",
                              size_label(plan.model.n_layer, plan.model.d_model)))
-    return sorted(runs, key=lambda r: -r.plan.budget.tokens * (1 + r.plan.model.total / 2e5))
+    return sorted(runs, key=lambda r: (r.kind != "pair", -cpu_seconds(r.plan.model, r.plan.budget.tokens,
+                                                                      r.plan.budget.seq_len)))
