@@ -3,7 +3,7 @@ gaps, the dense-only law's prediction of every sparse run from its N_avg, plots 
 intervals are the planner's (`planner.fit`, `planner.laptop`); nothing here re-derives a formula.
 
 Losses are validation losses on the last 10% of the corpus, `eval_batches` fixed windows drawn from the run's seed;
-each run's final checkpoint is re-evaluated batch by batch (cached in `<out>/val/`) for standard errors and paired
+each pair run's final checkpoint is re-evaluated batch by batch (cached in `<out>/val/`) for standard errors and paired
 (same windows) gap intervals. `train_loss` is the mean training loss over the last 1% of steps, as on the seed's
 model cards.
 """
@@ -52,7 +52,8 @@ def val_losses(r: StudyRun, run_dir: Path, runs_dir: Path, cache: Path) -> np.nd
 
 
 def collect(runs: list[StudyRun], runs_dir: Path, out: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """One row per finished run (planner runs columns first), and each run's per-batch validation losses."""
+    """One row per finished run (planner runs columns first), and the per-batch validation losses of the pairs' runs
+    (the others need only the mean, which the trainer logged)."""
     rows, per_batch = [], {}
     registry_rows = registry.list_runs(runs_dir)
     train_split = None
@@ -65,7 +66,9 @@ def collect(runs: list[StudyRun], runs_dir: Path, out: Path) -> tuple[pd.DataFra
             train_split = len(load_batches(r.plan, Options(runs_dir=runs_dir)).train)
         metrics = registry.read_metrics(run_dir)
         tail = max(1, len(metrics) // 100)
-        per_batch[r.name] = val_losses(r, run_dir, runs_dir, out / "val")
+        if r.plan.pair is not None:  # paired gap errors need them
+            per_batch[r.name] = val_losses(r, run_dir, runs_dir, out / "val")
+        batches = per_batch.get(r.name)
         p, d = r.plan, r.plan.derived
         rows.append({
             "loss": row["final_val_loss"], "tokens": p.budget.tokens, "n_avg": row["n_avg_measured"],
@@ -76,7 +79,7 @@ def collect(runs: list[StudyRun], runs_dir: Path, out: Path) -> tuple[pd.DataFra
             "n_layer": p.model.n_layer, "steps": p.budget.steps,
             "tokens_per_n_avg": p.budget.tokens / row["n_avg_measured"], "epochs": p.budget.tokens / train_split,
             "train_loss": float(np.mean([m["loss"] for m in metrics[-tail:]])),
-            "val_se": float(per_batch[r.name].std(ddof=1) / np.sqrt(len(per_batch[r.name]))),
+            "val_se": np.nan if batches is None else float(batches.std(ddof=1) / np.sqrt(len(batches))),
             "wall_seconds": row["wall_seconds"], "run_id": row["run_id"],
             "started_at": row["started_at"], "finished_at": row["finished_at"]})
     return pd.DataFrame(rows), per_batch
@@ -162,7 +165,7 @@ def save_laptop_law(df: pd.DataFrame, per_batch: dict, sd: float, runs: list[Stu
     `path` with the runs table beside it (`<stem>_runs.csv`)."""
     table = df[df["kind"] != "ablation"]
     first = next(r for r in runs if r.name == table["name"].iloc[0])
-    val_batch_sd = float(np.median([per_batch[n].std(ddof=1) for n in table["name"]]))
+    val_batch_sd = float(np.median([per_batch[n].std(ddof=1) for n in table["name"] if n in per_batch]))
     command = "python -m train_backend study --preset quick --jobs 2 --save-law " + str(path)
     law = fit_laptop_law(table[["loss", "tokens", "n_avg", "n_final", "sparsity", "group", "name"]], sd, val_batch_sd,
                          first.plan.run.eval_batches, recipe_of(first.plan), command, n_boot=N_BOOT)

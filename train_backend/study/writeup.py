@@ -94,8 +94,9 @@ def write(preset, runs, df, sd, dof, gaps, preds, dense_fit, forms, figures, law
             "## Verdicts", ""] + [f"- {v}" for v in _verdicts(df, gaps, preds, forms)]
     se = df["val_se"]
     text += ["", "## Noise", "",
-             f"- Validation standard error across the {PRESETS[preset].eval_batches} batches: median {se.median():.4f}, "
-             f"max {se.max():.4f} nats (target < 0.002); paired (same windows) gap errors are smaller, see below.",
+             f"- Validation standard error across the {PRESETS[preset].eval_batches} batches ({se.notna().sum()} runs "
+             f"re-evaluated batch by batch: the pairs): median {se.median():.4f}, max {se.max():.4f} "
+             f"nats (target < 0.002); paired (same windows) gap errors are smaller, see below.",
              f"- Run-to-run noise across seeds (pooled sd, {dof} degrees of freedom): "
              + (f"{sd:.4f} nats." if np.isfinite(sd) else "not measured (no repeated seeds).")]
     if "quick" == preset or "full" == preset:
