@@ -16,8 +16,8 @@ app: .venv/stamp
 test: .venv/stamp
 	$(PY) -m pytest -q -n 2 tests
 
-# Speed benchmarks; each rewrites its own section of bench/RESULTS.md. (The validation study, bench/study_ladder.py,
-# trains for about 13 minutes per seed and is run by hand.)
+# Speed benchmarks; each rewrites its own section of bench/RESULTS.md. (The validation study, `python -m
+# train_backend study --preset quick|full --jobs 2`, trains for about an hour or three and is run by hand.)
 bench: .venv/stamp
 	$(PY) bench/bench_fit.py --write
 	$(PY) bench/bench_frontier.py
