@@ -19,8 +19,8 @@ def add_parser(sub):
     s.add_argument("--runs-dir", type=Path, help="where the runs train (default runs/study-<preset>)")
     s.add_argument("--jobs", type=int, default=1, help="single-threaded trainers side by side")
     s.add_argument("--report-only", action="store_true", help="analyse the finished runs without training")
-    s.add_argument("--save-law", type=Path, metavar="JSON", help="also fit the laptop law to the runs and write it here "
-                                                                  "(with <stem>_runs.csv beside it)")
+    s.add_argument("--save-law", type=Path, metavar="JSON",
+                   help="also fit the laptop law to the runs and write it here (with <stem>_runs.csv beside it)")
 
 
 def main(args) -> int:

@@ -33,9 +33,10 @@ class Preset:
     n_final_partner: bool = False
     cubic: tuple[float, ...] = ()  # sparsities that also get a cubic schedule on the first pair size
     ablations: bool = False  # per-layer magnitude, LM head kept dense, a shorter window (longer recovery)
+    per_layer_check: bool = False  # per-layer magnitude at the top sparsity, sharing the main pair's dense partner
     seq_len: int = SEQ_LEN
     batch_size: int = BATCH_SIZE
-    eval_batches: int = 384  # 384 x 16 x 128 tokens: standard error about 0.002 nats (measured in REPORT.md)
+    eval_batches: int = 384  # x 16 x 128 tokens; quick measured a standard error of 0.0024 nats at 384
     min_steps: int = 20
 
 
@@ -44,10 +45,11 @@ PRESETS = {
                     pair_sizes=((1, 32, 2),), sparsities=(0.5, 0.8), pair_ratio=2, noise_seeds=(1,), tiny_seeds=(),
                     seq_len=32, batch_size=8, eval_batches=8),
     "quick": Preset("quick", sizes=((2, 24, 4), (2, 32, 4), (2, 48, 4), (2, 64, 4)), ladder_ratios=(20, 40, 80),
-                    pair_sizes=((2, 32, 4),), sparsities=(0.2, 0.4, 0.6, 0.8), pair_ratio=100),
+                    pair_sizes=((2, 32, 4),), sparsities=(0.2, 0.4, 0.6, 0.8), pair_ratio=100, per_layer_check=True),
     "full": Preset("full", sizes=((2, 24, 4), (2, 32, 4), (2, 48, 4), (2, 64, 4)), ladder_ratios=(20, 40, 80),
                    pair_sizes=((2, 32, 4), (2, 48, 4)), sparsities=(0.2, 0.4, 0.6, 0.8), pair_ratio=200,
-                   pair_seeds=(0, 1, 2), n_final_partner=True, cubic=(0.5, 0.8), ablations=True),
+                   pair_seeds=(0, 1, 2), n_final_partner=True, cubic=(0.5, 0.8), ablations=True,
+                   eval_batches=768),  # per-batch sd ~0.05 nats: 768 batches give a standard error under 0.002
 }
 
 
@@ -87,18 +89,22 @@ def _plan(p: Preset, name: str, model: ModelShape, steps: int, seed: int, sched:
 
 
 def _pair(p: Preset, size, sparsity: float, seed: int, sched: str = "geometric", variant: str = "",
-          window=WINDOW, **mask) -> list[StudyRun]:
-    """A sparse run and its dense partner(s) at its N_avg (and N_final), all on ratio x N_avg tokens."""
+          window=WINDOW, partners: bool = True, **mask) -> list[StudyRun]:
+    """A sparse run and its dense partner(s) at its N_avg (and N_final), all on ratio x N_avg tokens. Without
+    `partners`, only the sparse run, in the pair of the plain geometric run (same N_avg and tokens when the mask
+    granularity is all that differs)."""
     n_layer, d_model, n_head = size
     model, group = shape(*size), size_label(n_layer, d_model)
     tag = f"{variant}-" if variant else ("" if sched == "geometric" else f"{sched}-")
-    pid = f"{p.name}-{group}-{tag}s{round(100 * sparsity)}" + (f"-seed{seed}" if seed else "")
+    pid = f"{p.name}-{group}-{tag if partners else ''}s{round(100 * sparsity)}" + (f"-seed{seed}" if seed else "")
     probe = _plan(p, "probe", model, 1000, seed, sched, sparsity, window=window, **mask)
     steps = _steps(p, p.pair_ratio * probe.derived.n_avg)
     kind = "ablation" if variant else "pair"
-    sparse = _plan(p, f"{pid}-sparse", model, steps, seed, sched, sparsity, Pair(id=pid, role="sparse"),
-                   window, **mask)
+    name = f"{pid}-sparse" if partners else f"{pid}-{tag}sparse"
+    sparse = _plan(p, name, model, steps, seed, sched, sparsity, Pair(id=pid, role="sparse"), window, **mask)
     out = [StudyRun(sparse, kind, group, variant or sched)]
+    if not partners:
+        return out
     partners = [("dense", "dense_n_avg", sparse.derived.n_avg)]
     if p.n_final_partner and not variant:
         partners.append(("dense-final", "dense_n_final", sparse.derived.n_final))
@@ -131,6 +137,9 @@ def design(preset: str | Preset) -> list[StudyRun]:
                 runs += _pair(p, size, s, seed)
     for s in p.cubic:
         runs += _pair(p, p.pair_sizes[0], s, 0, sched="cubic")
+    if p.per_layer_check:
+        runs += _pair(p, p.pair_sizes[0], max(p.sparsities), 0, variant="per-layer", partners=False,
+                      granularity="per_layer")
     if p.ablations:
         s = max(p.sparsities)
         runs += _pair(p, p.pair_sizes[0], s, 0, variant="per-layer", granularity="per_layer")

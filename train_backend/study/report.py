@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from planner.errors import PlannerInputError
 from planner.fit import LawFitter, bootstrap, compare_forms
 from planner.laptop import fit_laptop_law, interval, predictive_draws, recipe_of
 from train_backend import checkpoint, registry
@@ -97,37 +98,37 @@ def noise_sd(df: pd.DataFrame) -> tuple[float, int]:
 
 
 def pair_gaps(df: pd.DataFrame, per_batch: dict, sd: float, seed: int = 0) -> pd.DataFrame:
-    """Sparse minus dense partner, per pair and partner role: val and train gaps, the paired val-window standard
-    error, and a 95% interval: bootstrap over seeds where a pair has several, else the measured run-to-run noise."""
-    rows = []
-    pairs = df[df["pair"] != ""].copy()
-    pairs["pair_base"] = pairs["pair"].map(seedless)
-    rng = np.random.default_rng(seed)
-    for (base, role), partners in pairs[pairs["role"] != "sparse"].groupby(["pair_base", "role"]):
-        gaps, train_gaps, ses = [], [], []
-        for _, dense in partners.iterrows():
-            sparse = pairs[(pairs["pair"] == dense["pair"]) & (pairs["role"] == "sparse")]
-            if sparse.empty:
-                continue
-            s = sparse.iloc[0]
-            diff = per_batch[s["name"]] - per_batch[dense["name"]]
-            gaps.append(s["loss"] - dense["loss"])
-            train_gaps.append(s["train_loss"] - dense["train_loss"])
-            ses.append(diff.std(ddof=1) / np.sqrt(len(diff)))
-        if not gaps:
-            continue
-        gaps = np.array(gaps)
+    """Sparse minus dense partner, for every sparse run (an ablation shares its pair's partner) and partner role,
+    averaged over seeds: val and train gaps, the paired val-window standard error, and a 95% interval: bootstrap
+    over seeds where a pair has several, else the measured run-to-run noise."""
+    pairs = df[df["pair"] != ""]
+    records = []
+    for _, s in pairs[pairs["role"] == "sparse"].iterrows():
+        for _, d in pairs[(pairs["pair"] == s["pair"]) & (pairs["role"] != "sparse")].iterrows():
+            diff = per_batch[s["name"]] - per_batch[d["name"]]
+            records.append({"pair": seedless(s["pair"]), "variant": s["variant"], "partner": d["role"],
+                            "sparsity": s["sparsity"], "group": s["group"], "tokens_per_n_avg": s["tokens_per_n_avg"],
+                            "gap": s["loss"] - d["loss"], "ref": d["loss"],
+                            "train_gap": s["train_loss"] - d["train_loss"],
+                            "se": diff.std(ddof=1) / np.sqrt(len(diff))})
+    if not records:
+        return pd.DataFrame()
+    rng, rows = np.random.default_rng(seed), []
+    for (base, variant, partner), g in pd.DataFrame(records).groupby(["pair", "variant", "partner"], sort=False):
+        gaps = g["gap"].to_numpy()
         if len(gaps) > 1:
             boot = rng.choice(gaps, (2000, len(gaps))).mean(axis=1)
             low, high, how = *np.percentile(boot, [2.5, 97.5]), f"bootstrap over {len(gaps)} seeds"
         else:
             half = 1.96 * np.sqrt(2) * sd if np.isfinite(sd) else np.nan
             low, high, how = gaps[0] - half, gaps[0] + half, "+-1.96 sqrt(2) x run-to-run sd"
-        rows.append({"pair": base, "partner": role, "sparsity": s["sparsity"], "group": s["group"],
-                     "variant": s["variant"], "tokens_per_n_avg": s["tokens_per_n_avg"], "seeds": len(gaps),
-                     "gap": gaps.mean(), "gap_rel": gaps.mean() / partners["loss"].mean(), "seed_sd": gaps.std(ddof=1) if len(gaps) > 1
-                     else np.nan, "ci_low": low, "ci_high": high, "interval": how, "val_window_se": float(np.mean(ses)),
-                     "train_gap": float(np.mean(train_gaps))})
+        first = g.iloc[0]
+        rows.append({"pair": base, "variant": variant, "partner": partner, "sparsity": first["sparsity"],
+                     "group": first["group"], "tokens_per_n_avg": first["tokens_per_n_avg"], "seeds": len(gaps),
+                     "gap": gaps.mean(), "gap_rel": gaps.mean() / g["ref"].mean(),
+                     "seed_sd": gaps.std(ddof=1) if len(gaps) > 1 else np.nan, "ci_low": low, "ci_high": high,
+                     "interval": how, "val_window_se": float(g["se"].mean()),
+                     "train_gap": float(g["train_gap"].mean())})
     return pd.DataFrame(rows)
 
 
@@ -187,12 +188,16 @@ def write_report(preset: str, runs: list[StudyRun], out: Path, runs_dir: Path, l
                                                                       float_format="%.6g")
     sd, dof = noise_sd(df)
     gaps = pair_gaps(df, per_batch, sd)
-    preds, dense_fit = dense_law_predictions(df, sd)
-    forms = form_comparison(df)
+    try:
+        preds, dense_fit = dense_law_predictions(df, sd)
+        forms = form_comparison(df)
+    except PlannerInputError as exc:  # a study cut short: too few runs to fit yet
+        log(f"no fits yet: {exc}")
+        preds, dense_fit, forms = pd.DataFrame(), None, pd.DataFrame()
     figures = plots.draw_all(df, gaps, preds, runs_dir, out)
     law = None
     if save_law is not None:
         law = save_laptop_law(df, per_batch, sd, runs, save_law)
-    path = writeup.write(preset, runs, df, sd, dof, gaps, preds, dense_fit, forms, figures, law, out)
+    path = writeup.write(preset, runs, df, sd, dof, gaps, preds, dense_fit, forms, figures, law, save_law, out)
     log(f"wrote {out / 'runs.csv'} ({len(df)} of {len(runs)} runs finished) and {path}")
     return path
