@@ -12,6 +12,16 @@ WIDTH_LABEL_LIMIT = 260  # px: long tooltips and legend labels wrap rather than 
 
 # Counts (parameters, tokens) as people write them: SI prefixes, with "B" for billions instead of SI's "G".
 COUNT_AXIS = alt.Axis(labelExpr="replace(format(datum.value, '~s'), 'G', 'B')")
+# FLOP in scientific notation (1e20, 3e21): SI prefixes read "30E", "1Z", and E collides with the law's E.
+# Log axes label only the 1x and 3x ticks of each decade: evenly spaced, never crowded, whatever the zoom.
+_ROUND_TICK = "indexof([1, 3], round(datum.value / pow(10, floor(log(datum.value) / LN10 + 1e-6)))) >= 0"
+SCI_AXIS = alt.Axis(labelExpr=f"{_ROUND_TICK} ? replace(format(datum.value, '.0e'), 'e+', 'e') : ''")
+USD_AXIS = alt.Axis(labelExpr=f"{_ROUND_TICK} ? '$' + replace(format(datum.value, '~s'), 'G', 'B') : ''")
+
+
+def cost_axis(column: str) -> alt.Axis:
+    """Dollars as $2M / $1B, FLOP counts as 1e20."""
+    return USD_AXIS if column.endswith("_usd") else SCI_AXIS
 
 
 def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.Chart:
@@ -101,8 +111,8 @@ PARETO_TOOLTIP = [
     alt.Tooltip("final_sparsity:Q", format=".0%", title="final sparsity"),
     alt.Tooltip("n_avg:Q", format=".3s", title="N_avg"), alt.Tooltip("n_final:Q", format=".3s", title="N_final"),
     alt.Tooltip("tokens:Q", format=".3s", title="training tokens"), alt.Tooltip("loss:Q", format=".3f"),
-    alt.Tooltip("train_flops_effective:Q", format=".3s", title="training FLOP (effective)"),
-    alt.Tooltip("lifetime_inference_flops:Q", format=".3s", title="lifetime inference FLOP"),
+    alt.Tooltip("train_flops_effective:Q", format=".3e", title="training FLOP (effective)"),
+    alt.Tooltip("lifetime_inference_flops:Q", format=".3e", title="lifetime inference FLOP"),
     alt.Tooltip("train_usd:Q", format="$,.0f", title="training $"),
     alt.Tooltip("inference_usd:Q", format="$,.0f", title="inference $"),
     alt.Tooltip("validated:N", title="regime"),
@@ -140,15 +150,16 @@ def _pareto_template(ax) -> dict:
     pick = alt.selection_point(name=SELECTION, fields=["plan_id"], on="click", clear=False)
     zoom = alt.selection_interval(name="zoom", bind="scales")
     log_y = ax.y != "loss"
-    xs = alt.X(f"{ax.x}:Q", title=ax.x_title, scale=alt.Scale(type="log"), axis=COUNT_AXIS)
-    ys = alt.Y(f"{ax.y}:Q", title=ax.y_title, axis=alt.Axis(format="~s" if log_y else ".2f"),
+    xs = alt.X(f"{ax.x}:Q", title=ax.x_title, scale=alt.Scale(type="log"), axis=cost_axis(ax.x))
+    ys = alt.Y(f"{ax.y}:Q", title=ax.y_title, axis=cost_axis(ax.y) if log_y else alt.Axis(format=".2f"),
                scale=alt.Scale(type="log" if log_y else "linear", zero=False))
     points = alt.Chart(alt.NamedData("candidates")).mark_point(size=60, strokeWidth=1.5, clip=True).encode(
         x=xs, y=ys,
         color=alt.Color("final_sparsity:Q", title="Final sparsity", scale=alt.Scale(scheme="viridis"),
-                        legend=alt.Legend(format=".0%")),
+                        legend=alt.Legend(format=".0%", orient="bottom")),
         shape=alt.Shape("validated:N", title="Regime", scale=alt.Scale(domain=["validated", "extrapolated"],
-                                                                        range=["circle", "triangle"])),
+                                                                        range=["circle", "triangle"]),
+                        legend=alt.Legend(orient="bottom")),
         fill=alt.condition("datum.extrapolated", alt.value("transparent"), alt.Color("final_sparsity:Q")),
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.55)),
         tooltip=PARETO_TOOLTIP,
@@ -158,7 +169,7 @@ def _pareto_template(ax) -> dict:
     ring = alt.Chart(alt.NamedData("selected")).mark_point(
         size=400, shape="circle", color="black", strokeWidth=2.5, filled=False, clip=True).encode(x=xs, y=ys)
     chart = alt.layer(line, points, ring).properties(
-        height=460, title="Candidates (red: Pareto frontier, ringed: selected)")
+        height=420, title="Candidates (red: Pareto frontier, ringed: selected)")
     return chart.to_dict()
 
 
