@@ -171,8 +171,8 @@ def baseline_note(comp: Comparison, plan_id: str) -> str | None:
     same = [name for name, r in comp.table.iloc[1:].iterrows() if r["plan_id"] == plan_id]
     if not same:
         return None
-    note = (f"The selected plan is the {' and the '.join(same)} baseline itself, so the saving against "
-            f"{'them' if len(same) > 1 else 'it'} is 0%.")
+    note = (f"The selected plan is the {same[0]} plan itself, so the saving against it is 0%." if len(same) == 1 else
+            f"The selected plan is both the {same[0]} and the {same[1]} plan, so the savings against them are 0%.")
     if plan_id == comp.best["plan_id"] and row(comp, plan_id)["final_sparsity"] == 0:
         note += (" No sparse candidate beats the best dense model at these inputs; a larger lifetime inference "
                  "demand shifts the optimum towards sparse models.")
