@@ -83,16 +83,17 @@ PAIR_AXES = {"N_avg": "N_avg: average parameter count over training (count)",
              "N_final": "N_final: non-zero parameters at the end (count)"}
 
 
-def pairs_chart(points: pd.DataFrame) -> alt.HConcatChart:
-    """Measured loss of each sparse / small-dense pair against N_avg (left) and N_final (right), the two runs of a
-    pair joined by a line: at matched N_avg a pair's runs nearly coincide, against N_final they lie far apart at the
-    same loss, so no single curve in N_final passes through both. ``points`` is `laws_view.pair_points`."""
+def pairs_charts(points: pd.DataFrame) -> dict[str, alt.LayerChart]:
+    """Measured loss of each sparse / small-dense pair against N_avg and against N_final (one chart each, same
+    frame), the two runs of a pair joined by a line: at matched N_avg a pair's runs nearly coincide, against
+    N_final they lie far apart at the same loss, so no single curve in N_final passes through both. ``points`` is
+    `laws_view.pair_points`."""
     lo, hi = points["loss"].min(), points["loss"].max()
     pad = 0.1 * (hi - lo or 0.1)
     y = alt.Y("loss:Q", title="Measured loss (nats/token)", scale=alt.Scale(domain=[lo - pad, hi + pad]))
     color = alt.Color("pair:N", title="Pair", legend=alt.Legend(orient="bottom"))
-    n_scale = log_domain(points["N"])  # one domain for both panels, so horizontal spreads compare
-    panels = []
+    n_scale = log_domain(points["N"])  # one frame for both charts, so horizontal spreads compare
+    out = {}
     for count, title in PAIR_AXES.items():
         data = points[points["count"] == count]
         x = alt.X("N:Q", title=title, scale=n_scale, axis=COUNT_AXIS)
@@ -101,9 +102,8 @@ def pairs_chart(points: pd.DataFrame) -> alt.HConcatChart:
             x=x, y=y, color=color, shape=alt.Shape("run:N", title="Run", legend=alt.Legend(orient="bottom")),
             tooltip=["name:N", "run:N", alt.Tooltip("N:Q", format=".4s", title=count),
                      alt.Tooltip("loss:Q", format=".3f")])
-        panels.append(alt.layer(line, dots).properties(width=330, height=300, title=f"Loss against {count}"))
-    return alt.hconcat(*panels).resolve_scale(y="shared").properties(
-        title="Each sparse run and its small-dense partner (joined): matched N_avg, nearly equal loss")
+        out[count] = alt.layer(line, dots).properties(height=300, title=f"Loss against {count}")
+    return out
 
 
 PARETO_TOOLTIP = [
