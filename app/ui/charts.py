@@ -24,18 +24,21 @@ def cost_axis(column: str) -> alt.Axis:
     return USD_AXIS if column.endswith("_usd") else SCI_AXIS
 
 
-def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.Chart:
-    """The seed's first figure: N(t) of the sparse run against the dense model with the same N_avg."""
+def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.LayerChart:
+    """The seed's first figure: N(t) of each design (solid) against the dense model with the same N_avg (dashed),
+    the current design's pruning window shaded. ``curves`` is `schedule_view.n_curves`."""
     band = alt.Chart(pd.DataFrame({"start": [window[0]], "end": [window[1]]})).mark_rect(
         opacity=0.08, color="gray").encode(x="start:Q", x2="end:Q")
     lines = alt.Chart(curves).mark_line(interpolate="step-after", strokeWidth=2.5).encode(
         x=alt.X("tokens:Q", title="Training tokens", axis=COUNT_AXIS),
-        y=alt.Y("params:Q", title="Parameters N(t) (count)", axis=COUNT_AXIS,
-                scale=alt.Scale(zero=False)),
-        color=alt.Color("run:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
-        strokeDash=alt.StrokeDash("run:N", legend=None, scale=alt.Scale(
-            domain=["sparse run N(t)", "dense model at the same N_avg"], range=[[1, 0], [6, 4]])),
-        tooltip=[alt.Tooltip("run:N"), alt.Tooltip("tokens:Q", format=".3s", title="tokens"),
+        y=alt.Y("params:Q", title="Parameters N(t) (count)", axis=COUNT_AXIS, scale=alt.Scale(zero=False)),
+        color=alt.Color("design:N", title="Design", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT,
+                                                                      columns=1)),
+        strokeDash=alt.StrokeDash("line:N", title=None, legend=alt.Legend(orient="bottom",
+                                                                          labelLimit=WIDTH_LABEL_LIMIT), scale=alt.Scale(
+            domain=["N(t)", "N_avg (dense model at the same average)"], range=[[1, 0], [6, 4]])),
+        detail="design:N",
+        tooltip=[alt.Tooltip("design:N"), alt.Tooltip("line:N"), alt.Tooltip("tokens:Q", format=".3s", title="tokens"),
                  alt.Tooltip("params:Q", format=".4s", title="parameters")],
     )
     return (band + lines).properties(height=380, title="Parameter count over training (shaded: pruning window)")

@@ -11,7 +11,8 @@ CUSTOM = "custom"
 
 
 def model_shape_input(key: str, default: str = "llama2-1b") -> ModelShape:
-    """A preset shape, or a custom one from five numbers (bad combinations raise ValueError naming the field)."""
+    """A preset shape, or a custom one from every field a Llama-style shape has (bad combinations raise
+    ValueError naming the field)."""
     names = [*PRESETS, CUSTOM]
     choice = st.selectbox("Model shape", names, index=names.index(default), key=f"{key}_preset",
                           help="Llama-style decoder; presets are the seed's 70M and 1B configurations and CPU sizes")
@@ -21,10 +22,17 @@ def model_shape_input(key: str, default: str = "llama2-1b") -> ModelShape:
     c1, c2 = st.columns(2)
     n_layer = c1.number_input("Layers", 1, 256, base.n_layer, key=f"{key}_n_layer")
     d_model = c2.number_input("d_model", 8, 65536, base.d_model, step=64, key=f"{key}_d_model")
-    n_head = c1.number_input("Heads", 1, 512, base.n_head, key=f"{key}_n_head")
+    n_head = c1.number_input("Query heads", 1, 512, base.n_head, key=f"{key}_n_head")
+    n_kv = c2.number_input("KV heads", 0, 512, 0, key=f"{key}_n_kv_head",
+                           help="grouped-query attention: query heads must be a multiple; 0: as many as query heads")
+    head_dim = c1.number_input("head_dim", 0, 1024, 0, key=f"{key}_head_dim",
+                               help="0: d_model / query heads (needs d_model divisible by the heads)")
     d_ff = c2.number_input("d_ff", 8, 262144, base.d_ff, step=64, key=f"{key}_d_ff")
-    vocab = st.number_input("Vocabulary", 2, 1_000_000, base.vocab, key=f"{key}_vocab")
-    return ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=d_ff, vocab=vocab)
+    vocab = c1.number_input("Vocabulary", 2, 1_000_000, base.vocab, key=f"{key}_vocab")
+    mlp = c2.selectbox("MLP", ["swiglu", "gelu"], key=f"{key}_mlp")
+    tied = st.checkbox("Tied embeddings (the LM head reuses the embedding and is not pruned)", key=f"{key}_tied")
+    return ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, n_kv_head=n_kv or None,
+                      head_dim=head_dim or None, d_ff=d_ff, vocab=vocab, tied_embeddings=tied, mlp=mlp)
 
 
 def planner_inputs(saved: PlannerInputs, floor: float) -> PlannerInputs:
