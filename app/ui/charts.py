@@ -172,30 +172,41 @@ def _pareto_template(ax) -> dict:
     ring = alt.Chart(alt.NamedData("selected")).mark_point(
         size=400, shape="circle", color="black", strokeWidth=2.5, filled=False, clip=True).encode(x=xs, y=ys)
     chart = alt.layer(line, points, ring).properties(
-        height=420, title="Candidates (red: Pareto frontier, ringed: selected)")
+        height=520, title="Candidates (red: Pareto frontier, ringed: selected)")  # with axes and legends
     return chart.to_dict()
 
 
-def loss_chart(curves: pd.DataFrame, predicted: float | None = None) -> alt.LayerChart:
-    """Live training / validation loss; the law's prediction (if any) as a dashed rule."""
+def loss_chart(curves: pd.DataFrame, predicted: tuple[float, float | None, float | None] | None = None
+               ) -> alt.LayerChart:
+    """Live training / validation loss against tokens; a prediction (loss, ci_low, ci_high), if any, as a dashed
+    rule with its interval shaded."""
     lines = alt.Chart(curves).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
         x=alt.X("tokens:Q", title="Training tokens", axis=COUNT_AXIS),
         y=alt.Y("loss:Q", title="Loss (nats/token)", scale=alt.Scale(zero=False)),
         color=alt.Color("split:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["split:N", alt.Tooltip("tokens:Q", format=".3s"), alt.Tooltip("loss:Q", format=".4f")])
-    layers = [lines]
+    layers, title = [lines], "Loss"
     if predicted is not None:
-        layers.append(alt.Chart(pd.DataFrame({"loss": [predicted]})).mark_rule(strokeDash=[6, 4], color="black")
-                      .encode(y="loss:Q"))
-    return alt.layer(*layers).properties(height=300, title="Loss (dashed: predicted final loss)")
+        loss, low, high = predicted
+        if low is not None:
+            layers.insert(0, alt.Chart(pd.DataFrame({"low": [low], "high": [high]})).mark_rect(
+                opacity=0.15, color="black").encode(y="low:Q", y2="high:Q"))
+        layers.append(alt.Chart(pd.DataFrame({"loss": [loss]})).mark_rule(strokeDash=[6, 4], color="black")
+                      .encode(y="loss:Q", tooltip=[alt.Tooltip("loss:Q", format=".4f", title="predicted")]))
+        title += " (dashed: predicted final loss" + (", shaded: its 95% interval)" if low is not None else ")")
+    return alt.layer(*layers).properties(height=380, title=title)  # the height includes axes and legend
 
 
 def density_chart(curves: pd.DataFrame) -> alt.Chart:
-    """Density of the prunable weights: what the schedule asks for against what the masks hold."""
-    return alt.Chart(curves).mark_line(interpolate="step-after").encode(
+    """Density of the prunable weights: what the schedule asks for against what the masks hold, framed on the
+    data (a run that keeps half its weights spans 0.5-1, not a sliver of 0-1)."""
+    lo = float(curves["density"].min()) if not curves.empty else 0.0
+    floor = max(0.0, min(lo - 0.05, 0.9))
+    return alt.Chart(curves).mark_line(interpolate="step-after", strokeWidth=2).encode(
         x=alt.X("step:Q", title="Optimizer step"),
-        y=alt.Y("density:Q", title="Density of prunable weights (fraction kept)", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("density:Q", title="Prunable weights kept",
+                scale=alt.Scale(domain=[floor, 1.0], nice=False), axis=alt.Axis(format=".0%", tickCount=6)),
         color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
         strokeDash=alt.StrokeDash("series:N", legend=None),
         tooltip=["series:N", "step:Q", alt.Tooltip("density:Q", format=".4f")],
-    ).properties(height=300, title="Density over training")
+    ).properties(height=340, title="Density over training")
