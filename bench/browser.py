@@ -92,14 +92,16 @@ def go(page, title: str, timeout=180_000):
     settle(page, timeout)
 
 
-# Elements wider than the main column, or reaching past its right edge (cut off at the window's width).
+# Elements that reach past the main column's right edge (or the window's), so a reader finds them cut off or has
+# to scroll a table sideways. Code blocks (which scroll by design) and collapsed expanders are not counted.
 OVERFLOW_JS = """() => {
   const main = document.querySelector('[data-testid="stMainBlockContainer"]');
-  const box = main.getBoundingClientRect();
-  const right = Math.min(box.right, window.innerWidth) + 1;
+  const right = Math.min(main.getBoundingClientRect().right, window.innerWidth) + 1;
   const out = [];
   for (const el of main.querySelectorAll('[data-testid="stElementContainer"] *')) {
     if (el.closest('svg') && el.tagName !== 'svg') continue;  // chart marks are clipped by their svg
+    if (el.matches('input[type=range]')) continue;  // a slider's accessibility input: the thumb is what is drawn
+    if (el.closest('[data-testid="stCode"], details:not([open])')) continue;
     const r = el.getBoundingClientRect();
     if (r.width > 0 && r.right > right && getComputedStyle(el).visibility !== 'hidden') {
       out.push((el.getAttribute('data-testid') || el.tagName) + ' ' + Math.round(r.right) + ' > ' + Math.round(right));

@@ -51,7 +51,7 @@ def test_seed_pairs_hold_the_epoch_exponents_by_default():
     direct = fit_form(seed_pairs(), "unified", "coarse", 100, exponents=EPOCH)
     assert direct.fit.fixed == {"alpha": 0.3478, "beta": 0.3658}
     assert metrics(at)[EXPONENT] == f"{direct.fit.optimal_n_exponent:.3f}"
-    assert metrics(at)["Held-out RMSE"] == f"{direct.heldout['heldout_rmse']:.4f} nats"
+    assert metrics(at)["Held-out RMSE (nats)"] == f"{direct.heldout['heldout_rmse']:.4f}"
     assert any("8 runs for 3 free parameters" in w.value for w in at.warning)
     comparison = at.dataframe[0].value
     assert comparison["runs"].tolist() == [8] and comparison["free"].tolist() == [3]

@@ -35,6 +35,8 @@ def chart_buttons(chart: alt.TopLevelMixin | dict, name: str, where=None) -> Non
                        key=f"dl_{name}_svg", on_click="ignore", icon=":material/image:", width="stretch")
 
 
-def csv_button(label: str, df: pd.DataFrame, name: str, where=st, index: bool = False) -> None:
-    where.download_button(label, lambda: csv_bytes(df, index), f"{name}.csv", "text/csv", key=f"dl_{name}_csv",
-                          on_click="ignore", icon=":material/table:", width="stretch")
+def csv_button(label: str, df: pd.DataFrame, name: str, where=None, index: bool = False) -> None:
+    """A CSV button, filling its column when given one (`where`), else as wide as its label."""
+    (where or st).download_button(label, lambda: csv_bytes(df, index), f"{name}.csv", "text/csv",
+                                  key=f"dl_{name}_csv", on_click="ignore", icon=":material/table:",
+                                  width="content" if where is None else "stretch")

@@ -114,7 +114,7 @@ def interval(p) -> str:
 
 
 TABLE_FORMAT = {  # the run's name stays in view when a narrow window scrolls the table sideways
-    "run": st.column_config.TextColumn("run", pinned=True, width="medium"),
+    "run": st.column_config.TextColumn("run", pinned=True),
     "status": st.column_config.TextColumn("status", width="small"),
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
                                                 width="small"),
@@ -196,7 +196,8 @@ def fit_table(folder: Path) -> pd.DataFrame:
         "n_avg": [r["n_avg_measured"] for r in rows], "n_final": [r["n_final"] for r in rows],
         "sparsity": [json.loads(r["plan_json"])["schedule"]["final_sparsity"] for r in rows],
         "name": [r["name"] for r in rows],
-    })
+        "group": [(json.loads(r["plan_json"]).get("pair") or {}).get("id") or r["name"] for r in rows],
+    })  # group: a ladder's pair, so a bootstrap resamples whole pairs
 
 
 def metrics_frame(run: dict) -> pd.DataFrame:

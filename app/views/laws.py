@@ -104,7 +104,7 @@ if not fits:
 st.subheader("Comparison")
 comparison = lv.comparison(fits)
 st.dataframe(comparison, hide_index=True, width="stretch", column_config=lv.COMPARISON_FORMAT)
-downloads.csv_button("Comparison (CSV)", comparison, "laws-comparison", st.columns(4)[0])
+downloads.csv_button("Comparison (CSV)", comparison, "laws-comparison")
 plan = None
 with user_errors(stop=False):
     plan = state.current_plan()  # the Pareto page's selected plan, to read each fit's prediction on
@@ -114,18 +114,19 @@ for form, r in fits.items():
         if note:
             st.warning(note)
     low, high = r.boot.ci()["optimal_n_exponent"]
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2 = st.columns(2)
     m1.metric("Compute-optimal exponent a", f"{r.fit.optimal_n_exponent:.3f}",
               help=f"N_opt ∝ C^a; {r.boot.level:.0%} bootstrap interval [{low:.3f}, {high:.3f}]")
     m1.caption(f"set by the held exponents ({preset})" if exponents else
                f"{r.boot.level:.0%} CI [{low:.3f}, {high:.3f}]")
-    m2.metric("Held-out RMSE", f"{r.heldout['heldout_rmse']:.4f} nats", help=r.heldout["scheme"])
-    m3.metric("Starts at the best objective", f"{r.fit.n_starts_at_best} / {r.fit.n_starts}")
     if plan is not None:
         loss, lo, hi = lv.predicted_loss(r, plan)
-        m4.metric("Selected plan's loss", f"{loss:.3f}", help=f"the Pareto page's selected plan ({plan.name}) "
+        m2.metric("Selected plan's loss", f"{loss:.3f}", help=f"the Pareto page's selected plan ({plan.name}) "
                                                               f"under this fit, nats/token")
-        m4.caption(f"{r.boot.level:.0%} CI [{lo:.3f}, {hi:.3f}]")
+        m2.caption(f"{r.boot.level:.0%} CI [{lo:.3f}, {hi:.3f}]")
+    m3, m4 = st.columns(2)
+    m3.metric("Held-out RMSE (nats)", f"{r.heldout['heldout_rmse']:.4f}", help=r.heldout["scheme"])
+    m4.metric("Starts at the best objective", f"{r.fit.n_starts_at_best} / {r.fit.n_starts}")
     working = fitted_law(r.fit, r.boot, r.table, described)
     in_force = state.working_law().key == working.key
     st.button("Working law ✓" if in_force else "Use as the working law", key=f"laws_use_{form}",

@@ -55,7 +55,7 @@ def live():
         st.caption("Ladder rungs linked by their plans' `pair` field: a sparse run and its dense partner at the same "
                    "N_avg train on the same tokens; if N_avg is the right quantity, their losses match.")
         st.dataframe(rv.pair_display(pairs), hide_index=True, width="stretch")
-        downloads.csv_button("Pairs (CSV)", pairs, "runs-pairs", st.columns(4)[0])
+        downloads.csv_button("Pairs (CSV)", pairs, "runs-pairs")
 
 
 def watch(run: dict):
@@ -77,7 +77,7 @@ def watch(run: dict):
     metrics = rv.metrics_frame(run)
     if metrics.empty:
         return
-    m3.metric("N_avg so far (measured)", human(metrics["n_avg"].iloc[-1]))
+    m3.metric("N_avg so far (measured)", human(metrics["n_avg"].iloc[-1], 4))
     loss_chart = charts.loss_chart(rv.loss_curves(metrics), None if pred is None else pred[:3])
     density_chart = charts.density_chart(rv.density_curves(metrics))
     for name, chart in (("loss", loss_chart), ("density", density_chart)):  # stacked: readable at laptop widths
