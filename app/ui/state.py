@@ -46,12 +46,13 @@ def select(plan_id: str | None) -> None:
     st.session_state[SELECTED] = (saved_inputs(), plan_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+# cache_resource, not cache_data: the answers are read, never changed, and a hit then costs no unpickling copy.
+@st.cache_resource(show_spinner=False, max_entries=32)
 def _search(inputs: PlannerInputs, _working: WorkingLaw):  # inputs.law is _working.key: the cache key
     return pareto_view.search(inputs, _working)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=64)
 def _plan(inputs: PlannerInputs, plan_id: str, _working: WorkingLaw):
     return pareto_view.selected_plan(inputs, _search(inputs, _working), plan_id, _working)
 
