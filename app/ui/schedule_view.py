@@ -9,7 +9,7 @@ import pandas as pd
 
 from app.ui.common import error_message, human
 from app.ui.pareto_view import sci
-from app.ui.working_law import DEFAULT, WorkingLaw
+from app.ui.working_law import DEFAULT, WorkingLaw, loss_interval
 from planner.costs import LEDGER_COLUMNS, cost_ledgers, final_model_memory, hardware_profile
 from planner.errors import PlannerInputError
 from planner.plan import Budget, PlanSchedule, Prediction, TrainingPlan, make_plan, resolve_schedule
@@ -84,12 +84,9 @@ def design_plan(model: ModelShape, steps: int, shape: str, final_sparsity: float
 
 def predict(plan: TrainingPlan, working: WorkingLaw) -> Prediction:
     """The working law's loss at the plan's (N, D), with the bootstrap interval of a fitted law."""
-    d = plan.derived
-    n, s = law_inputs(working.law, d.n_avg, d.n_final, plan.schedule.final_sparsity)
-    tokens = plan.budget.tokens
-    low = high = None
-    if working.boot is not None:
-        low, high = (float(x) for x in working.boot.loss_ci(n, tokens, s))
+    d, tokens, sparsity = plan.derived, plan.budget.tokens, plan.schedule.final_sparsity
+    n, s = law_inputs(working.law, d.n_avg, d.n_final, sparsity)
+    low, high = loss_interval(working, d.n_avg, d.n_final, sparsity, tokens)
     region = validated_region(working.runs)
     extrapolated = not bool(region.contains(d.n_avg, tokens))
     return Prediction(loss=float(working.law.predict(n, tokens, s)), ci_low=low, ci_high=high,

@@ -9,6 +9,7 @@ import pandas as pd
 
 from planner.fit import BootstrapResult, FitResult
 from planner.laws import DEFAULT_LAW, PRESETS, Law, resolve_law
+from planner.search import law_inputs
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,15 @@ class WorkingLaw:
     def key(self) -> str:
         """Content hash, so a cached search or a plan selection belongs to exactly one law."""
         return hashlib.sha1((self.label + self.law.model_dump_json()).encode()).hexdigest()[:16]
+
+
+def loss_interval(working: WorkingLaw, n_avg, n_final, final_sparsity, tokens) -> tuple[float | None, float | None]:
+    """The bootstrap interval of the predicted loss at a plan's counts and tokens (None, None for a preset)."""
+    if working.boot is None:
+        return None, None
+    n, s = law_inputs(working.law, n_avg, n_final, final_sparsity)
+    low, high = working.boot.loss_ci(n, tokens, s)
+    return float(low), float(high)
 
 
 def preset_law(name: str = DEFAULT_LAW) -> WorkingLaw:

@@ -6,6 +6,7 @@ import streamlit as st
 from app.ui import charts, downloads, pareto_view as pv, state
 from app.ui.common import user_errors
 from app.ui.inputs import planner_inputs
+from app.ui.working_law import loss_interval
 from planner.costs import measure_matmul_flops
 
 
@@ -45,20 +46,18 @@ if state.selected_id() not in set(df["plan_id"]):  # first visit, or the inputs 
     state.select(comp.best["plan_id"])  # the lifetime-optimal (or lowest-loss) plan
 selected = state.selected_id()
 units = pv.cost_units(inputs)
-with user_errors():
-    chosen = state.plan(inputs, selected)  # the one plan the headline needs; the baselines' plans come later
 plans, savings = pv.versus_baselines(comp, selected, units)
 
-# Headline first: the numbers a target change moves, then the chart they come from.
+# Headline first: the numbers a target change moves (read off the candidate row: no plan is built before them),
+# then the chart they come from.
 headline = savings.columns[len(savings.columns) // 2]  # lifetime cost (loss mode) or loss (budget mode), in %
 cols = st.columns([1.3] + [1] * len(savings))
-pred = chosen.prediction
-cols[0].metric("Selected plan: predicted loss", f"{pred.loss:.3f}",
-               help="nats/token under the working law" + ("" if pred.ci_low is None else
-                                                          f"; 95% bootstrap interval [{pred.ci_low:.3f}, "
-                                                          f"{pred.ci_high:.3f}]"))
-cols[0].caption("no interval (preset law)" if pred.ci_low is None else
-                f"95% CI [{pred.ci_low:.3f}, {pred.ci_high:.3f}]")
+chosen = plans.iloc[0]
+low, high = loss_interval(working, chosen["n_avg"], chosen["n_final"], chosen["final_sparsity"], chosen["tokens"])
+cols[0].metric("Selected plan: predicted loss", f"{chosen['loss']:.3f}",
+               help="nats/token under the working law" + ("" if low is None else
+                                                          f"; 95% bootstrap interval [{low:.3f}, {high:.3f}]"))
+cols[0].caption("no interval (preset law)" if low is None else f"95% CI [{low:.3f}, {high:.3f}]")
 for col, (name, pct) in zip(cols[1:], savings[headline].items()):
     col.metric(f"vs {name.removeprefix('dense ')}", f"{pct:+.1f}%",
                help=f"{headline} against the {name} plan: positive means the selected plan is cheaper (or better)")
@@ -75,12 +74,13 @@ st.selectbox("Selected plan (frontier; or click any point)", options, key="paret
 
 st.subheader("Selected plan vs dense baselines")
 st.caption(f"{headline} against each baseline; positive: the selected plan is cheaper (or better).")
-with user_errors():
-    built = {name: chosen if name == "selected" else state.plan(inputs, r["plan_id"]) for name, r in plans.iterrows()}
-table = pv.side_by_side(plans, {name: (p.prediction.ci_low, p.prediction.ci_high) for name, p in built.items()},
-                        dollars=pv.priced(inputs))
+intervals = {name: loss_interval(working, r["n_avg"], r["n_final"], r["final_sparsity"], r["tokens"])
+             for name, r in plans.iterrows()}
+table = pv.side_by_side(plans, intervals, dollars=pv.priced(inputs))
 st.table(table)
-for warning in pred.warnings:
+with user_errors():
+    plan = state.plan(inputs, selected)  # the full plan the Export and Runs pages use: its warnings
+for warning in plan.prediction.warnings:
     st.warning(warning)
 
 st.markdown("**Downloads**")
