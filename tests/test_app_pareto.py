@@ -4,7 +4,7 @@ import numpy as np
 
 from app.ui.common import human
 from app.ui.pareto_view import PATTERN_SPARSITIES, PlannerInputs, axes, baseline_note, clicked_plan, cost_units, \
-    search, versus_baselines
+    search, versus_baselines, view_domain
 from planner.laws import default_law
 from planner.pareto import pareto_front
 from planner.search import DEFAULT_SCHEDULES, lifetime_optimal
@@ -163,3 +163,17 @@ def test_frontier_is_non_dominated():
     front = search(inputs).frontier
     ax = axes(inputs)
     assert front[ax.x].is_monotonic_increasing and front[ax.y].is_monotonic_decreasing
+
+
+def test_chart_and_table_downloads_are_real_files():
+    from app.ui import charts, downloads
+
+    inputs = PlannerInputs()
+    comp = search(inputs)
+    ax = axes(inputs)
+    spec = charts.pareto_spec(comp.candidates, comp.frontier, ax, view_domain(comp.frontier, ax), comp.best["plan_id"])
+    assert downloads.chart_png(spec).startswith(b"\x89PNG")
+    svg = downloads.chart_svg(spec).decode()
+    assert svg.startswith("<svg") and "Training compute, effective (FLOP)" in svg and "1e20" in svg
+    csv = downloads.csv_bytes(comp.frontier).decode().splitlines()
+    assert len(csv) == len(comp.frontier) + 1 and "plan_id" in csv[0]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 
 import altair as alt
 import pandas as pd
@@ -137,15 +136,13 @@ def pareto_spec(df: pd.DataFrame, front: pd.DataFrame, ax, domain: tuple[list[fl
     spec = copy.deepcopy(_pareto_template(ax))
     cols = list(dict.fromkeys([ax.x, ax.y, "plan_id", "extrapolated", "final_sparsity", *TOOLTIP_FIELDS]))
     data = df[cols].assign(validated=df["extrapolated"].map({True: "extrapolated", False: "validated"}))
-    spec["datasets"] = {"candidates": _records(data), "frontier": _records(front[[ax.x, ax.y]]),
-                        "selected": _records(df.loc[df["plan_id"] == selected, [ax.x, ax.y]])}
+    # Data frames, not records: Streamlit sends datasets as Arrow, so a JSON round trip here would be wasted work.
+    spec["datasets"] = {"candidates": data.reset_index(drop=True),
+                        "frontier": front[[ax.x, ax.y]].reset_index(drop=True),
+                        "selected": df.loc[df["plan_id"] == selected, [ax.x, ax.y]].reset_index(drop=True)}
     for layer in spec["layer"]:
         layer["encoding"]["x"]["scale"]["domain"], layer["encoding"]["y"]["scale"]["domain"] = domain
     return spec
-
-
-def _records(df: pd.DataFrame) -> list[dict]:
-    return json.loads(df.to_json(orient="records"))  # plain JSON types (numpy scalars do not serialise)
 
 
 @functools.lru_cache(maxsize=8)

@@ -2,13 +2,22 @@
 Vega-Lite spec). The bytes are made only when a button is clicked, so reruns stay fast."""
 from __future__ import annotations
 
+import json
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 
+EXPORT_WIDTH = 720  # px of a downloaded chart's plot (in the app the chart takes its column's width)
+
+
 def chart_spec(chart: alt.TopLevelMixin | dict) -> dict:
-    return chart if isinstance(chart, dict) else chart.to_dict()
+    """A Vega-Lite spec as plain JSON data (datasets given as data frames become records), at a fixed width."""
+    spec = chart if isinstance(chart, dict) else chart.to_dict()
+    datasets = {k: json.loads(v.to_json(orient="records")) if isinstance(v, pd.DataFrame) else v
+                for k, v in spec.get("datasets", {}).items()}
+    return {"width": EXPORT_WIDTH} | spec | ({"datasets": datasets} if datasets else {})
 
 
 def chart_png(chart: alt.TopLevelMixin | dict, scale: float = 2.0) -> bytes:
