@@ -202,13 +202,14 @@ def run_frontier(a) -> int:
             result.frontier.to_csv(a.csv, index=False)
         except OSError as exc:
             raise PlannerInputError(f"--csv {a.csv}: cannot write ({exc.strerror or exc})") from None
+    warnings = result.warnings
     if a.json:
         records = (lambda df: json.loads(df.to_json(orient="records")))
         print(json.dumps({"mode": "target_loss" if a.target_loss is not None else "budget",
                           "objective": a.objective, "objectives": list(result.objectives),
                           "frontier": records(result.frontier),
                           "comparison": records(result.table.reset_index()),
-                          "savings": records(result.savings.reset_index())}))
+                          "savings": records(result.savings.reset_index()), "warnings": warnings}))
         return 0
     head = (f"target loss {a.target_loss}" if a.target_loss is not None else
             f"training budget {a.budget_flops:.3g} FLOPs ({a.budget_ledger})")
@@ -219,6 +220,8 @@ def run_frontier(a) -> int:
     print(_format(result.table[SHOWN + costs + ["extrapolated"]]))
     print("\nSaved by the first plan against each baseline:")
     print(_format(result.savings))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -18,12 +18,10 @@ rounded up to a multiple of 256, vocabulary 32000, untied embeddings, no biases.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import ConvexHull, QhullError
 
 from planner.costs import EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, cost_ledgers, hardware_profile, ledger_arrays, \
     matmul_params
@@ -31,7 +29,7 @@ from planner.errors import PlannerInputError
 from planner.laws import N_COLUMN, Law, default_law
 from planner.pareto import pareto_front
 from planner.plan import Budget, Hardware, Prediction, TrainingPlan, make_plan, resolve_schedule
-from planner.runs import seed_pairs
+from planner.regime import SCHEDULE_OK, schedule_flag, schedule_warning, validated_region
 from planner.schedules import mean_density, n_of_t, window_from_compute
 from planner.shapes import PRESETS, ModelShape
 
@@ -63,86 +61,28 @@ SCHEDULE_OPTIONS: dict[str, ScheduleOption] = {
     "geometric 25-75": ScheduleOption("geometric", 0.25, 0.75),  # the seed's near-optimal default
     "cubic 25-75": ScheduleOption("cubic", 0.25, 0.75),
     "linear 25-75": ScheduleOption("linear", 0.25, 0.75),
+    "geometric 20-80": ScheduleOption("geometric", 0.20, 0.80),
+    "geometric 30-70": ScheduleOption("geometric", 0.30, 0.70),
+    # Opt-in, outside the seed's validated regime (planner.regime): flagged and warned about wherever they appear.
     "geometric 25-50": ScheduleOption("geometric", 0.25, 0.50),
     "geometric 50-75": ScheduleOption("geometric", 0.50, 0.75),
     "one-shot 50": ScheduleOption("one_shot", 0.50, 0.50),
-    "geometric 0-75": ScheduleOption("geometric", 0.0, 0.75),  # outside the validated regime: flagged
-    "geometric 25-100": ScheduleOption("geometric", 0.25, 1.0),  # outside the validated regime: flagged
+    "geometric 0-75": ScheduleOption("geometric", 0.0, 0.75),
+    "geometric 25-100": ScheduleOption("geometric", 0.25, 1.0),
 }
-DEFAULT_SCHEDULES = ("geometric 25-75", "cubic 25-75", "linear 25-75", "geometric 25-50", "geometric 50-75")
+# The default search: every option inside the validated regime (the app and the CLI both use this).
+DEFAULT_SCHEDULES = tuple(name for name, o in SCHEDULE_OPTIONS.items()
+                          if schedule_flag(o.compute_start, o.compute_end, 0.5) == SCHEDULE_OK)
 
-# --- validated regimes ---------------------------------------------------------------------------------------------
+# --- validated regimes (planner.regime) ----------------------------------------------------------------------------
 
-# The seed validated N_avg of 58M (its llama2-70m, exactly) to 468M at 1x-20x Chinchilla-optimal tokens (~20 tokens
-# per parameter), plus the four ~1B pairs (planner.runs.seed_pairs). A preset law's validated region is the
-# log-space hull of both (total params).
-SEED_N_AVG, SEED_TOKENS_PER_PARAM = (PRESETS["llama2-70m"].total, 468e6), (20.0, 400.0)
-REGIME_MARGIN = 0.20  # "about 25% of compute" dense before and sparse recovery after: flag below 20%
-SCHEDULE_OK, SCHEDULE_OUTSIDE, SCHEDULE_EDGE = 0, 1, 2
-SCHEDULE_WARNINGS = {
-    SCHEDULE_OUTSIDE: "pruning window {c0:.0%}->{c1:.0%} of compute leaves less than about 25% of compute dense "
-                      "before it or sparse after it: outside the seed's validated regime",
-    SCHEDULE_EDGE: "pruning window {c0:.0%}->{c1:.0%} of compute starts at the beginning or ends at the end of "
-                   "training: N_avg alone is not known to predict its loss",
-}
-
-
-class ValidatedRegion:
-    """Convex hull, in log space, of the (N_avg, D/N_avg) points a law was fitted on; `contains` is vectorised.
-
-    Fewer than three points, or collinear ones, fall back to their log-space bounding box.
-    """
-
-    def __init__(self, n_avg, tokens, source: str):
-        pts = np.column_stack([np.log(n_avg), np.log(np.asarray(tokens, float) / n_avg)])
-        self.source, self.points = source, pts
-        try:
-            self._facets = ConvexHull(pts).equations  # rows (a, b, c): a x + b y + c <= 0 inside
-        except (QhullError, ValueError):
-            lo, hi = pts.min(axis=0), pts.max(axis=0)
-            self._facets = np.array([[-1, 0, lo[0]], [1, 0, -hi[0]], [0, -1, lo[1]], [0, 1, -hi[1]]], float)
-
-    def bounds(self, n_avg):
-        """(low, high) tokens per parameter inside the region at each N_avg (low > high where N_avg is outside)."""
-        x = np.log(np.asarray(n_avg, float))[..., None]
-        a, b, c = self._facets.T
-        with np.errstate(divide="ignore", invalid="ignore"):
-            y = -(a * x + c) / b  # where a facet line crosses this N_avg: b < 0 bounds y below, b > 0 above
-        lo = np.where(b < 0, y, -np.inf).max(axis=-1)
-        hi = np.where(b > 0, y, np.inf).min(axis=-1)
-        hi = np.where(np.all((b != 0) | (a * x + c <= 1e-9), axis=-1), hi, -np.inf)
-        return np.exp(lo - 1e-9), np.exp(hi + 1e-9)
-
-    def contains(self, n_avg, tokens) -> np.ndarray:
-        lo, hi = self.bounds(n_avg)
-        ratio = np.asarray(tokens, float) / n_avg
-        return (ratio >= lo) & (ratio <= hi)
-
-
-def validated_region(runs: pd.DataFrame | None = None) -> ValidatedRegion:
-    """The region of the runs table (n_avg, else n_final; tokens), or the seed's validated box and ~1B pairs."""
-    if runs is not None:
-        n = runs["n_avg"] if "n_avg" in runs else runs["n_final"]
-        return ValidatedRegion(n.to_numpy(float), runs["tokens"].to_numpy(float), f"{len(runs)} fitted runs")
-    return _seed_region()
-
-
-@cache
-def _seed_region() -> ValidatedRegion:
-    pairs = seed_pairs()
-    n_box = np.array(SEED_N_AVG)[[0, 0, 1, 1]]
-    tokens_box = n_box * np.array(SEED_TOKENS_PER_PARAM)[[0, 1, 0, 1]]
-    return ValidatedRegion(np.r_[n_box, pairs["n_avg"]], np.r_[tokens_box, pairs["tokens"]],
-                           "the seed's validated range (58M-468M at 20-400 tokens/param) and its ~1B pairs")
-
-
-def schedule_flag(compute_start, compute_end, final_sparsity) -> np.ndarray:
-    """SCHEDULE_OK / _OUTSIDE / _EDGE per schedule (vectorised); a dense run is always OK."""
-    c0, c1, s = np.broadcast_arrays(*(np.asarray(x, float) for x in (compute_start, compute_end, final_sparsity)))
-    edge = (c0 <= 1e-9) | (c1 >= 1 - 1e-9)
-    outside = (c0 < REGIME_MARGIN) | (c1 > 1 - REGIME_MARGIN)
-    return np.where(s > 0, np.where(edge, SCHEDULE_EDGE, np.where(outside, SCHEDULE_OUTSIDE, SCHEDULE_OK)),
-                    SCHEDULE_OK).astype(np.int8)
+def schedule_warnings(df: pd.DataFrame) -> pd.Series:
+    """The schedule warning of each row ("" inside the validated regime): one text per distinct flagged schedule."""
+    out = pd.Series("", index=df.index, dtype=object)
+    flagged = df[df["schedule_flag"] != SCHEDULE_OK]
+    for (c0, c1, flag), rows in flagged.groupby(["compute_start", "compute_end", "schedule_flag"]).groups.items():
+        out[rows] = schedule_warning(c0, c1, flag)
+    return out
 
 
 def law_inputs(law: Law, n_avg, n_final, final_sparsity):
@@ -213,7 +153,7 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
         tok = np.asarray(tokens_per_param, float) * n_avg[..., None]
     T = tok.shape[-1]
     ledgers = ledger_arrays(tok, *(a[..., None] if isinstance(a, np.ndarray) else a for a in ledger_args))
-    lo, hi = validated_region(runs).bounds(n_avg)
+    lo, hi = validated_region(runs, law.n_convention).bounds(n_avg)
     ratio = tok / n_avg[..., None]
 
     def flat(a):  # a per-(shape, variant) array, (S, 1) or (S, V), repeated over the tokens axis
@@ -262,6 +202,12 @@ class Comparison:
     def best(self) -> pd.Series:
         return self.table.iloc[0]
 
+    @property
+    def warnings(self) -> list[str]:
+        """Each distinct warning about the compared plans, once, prefixed by the plans it concerns."""
+        by_text = self.table.groupby("schedule_warning", sort=False).groups
+        return [f"{', '.join(plans)}: {text}" for text, plans in by_text.items() if text]
+
 
 def savings(chosen: pd.Series, baselines: pd.DataFrame, columns) -> pd.DataFrame:
     """What `chosen` saves against each baseline row: `saved_<col>` (absolute) and `saved_<col>_pct` (share of the
@@ -273,8 +219,10 @@ def savings(chosen: pd.Series, baselines: pd.DataFrame, columns) -> pd.DataFrame
 def _compare(df, objectives, rows: dict, compared) -> Comparison:
     table = pd.DataFrame(rows).T.infer_objects()
     table.index.name = "plan"
-    return Comparison(df, pareto_front(df, objectives), tuple(objectives), table,
-                      savings(table.iloc[0], table.iloc[1:], compared))
+    frontier = pareto_front(df, objectives)
+    for small in (table, frontier):  # a warning column on what is shown, not on every candidate
+        small["schedule_warning"] = schedule_warnings(small)
+    return Comparison(df, frontier, tuple(objectives), table, savings(table.iloc[0], table.iloc[1:], compared))
 
 
 def lifetime_optimal(law: Law | None = None, target_loss: float = 2.6, *, objective: str = "flops",
@@ -355,13 +303,13 @@ def build_plan(model: ModelShape, final_sparsity: float = 0.0, shape: str = "geo
     draft = make_plan(model, schedule, budget, law.n_convention, name=name)
     d = draft.derived
     n, s = law_inputs(law, d.n_avg, d.n_final, schedule.final_sparsity)
-    region = validated_region(runs)
+    region = validated_region(runs, law.n_convention)
     extrapolated = not bool(region.contains(d.n_avg, budget.tokens))
     warnings = [f"(N_avg {d.n_avg:.3g}, D/N_avg {budget.tokens / d.n_avg:.0f}) lies outside {region.source}: the "
                 f"predicted loss extrapolates"] if extrapolated else []
     flag = int(schedule_flag(schedule.compute_start, schedule.compute_end, schedule.final_sparsity))
     if flag:
-        warnings.append(SCHEDULE_WARNINGS[flag].format(c0=schedule.compute_start, c1=schedule.compute_end))
+        warnings.append(schedule_warning(schedule.compute_start, schedule.compute_end, flag))
     low = high = None
     if bootstrap is not None:
         low, high = (float(x) for x in bootstrap.loss_ci(n, budget.tokens, s))

@@ -93,6 +93,20 @@ def test_frontier_json_in_both_modes(capsys):
     assert code == 0 and data["mode"] == "budget" and data["comparison"][0]["plan"] == "lowest loss"
 
 
+def test_opt_in_schedules_warn_in_json_csv_and_text(capsys, tmp_path):
+    argv = ["frontier", "--target-loss", "2.6", "--lifetime-tokens", "1e13", "--sparsities", "0,0.8"]
+    code, stdout, err = run(capsys, *argv, "--json")
+    assert code == 0 and json.loads(stdout)["warnings"] == [] and err == ""  # the default search: validated only
+    csv = tmp_path / "f.csv"
+    code, _, err = run(capsys, *argv, "--schedules", "geometric 50-75", "--csv", str(csv))
+    assert code == 0 and err.startswith("warning: lifetime-optimal: pruning window 50%->75%")
+    assert "schedule_warning" in csv.read_text().splitlines()[0]
+    code, stdout, _ = run(capsys, *argv, "--schedules", "geometric 50-75", "--json")
+    data = json.loads(stdout)
+    assert "dense share before 50%" in data["warnings"][0]
+    assert data["comparison"][0]["schedule_flag"] != 0 and data["comparison"][0]["schedule_warning"]
+
+
 def test_schedule_subcommand_reproduces_the_seed_80p_card(capsys):
     code, stdout, _ = run(capsys, "schedule", "--shape", "geometric", "--final-sparsity", "0.8", "--start-step",
                           "2500", "--end-step", "12600", "--every", "100", "--total-steps", "25050", "--model",

@@ -15,9 +15,11 @@ from planner.plan import load_plan, dump_plan
 from planner.runs import seed_pairs
 from planner.schedules import Schedule
 from planner.pareto import pareto_front, pareto_mask
-from planner.search import (DENSE_CHINCHILLA, DENSE_INFERENCE_AWARE, LIFETIME_OPTIMAL, SCHEDULE_EDGE, SCHEDULE_OK,
-                            SCHEDULE_OUTSIDE, budget_optimal, build_plan, candidates, family_shape, lifetime_optimal,
-                            plan_from_candidate, schedule_flag, validated_region)
+from planner.regime import (SCHEDULE_DENSE_BEFORE, SCHEDULE_OK, SCHEDULE_PRUNING, SCHEDULE_RECOVERY, schedule_flag,
+                            schedule_warning, validated_region)
+from planner.search import (DEFAULT_SCHEDULES, DENSE_CHINCHILLA, DENSE_INFERENCE_AWARE, LIFETIME_OPTIMAL,
+                            SCHEDULE_OPTIONS, budget_optimal, build_plan, candidates, family_shape, lifetime_optimal,
+                            plan_from_candidate)
 from planner.shapes import PRESETS
 
 SMALL = dict(d_models=(512, 1024, 2048), sparsities=(0.0, 0.5, 0.8), schedules=("geometric 25-75", "cubic 25-75"))
@@ -153,9 +155,28 @@ def test_validated_region():
     assert line.contains(3e7, 3e7 * 10) and not line.contains(3e8, 3e9)
 
 
-def test_schedule_flags():
-    flags = schedule_flag([0.25, 0.0, 0.25, 0.1, 0.0], [0.75, 0.75, 1.0, 0.75, 1.0], [0.5, 0.5, 0.5, 0.5, 0.0])
-    assert flags.tolist() == [SCHEDULE_OK, SCHEDULE_EDGE, SCHEDULE_EDGE, SCHEDULE_OUTSIDE, SCHEDULE_OK]
+def test_schedule_flags_judge_each_compute_share():
+    c0 = [0.25, 0.20, 0.30, 0.50, 0.25, 0.50, 0.0, 0.25, 0.0]
+    c1 = [0.75, 0.80, 0.70, 0.75, 0.50, 0.50, 0.75, 1.0, 1.0]
+    flags = schedule_flag(c0, c1, [0.5] * 8 + [0.0])
+    B, P, R = SCHEDULE_DENSE_BEFORE, SCHEDULE_PRUNING, SCHEDULE_RECOVERY
+    assert flags.tolist() == [SCHEDULE_OK, SCHEDULE_OK, SCHEDULE_OK, B | P, P | R, B | P | R, B | P, P | R,
+                              SCHEDULE_OK]  # the last is dense: no window to judge
+    text = schedule_warning(0.5, 0.75, B | P)  # 50% dense first, then only 25% of compute to prune in
+    assert "dense share before 50%" in text and "pruning share 25%" in text and "recovery" not in text
+    assert schedule_warning(0.25, 0.75, SCHEDULE_OK) == ""
+
+
+def test_default_schedules_are_the_validated_options_and_the_rest_warn():
+    inside = {k for k, o in SCHEDULE_OPTIONS.items() if schedule_flag(o.compute_start, o.compute_end, 0.5) == 0}
+    assert set(DEFAULT_SCHEDULES) == inside and "geometric 25-75" in inside and "geometric 50-75" not in inside
+    comp = lifetime_optimal(target_loss=2.5, lifetime_tokens=1e13, d_models=(1024, 2048), sparsities=(0.0, 0.8),
+                            schedules=("geometric 50-75",))
+    assert comp.best["schedule"] == "geometric 50-75" and comp.best["schedule_flag"] == SCHEDULE_DENSE_BEFORE | SCHEDULE_PRUNING
+    assert "dense share before 50%" in comp.table.loc[LIFETIME_OPTIMAL, "schedule_warning"]
+    assert (comp.frontier["schedule_warning"] != "").any()
+    plan = plan_from_candidate(comp.best, lifetime_tokens=1e13)
+    assert any("dense share before" in w for w in plan.prediction.warnings)
 
 
 def test_build_plan_fills_every_section(tmp_path):
