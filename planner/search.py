@@ -30,7 +30,7 @@ from planner.laws import N_COLUMN, Law, default_law
 from planner.pareto import pareto_front
 from planner.plan import Budget, Hardware, Prediction, TrainingPlan, make_plan, resolve_schedule
 from planner.regime import SCHEDULE_OK, schedule_flag, schedule_warning, validated_region
-from planner.schedules import mean_density, n_of_t, window_from_compute
+from planner.schedules import compute_weighting, mean_density, n_of_t, window_from_compute
 from planner.shapes import PRESETS, ModelShape
 
 VOCAB = 32000
@@ -124,7 +124,7 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
     n_total = np.array([m.total for m in shapes], np.int64)[:, None]
     mm_fixed, mm_prunable = (np.array(x, float)[:, None] for x in zip(*(matmul_params(m) for m in shapes)))
     law_fixed = np.array([m.n_params(law.n_convention)[0] for m in shapes], float)[:, None]
-    phi = np.array([m.counts()["norm"] for m in shapes])[:, None] / mm_prunable  # as plan.resolve_schedule
+    phi = np.array([compute_weighting(m) for m in shapes])[:, None]
     K = len(sp)
     code = np.r_[0, np.repeat(np.arange(1, len(options) + 1), K)]  # variant -> schedule name
     s = np.r_[0.0, np.tile(sp, len(options))]

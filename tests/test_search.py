@@ -13,7 +13,7 @@ from planner.fit import BootstrapResult
 from planner.laws import default_law, get_law
 from planner.plan import load_plan, dump_plan
 from planner.runs import seed_pairs
-from planner.schedules import Schedule
+from planner.schedules import Schedule, compute_weighting
 from planner.pareto import pareto_front, pareto_mask
 from planner.regime import (SCHEDULE_DENSE_BEFORE, SCHEDULE_OK, SCHEDULE_PRUNING, SCHEDULE_RECOVERY, schedule_flag,
                             schedule_warning, validated_region)
@@ -73,7 +73,7 @@ def test_candidate_grid_equals_per_plan_evaluation():
     assert len(df) == 3 * (1 + 2 * 2) * 2
     for _, row in df.sample(8, random_state=0).iterrows():
         model = family_shape(int(row["d_model"]))
-        phi = model.counts()["norm"] / model.prunable
+        phi = compute_weighting(model)
         sched = Schedule(shape="dense") if row["final_sparsity"] == 0 else Schedule.from_compute(
             str(row["schedule_shape"]), row["final_sparsity"], row["compute_start"], row["compute_end"], phi)
         n_avg = sched.n_avg(*model.n_params(law.n_convention))
