@@ -35,7 +35,12 @@ from planner.shapes import PRESETS, ModelShape
 
 VOCAB = 32000
 ASPECT = 128  # d_model per layer
-DEFAULT_D_MODELS = tuple(range(512, 8193, 256))
+# Every width of the family (multiples of its head_dim, 8.7M to 175B parameters), and the search's default grid:
+# 32 of them spaced evenly in log width from 256 (18M parameters) to 9216 (74B). The optimum answers refine the grid
+# over the whole family (`refine_sizes`).
+FAMILY_D_MODELS = tuple(range(128, 1024, 64)) + tuple(range(1024, 12289, 128))
+DEFAULT_D_MODELS = tuple(sorted({min(FAMILY_D_MODELS, key=lambda d: abs(np.log(d / w)))
+                                 for w in np.geomspace(256, 9216, 32)}))
 DEFAULT_SPARSITIES = tuple(np.round(np.arange(0.0, 0.91, 0.1), 2))
 DEFAULT_TOKENS_PER_PARAM = tuple(np.geomspace(5, 500, 24))
 DEFAULT_SEQ_LEN, DEFAULT_BATCH = 2048, 512  # 1M tokens per optimizer step
@@ -225,19 +230,47 @@ def _compare(df, objectives, rows: dict, compared) -> Comparison:
     return Comparison(df, frontier, tuple(objectives), table, savings(table.iloc[0], table.iloc[1:], compared))
 
 
+def refine_sizes(df: pd.DataFrame, criteria, d_models=DEFAULT_D_MODELS, **search) -> pd.DataFrame:
+    """`df` (candidates on the grid `d_models`) plus candidates at every family width the grid skipped next to each
+    schedule variant's best width under each criterion (a column, minimised).
+
+    A variant's cost is unimodal in width, so its optimum over the whole family lies between the grid neighbours of
+    its grid optimum (to the family's end when that is the grid's end). `search` is what made `df`.
+    """
+    grid, family = np.array(sorted({int(d) for d in d_models})), np.array(FAMILY_D_MODELS)
+    new: set[int] = set()
+    for col in criteria:
+        best = df.loc[df.groupby(["schedule", "final_sparsity"], observed=True)[col].idxmin(), "d_model"].to_numpy()
+        i = np.searchsorted(grid, best)
+        lo = np.where(i > 0, grid[np.maximum(i - 1, 0)], family[0] - 1)
+        hi = np.where(i < len(grid) - 1, grid[np.minimum(i + 1, len(grid) - 1)], family[-1] + 1)
+        for a, b in zip(lo, hi):
+            new.update(int(d) for d in family[(family > a) & (family < b)])
+    new -= set(grid.tolist())
+    if not new:
+        return df
+    return pd.concat([df, candidates(d_models=sorted(new), **search)], ignore_index=True)
+
+
 def lifetime_optimal(law: Law | None = None, target_loss: float = 2.6, *, objective: str = "flops",
-                     **search) -> Comparison:
+                     d_models=DEFAULT_D_MODELS, refine: bool = True, **search) -> Comparison:
     """Cheapest plan over training + lifetime inference at `target_loss` (Sardana et al. 2024 for sparse schedules).
 
     objective 'flops' sums effective training FLOPs and lifetime inference FLOPs (ideal sparse kernels); 'usd' sums
     dollars from wall-clock-equivalent training and the hardware's inference speedups. Baselines at the same loss:
     the dense Chinchilla-optimal plan (least training FLOPs) and the dense inference-aware plan (least lifetime
-    cost), both within the same shape family. `search` passes on to `candidates` (lifetime_tokens, hardware, ...).
+    cost), both within the same shape family. With `refine`, every plan is the best over the whole family of widths
+    (`refine_sizes`), not only the grid `d_models`. `search` passes on to `candidates` (lifetime_tokens, hardware...).
     """
     if objective not in COST_COLUMNS:
         raise PlannerInputError(f"objective {objective!r}: use one of {sorted(COST_COLUMNS)}")
     train, infer, total = COST_COLUMNS[objective]
-    df = candidates(law, target_loss=target_loss, **search)
+    df = candidates(law, target_loss=target_loss, d_models=d_models, **search)
+    if refine and df.empty:  # nothing on the grid reaches the target: look at the family's larger widths
+        d_models = [d for d in FAMILY_D_MODELS if d > max(d_models)]
+        df = candidates(law, target_loss=target_loss, d_models=d_models, **search) if d_models else df
+    if refine and not df.empty:
+        df = refine_sizes(df, (total, "train_flops_effective"), d_models, law=law, target_loss=target_loss, **search)
     dense = df[df["final_sparsity"] == 0]
     if dense.empty:
         raise PlannerInputError(f"target loss {target_loss} is below what every candidate can reach; raise the target")
@@ -247,15 +280,18 @@ def lifetime_optimal(law: Law | None = None, target_loss: float = 2.6, *, object
 
 
 def budget_optimal(law: Law | None = None, budget_flops: float = 1e21, *, objective: str = "flops",
-                   **search) -> Comparison:
+                   d_models=DEFAULT_D_MODELS, refine: bool = True, **search) -> Comparison:
     """Lowest predicted loss for a fixed training budget (FLOPs in `budget_ledger`, default effective), beside the
-    dense compute-optimal plan; the frontier trades loss against lifetime inference cost."""
+    dense compute-optimal plan; the frontier trades loss against lifetime inference cost. `refine`: as in
+    `lifetime_optimal`."""
     if objective not in COST_COLUMNS:
         raise PlannerInputError(f"objective {objective!r}: use one of {sorted(COST_COLUMNS)}")
     if not budget_flops > 0:
         raise PlannerInputError(f"--budget-flops must be positive, got {budget_flops}")
     infer = COST_COLUMNS[objective][1]
-    df = candidates(law, budget_flops=budget_flops, **search)
+    df = candidates(law, budget_flops=budget_flops, d_models=d_models, **search)
+    if refine:
+        df = refine_sizes(df, ("loss",), d_models, law=law, budget_flops=budget_flops, **search)
     dense = df[df["final_sparsity"] == 0]
     rows = {LOWEST_LOSS: df.loc[df["loss"].idxmin()], DENSE_COMPUTE_OPTIMAL: dense.loc[dense["loss"].idxmin()]}
     return _compare(df, ("loss", infer), rows, ("loss", infer))
