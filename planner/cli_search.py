@@ -209,17 +209,23 @@ def run_frontier(a) -> int:
                           "objective": a.objective, "objectives": list(result.objectives),
                           "frontier": records(result.frontier),
                           "comparison": records(result.table.reset_index()),
-                          "savings": records(result.savings.reset_index()), "warnings": warnings}))
+                          "savings": records(result.savings.reset_index()), "warnings": warnings,
+                          "notes": list(result.notes),
+                          "nearest_in_region": None if result.nearest_in_region is None else
+                          json.loads(result.nearest_in_region.to_json())}))
         return 0
     head = (f"target loss {a.target_loss}" if a.target_loss is not None else
             f"training budget {a.budget_flops:.3g} FLOPs ({a.budget_ledger})")
     print(f"Pareto frontier at {head}: {len(result.frontier)} of {len(result.candidates):,} candidates, "
           f"minimising {' and '.join(result.objectives)}")
-    print(_format(result.frontier[SHOWN + costs + ["extrapolated"]]))
+    flagged = [] if result.notes else ["extrapolated"]  # when every candidate extrapolates, the note says it once
+    print(_format(result.frontier[SHOWN + costs + flagged]))
     print(f"\nComparison ({a.objective}; lifetime inference {a.lifetime_tokens:.3g} tokens on {setup['hardware'].name}):")
-    print(_format(result.table[SHOWN + costs + ["extrapolated"]]))
+    print(_format(result.table[SHOWN + costs + flagged]))
     print("\nSaved by the first plan against each baseline:")
     print(_format(result.savings))
+    for note in result.notes:
+        print(f"\nnote: {note}")
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -106,6 +106,7 @@ SEED_LARGEST_N_AVG, SEED_TOKENS_PER_PARAM = 468e6, (20.0, 400.0)
 # The released 1B sparse runs (llama2-1b): final sparsity -> (start step, end step, total steps, pruning every).
 SEED_1B_RUNS = {0.2: (2500, 8100, 11200, 100), 0.4: (2500, 8875, 13050, 125), 0.6: (2500, 10100, 16375, 100),
                 0.8: (2500, 12600, 25050, 100)}
+SEED_BATCH = 4096 * 2048  # the cards' "8M tokens" batch; the cards' token counts read it as 8.0M (steps x 8e6)
 _CARDS = Path(__file__).parent / "data" / "seed_1b_pairs.csv"
 
 
@@ -124,7 +125,10 @@ def seed_points(n_convention: str = "total") -> tuple[np.ndarray, np.ndarray]:
                 for s in sparse["final_sparsity"]]
     # Dense partners: the cards' counts (2 significant figures); non-embedding = the linear weights (norms ~1e-4).
     dense_n = (dense["total_params"] if n_convention == "total" else dense["linear_params"]).to_numpy(float)
-    return np.r_[n_box, sparse_n, dense_n], np.r_[tokens_box, sparse["tokens"], dense["tokens"]]
+    # Each run at the cards' tokens and at steps x 4096 x 2048, whichever reading of "8M" a plan of it uses.
+    n = np.r_[sparse_n, dense_n]
+    tokens = np.r_[sparse["tokens"], dense["tokens"]]
+    return np.r_[n_box, n, n], np.r_[tokens_box, tokens, tokens / 8e6 * SEED_BATCH]
 
 
 @cache

@@ -1,187 +1,32 @@
 """Pareto search over sparse pre-training plans: training cost vs inference cost vs loss.
 
-Candidates are the product of a model-shape family, final sparsities, pruning schedules (shape and compute window)
-and token counts, evaluated at once with numpy broadcasting: the law at each candidate's N (N_avg for the unified
-law) and the cost ledgers of `planner.costs`. Three modes:
+The candidates (`planner.candidates`: shape family x sparsities x schedules x tokens) become answers here:
 
-* token grid: tokens = tokens_per_param * N_avg (or absolute tokens); frontier over (loss, training, inference);
-* target loss: tokens solved from the law so every candidate lands exactly on the target (`Law.tokens_for_loss`);
-  `lifetime_optimal` then minimises training + lifetime inference cost (Sardana et al. 2024, "Beyond
-  Chinchilla-Optimal", generalised from dense models to sparse schedules) and compares it with the dense
+* target loss: `lifetime_optimal` minimises training + lifetime inference cost at the target (Sardana et al. 2024,
+  "Beyond Chinchilla-Optimal", generalised from dense models to sparse schedules) and compares it with the dense
   Chinchilla-optimal and the dense inference-aware plans at the same loss;
-* training budget: tokens = budget / training FLOPs per token (in a chosen ledger); `budget_optimal` minimises loss.
+* training budget: `budget_optimal` minimises loss for training FLOPs counted in a chosen ledger.
 
-Shape family (Llama style, `family_shape`): n_layer = round(d_model / 128) (the aspect ratio of Llama 2 7B/13B),
-head_dim 64 below d_model 1024 and 128 from there, multi-head attention (no grouped KV), SwiGLU with d_ff = 8/3 d_model
-rounded up to a multiple of 256, vocabulary 32000, untied embeddings, no biases.
+Every answer is the best over the whole family of widths, refined from the grid (`refine_sizes`); when every
+candidate lies outside the validated region the answer says so once and names the nearest plan inside it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from planner.costs import EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, cost_ledgers, hardware_profile, ledger_arrays, \
-    matmul_params
+from planner.candidates import (ASPECT, DEFAULT_BATCH, DEFAULT_D_MODELS, DEFAULT_SCHEDULES, DEFAULT_SEQ_LEN,  # noqa
+                                DEFAULT_SPARSITIES, DEFAULT_TOKENS_PER_PARAM, FAMILY_D_MODELS, SCHEDULE_OPTIONS, VOCAB,
+                                ScheduleOption, candidates, family_shape, law_inputs, schedule_warnings)
+from planner.costs import EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, cost_ledgers, hardware_profile
 from planner.errors import PlannerInputError
-from planner.laws import N_COLUMN, Law, default_law
+from planner.laws import Law, default_law
 from planner.pareto import pareto_front
 from planner.plan import Budget, Hardware, Prediction, TrainingPlan, make_plan, resolve_schedule
-from planner.regime import SCHEDULE_OK, schedule_flag, schedule_warning, validated_region
-from planner.schedules import compute_weighting, mean_density, n_of_t, window_from_compute
-from planner.shapes import PRESETS, ModelShape
-
-VOCAB = 32000
-ASPECT = 128  # d_model per layer
-# Every width of the family (multiples of its head_dim, 8.7M to 175B parameters), and the search's default grid:
-# 32 of them spaced evenly in log width from 256 (18M parameters) to 9216 (74B). The optimum answers refine the grid
-# over the whole family (`refine_sizes`).
-FAMILY_D_MODELS = tuple(range(128, 1024, 64)) + tuple(range(1024, 12289, 128))
-DEFAULT_D_MODELS = tuple(sorted({min(FAMILY_D_MODELS, key=lambda d: abs(np.log(d / w)))
-                                 for w in np.geomspace(256, 9216, 32)}))
-DEFAULT_SPARSITIES = tuple(np.round(np.arange(0.0, 0.91, 0.1), 2))
-DEFAULT_TOKENS_PER_PARAM = tuple(np.geomspace(5, 500, 24))
-DEFAULT_SEQ_LEN, DEFAULT_BATCH = 2048, 512  # 1M tokens per optimizer step
-
-
-def family_shape(d_model: int, vocab: int = VOCAB) -> ModelShape:
-    """The family's model at a width (a multiple of 64; of 128 from 1024 on)."""
-    head_dim = 64 if d_model < 1024 else 128
-    if d_model % head_dim:
-        raise PlannerInputError(f"--d-model {d_model} is not a multiple of the family's head_dim {head_dim}")
-    return ModelShape(n_layer=max(2, round(d_model / ASPECT)), d_model=d_model, n_head=d_model // head_dim,
-                      head_dim=head_dim, d_ff=-(-8 * d_model // 3 // 256) * 256, vocab=vocab)
-
-
-class ScheduleOption(NamedTuple):
-    """A schedule choice of the search: shape and window as fractions of training compute."""
-    shape: str
-    compute_start: float
-    compute_end: float
-
-
-SCHEDULE_OPTIONS: dict[str, ScheduleOption] = {
-    "geometric 25-75": ScheduleOption("geometric", 0.25, 0.75),  # the seed's near-optimal default
-    "cubic 25-75": ScheduleOption("cubic", 0.25, 0.75),
-    "linear 25-75": ScheduleOption("linear", 0.25, 0.75),
-    "geometric 20-80": ScheduleOption("geometric", 0.20, 0.80),
-    "geometric 30-70": ScheduleOption("geometric", 0.30, 0.70),
-    # Opt-in, outside the seed's validated regime (planner.regime): flagged and warned about wherever they appear.
-    "geometric 25-50": ScheduleOption("geometric", 0.25, 0.50),
-    "geometric 50-75": ScheduleOption("geometric", 0.50, 0.75),
-    "one-shot 50": ScheduleOption("one_shot", 0.50, 0.50),
-    "geometric 0-75": ScheduleOption("geometric", 0.0, 0.75),
-    "geometric 25-100": ScheduleOption("geometric", 0.25, 1.0),
-}
-# The default search: every option inside the validated regime (the app and the CLI both use this).
-DEFAULT_SCHEDULES = tuple(name for name, o in SCHEDULE_OPTIONS.items()
-                          if schedule_flag(o.compute_start, o.compute_end, 0.5) == SCHEDULE_OK)
-
-# --- validated regimes (planner.regime) ----------------------------------------------------------------------------
-
-def schedule_warnings(df: pd.DataFrame) -> pd.Series:
-    """The schedule warning of each row ("" inside the validated regime): one text per distinct flagged schedule."""
-    out = pd.Series("", index=df.index, dtype=object)
-    flagged = df[df["schedule_flag"] != SCHEDULE_OK]
-    for (c0, c1, flag), rows in flagged.groupby(["compute_start", "compute_end", "schedule_flag"]).groups.items():
-        out[rows] = schedule_warning(c0, c1, flag)
-    return out
-
-
-def law_inputs(law: Law, n_avg, n_final, final_sparsity):
-    """(N, sparsity) that `law.predict` / `tokens_for_loss` take: the law's own N column (N_avg for unified)."""
-    return (n_avg if N_COLUMN[law.form] == "n_avg" else n_final), final_sparsity
-
-
-# --- candidates ----------------------------------------------------------------------------------------------------
-
-def candidates(law: Law | None = None, *, target_loss: float | None = None, budget_flops: float | None = None,
-               tokens=None, tokens_per_param=DEFAULT_TOKENS_PER_PARAM, d_models=DEFAULT_D_MODELS,
-               sparsities=DEFAULT_SPARSITIES, schedules=DEFAULT_SCHEDULES, hardware: Hardware | None = None,
-               lifetime_tokens: float = 0.0, context: int | None = None, prefill_share: float = PREFILL_SHARE,
-               seq_len: int = DEFAULT_SEQ_LEN, budget_ledger: str = EFFECTIVE,
-               runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every candidate plan as a DataFrame row: shape, schedule, N_avg, tokens, predicted loss and cost ledgers.
-
-    Tokens come from `target_loss` (solved; unreachable candidates dropped), `budget_flops` (training FLOPs in
-    `budget_ledger`), absolute `tokens`, or `tokens_per_param` x N_avg, in that order. `schedules` are names of
-    SCHEDULE_OPTIONS or ScheduleOption tuples; sparsity 0 is one dense candidate per shape. Columns include
-    loss, n_avg, n_final, tokens, every CostLedgers field, lifetime_flops (effective training + lifetime inference),
-    lifetime_usd, extrapolated (outside `validated_region(runs)`) and schedule_flag (SCHEDULE_*).
-    """
-    law = law or default_law()
-    hardware = hardware or hardware_profile("h100")
-    if budget_ledger not in LEDGER_COLUMNS:
-        raise PlannerInputError(f"budget ledger {budget_ledger!r}: use one of {sorted(LEDGER_COLUMNS)}")
-    options = [SCHEDULE_OPTIONS[s] if isinstance(s, str) else ScheduleOption(*s) for s in schedules]
-    names = ["dense"] + [s if isinstance(s, str) else f"{o.shape} {o.compute_start:g}-{o.compute_end:g}"
-                         for s, o in zip(schedules, options)]
-    shapes = [family_shape(int(d)) for d in d_models]
-    sp = np.asarray([s for s in sparsities if s > 0], float)
-    if np.any((sp < 0) | (sp >= 1)):
-        raise PlannerInputError(f"sparsities {list(sparsities)} must lie in [0, 1)")
-
-    # Shape-level arrays are (S, 1); schedule variants (V) are the dense one, then every option at every sparsity.
-    col = {k: np.array([getattr(m, k) for m in shapes], np.int32)[:, None] for k in ("n_layer", "d_model", "n_head")}
-    col["head_dim"] = np.array([m.head_size for m in shapes], np.int32)[:, None]
-    n_total = np.array([m.total for m in shapes], np.int64)[:, None]
-    mm_fixed, mm_prunable = (np.array(x, float)[:, None] for x in zip(*(matmul_params(m) for m in shapes)))
-    law_fixed = np.array([m.n_params(law.n_convention)[0] for m in shapes], float)[:, None]
-    phi = np.array([compute_weighting(m) for m in shapes])[:, None]
-    K = len(sp)
-    code = np.r_[0, np.repeat(np.arange(1, len(options) + 1), K)]  # variant -> schedule name
-    s = np.r_[0.0, np.tile(sp, len(options))]
-    c0, c1 = (np.r_[np.nan, [getattr(o, k) for o in options]][code] for k in ("compute_start", "compute_end"))
-    grid2 = (len(shapes), code.size)
-    md, t_end = np.ones(grid2), np.zeros(grid2)
-    for i, o in enumerate(options, start=1):  # a handful of schedule shapes, each vectorised over shapes x sparsities
-        t0, t1 = window_from_compute(o.shape, sp, o.compute_start, o.compute_end, phi)
-        md[:, code == i], t_end[:, code == i] = mean_density(o.shape, sp, t0, t1), t1
-    kinds = sorted({"dense"} | {o.shape for o in options})
-    shape_code = np.array([kinds.index(k) for k in ["dense"] + [o.shape for o in options]])[code]
-    n_avg, n_final = n_of_t(md, law_fixed, mm_prunable), n_of_t(1.0 - s, law_fixed, mm_prunable)
-    n_law, s_law = law_inputs(law, n_avg, n_final, s)
-    d_attn = col["n_head"] * col["head_dim"]
-    ledger_args = (mm_fixed, mm_prunable, md, 1.0 - s, np.where(s > 0, 1.0 - t_end, 0.0), col["n_layer"], d_attn,
-                   seq_len, hardware, lifetime_tokens, context, prefill_share)
-
-    if target_loss is not None:
-        tok = law.tokens_for_loss(target_loss, n_law, s_law)[..., None]
-    elif budget_flops is not None:
-        per_token = ledger_arrays(1.0, *ledger_args)[LEDGER_COLUMNS[budget_ledger]]
-        tok = (budget_flops / per_token)[..., None]
-    elif tokens is not None:
-        tok = np.broadcast_to(np.asarray(tokens, float), grid2 + (np.size(tokens),))
-    else:
-        tok = np.asarray(tokens_per_param, float) * n_avg[..., None]
-    T = tok.shape[-1]
-    ledgers = ledger_arrays(tok, *(a[..., None] if isinstance(a, np.ndarray) else a for a in ledger_args))
-    lo, hi = validated_region(runs, law.n_convention).bounds(n_avg)
-    ratio = tok / n_avg[..., None]
-
-    def flat(a):  # a per-(shape, variant) array, (S, 1) or (S, V), repeated over the tokens axis
-        return np.repeat(np.broadcast_to(a, grid2).ravel(), T)
-
-    def cat(codes, categories):
-        return pd.Categorical.from_codes(flat(codes.astype(np.int8)), categories=categories)
-
-    out = {"d_model": flat(col["d_model"]), "n_layer": flat(col["n_layer"]), "n_total": flat(n_total),
-           "final_sparsity": flat(s), "schedule": cat(code, names), "schedule_shape": cat(shape_code, kinds),
-           "compute_start": flat(c0), "compute_end": flat(c1), "mean_density": flat(md), "n_avg": flat(n_avg),
-           "n_final": flat(n_final), "tokens": tok.ravel(), "tokens_per_param": ratio.ravel(),
-           "loss": law.predict(n_law[..., None], tok, s_law[..., None]).ravel()}
-    for k, v in ledgers.items():
-        if k not in ("inference_context", "lifetime_inference_tokens"):
-            out[k] = flat(v[..., 0]) if v.strides[-1] == 0 else v.ravel()  # per-token inference: no tokens axis
-    out["lifetime_flops"] = out["train_flops_effective"] + out["lifetime_inference_flops"]
-    out["lifetime_usd"] = out["train_usd"] + out["inference_usd"]
-    out["extrapolated"] = ~((ratio >= lo[..., None]) & (ratio <= hi[..., None])).ravel()
-    out["schedule_flag"] = flat(schedule_flag(c0, c1, s))
-    df = pd.DataFrame(out, copy=False)
-    return df[np.isfinite(df["tokens"].to_numpy())].reset_index(drop=True) if target_loss is not None else df
-
+from planner.regime import schedule_flag, schedule_warning, validated_region
+from planner.shapes import ModelShape
 
 # --- lifetime-optimal and budget modes -----------------------------------------------------------------------------
 
@@ -202,6 +47,8 @@ class Comparison:
     objectives: tuple[str, ...]
     table: pd.DataFrame
     savings: pd.DataFrame
+    notes: tuple[str, ...] = ()  # said once about the whole search (e.g. every candidate extrapolates)
+    nearest_in_region: pd.Series | None = field(default=None)  # when every candidate lies outside the region
 
     @property
     def best(self) -> pd.Series:
@@ -221,13 +68,43 @@ def savings(chosen: pd.Series, baselines: pd.DataFrame, columns) -> pd.DataFrame
                          for c in columns for suffix in ("", "_pct")})
 
 
-def _compare(df, objectives, rows: dict, compared) -> Comparison:
+def _compare(df, objectives, rows: dict, compared, outside=((), None)) -> Comparison:
     table = pd.DataFrame(rows).T.infer_objects()
     table.index.name = "plan"
     frontier = pareto_front(df, objectives)
     for small in (table, frontier):  # a warning column on what is shown, not on every candidate
         small["schedule_warning"] = schedule_warnings(small)
-    return Comparison(df, frontier, tuple(objectives), table, savings(table.iloc[0], table.iloc[1:], compared))
+    return Comparison(df, frontier, tuple(objectives), table, savings(table.iloc[0], table.iloc[1:], compared),
+                      *outside)
+
+
+REGION_TOKENS_PER_PARAM = np.geomspace(5, 1000, 48)  # token counts tried for the nearest plan inside the region
+
+
+def nearest_in_region(df, law: Law | None, gap, cost: str, **search) -> tuple[tuple[str, ...], pd.Series | None]:
+    """(notes, plan) when every candidate of `df` lies outside the validated region, else ((), None).
+
+    The plan is the in-region candidate (every family width, schedule variant and a fine grid of token counts)
+    closest to the request by `gap` (a function of the candidates: distance to the target loss or budget), the
+    cheapest by `cost` among equals.
+    """
+    if df.empty or not df["extrapolated"].all():
+        return (), None
+    law = law or default_law()
+    region = validated_region(search.get("runs"), law.n_convention)
+    note = (f"every one of the {len(df):,} candidates lies outside {region.source}: all their predicted losses "
+            f"extrapolate")
+    n_lo, n_hi = np.exp(region.points[:, 0].min()), np.exp(region.points[:, 0].max())
+    widths = [d for d in FAMILY_D_MODELS if n_lo <= family_shape(d).total <= n_hi / 0.3]  # N_avg >= 0.3 N_total
+    inside = candidates(law, tokens_per_param=REGION_TOKENS_PER_PARAM, d_models=widths or FAMILY_D_MODELS, **search)
+    inside = inside[~inside["extrapolated"].to_numpy()]
+    if inside.empty:
+        return (note,), None
+    order = np.lexsort((inside[cost].to_numpy(), np.round(gap(inside).to_numpy(), 9)))
+    plan = inside.iloc[order[0]]
+    return (f"{note}; the nearest plan inside it: d_model {int(plan['d_model'])}, final sparsity "
+            f"{plan['final_sparsity']:g}, {plan['schedule']}, {plan['tokens']:.3g} tokens, predicted loss "
+            f"{plan['loss']:.4f}",), plan
 
 
 def refine_sizes(df: pd.DataFrame, criteria, d_models=DEFAULT_D_MODELS, **search) -> pd.DataFrame:
@@ -276,7 +153,8 @@ def lifetime_optimal(law: Law | None = None, target_loss: float = 2.6, *, object
         raise PlannerInputError(f"target loss {target_loss} is below what every candidate can reach; raise the target")
     rows = {LIFETIME_OPTIMAL: df.loc[df[total].idxmin()], DENSE_INFERENCE_AWARE: dense.loc[dense[total].idxmin()],
             DENSE_CHINCHILLA: dense.loc[dense["train_flops_effective"].idxmin()]}
-    return _compare(df, (train, infer), rows, (total, train, infer))
+    outside = nearest_in_region(df, law, lambda c: (c["loss"] - target_loss).abs(), total, **search)
+    return _compare(df, (train, infer), rows, (total, train, infer), outside)
 
 
 def budget_optimal(law: Law | None = None, budget_flops: float = 1e21, *, objective: str = "flops",
@@ -294,7 +172,10 @@ def budget_optimal(law: Law | None = None, budget_flops: float = 1e21, *, object
         df = refine_sizes(df, ("loss",), d_models, law=law, budget_flops=budget_flops, **search)
     dense = df[df["final_sparsity"] == 0]
     rows = {LOWEST_LOSS: df.loc[df["loss"].idxmin()], DENSE_COMPUTE_OPTIMAL: dense.loc[dense["loss"].idxmin()]}
-    return _compare(df, ("loss", infer), rows, ("loss", infer))
+    spent = LEDGER_COLUMNS[search.get("budget_ledger", EFFECTIVE)]
+    outside = nearest_in_region(df, law, lambda c: np.log(c[spent] / budget_flops).abs(), "loss",
+                                **{k: v for k, v in search.items() if k != "budget_ledger"})
+    return _compare(df, ("loss", infer), rows, ("loss", infer), outside)
 
 
 # --- plans ---------------------------------------------------------------------------------------------------------

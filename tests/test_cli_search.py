@@ -197,3 +197,12 @@ def test_a_fitted_law_file_drives_the_plan(capsys, tmp_path):
 def test_bad_law_flag_is_one_line(capsys, tmp_path, spec, needle):
     assert_one_line_error(capsys, ["plan", "--model", "llama2-70m", "--final-sparsity", "0.5", "--law", spec,
                                    "--out", str(tmp_path / "p.yaml")], needle)
+
+
+def test_all_extrapolated_is_one_note_not_a_flag_on_every_row(capsys):
+    code, stdout, _ = run(capsys, "frontier", "--target-loss", "2.3")
+    assert code == 0 and stdout.count("note: every one of the") == 1 and "nearest plan inside it" in stdout
+    assert "extrapolated" not in stdout.split("note:")[0]
+    code, stdout, _ = run(capsys, "frontier", "--target-loss", "2.3", "--json")
+    data = json.loads(stdout)
+    assert len(data["notes"]) == 1 and data["nearest_in_region"]["extrapolated"] is False

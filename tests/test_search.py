@@ -235,3 +235,35 @@ def test_frantar_law_uses_the_final_count():
     sparse = df[df["final_sparsity"] > 0].iloc[0]
     expected = law.predict(sparse["n_final"], sparse["tokens"], sparse["final_sparsity"])
     assert sparse["loss"] == pytest.approx(float(expected))
+
+
+@pytest.mark.parametrize("convention", ["total", "non_embedding"])
+def test_the_seeds_released_1b_runs_are_inside_the_validated_region(convention):
+    """Exact shapes, steps and windows of the released runs, at the 4096 x 2048 batch; N in the law's convention."""
+    from planner.regime import SEED_1B_RUNS
+    law = default_law().model_copy(update={"n_convention": convention})
+    for s_f, (start, end, steps, every) in SEED_1B_RUNS.items():
+        plan = build_plan(PRESETS["llama2-1b"], s_f, window_basis="steps", start=start, end=end, every_steps=every,
+                          tokens=steps * 4096 * 2048, batch_size=4096, seq_len=2048, law=law)
+        assert plan.budget.steps == steps and not plan.prediction.extrapolated, (s_f, plan.prediction.warnings)
+        assert plan.prediction.warnings == []  # 25% -> 75% of compute: inside the schedule regime too
+
+
+def test_the_region_counts_n_in_the_laws_convention():
+    small = PRESETS["llama2-70m"]
+    n_non_embedding = small.total - small.embedding
+    assert validated_region(n_convention="non_embedding").contains(n_non_embedding, 20 * n_non_embedding)
+    assert not validated_region(n_convention="total").contains(n_non_embedding, 20 * n_non_embedding)
+
+
+def test_when_every_candidate_extrapolates_it_is_said_once_with_the_nearest_plan_inside():
+    comp = lifetime_optimal(target_loss=2.3, lifetime_tokens=1e12)
+    assert comp.candidates["extrapolated"].all() and len(comp.notes) == 1
+    assert "every one of the" in comp.notes[0] and "nearest plan inside it" in comp.notes[0]
+    near = comp.nearest_in_region
+    assert validated_region().contains(near["n_avg"], near["tokens"]) and not near["extrapolated"]
+    assert near["loss"] > 2.3  # the region cannot reach 2.3: the nearest plan gets as close as it can
+    inside = candidates(tokens_per_param=np.geomspace(5, 1000, 48), d_models=range(1024, 4097, 128))
+    inside = inside[~inside["extrapolated"]]
+    assert near["loss"] <= inside["loss"].min() + 1e-9
+    assert lifetime_optimal(target_loss=2.6, lifetime_tokens=1e12).notes == ()  # some candidates are inside
