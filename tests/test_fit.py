@@ -327,3 +327,21 @@ def test_bootstrap_refits_reach_a_full_grid_refit(dense, dense_fit):
     for w, theta in zip(weights, warm):
         full = batched_newton(batched_bfgs(grid, prob, weights=w[None])[0], prob, weights=w[None])[1]
         assert evaluate(theta, prob, weights=w[None])[0][0] <= np.nanmin(full) * (1 + 1e-6)
+
+
+def test_huber_value_is_scipys_huber_of_the_log_residuals():
+    """The summed objective against scipy.special.huber on log residuals computed here from the formula, with
+    residuals on both sides of +-delta (an asymmetric clip would show)."""
+    from scipy.special import huber
+    runs = load_runs(dense_runs(noise=0.02, seed=4), "chinchilla")
+    F, y = design("chinchilla", runs)
+    n, d, loss = (runs[c].to_numpy() for c in ("n_final", "tokens", "loss"))
+    truth = np.log([TRUTH.params[k] for k in ("E", "A", "B")]).tolist() + [TRUTH.params["alpha"], TRUTH.params["beta"]]
+    theta = np.array([truth, np.add(truth, [0.0, 0.01, -0.01, 0.0, 0.0])])  # residuals: the 2% noise, both signs
+    weights = np.random.default_rng(1).integers(0, 3, (2, len(runs))).astype(float)
+    for delta in (0.005, 0.02):
+        f, _ = objective(theta, F, y, delta=delta, weights=weights)
+        for i, (log_e, log_a, log_b, alpha, beta) in enumerate(theta):
+            r = np.log(np.exp(log_e) + np.exp(log_a) * n ** -alpha + np.exp(log_b) * d ** -beta) - np.log(loss)
+            assert (r < -delta).any() and (r > delta).any() and (np.abs(r) <= delta).any()
+            assert f[i] == pytest.approx(np.sum(weights[i] * huber(delta, r)), rel=1e-12)
