@@ -33,6 +33,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from planner.errors import PlannerInputError
+from planner.identify import check_runs, degeneracies
 from planner.laws import EXPONENTS, N_COLUMN, PARAM_NAMES, Law, chinchilla, chinchilla_terms, optimal_n_exponent
 from planner.optim import Problem, batched_bfgs, batched_newton, evaluate, make_problem
 from planner.runs import load_runs
@@ -165,6 +166,7 @@ class FitResult:
     n_convention: str = "total"
     provenance: str = ""
     fixed: dict = field(default_factory=dict)  # held parameters at their natural-scale values
+    degenerate: tuple[str, ...] = ()  # why the runs do not determine this fit (planner.identify); empty when they do
 
     @property
     def n_free(self) -> int:
@@ -212,6 +214,7 @@ class LawFitter:
 
     def fit(self, runs) -> FitResult:
         table = load_runs(runs, self.form, n_held=len(self.held))
+        check_runs(table, self.form, tuple(self.fixed))
         prob = problem(self.form, table, self.held)
         starts = start_grid(self.form, self.grid, self.held)
         theta, f, _, capped = batched_bfgs(starts, prob, self.delta, maxiter=self.maxiter)
@@ -229,6 +232,7 @@ class LawFitter:
             n_starts_at_best=int((f <= best_f + self.best_rtol * abs(best_f)).sum()), n_capped=int(capped.sum()),
             rmse=float(np.sqrt(np.mean(resid ** 2))), mae=float(np.mean(np.abs(resid))),
             basins=_full(self.form, theta[basins], self.held), n_convention=self.n_convention, fixed=dict(self.fixed),
+            degenerate=degeneracies(self.form, params, best_theta, design(self.form, table)[0], tuple(self.fixed)),
             provenance=f"fitted ({self.form}, Huber delta={self.delta:g} summed, {self.grid} grid{held}) on "
                        f"{len(table)} runs")
         return self.result_
@@ -267,11 +271,13 @@ class BootstrapResult:
     """Bootstrap refits: natural-scale parameter ``samples`` (one row per resample) and percentile intervals.
 
     The raw A and alpha (B and beta) are nearly unidentifiable, so their intervals are wide; the intervals on
-    predicted loss (`loss_ci`) and on the compute-optimal exponent are the ones to show.
+    predicted loss (`loss_ci`) and on the compute-optimal exponent are the ones to show. ``method`` says how the
+    intervals were made (what was resampled, how often).
     """
     form: str
     samples: pd.DataFrame
     level: float
+    method: str = "percentile bootstrap"
 
     def _bounds(self, values, axis=0):
         tail = 50 * (1 - self.level)
@@ -295,24 +301,31 @@ class BootstrapResult:
         return self._bounds(chinchilla(n, tokens, *chinchilla_terms(self.form, coef, sparsity)))
 
 
-def bootstrap(runs, form="unified", n_boot=1000, seed=0, by_group=False, level=0.95, grid="chinchilla", fit=None,
+def bootstrap(runs, form="unified", n_boot=1000, seed=0, by_group=None, level=0.95, grid="chinchilla", fit=None,
               delta=1e-3, fixed=None):
-    """Resample runs with replacement (whole groups when ``by_group``) ``n_boot`` times and refit each resample.
+    """Resample runs with replacement ``n_boot`` times and refit each resample: whole groups (the ``group`` column,
+    e.g. runs sharing a model size, which are not independent) when ``by_group``, single runs when False; None (the
+    default) resamples groups whenever the table has more than one.
 
     ``fit`` reuses a full-data FitResult (else one is fitted on ``grid``, holding ``fixed``); refits hold what it
     held. Refits are warm-started (`refit_weighted`) and run together as one batch.
     """
     table, fit = _table_and_fit(runs, form, grid, fit, delta, fixed)
     rng = np.random.default_rng(seed)
-    if by_group:
-        if "group" not in table.columns:
-            raise PlannerInputError("runs table: column 'group' is missing; a by-group bootstrap resamples groups")
+    has_groups = "group" in table.columns and table["group"].nunique() > 1
+    if by_group and "group" not in table.columns:
+        raise PlannerInputError("runs table: column 'group' is missing; a by-group bootstrap resamples groups")
+    if by_group or (by_group is None and has_groups):
         codes, uniques = pd.factorize(table["group"])
         weights = rng.multinomial(len(uniques), np.full(len(uniques), 1 / len(uniques)), size=n_boot)[:, codes]
+        unit = f"{len(uniques)} groups (column 'group')" + (": so few that the intervals are rough"
+                                                            if len(uniques) < 10 else "")
     else:
         weights = rng.multinomial(len(table), np.full(len(table), 1 / len(table)), size=n_boot)
+        unit = f"{len(table)} single runs"
     theta = refit_weighted(fit, table, weights.astype(float), delta)
-    return BootstrapResult(form, pd.DataFrame(theta_to_params(form, theta)), level)
+    method = f"{100 * level:g}% percentile bootstrap, {n_boot} refits resampling {unit}"
+    return BootstrapResult(form, pd.DataFrame(theta_to_params(form, theta)), level, method)
 
 
 def _table_and_fit(runs, form, grid, fit, delta, fixed):

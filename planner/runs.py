@@ -22,6 +22,8 @@ from planner.errors import PlannerInputError
 from planner.laws import N_COLUMN, PARAM_NAMES
 
 _NUMERIC = ("loss", "tokens", "n", "n_avg", "n_final", "sparsity")
+# Largest plausible values: 1e16 parameters, 1e18 tokens (far beyond any run), a loss of 1e3 nats.
+_CEILING = {"n_avg": 1e16, "n_final": 1e16, "tokens": 1e18, "loss": 1e3}
 
 
 def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
@@ -54,6 +56,10 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
             if bad.size:
                 raise PlannerInputError(f"{label}: column '{col}' must be positive; row {bad[0] + 1} has "
                                         f"{out[col].iloc[bad[0]]!r}")
+            big = np.flatnonzero(out[col] > _CEILING[col])
+            if big.size:
+                raise PlannerInputError(f"{label}: column '{col}' has {out[col].iloc[big[0]]:g} in row {big[0] + 1}, "
+                                        f"above the plausible {_CEILING[col]:g} (raw counts, not logs or scaled units)")
     s = out["sparsity"]
     bad = np.flatnonzero(((s < 0) | (s >= 1)) & s.notna())
     if bad.size:

@@ -173,10 +173,14 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
 
 def test_a_fitted_law_file_drives_the_plan(capsys, tmp_path):
     """fit --save-law writes the law with its intervals; plan --law FILE predicts with exactly that law."""
-    from planner.laws import load_law
-    from planner.runs import seed_pairs
-    runs = tmp_path / "seed.csv"
-    seed_pairs().to_csv(runs, index=False)
+    import numpy as np
+    import pandas as pd
+    from planner.laws import get_law, load_law
+    n, d = (a.ravel() for a in np.meshgrid(np.geomspace(5e7, 5e8, 4), np.geomspace(2e9, 2e10, 3)))
+    noise = np.exp(np.random.default_rng(0).normal(0, 0.005, n.size))
+    runs = tmp_path / "runs.csv"
+    pd.DataFrame({"n_avg": n, "tokens": d, "loss": get_law("epoch-replication").predict(n, d) * noise,
+                  "group": np.round(n)}).to_csv(runs, index=False)
     law_path = tmp_path / "law.json"
     code, _, err = run(capsys, "fit", str(runs), "--form", "unified", "--grid", "coarse", "--fix-exponents",
                        "epoch-replication", "--bootstrap", "20", "--save-law", str(law_path), "--json")

@@ -345,3 +345,65 @@ def test_huber_value_is_scipys_huber_of_the_log_residuals():
             r = np.log(np.exp(log_e) + np.exp(log_a) * n ** -alpha + np.exp(log_b) * d ** -beta) - np.log(loss)
             assert (r < -delta).any() and (r > delta).any() and (np.abs(r) <= delta).any()
             assert f[i] == pytest.approx(np.sum(weights[i] * huber(delta, r)), rel=1e-12)
+
+
+@pytest.mark.parametrize("table, message", [
+    (pd.DataFrame({"n": [1e8] * 6, "tokens": [1e10] * 6, "loss": [3, 3.1, 2.9, 3, 3.05, 2.95]}),
+     "every run has the same 'n_final'"),
+    (pd.DataFrame({"n": np.geomspace(1e7, 1e9, 6), "tokens": np.geomspace(1e9, 1e11, 6), "loss": [3.0] * 6}),
+     "column 'loss' is 3 in every run"),
+    (pd.DataFrame({"n": np.geomspace(1e300, 1e301, 6), "tokens": np.geomspace(1e9, 1e11, 6),
+                   "loss": np.linspace(3, 2, 6)}), "above the plausible 1e+16")])
+def test_runs_that_cannot_determine_a_fit_exit_2_with_one_line(tmp_path, capsys, table, message):
+    path = tmp_path / "runs.csv"
+    table.to_csv(path, index=False)
+    assert planner_main(["fit", str(path), "--form", "chinchilla", "--grid", "coarse"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_degenerate_fit_says_so_in_one_line_instead_of_intervals(tmp_path, capsys):
+    """A free 5-parameter fit to the seed's 8 runs: the exponents run off; no zero-width interval may be printed."""
+    fit = LawFitter("chinchilla", grid="coarse").fit(seed_pairs())
+    assert any("alpha" in note for note in fit.degenerate)
+    path = tmp_path / "seed.csv"
+    seed_pairs().to_csv(path, index=False)
+    argv = ["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--bootstrap", "20"]
+    assert planner_main(argv) == 0
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("warning: degenerate fit: ") and "[" not in out
+    assert planner_main(argv + ["--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["degenerate"] and "ci" not in data
+
+
+def test_well_posed_fits_are_not_called_degenerate(dense_fit):
+    assert dense_fit.degenerate == ()
+    assert LawFitter("unified", grid="coarse").fit(sparse_runs()).degenerate == ()
+
+
+def test_held_exponents_on_the_seed_pairs_leave_the_data_term_undetermined():
+    """Each seed pair trains a different size for a different token count: with the exponents held, B runs to 0."""
+    fit = LawFitter("unified", grid="coarse", fixed=HELD).fit(seed_pairs())
+    assert any("B term has vanished" in note for note in fit.degenerate)
+
+
+def test_bootstrap_resamples_groups_by_default_and_says_which(dense, dense_fit):
+    auto = bootstrap(dense, "chinchilla", n_boot=30, seed=5, fit=dense_fit)
+    grouped = bootstrap(dense, "chinchilla", n_boot=30, seed=5, fit=dense_fit, by_group=True)
+    single = bootstrap(dense, "chinchilla", n_boot=30, seed=5, fit=dense_fit, by_group=False)
+    pd.testing.assert_frame_equal(auto.samples, grouped.samples)
+    assert "8 groups (column 'group')" in auto.method and "percentile" in auto.method
+    assert "48 single runs" in single.method and not single.samples.equals(auto.samples)
+    assert "single runs" in bootstrap(dense.drop(columns="group"), "chinchilla", n_boot=5, fit=dense_fit).method
+
+
+def test_cli_reports_the_interval_method(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    dense_runs().to_csv(path, index=False)
+    code, out = run_cli(["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--bootstrap", "10",
+                         "--json"], capsys)
+    assert code == 0 and "groups (column 'group')" in json.loads(out)["ci_method"]
+    code, out = run_cli(["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--bootstrap", "10",
+                         "--by-run"], capsys)
+    assert code == 0 and "intervals: 95% percentile bootstrap, 10 refits resampling 48 single runs" in out
