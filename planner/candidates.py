@@ -79,6 +79,15 @@ def schedule_warnings(df: pd.DataFrame) -> pd.Series:
     return out
 
 
+def planning_law(law: Law | None) -> Law:
+    """The law (default: Epoch applied with N_avg), refused when it counts D in steps: plans budget tokens."""
+    law = law or default_law()
+    if law.d_counts != "tokens":
+        raise PlannerInputError(f"--law: this law counts D in training {law.d_counts} of its own setup "
+                                f"({law.provenance.split(':')[0]}); planning needs a law in tokens")
+    return law
+
+
 def law_inputs(law: Law, n_avg, n_final, final_sparsity):
     """(N, sparsity) that `law.predict` / `tokens_for_loss` take: the law's own N column (N_avg for unified)."""
     return (n_avg if N_COLUMN[law.form] == "n_avg" else n_final), final_sparsity
@@ -100,7 +109,7 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
     loss, n_avg, n_final, tokens, every CostLedgers field, lifetime_flops (effective training + lifetime inference),
     lifetime_usd, extrapolated (outside `validated_region(runs)`) and schedule_flag (SCHEDULE_*).
     """
-    law = law or default_law()
+    law = planning_law(law)
     hardware = hardware or hardware_profile("h100")
     if budget_ledger not in LEDGER_COLUMNS:
         raise PlannerInputError(f"budget ledger {budget_ledger!r}: use one of {sorted(LEDGER_COLUMNS)}")

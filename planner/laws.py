@@ -18,7 +18,7 @@ import math
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.errors import PlannerInputError
 from planner.io import fmt_of, parse_mapping, read_text, validate
@@ -88,6 +88,11 @@ class Law(BaseModel):
     n_convention: Literal["total", "non_embedding"] = "total"
     provenance: str = ""
     ci: dict[str, tuple[float, float]] | None = None
+    # Units the params were fitted in: N counted in units of n_unit parameters, D in units of d_unit of d_counts.
+    # `predict` and every method take raw parameter counts and raw tokens (or steps); the units fold into A and B.
+    n_unit: float = Field(1.0, gt=0)
+    d_unit: float = Field(1.0, gt=0)
+    d_counts: Literal["tokens", "steps"] = "tokens"
 
     @model_validator(mode="after")
     def _check_params(self):
@@ -107,7 +112,9 @@ class Law(BaseModel):
                 for k, v in self.params.items()}
 
     def _chinchilla_terms(self, sparsity=None):
-        return chinchilla_terms(self.form, self.coefficients, sparsity)
+        """(E, A, B, alpha, beta) for raw counts: A (N / n_unit)^-alpha = (A n_unit^alpha) N^-alpha, B likewise."""
+        E, A, B, alpha, beta = chinchilla_terms(self.form, self.coefficients, sparsity)
+        return E, A * self.n_unit ** alpha, B * self.d_unit ** beta, alpha, beta
 
     def predict(self, n, tokens, sparsity=None):
         """Loss at parameter count n (this law's count: N_avg for 'unified') and token count.
@@ -169,6 +176,14 @@ PRESETS: dict[str, Law] = {
         form="chinchilla",
         params={"log_E": 0.5267228, "log_A": 6.0073404, "log_B": 6.0179186, "alpha": 0.33917084, "beta": 0.2849083},
         provenance=f"{_HOFFMANN}: unrounded log-space estimates (log E, log A, log B) as later released"),
+    "frantar-t5-c4": Law(
+        form="frantar", params={"a": 0.56778512, "b": 0.72161276, "c": 1.52265016, "d": 0.24513173,
+                                "e": 0.63361517, "f": 0.20270772, "g": 0.65074219},
+        n_unit=1e6, d_unit=1e5, d_counts="steps",
+        provenance="Frantar et al. 2024, 'Scaling Laws for Sparsely-Connected Foundation Models' (ICLR): T5 on C4 "
+                   "(span-corruption validation loss), coefficients as fitted in the jaxpruner bigsparse notebook "
+                   "(google-research/jaxpruner, projects/bigsparse/sparsity-scaling.ipynb); N = non-zero "
+                   "parameters in millions, D = training steps in units of 1e5, not tokens"),
     "epoch-replication": Law(
         form="chinchilla", params={"E": 1.8169, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658},
         provenance="Besiroglu et al. 2024, 'Chinchilla Scaling: A replication attempt' (Epoch AI): approach 3 "

@@ -19,7 +19,8 @@ import pandas as pd
 
 from planner.candidates import (ASPECT, DEFAULT_BATCH, DEFAULT_D_MODELS, DEFAULT_SCHEDULES, DEFAULT_SEQ_LEN,  # noqa
                                 DEFAULT_SPARSITIES, DEFAULT_TOKENS_PER_PARAM, FAMILY_D_MODELS, SCHEDULE_OPTIONS, VOCAB,
-                                ScheduleOption, candidates, family_shape, law_inputs, schedule_warnings)
+                                ScheduleOption, candidates, family_shape, law_inputs, planning_law,
+                                schedule_warnings)
 from planner.costs import EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, cost_ledgers, hardware_profile
 from planner.errors import PlannerInputError
 from planner.laws import Law, default_law
@@ -195,7 +196,7 @@ def build_plan(model: ModelShape, final_sparsity: float = 0.0, shape: str = "geo
     extrapolation region, else the seed's validated range. The hardware defaults to an H100 with the pattern's
     speedups.
     """
-    law = law or default_law()
+    law = planning_law(law)
     hardware = hardware or hardware_profile("h100", pattern)
     if (tokens is None) == (tokens_per_param is None):
         raise PlannerInputError("give exactly one of --tokens and --tokens-per-param")
