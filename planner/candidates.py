@@ -14,7 +14,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from planner.costs import EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, hardware_profile, ledger_arrays, matmul_params
+from planner.costs import (EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, hardware_profile, ledger_arrays, matmul_params,
+                           train_flops_per_token)
 from planner.errors import PlannerInputError
 from planner.laws import N_COLUMN, Law, default_law
 from planner.plan import Hardware
@@ -77,6 +78,21 @@ def schedule_warnings(df: pd.DataFrame) -> pd.Series:
     for (c0, c1, flag), rows in flagged.groupby(["compute_start", "compute_end", "schedule_flag"]).groups.items():
         out[rows] = schedule_warning(c0, c1, flag)
     return out
+
+
+def family_flops_per_token(law: Law | None = None, seq_len: int = DEFAULT_SEQ_LEN, vocab: int = VOCAB):
+    """Training FLOPs per token of the family's dense models as a function of N in the law's count (log-log
+    interpolation between widths), for `Law.compute_optimal`: the ledgers' matmul parameters plus attention."""
+    law = law or default_law()
+    shapes = [family_shape(d, vocab) for d in FAMILY_D_MODELS]
+    n = np.log([sum(m.n_params(law.n_convention)) for m in shapes])
+    flops = np.log([train_flops_per_token(*matmul_params(m), 1.0, m.n_layer, m.n_head * m.head_size, seq_len)
+                    for m in shapes])
+
+    def per_token(n_law):
+        return np.exp(np.interp(np.log(n_law), n, flops))
+    per_token.n_range = (float(np.exp(n[0])), float(np.exp(n[-1])))
+    return per_token
 
 
 def planning_law(law: Law | None) -> Law:

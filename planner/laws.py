@@ -9,8 +9,9 @@ Forms (all vectorised over numpy arrays; N counts parameters, D tokens):
   the final sparsity (Frantar et al., ICLR 2024). At a fixed S it is a Chinchilla law with A = a (1 - S)^b + c, so
   every derived quantity below reuses the Chinchilla algebra.
 
-Compute convention: C = 6 N D, with N in the law's own count (N_avg for ``unified``: the training FLOPs of a run whose
-pruned weights cost nothing, integrated over the schedule).
+Compute convention: the cost ledgers' (`planner.costs`), training FLOPs = D x FLOPs per token. `Law.compute_optimal`
+defaults to 6 N per token (N in the law's own count, attention left out: N_avg for ``unified`` is then the effective
+ledger of a run whose pruned weights cost nothing) and takes a shape family's FLOPs per token for the full ledger.
 """
 from __future__ import annotations
 
@@ -135,16 +136,35 @@ class Law(BaseModel):
         """a = beta / (alpha + beta) in N_opt proportional to C^a (D_opt grows as C^(1 - a))."""
         return optimal_n_exponent(*self.exponents)
 
-    def compute_optimal(self, C, sparsity=None):
-        """(N_opt, D_opt) minimising loss at compute C = 6 N D (N in this law's count), vectorised over C.
+    def compute_optimal(self, C, sparsity=None, flops_per_token=None):
+        """(N_opt, D_opt) minimising loss at training compute C = D * flops_per_token(N), N in this law's count,
+        vectorised over C.
 
-        Closed form: N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = (C/6) / N_opt, G = (alpha A / (beta B))^(1/(alpha+beta)).
+        Compute is counted as the cost ledgers count it (`planner.costs`: training FLOPs per token). The default,
+        6 N, is that ledger when every counted parameter does matrix work and attention is left out; it has the
+        closed form N_opt = G (C/6)^(beta/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta)). A shape family's
+        `flops_per_token` (`planner.candidates.family_flops_per_token`: matmul parameters and attention) is solved
+        numerically: golden section in log N within `flops_per_token.n_range`.
         """
         _, A, B, alpha, beta = self._chinchilla_terms(sparsity)
-        budget = np.asarray(C, dtype=float) / 6.0
-        G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-        n_opt = G * budget ** optimal_n_exponent(alpha, beta)
-        return n_opt, budget / n_opt
+        if flops_per_token is None:
+            budget = np.asarray(C, dtype=float) / 6.0
+            G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+            n_opt = G * budget ** optimal_n_exponent(alpha, beta)
+            return n_opt, budget / n_opt
+        C = np.asarray(C, dtype=float)
+        lo, hi = (np.full(C.shape, np.log(x)) for x in flops_per_token.n_range)
+
+        def loss(log_n):
+            n = np.exp(log_n)
+            return self.predict(n, C / flops_per_token(n), sparsity)
+        ratio = (np.sqrt(5) - 1) / 2
+        for _ in range(90):  # golden section: the bracket shrinks by 0.618 each step
+            a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+            left = loss(a) < loss(b)
+            lo, hi = np.where(left, lo, a), np.where(left, b, hi)
+        n_opt = np.exp((lo + hi) / 2)
+        return n_opt, C / flops_per_token(n_opt)
 
     def tokens_for_loss(self, target, n, sparsity=None):
         """Tokens needed to reach loss ``target`` at parameter count n; inf where the target is at or below the

@@ -139,3 +139,26 @@ def test_a_law_in_steps_cannot_plan_token_budgets():
     from planner.search import candidates
     with pytest.raises(PlannerInputError, match="training steps"):
         candidates(PRESETS["frantar-t5-c4"], tokens_per_param=(20,), d_models=(512,))
+
+
+def test_compute_optimal_in_the_ledgers_convention():
+    """With the family's FLOPs per token (matmul parameters and attention), the optimum spends exactly C in the
+    effective ledger and matches the search's dense compute-optimal plan at that budget to within a family step."""
+    from planner.candidates import family_flops_per_token
+    from planner.search import budget_optimal
+    law = default_law()
+    per_token = family_flops_per_token(law, seq_len=2048)
+    for C in (1e20, 1e22):
+        n, d = law.compute_optimal(C, flops_per_token=per_token)
+        assert d * per_token(n) == pytest.approx(C, rel=1e-9)
+        for k in (0.9, 1.1):
+            assert law.predict(n * k, C / per_token(n * k)) > law.predict(n, d)
+        best = budget_optimal(law, C, sparsities=(0.0,), schedules=()).best
+        assert best["n_avg"] == pytest.approx(float(n), rel=0.15)
+        assert float(law.predict(n, d)) <= best["loss"] + 1e-3
+
+    def six_n(n):  # the default convention, solved numerically: must agree with the closed form
+        return 6 * np.asarray(n)
+    six_n.n_range = (1e6, 1e13)
+    assert law.compute_optimal(np.array([1e20, 1e23]), flops_per_token=six_n)[0] == pytest.approx(
+        law.compute_optimal(np.array([1e20, 1e23]))[0], rel=1e-6)
