@@ -140,7 +140,7 @@ def distinct_basins(theta, f, k, decimals=2):
     return order[np.sort(first)[:k]]
 
 
-def _polish(theta0, prob, delta):
+def polish(theta0, prob, delta):
     """scipy L-BFGS-B from one end point, on the objective divided by its starting value so that scipy's
     relative-decrease test (floored at 1) is relative here too."""
     scale = float(evaluate(theta0, prob, delta)[0][0]) or 1.0
@@ -219,7 +219,7 @@ class LawFitter:
         starts = start_grid(self.form, self.grid, self.held)
         theta, f, _, capped = batched_bfgs(starts, prob, self.delta, maxiter=self.maxiter)
         basins = distinct_basins(theta, f, self.n_polish)
-        polished = [_polish(theta[i], prob, self.delta) for i in basins]
+        polished = [polish(theta[i], prob, self.delta) for i in basins]
         best_theta, best_f = min(polished + [(theta[basins[0]], f[basins[0]])], key=lambda tf: tf[1])
         best_theta = _full(self.form, best_theta, self.held)
         params = {k: float(v) for k, v in theta_to_params(self.form, best_theta).items()}
@@ -348,20 +348,31 @@ def heldout_errors(runs, form="unified", grid="chinchilla", fit=None, delta=1e-3
             "scheme": "leave-one-group-out" if grouped else "leave-one-out", "n_folds": len(uniques)}
 
 
-def compare_forms(runs, forms=("unified", "chinchilla", "frantar"), grid="chinchilla", delta=1e-3,
+def compare_forms(runs, forms=("unified", "chinchilla", "frantar", "effective"), grid="chinchilla", delta=1e-3,
                   exponents=None) -> pd.DataFrame:
     """Fit every form on the same runs and tabulate in-sample and held-out error: the seed's central experiment
-    (does N_avg unify sparse and dense runs better than N_final, or than a sparsity term?).
+    (does N_avg unify sparse and dense runs better than N_final, a sparsity term (Frantar et al. 2024), or an
+    effective-parameter multiplier per sparsity (Frantar, Evci et al. 2025, `planner.effective`)?).
 
     ``exponents`` (alpha, beta) holds each form's N and D exponents (`planner.laws.EXPONENTS`: Frantar's d, f) at
-    those values, for run sets too small to identify them.
+    those values, for run sets too small to identify them. ``degenerate`` lists why a fit is not determined by the
+    runs (`planner.identify`); read its errors with that in mind.
     """
+    from planner import effective  # it builds on this module
     rows = []
     for form in forms:
-        fixed = dict(zip(EXPONENTS[form], exponents)) if exponents is not None else None
-        fit = LawFitter(form, grid=grid, delta=delta, fixed=fixed).fit(runs)
-        held = heldout_errors(runs, form, fit=fit, delta=delta)
-        rows.append({"form": form, "n_params": len(PARAM_NAMES[form]), "n_free": fit.n_free,
+        names = EXPONENTS.get(form, ("alpha", "beta"))
+        fixed = dict(zip(names, exponents)) if exponents is not None else None
+        if form == "effective":
+            fit = effective.fit(runs, grid=grid, delta=delta, fixed=fixed)
+            held, n_params = effective.heldout_errors(runs, fit, delta=delta), len(fit.params)
+            degenerate = effective.degeneracies(runs, fit)
+        else:
+            fit = LawFitter(form, grid=grid, delta=delta, fixed=fixed).fit(runs)
+            held, n_params, degenerate = heldout_errors(runs, form, fit=fit, delta=delta), len(PARAM_NAMES[form]), \
+                fit.degenerate
+        rows.append({"form": form, "n_params": n_params, "n_free": fit.n_free,
                      "objective": fit.objective, "rmse": fit.rmse, "mae": fit.mae,
-                     "heldout_rmse": held["heldout_rmse"], "heldout_mae": held["heldout_mae"]})
+                     "heldout_rmse": held["heldout_rmse"], "heldout_mae": held["heldout_mae"],
+                     "degenerate": "; ".join(degenerate)})
     return pd.DataFrame(rows)

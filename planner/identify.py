@@ -21,7 +21,8 @@ PLAUSIBLE_EXPONENT = (0.02, 3.0)
 VANISHED_SHARE = 1e-6  # a term below this share of every run's predicted loss has vanished
 FLAT_CONDITION = 1e-4
 # The coefficient of each log-space term of `planner.fit.design`, in order.
-TERM_COEFFICIENTS = {"chinchilla": ("E", "A", "B"), "unified": ("E", "A", "B"), "frantar": ("a", "c", "e", "g")}
+TERM_COEFFICIENTS = {"chinchilla": ("E", "A", "B"), "unified": ("E", "A", "B"), "frantar": ("a", "c", "e", "g"),
+                     "effective": ("E", "A", "B")}
 
 
 def check_runs(table: pd.DataFrame, form: str, held=()) -> None:
@@ -37,12 +38,14 @@ def check_runs(table: pd.DataFrame, form: str, held=()) -> None:
                                     f"--fix-exponents PRESET) or add runs that vary it")
 
 
-def degeneracies(form: str, params: dict, theta: np.ndarray, F: np.ndarray, held=()) -> tuple[str, ...]:
+def degeneracies(form: str, params: dict, theta: np.ndarray, F: np.ndarray, held=(), names=None) -> tuple[str, ...]:
     """Why a fit is not determined by its runs (empty when it is). `theta` is the full log-space optimum and F the
-    design (terms, runs, params) of `planner.fit.design`; `held` the names of held parameters."""
-    names = PARAM_NAMES[form]
-    notes = [f"{k} = {params[k]:.3g} is outside the plausible {PLAUSIBLE_EXPONENT[0]}-{PLAUSIBLE_EXPONENT[1]}"
-             for k in EXPONENTS[form] if k not in held and not PLAUSIBLE_EXPONENT[0] <= params[k] <= PLAUSIBLE_EXPONENT[1]]
+    design (terms, runs, params) of `planner.fit.design`; `held` the names of held parameters; `names` those of
+    theta's entries (default the form's PARAM_NAMES)."""
+    names = names or PARAM_NAMES[form]
+    lo, hi = PLAUSIBLE_EXPONENT
+    notes = [f"{k} = {params[k]:.3g} is outside the plausible {lo}-{hi}"
+             for k in EXPONENTS.get(form, ("alpha", "beta")) if k not in held and not lo <= params[k] <= hi]
     z = np.einsum("krp,p->kr", F, theta)  # log of each term, per run
     share = np.exp(z - np.logaddexp.reduce(z, axis=0))
     notes += [f"the {coef} term has vanished ({coef} = {params[coef]:.2g})"

@@ -176,7 +176,7 @@ def test_heldout_uses_groups_else_single_runs(dense, dense_fit):
 def test_compare_forms_prefers_n_avg_when_the_unified_law_holds():
     table = compare_forms(sparse_runs(), forms=("unified", "chinchilla"), grid="coarse")
     assert list(table.columns) == ["form", "n_params", "n_free", "objective", "rmse", "mae", "heldout_rmse",
-                                   "heldout_mae"]
+                                   "heldout_mae", "degenerate"]
     best = table.set_index("form")
     assert best.loc["unified", "heldout_rmse"] < best.loc["chinchilla", "heldout_rmse"]
     assert best.loc["unified", "objective"] < best.loc["chinchilla", "objective"]
@@ -253,8 +253,9 @@ def test_bad_held_parameters_are_refused(fixed, message):
 
 def test_compare_forms_on_the_seed_pairs_with_held_exponents():
     table = compare_forms(seed_pairs(), grid="coarse", exponents=(HELD["alpha"], HELD["beta"]))
-    assert table["form"].tolist() == ["unified", "chinchilla", "frantar"]
-    assert table["n_free"].tolist() == [3, 3, 5] and table["n_params"].tolist() == [5, 5, 7]
+    assert table["form"].tolist() == ["unified", "chinchilla", "frantar", "effective"]
+    assert table["n_free"].tolist() == [3, 3, 5, 7] and table["n_params"].tolist() == [5, 5, 7, 9]
+    assert table["degenerate"].str.contains("vanished").all()  # 8 runs cannot pin the data term (see below)
     assert np.isfinite(table[["rmse", "heldout_rmse", "heldout_mae"]].to_numpy()).all()
     assert (table["heldout_rmse"] >= table["rmse"]).all()
     frantar = LawFitter("frantar", grid="coarse", fixed={"d": HELD["alpha"], "f": HELD["beta"]}).fit(seed_pairs())
@@ -407,3 +408,25 @@ def test_cli_reports_the_interval_method(tmp_path, capsys):
     code, out = run_cli(["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--bootstrap", "10",
                          "--by-run"], capsys)
     assert code == 0 and "intervals: 95% percentile bootstrap, 10 refits resampling 48 single runs" in out
+
+
+def test_effective_parameter_form_recovers_known_multipliers():
+    """Frantar, Evci et al. 2025: L = A / (N eff(S))^alpha + B / D^beta + E, N counting every weight."""
+    from planner import effective
+    rng = np.random.default_rng(7)
+    n0, d, s = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 3e9, 5), np.geomspace(1e10, 2e11, 4),
+                                               [0.0, 0.5, 0.8], indexing="ij"))
+    eff = np.select([s == 0.5, s == 0.8], [0.8, 0.5], 1.0)
+    c = TRUTH.coefficients
+    loss = (c["E"] + c["A"] * (n0 * eff) ** -c["alpha"] + c["B"] * d ** -c["beta"]) * np.exp(
+        rng.normal(0, 0.002, n0.size))
+    runs = pd.DataFrame({"loss": loss, "tokens": d, "n_total": n0, "n_final": n0 * (1 - s), "n_avg": n0 * (1 - s / 2),
+                         "sparsity": s, "group": np.round(n0)})
+    fit = effective.fit(runs, grid="coarse")
+    assert fit.params["eff@0.5"] == pytest.approx(0.8, rel=0.03) and fit.params["eff@0.8"] == pytest.approx(0.5, rel=0.03)
+    assert fit.rmse < 0.01 and effective.degeneracies(runs, fit) == ()
+    np.testing.assert_allclose(fit.predict(load_runs(runs, "frantar")), loss, rtol=0.01)
+    table = compare_forms(runs, forms=("unified", "effective"), grid="coarse")
+    assert table.set_index("form").loc["effective", "n_params"] == 7
+    with pytest.raises(PlannerInputError, match="n_total"):
+        effective.fit(runs.drop(columns="n_total"), grid="coarse")
