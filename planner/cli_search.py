@@ -146,6 +146,10 @@ def run_plan(a) -> int:
               + (f", predicted loss {plan.prediction.loss:.4f}" if plan.prediction else ""))
     else:
         print(plan_to_yaml(plan), end="")
+    sched = plan.schedule
+    if sched.shape != "dense" and not a.preset:  # whole steps move a window: say where it landed
+        print(f"note: pruning window steps {sched.start_step}->{sched.end_step} of {plan.budget.steps}, "
+              f"{sched.compute_start:.2%}->{sched.compute_end:.2%} of training compute", file=sys.stderr)
     if plan.prediction:
         for warning in plan.prediction.warnings:
             print(f"warning: {warning}", file=sys.stderr)

@@ -210,3 +210,13 @@ def test_all_extrapolated_is_one_note_not_a_flag_on_every_row(capsys):
     code, stdout, _ = run(capsys, "frontier", "--target-loss", "2.3", "--json")
     data = json.loads(stdout)
     assert len(data["notes"]) == 1 and data["nearest_in_region"]["extrapolated"] is False
+
+
+def test_plan_reports_the_compute_window_it_achieved(capsys, tmp_path):
+    code, _, err = run(capsys, "plan", "--model", "llama2-1b", "--final-sparsity", "0.8", "--tokens", "2.1e11",
+                       "--batch-size", "4096", "--every-steps", "100", "--out", str(tmp_path / "p.yaml"))
+    plan = load_plan(tmp_path / "p.yaml")
+    s = plan.schedule
+    assert code == 0 and f"steps {s.start_step}->{s.end_step} of {plan.budget.steps}" in err
+    assert abs(s.compute_start - 0.25) < 0.005 and abs(s.compute_end - 0.75) < 0.005
+    assert f"{s.compute_start:.2%}->{s.compute_end:.2%}" in err
