@@ -123,7 +123,8 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
     `budget_ledger`), absolute `tokens`, or `tokens_per_param` x N_avg, in that order. `schedules` are names of
     SCHEDULE_OPTIONS or ScheduleOption tuples; sparsity 0 is one dense candidate per shape. Columns include
     loss, n_avg, n_final, tokens, every CostLedgers field, lifetime_flops (effective training + lifetime inference),
-    lifetime_usd, extrapolated (outside `validated_region(runs)`) and schedule_flag (SCHEDULE_*).
+    lifetime_usd, extrapolated (outside `validated_region(runs)`, N in the law's convention) and schedule_flag (the
+    `planner.regime` bits: 0 inside the validated schedule regime).
     """
     law = planning_law(law)
     hardware = hardware or hardware_profile("h100")
