@@ -267,3 +267,13 @@ def test_when_every_candidate_extrapolates_it_is_said_once_with_the_nearest_plan
     inside = inside[~inside["extrapolated"]]
     assert near["loss"] <= inside["loss"].min() + 1e-9
     assert lifetime_optimal(target_loss=2.6, lifetime_tokens=1e12).notes == ()  # some candidates are inside
+
+
+def test_a_budget_beyond_the_region_names_the_in_region_plan_that_spends_most_nearly_that():
+    comp = budget_optimal(budget_flops=1e24, lifetime_tokens=1e12, sparsities=(0.0, 0.5, 0.9))
+    near = comp.nearest_in_region
+    assert len(comp.notes) == 1 and not near["extrapolated"]
+    inside = candidates(tokens_per_param=np.geomspace(5, 1000, 48), d_models=range(512, 3585, 128),
+                        sparsities=(0.0, 0.5, 0.9), lifetime_tokens=1e12)
+    inside = inside[~inside["extrapolated"]]
+    assert near["train_flops_effective"] >= inside["train_flops_effective"].max() * (1 - 1e-9)  # closest to 1e24
