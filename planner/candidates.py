@@ -173,8 +173,9 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
         tok = np.asarray(tokens_per_param, float) * n_avg[..., None]
     T = tok.shape[-1]
     ledgers = ledger_arrays(tok, *(a[..., None] if isinstance(a, np.ndarray) else a for a in ledger_args))
-    lo, hi = validated_region(runs, law.n_convention).bounds(n_avg)
+    lo, hi = validated_region(runs, law.n_convention, N_COLUMN[law.form]).bounds(n_law)
     ratio = tok / n_avg[..., None]
+    inside = (tok / n_law[..., None] >= lo[..., None]) & (tok / n_law[..., None] <= hi[..., None])
 
     def flat(a):  # a per-(shape, variant) array, (S, 1) or (S, V), repeated over the tokens axis
         return np.repeat(np.broadcast_to(a, grid2).ravel(), T)
@@ -192,7 +193,7 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
             out[k] = flat(v[..., 0]) if v.strides[-1] == 0 else v.ravel()  # per-token inference: no tokens axis
     out["lifetime_flops"] = out["train_flops_effective"] + out["lifetime_inference_flops"]
     out["lifetime_usd"] = out["train_usd"] + out["inference_usd"]
-    out["extrapolated"] = ~((ratio >= lo[..., None]) & (ratio <= hi[..., None])).ravel()
+    out["extrapolated"] = ~inside.ravel()
     out["schedule_flag"] = flat(schedule_flag(c0, c1, s))
     df = pd.DataFrame(out, copy=False)
     return df[np.isfinite(df["tokens"].to_numpy())].reset_index(drop=True) if target_loss is not None else df

@@ -91,13 +91,14 @@ class ValidatedRegion:
         return (ratio >= lo) & (ratio <= hi)
 
 
-def validated_region(runs: pd.DataFrame | None = None, n_convention: str = "total") -> ValidatedRegion:
-    """The region of a runs table (n_avg, else n_final; tokens: counted as the table counts them), or the seed's
-    validated range in the law's N convention."""
+def validated_region(runs: pd.DataFrame | None = None, n_convention: str = "total",
+                     n_column: str = "n_avg") -> ValidatedRegion:
+    """The region of a runs table (its `n_column`, else the other count; tokens), or the seed's validated range with
+    N counted as the law counts it: `n_convention`, and `n_column` (n_avg for the unified law, n_final otherwise)."""
     if runs is not None:
-        n = runs["n_avg"] if "n_avg" in runs else runs["n_final"]
-        return ValidatedRegion(n.to_numpy(float), runs["tokens"].to_numpy(float), f"{len(runs)} fitted runs")
-    return _seed_region(n_convention)
+        col = n_column if n_column in runs else ("n_final" if n_column == "n_avg" else "n_avg")
+        return ValidatedRegion(runs[col].to_numpy(float), runs["tokens"].to_numpy(float), f"{len(runs)} fitted runs")
+    return _seed_region(n_convention, n_column)
 
 
 # The seed's validation range: llama2-70m (exact config) up to N_avg 468M, each at 1x-20x Chinchilla-optimal tokens
@@ -110,8 +111,9 @@ SEED_BATCH = 4096 * 2048  # the cards' "8M tokens" batch; the cards' token count
 _CARDS = Path(__file__).parent / "data" / "seed_1b_pairs.csv"
 
 
-def seed_points(n_convention: str = "total") -> tuple[np.ndarray, np.ndarray]:
-    """(N_avg, tokens) of the seed's validated runs in `n_convention`: exact counts where the config is released."""
+def seed_points(n_convention: str = "total", n_column: str = "n_avg") -> tuple[np.ndarray, np.ndarray]:
+    """(N, tokens) of the seed's validated runs, N their `n_column` (n_avg or n_final) in `n_convention`: exact
+    counts where the config is released."""
     small, big = PRESETS["llama2-70m"], PRESETS["llama2-1b"]
     small_n = sum(small.n_params(n_convention))
     # No released config for the largest: without embeddings it is counted less a 32000 x 1024 input embedding.
@@ -121,7 +123,8 @@ def seed_points(n_convention: str = "total") -> tuple[np.ndarray, np.ndarray]:
     fixed, prunable = big.n_params(n_convention)
     cards = pd.read_csv(_CARDS, comment="#")
     sparse, dense = cards[cards["final_sparsity"] > 0], cards[cards["final_sparsity"] == 0]
-    sparse_n = [Schedule.from_steps("geometric", s, *SEED_1B_RUNS[s]).n_avg(fixed, prunable)
+    count = Schedule.n_avg if n_column == "n_avg" else Schedule.n_final
+    sparse_n = [count(Schedule.from_steps("geometric", s, *SEED_1B_RUNS[s]), fixed, prunable)
                 for s in sparse["final_sparsity"]]
     # Dense partners: the cards' counts (2 significant figures); non-embedding = the linear weights (norms ~1e-4).
     dense_n = (dense["total_params"] if n_convention == "total" else dense["linear_params"]).to_numpy(float)
@@ -132,7 +135,8 @@ def seed_points(n_convention: str = "total") -> tuple[np.ndarray, np.ndarray]:
 
 
 @cache
-def _seed_region(n_convention: str) -> ValidatedRegion:
-    n, tokens = seed_points(n_convention)
+def _seed_region(n_convention: str, n_column: str) -> ValidatedRegion:
+    n, tokens = seed_points(n_convention, n_column)
     return ValidatedRegion(n, tokens, f"the seed's validated range (llama2-70m to N_avg 468M at 20-400 tokens per "
-                                      f"parameter, and its released ~1B runs; {n_convention} parameters)")
+                                      f"parameter, and its released ~1B runs; N = {n_column}, {n_convention} "
+                                      f"parameters)")

@@ -23,7 +23,7 @@ from planner.candidates import (ASPECT, DEFAULT_BATCH, DEFAULT_D_MODELS, DEFAULT
                                 schedule_warnings)
 from planner.costs import EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, cost_ledgers, hardware_profile
 from planner.errors import PlannerInputError
-from planner.laws import Law, default_law
+from planner.laws import N_COLUMN, Law, default_law
 from planner.pareto import pareto_front
 from planner.plan import Budget, Hardware, Prediction, TrainingPlan, make_plan, resolve_schedule
 from planner.regime import schedule_flag, schedule_warning, validated_region
@@ -92,11 +92,11 @@ def nearest_in_region(df, law: Law | None, gap, cost: str, **search) -> tuple[tu
     if df.empty or not df["extrapolated"].all():
         return (), None
     law = law or default_law()
-    region = validated_region(search.get("runs"), law.n_convention)
+    region = validated_region(search.get("runs"), law.n_convention, N_COLUMN[law.form])
     note = (f"every one of the {len(df):,} candidates lies outside {region.source}: all their predicted losses "
             f"extrapolate")
     n_lo, n_hi = np.exp(region.points[:, 0].min()), np.exp(region.points[:, 0].max())
-    widths = [d for d in FAMILY_D_MODELS if n_lo <= family_shape(d).total <= n_hi / 0.3]  # N_avg >= 0.3 N_total
+    widths = [d for d in FAMILY_D_MODELS if n_lo <= family_shape(d).total <= n_hi / 0.1]  # N >= 0.1 N_total
     inside = candidates(law, tokens_per_param=REGION_TOKENS_PER_PARAM, d_models=widths or FAMILY_D_MODELS, **search)
     inside = inside[~inside["extrapolated"].to_numpy()]
     if inside.empty:
@@ -221,10 +221,10 @@ def build_plan(model: ModelShape, final_sparsity: float = 0.0, shape: str = "geo
     draft = make_plan(model, schedule, budget, law.n_convention, name=name)
     d = draft.derived
     n, s = law_inputs(law, d.n_avg, d.n_final, schedule.final_sparsity)
-    region = validated_region(runs, law.n_convention)
-    extrapolated = not bool(region.contains(d.n_avg, budget.tokens))
-    warnings = [f"(N_avg {d.n_avg:.3g}, D/N_avg {budget.tokens / d.n_avg:.0f}) lies outside {region.source}: the "
-                f"predicted loss extrapolates"] if extrapolated else []
+    region = validated_region(runs, law.n_convention, N_COLUMN[law.form])
+    extrapolated = not bool(region.contains(n, budget.tokens))
+    warnings = [f"(N {n:.3g}, D/N {budget.tokens / n:.0f}) lies outside {region.source}: the predicted loss "
+                f"extrapolates"] if extrapolated else []
     flag = int(schedule_flag(schedule.compute_start, schedule.compute_end, schedule.final_sparsity))
     if flag:
         warnings.append(schedule_warning(schedule.compute_start, schedule.compute_end, flag))

@@ -249,6 +249,18 @@ def test_the_seeds_released_1b_runs_are_inside_the_validated_region(convention):
         assert plan.prediction.warnings == []  # 25% -> 75% of compute: inside the schedule regime too
 
 
+def test_a_law_on_n_final_is_judged_on_n_final():
+    """A Chinchilla law fed N_final: the seed's region in final counts holds the released runs' exact N_final."""
+    from planner.regime import SEED_1B_RUNS
+    law = get_law("epoch-replication")  # form chinchilla: N = N_final
+    for s_f, (start, end, steps, every) in SEED_1B_RUNS.items():
+        plan = build_plan(PRESETS["llama2-1b"], s_f, window_basis="steps", start=start, end=end, every_steps=every,
+                          tokens=steps * 4096 * 2048, batch_size=4096, seq_len=2048, law=law)
+        assert not plan.prediction.extrapolated
+        assert validated_region(n_column="n_final").contains(plan.derived.n_final, plan.budget.tokens)
+    assert not validated_region(n_column="n_avg").contains(plan.derived.n_final, plan.budget.tokens)
+
+
 def test_the_region_counts_n_in_the_laws_convention():
     small = PRESETS["llama2-70m"]
     n_non_embedding = small.total - small.embedding
