@@ -26,7 +26,7 @@ from bench.results import cpu_model, write_section  # noqa: E402
 from planner.pareto import pareto_mask  # noqa: E402
 from planner.laws import default_law  # noqa: E402
 from planner.search import (DEFAULT_D_MODELS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, FAMILY_D_MODELS,  # noqa: E402
-                            budget_optimal, candidates, lifetime_optimal)
+                            budget_optimal, candidates, family_shape, lifetime_optimal)
 
 REPEATS = 5
 HEADING = "## Frontier (planner)"
@@ -119,7 +119,6 @@ def sardana_ratios():
 def optimality_section() -> str:
     df, sar = optimality(), sardana_ratios()
     worst_old = df.loc[df["ratio_old_grid"].idxmax()]
-    from planner.search import family_shape
     span = (family_shape(OLD_GRID[0]).total, family_shape(OLD_GRID[-1]).total)
     within = df[df["n_total"].between(*span)]  # optimum inside the old grid's own range
     worst_within = within.loc[within["ratio_old_grid"].idxmax()]
