@@ -2,10 +2,11 @@
 attention FLOPs off they sit at Sardana et al.'s first-order condition, up to the family's own spacing."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from scipy.optimize import brentq
 
 from planner.laws import default_law
-from planner.search import (DENSE_CHINCHILLA, DENSE_INFERENCE_AWARE, FAMILY_D_MODELS, LIFETIME_OPTIMAL,
+from planner.search import (COST_COLUMNS, DENSE_CHINCHILLA, DENSE_INFERENCE_AWARE, FAMILY_D_MODELS, LIFETIME_OPTIMAL,
                             budget_optimal, family_shape, lifetime_optimal)
 
 FEW = dict(sparsities=(0.0, 0.5, 0.8), schedules=("geometric 25-75", "cubic 25-75"))
@@ -73,3 +74,17 @@ def test_dense_optimum_meets_sardanas_first_order_condition(target, lifetime):
     assert best["lifetime_flops"] >= cost_star * (1 - 1e-3)  # a continuous optimum bounds the family from below
     if n_star > 2e9:  # where consecutive widths differ by under ~10% in N, the family is within 0.5% of it
         assert best["lifetime_flops"] <= cost_star * 1.005
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.floats(2.1, 3.4), st.sampled_from([0.0, 1e11, 1e12, 1e13]), st.sampled_from(["flops", "usd"]),
+       st.lists(st.sampled_from([0.3, 0.5, 0.7, 0.9]), min_size=1, max_size=2, unique=True))
+def test_refined_answer_equals_brute_force_for_any_request(target, lifetime, objective, sparse):
+    kw = dict(target_loss=target, lifetime_tokens=lifetime, objective=objective, sparsities=(0.0, *sparse),
+              schedules=("geometric 25-75",))
+    refined = lifetime_optimal(**kw)
+    brute = lifetime_optimal(d_models=FAMILY_D_MODELS, refine=False, **kw)
+    cost = COST_COLUMNS[objective][2]
+    assert refined.best[cost] == pytest.approx(brute.best[cost], rel=1e-12)
+    assert refined.table.loc[DENSE_CHINCHILLA, "train_flops_effective"] == pytest.approx(
+        brute.table.loc[DENSE_CHINCHILLA, "train_flops_effective"], rel=1e-12)
