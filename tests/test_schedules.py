@@ -187,3 +187,18 @@ def test_zero_width_compute_window_is_one_pruning_event(shape, capsys):
     assert code == 0 and out["start_frac"] == out["end_frac"]
     assert out["compute_start"] == pytest.approx(0.5, abs=1e-9) and out["compute_end"] == pytest.approx(0.5, abs=1e-9)
     assert out["mean_density"] == pytest.approx(out["start_frac"] + 0.4 * (1 - out["start_frac"]))
+
+
+@pytest.mark.parametrize("steps, s_f", [(15000, 0.9), (12000, 0.6), (25050, 0.7)])
+def test_resolved_window_does_not_depend_on_the_iteration_cap(monkeypatch, steps, s_f):
+    """d_model 2048 of the search family: before, the end step moved with the cap (5724, 5727 or 5728 at 15000)."""
+    import functools
+
+    import planner.schedules as schedules
+    from planner.search import family_shape
+    solve, windows = schedules.window_from_compute, set()
+    for cap in (30, 59, 60, 61, 100):
+        monkeypatch.setattr(schedules, "window_from_compute", functools.partial(solve, iters=cap))
+        r = resolve_schedule(family_shape(2048), steps, "geometric", s_f, "compute", 0.25, 0.75)
+        windows.add((r.start_step, r.end_step))
+    assert len(windows) == 1
