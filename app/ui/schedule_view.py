@@ -12,6 +12,7 @@ from app.ui.pareto_view import sci
 from app.ui.working_law import DEFAULT, WorkingLaw, loss_interval
 from planner.costs import LEDGER_COLUMNS, cost_ledgers, final_model_memory, hardware_profile
 from planner.errors import PlannerInputError
+from planner.laws import N_COLUMN
 from planner.plan import Budget, PlanSchedule, Prediction, TrainingPlan, make_plan, resolve_schedule
 from planner.schedules import Schedule, n_of_t
 from planner.search import law_inputs, validated_region
@@ -87,8 +88,8 @@ def predict(plan: TrainingPlan, working: WorkingLaw) -> Prediction:
     d, tokens, sparsity = plan.derived, plan.budget.tokens, plan.schedule.final_sparsity
     n, s = law_inputs(working.law, d.n_avg, d.n_final, sparsity)
     low, high = loss_interval(working, d.n_avg, d.n_final, sparsity, tokens)
-    region = validated_region(working.runs)
-    extrapolated = not bool(region.contains(d.n_avg, tokens))
+    region = validated_region(working.runs, working.law.n_convention, N_COLUMN[working.law.form])
+    extrapolated = not bool(region.contains(n, tokens))
     return Prediction(loss=float(working.law.predict(n, tokens, s)), ci_low=low, ci_high=high,
                       extrapolated=extrapolated,
                       warnings=[f"outside {region.source}: the prediction extrapolates"] if extrapolated else [])

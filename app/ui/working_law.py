@@ -52,5 +52,7 @@ def fitted_law(fit: FitResult, boot: BootstrapResult, runs: pd.DataFrame, source
     return WorkingLaw(what, law, boot, runs)
 
 
-def preset_names() -> list[str]:
-    return list(PRESETS)
+def planning_presets() -> list[str]:
+    """Presets a plan can use: laws whose D counts tokens (a law fitted in training steps of its own setup cannot
+    budget tokens)."""
+    return [name for name, law in PRESETS.items() if law.d_counts == "tokens"]

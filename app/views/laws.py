@@ -7,7 +7,7 @@ import streamlit as st
 from app.ui import charts, downloads, laws_view as lv, state
 from app.ui.common import user_errors
 from app.ui.runs_view import fit_table, runs_dir
-from app.ui.working_law import fitted_law, preset_law
+from app.ui.working_law import fitted_law, planning_presets, preset_law
 from planner.laws import PRESETS
 from planner.runs import seed_pairs
 
@@ -24,8 +24,10 @@ st.title("Scaling laws")
 with st.container(border=True):
     st.markdown(f"**Working law** (every page plans with it): {state.working_law().label}")
     p1, p2 = st.columns([3, 1], vertical_alignment="bottom")
-    preset_name = p1.selectbox("Plan with a published preset instead", list(PRESETS), key="laws_use_preset_name",
-                               index=list(PRESETS).index(lv.DEFAULT_EXPONENT_PRESET))
+    presets = planning_presets()
+    preset_name = p1.selectbox("Plan with a published preset instead", presets, key="laws_use_preset_name",
+                               index=presets.index(lv.DEFAULT_EXPONENT_PRESET),
+                               help="presets whose D counts tokens (the Frantar T5 law counts training steps)")
     p2.button("Use preset", key="laws_use_preset", on_click=lambda: state.set_working_law(preset_law(preset_name)),
               width="stretch")
     st.caption("Or fit a form below and make it the working law: its bootstrap then puts an interval on every "

@@ -61,9 +61,9 @@ cols[0].caption("no interval (preset law)" if low is None else f"95% CI [{low:.3
 for col, (name, pct) in zip(cols[1:], savings[headline].items()):
     col.metric(f"vs {name.removeprefix('dense ')}", f"{pct:+.1f}%",
                help=f"{headline} against the {name} plan: positive means the selected plan is cheaper (or better)")
-note = pv.baseline_note(comp, selected)
-if note:
-    st.info(note)
+for note in (*comp.notes, pv.baseline_note(comp, selected)):  # said once about the whole search, then the pick
+    if note:
+        st.info(note)
 
 spec = charts.pareto_spec(df, front, ax, pv.view_domain(front, ax), selected)
 st.vega_lite_chart(spec, on_select="rerun", selection_mode=charts.SELECTION, key="pareto_chart", width="stretch")
