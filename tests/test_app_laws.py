@@ -211,3 +211,12 @@ def test_a_degenerate_coefficient_is_flagged():
     assert "B = " in degenerate_warning(r.fit)
     good = fit_form(pd.read_csv(io.StringIO(synthetic_csv())), "unified", "coarse", 50)
     assert degenerate_warning(good.fit) is None
+
+
+def test_the_export_page_carries_the_working_law():
+    at = laws_page()
+    at.button(key="laws_use_unified").click().run()
+    at.switch_page("views/export.py").run()
+    assert_clean(at)
+    caption = next(c.value for c in at.caption if c.value.startswith("Law: "))
+    assert "fitted on the seed's ~1B pairs" in caption and "95% CI [" in caption
