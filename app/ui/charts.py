@@ -33,9 +33,9 @@ def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.Lay
         y=alt.Y("params:Q", title="Parameters N(t) (count)", axis=COUNT_AXIS, scale=alt.Scale(zero=False)),
         color=alt.Color("design:N", title="Design", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT,
                                                                       columns=1)),
-        strokeDash=alt.StrokeDash("line:N", title=None, legend=alt.Legend(orient="bottom",
-                                                                          labelLimit=WIDTH_LABEL_LIMIT), scale=alt.Scale(
-            domain=["N(t)", "N_avg (dense model at the same average)"], range=[[1, 0], [6, 4]])),
+        strokeDash=alt.StrokeDash(
+            "line:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT),
+            scale=alt.Scale(domain=["N(t)", "N_avg (dense model at the same average)"], range=[[1, 0], [6, 4]])),
         detail="design:N",
         tooltip=[alt.Tooltip("design:N"), alt.Tooltip("line:N"), alt.Tooltip("tokens:Q", format=".3s", title="tokens"),
                  alt.Tooltip("params:Q", format=".4s", title="parameters")],

@@ -153,7 +153,8 @@ def comparison(plans: dict[str, TrainingPlan]) -> pd.DataFrame:
     for label, plan in plans.items():
         d = plan.derived
         col = {"schedule": describe(plan), "N_avg (parameters)": human(d.n_avg, 4),
-               "N_final (parameters)": human(d.n_final, 4), "compression N_avg / N_final": f"{d.n_avg / d.n_final:.3f}×",
+               "N_final (parameters)": human(d.n_final, 4),
+               "compression N_avg / N_final": f"{d.n_avg / d.n_final:.3f}×",
                "training tokens": human(plan.budget.tokens, 4),
                "predicted loss [95% CI] (nats/token)": loss_text(plan.prediction)}
         col |= {f"training FLOP, {k}": sci(v) for k, v in training_ledgers(plan).items()}
