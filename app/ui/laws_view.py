@@ -156,14 +156,17 @@ def support_warning(fit: FitResult) -> str | None:
 
 
 def degenerate_warning(fit: FitResult) -> str | None:
-    """A coefficient driven to ~0 means the runs do not identify that term (e.g. runs on one compute budget leave
-    the data term B free): a law planned with then picks sizes or token counts the runs never tested."""
-    _, A, B, _, _ = chinchilla_terms(fit.form, fit.params)
-    names = {"A": "a, c" if fit.form == "frantar" else "A", "B": "e" if fit.form == "frantar" else "B"}
-    tiny = [f"{names[k]} = {v:.2g}" for k, v in (("A", A), ("B", B)) if float(v) < 1e-6]
-    if not tiny:
+    """Why a fit cannot plan, if it cannot: a coefficient driven to ~0 (the runs do not identify that term, e.g. runs
+    on one compute budget leave the data term B free) or an exponent at or below 0 (loss that does not fall with
+    more parameters or data). Planning with such a law picks sizes or token counts the runs never tested."""
+    _, A, B, alpha, beta = (float(x) for x in chinchilla_terms(fit.form, fit.params))
+    frantar = fit.form == "frantar"
+    problems = [f"{name} = {v:.2g}" for name, v in ((("a, c" if frantar else "A"), A), ("e" if frantar else "B", B))
+                if v < 1e-6]
+    problems += [f"{name} = {v:.2g} ≤ 0" for name, v in ((("d" if frantar else "α"), alpha),
+                                                          ("f" if frantar else "β", beta)) if v <= 0]
+    if not problems:
         return None
-    term = "parameter" if "A" in tiny[0] or "a, c" in tiny[0] else "data"
-    return (f"{'; '.join(tiny)}: these runs do not identify the {term} term (it fitted to about zero), so as a "
-            f"working law this fit would plan {'model sizes' if term == 'parameter' else 'token counts'} the runs "
-            f"never tested. Add runs that vary it.")
+    return (f"{'; '.join(problems)}: these runs do not pin down how loss falls with parameters and data (they vary "
+            f"too little), so this fit cannot plan: it would pick sizes or token counts the runs never tested. Hold "
+            f"the exponents, or add runs that vary model size and tokens independently.")

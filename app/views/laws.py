@@ -131,11 +131,13 @@ for form, r in fits.items():
     m4.metric("Starts at the best objective", f"{r.fit.n_starts_at_best} / {r.fit.n_starts}")
     working = fitted_law(r.fit, r.boot, r.table, described)
     in_force = state.working_law().key == working.key
+    cannot = lv.degenerate_warning(r.fit)
     st.button("Working law ✓" if in_force else "Use as the working law", key=f"laws_use_{form}",
-              type="secondary" if in_force else "primary", disabled=in_force,
+              type="secondary" if in_force else "primary", disabled=in_force or cannot is not None,
               on_click=state.set_working_law, args=(working,),
-              help="Every page (Pareto, Schedule designer, Export, Runs) then plans with this fit and shows its "
-                   "bootstrap interval")
+              help="this fit cannot plan (see the warning above)" if cannot else
+              "Every page (Pareto, Schedule designer, Export, Runs) then plans with this fit and shows its bootstrap "
+              "interval")
     with st.expander("Raw parameters with bootstrap intervals (A trades off against α, B against β)"):
         st.dataframe(lv.params_table(r), hide_index=True)
 
