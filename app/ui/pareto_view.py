@@ -156,11 +156,13 @@ def versus_baselines(comp: Comparison, plan_id: str, units: str) -> tuple[pd.Dat
     """(plans, savings): the selected plan beside the search's dense baselines at the same loss (or budget), and
     what it saves against each, absolute and as a share of the baseline (negative: it costs more)."""
     baselines = comp.table.iloc[1:]
-    plans = pd.concat([row(comp, plan_id).to_frame("selected").T, baselines])
     train, infer, total = COST_COLUMNS[units]
     cols = (total, train, infer) if comp.objectives[0] != "loss" else ("loss", infer)  # headline first
-    chosen = plans.iloc[0]
-    saved = savings(chosen, baselines, cols)
+    if plan_id == comp.best["plan_id"]:  # the search's own pick (after every input change): its table and savings
+        plans, saved = comp.table.rename(index={comp.table.index[0]: "selected"}), comp.savings
+    else:
+        plans = pd.concat([row(comp, plan_id).to_frame("selected").T, baselines])
+        saved = savings(plans.iloc[0], baselines, cols)
     label = {c: SUMMARY_FIELDS[c][0] for c in cols}
     shown = {f"{label[c]} reduction": saved[f"saved_{c}"] for c in cols} | \
         {f"{label[c]} reduction (%)": saved[f"saved_{c}_pct"] for c in cols}
