@@ -45,6 +45,9 @@ ARM_JS = """() => {
 }"""
 
 
+IDLE_JS = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"  # no script running
+
+
 def keypress_times(page) -> tuple[list[float], list[float]]:
     """(to headline, to rerun finished) in seconds, one per target."""
     target = page.get_by_role("spinbutton", name="Target loss (nats/token)")
@@ -54,10 +57,11 @@ def keypress_times(page) -> tuple[list[float], list[float]]:
         page.evaluate(ARM_JS)
         target.press("Enter")
         page.wait_for_function("window.__t1 !== null", timeout=60_000)
-        settle(page)
-        t0, t1 = page.evaluate("[window.__t0, window.__t1]")
+        page.wait_for_function(IDLE_JS, timeout=60_000)  # polled every animation frame (~16 ms)
+        t0, t1, t2 = page.evaluate("[window.__t0, window.__t1, performance.now()]")
         headline.append((t1 - t0) / 1000)
-        finished.append(page.evaluate("performance.now()") / 1000 - t0 / 1000 - 0.3)  # settle's fixed 0.3 s wait
+        finished.append((t2 - t0) / 1000)
+        settle(page)
     return headline, finished
 
 

@@ -70,10 +70,16 @@ def browser(profile: Path, width: int = 1440, height: int = 900):
             ctx.close()
 
 
-def settle(page, timeout=120_000):
-    """Wait until the app has finished its rerun (the status widget shows while a script runs)."""
+def settle(page, timeout=120_000, quiet_ms=600):
+    """Wait until the app has finished its rerun: the status widget (shown while a script runs, after a short
+    delay) stays absent for `quiet_ms`."""
+    idle = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
     page.wait_for_timeout(300)
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    while True:
+        page.wait_for_function(idle, timeout=timeout)
+        page.wait_for_timeout(quiet_ms)
+        if page.evaluate(idle):
+            return
 
 
 def open_app(page, url: str, timeout=120_000):
