@@ -6,6 +6,7 @@ import time
 import pytest
 
 from app.ui import runs_view as rv
+from app.ui.common import human
 from planner.ladder import scale_down, tiny_plan
 from planner.plan import Prediction
 from test_app_common import assert_clean, chart_specs, encodings, metrics, open_page
@@ -118,11 +119,11 @@ def test_pairs_compare_by_the_plan_field_not_the_name(runs_dir):
     fake_run(runs_dir, "t", tiny_plan(), val_loss=2.0, metrics=False)  # no pair: not in the comparison
     pairs = rv.pair_table(runs_dir)
     assert pairs["pair"].tolist() == [sparse.pair.id]
-    assert pairs["sparse − dense at N_avg (nats)"].iloc[0] == pytest.approx(0.03)
+    assert pairs[rv.GAP].iloc[0] == pytest.approx(0.03)
     at = open_page(PAGE)
     shown = at.dataframe[1].value
-    assert shown["sparse: loss"].tolist() == ["2.6100"] and shown["dense at N_avg: loss"].tolist() == ["2.5800"]
-    assert shown["sparse − dense at N_avg (nats)"].tolist() == ["+0.0300"]
+    assert shown["sparse loss"].tolist() == ["2.6100"] and shown["dense at N_avg loss"].tolist() == ["2.5800"]
+    assert shown[rv.GAP].tolist() == ["+0.0300"] and shown["N_avg"].tolist() == [human(sparse.derived.n_avg, 4)]
 
 
 def test_table_formats_and_never_shows_none(runs_dir):

@@ -152,8 +152,8 @@ ROLE_LABELS = {"sparse": "sparse", "dense_n_avg": "dense at N_avg", "dense_n_fin
 
 
 def pair_table(folder: Path) -> pd.DataFrame:
-    """Ladder rungs side by side, linked by the plans' `pair` field: each role's measured validation loss (and
-    N_avg), and the sparse run's gap to its dense partner at the same N_avg: near zero if N_avg is the right
+    """Ladder rungs side by side, linked by the plans' `pair` field (not their names): each role's measured
+    validation loss, and the sparse run's gap to its dense partner at the same N_avg: near zero if N_avg is the right
     quantity. Empty when no run belongs to a pair."""
     rows: dict[str, dict] = {}
     for r in registry.list_runs(folder)[::-1]:  # oldest first: the latest run of a role wins
@@ -161,25 +161,27 @@ def pair_table(folder: Path) -> pd.DataFrame:
         if plan.pair is None:
             continue
         row = rows.setdefault(plan.pair.id, {"pair": plan.pair.id})
-        role = ROLE_LABELS[plan.pair.role]
-        row[f"{role}: loss"] = r["final_val_loss"]
-        row[f"{role}: N_avg"] = plan.derived.n_avg
-        row[f"{role}: status"] = status(r)
+        if plan.pair.role == "sparse":
+            row["N_avg"] = plan.derived.n_avg
+        row[f"{ROLE_LABELS[plan.pair.role]} loss"] = r["final_val_loss"]
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(list(rows.values()))
-    if {"sparse: loss", "dense at N_avg: loss"} <= set(df.columns):
-        df["sparse − dense at N_avg (nats)"] = df["sparse: loss"] - df["dense at N_avg: loss"]
+    if {"sparse loss", "dense at N_avg loss"} <= set(df.columns):
+        df[GAP] = df["sparse loss"] - df["dense at N_avg loss"]
     return df
+
+
+GAP = "sparse − dense at N_avg (nats)"
 
 
 def pair_display(df: pd.DataFrame) -> pd.DataFrame:
     """pair_table with numbers formatted (losses to 4 decimals, counts as 1.2M) and dashes for runs not done."""
     out = df.copy()
     for col in out.columns:
-        if col.endswith(": loss") or col.endswith("(nats)"):
-            out[col] = [_num(v, "{:+.4f}" if col.endswith("(nats)") else "{:.4f}") for v in out[col]]
-        elif col.endswith(": N_avg"):
+        if col.endswith(" loss") or col == GAP:
+            out[col] = [_num(v, "{:+.4f}" if col == GAP else "{:.4f}") for v in out[col]]
+        elif col == "N_avg":
             out[col] = ["—" if pd.isna(v) else human(v, 4) for v in out[col]]
     return out.fillna("—")
 
