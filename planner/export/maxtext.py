@@ -69,14 +69,13 @@ def _window(plan: TrainingPlan) -> tuple[int, int, int, list[str]]:
 
 
 def _batch(plan: TrainingPlan, devices: int) -> float:
-    """per_device_batch_size such that MaxText's int(per_device * devices) * accumulation is the plan's batch."""
+    """per_device_batch_size: MaxText's global batch is int(per_device x devices) x gradient_accumulation_steps."""
     b = plan.budget
     micro = b.batch_size // b.grad_accum
-    per_device = micro / devices
-    if int(per_device * devices) != micro:
-        raise PlannerInputError(f"maxtext --devices {devices}: {micro} sequences per micro-batch do not split into "
-                                f"equal per-device batches")
-    return per_device
+    if micro % devices:
+        raise PlannerInputError(f"maxtext --devices {devices}: a micro-batch of {micro} sequences does not split "
+                                f"evenly over {devices} devices")
+    return float(micro // devices)
 
 
 def overrides(plan: TrainingPlan, devices: int = 1) -> tuple[dict, list[str]]:

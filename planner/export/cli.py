@@ -1,0 +1,33 @@
+"""`python -m planner export PLAN --to TARGET [--out DIR] [--devices N]`: a plan as the target stack's own files."""
+from __future__ import annotations
+
+import json
+
+from planner.export import TARGETS, export_plan
+from planner.plan import load_plan
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="write a plan as another stack's files (MaxText fork, torch.ao, "
+                                      "llm-compressor, litgpt), with a README saying what differs")
+    p.add_argument("plan", help="plan file (YAML or JSON)")
+    p.add_argument("--to", required=True, choices=TARGETS, help="target stack")
+    p.add_argument("--out", help="output folder (default: <plan name>-<target>)")
+    p.add_argument("--devices", type=int, default=1, help="accelerators the batch is split over (per-device batch)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
+    p.set_defaults(func=run)
+
+
+def run(a) -> int:
+    plan = load_plan(a.plan)
+    out = a.out or f"{plan.name}-{a.to}"
+    ex = export_plan(plan, a.to, out, a.devices)
+    if a.json:
+        print(json.dumps({"target": ex.target, "out": out, "files": sorted(ex.files), "n_avg": ex.n_avg,
+                          "plan_n_avg": plan.derived.n_avg, "exact": ex.exact, "approx": ex.approx,
+                          "launch": ex.launch}))
+        return 0
+    print(f"{out}: {', '.join(sorted(ex.files))}")
+    for note in ex.approx:
+        print(f"differs: {note}")
+    return 0
