@@ -2,10 +2,11 @@
 
 The file carries the plan's density at every optimizer step as a table of change points computed here by the
 planner's schedule (the one definition; the file has no second copy of a formula) and drives torch.ao's masks from it
-through a LambdaSL scheduler. Global granularity uses a BaseSparsifier subclass with one magnitude threshold over all
-pruned weights (the seed's rule, as this repository's trainer: exact keep count, pruned weights never regrow, 2:4
-candidates are the two smallest of each four inputs); per-layer granularity uses torch.ao's own
-WeightNormSparsifier per tensor. `read_schedule` reads the table back (the round trip the tests check).
+through a LambdaSL scheduler. Global granularity (and any 2:4 plan) uses a BaseSparsifier subclass with one magnitude
+threshold over all pruned weights, or one per tensor (this repository's trainer's rules: exact keep count, pruned
+weights never regrow, 2:4 candidates are the two smallest of each four inputs; torch.ao's WeightNormSparsifier picks
+2:4 groups by norm and can bring pruned weights back); per-layer unstructured uses torch.ao's own
+WeightNormSparsifier. `read_schedule` reads the table back (the round trip the tests check).
 """
 from __future__ import annotations
 
@@ -74,14 +75,16 @@ def prunable(model):
             if isinstance(m, nn.Linear) and id(m.weight) not in embedded]
 
 
-class GlobalMagnitudeSparsifier(BaseSparsifier):
-    """One magnitude threshold over every configured weight, keeping exactly round(density x N) of them."""
+class MagnitudeSparsifier(BaseSparsifier):
+    """Magnitude pruning to round(density x N) weights: one threshold over every configured weight (global) or one
+    per tensor; pruned weights score -inf, so they never come back."""
 
-    def __init__(self):
+    def __init__(self, per_tensor=False):
         super().__init__(defaults={"sparsity_level": 1.0})
+        self.per_tensor = per_tensor
 
     def update_mask(self, module, tensor_name, **kwargs):
-        raise NotImplementedError("a global threshold sets every mask at once in step()")
+        raise NotImplementedError("step() sets every mask at once")
 
     @torch.no_grad()
     def step(self):
@@ -97,25 +100,27 @@ class GlobalMagnitudeSparsifier(BaseSparsifier):
                 low.scatter_(1, groups.argsort(dim=1, stable=True)[:, :2], True)
                 s = groups.masked_fill(~low, float("inf"))
             scores.append(s.flatten())
-        flat = torch.cat(scores)
-        keep = round((1.0 - self.groups[0]["sparsity_level"]) * flat.numel())
-        kept = torch.zeros_like(flat, dtype=torch.bool)
-        kept[torch.topk(flat, keep, sorted=False).indices] = True
-        for mask, k in zip(masks, kept.split([s.numel() for s in scores])):
+        density = 1.0 - self.groups[0]["sparsity_level"]
+        kept = [_top(s, density) for s in scores] if self.per_tensor else \
+            _top(torch.cat(scores), density).split([s.numel() for s in scores])
+        for mask, k in zip(masks, kept):
             mask.copy_(k.view(mask.shape) & (mask != 0))  # never regrow
+
+
+def _top(scores, density):
+    kept = torch.zeros_like(scores, dtype=torch.bool)
+    kept[torch.topk(scores, round(density * scores.numel()), sorted=False).indices] = True
+    return kept
 
 
 def sparsify(model):
     """Attach torch.ao masks to the prunable weights; returns (sparsifier, scheduler) for the loop above."""
-    if GRANULARITY == "global":
-        sparsifier = GlobalMagnitudeSparsifier()
-    elif PATTERN == "2:4":  # whole groups of four picked by norm, then their two smallest zeroed
-        sparsifier = WeightNormSparsifier(sparsity_level=1.0, sparse_block_shape=(1, 4), zeros_per_block=2)
-    else:
+    if (GRANULARITY, PATTERN) == ("per_layer", "unstructured"):  # torch.ao's own per-tensor magnitude pruning
         sparsifier = WeightNormSparsifier(sparsity_level=1.0, sparse_block_shape=(1, 1), zeros_per_block=1)
+    else:
+        sparsifier = MagnitudeSparsifier(per_tensor=GRANULARITY == "per_layer")
     sparsifier.prepare(model, [{"tensor_fqn": fqn} for fqn in prunable(model)])
-    per_group = 2.0 if (GRANULARITY, PATTERN) == ("per_layer", "2:4") else 1.0  # a picked group loses 2 of 4
-    scheduler = LambdaSL(sparsifier, lambda step: per_group * (1.0 - density_at(step)))
+    scheduler = LambdaSL(sparsifier, lambda step: 1.0 - density_at(step))
     return sparsifier, scheduler
 
 
@@ -147,7 +152,7 @@ def _check(steps=TOTAL_STEPS):
 
 if __name__ == "__main__":
     gap = _check()
-    tolerance = 1 if GRANULARITY == "global" else 4  # per tensor, each of the two rounds on its own
+    tolerance = (0.5 if GRANULARITY == "global" else 1.0) + 1e-6  # per layer, each of two tensors rounds alone
     print(f"{TOTAL_STEPS} steps: measured density within {gap:.1f} weights of the plan's at every step")
     sys.exit(0 if gap <= tolerance else 1)
 ''')
@@ -196,18 +201,18 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
              "pruned weights get zero gradient (torch.ao's mask parametrization) and never regrow"]
     if s.granularity == "global":
         exact.append("one global magnitude threshold keeping exactly round(d x N) weights (a torch.ao BaseSparsifier "
-                     "subclass in the file; torch.ao's own sparsifiers are per tensor)")
+                     "subclass in the file: torch.ao's own sparsifiers are per tensor)")
+    if s.pattern == "2:4":
+        exact.append("2:4: the two smallest of each four consecutive inputs are the candidates, as in this "
+                     "repository's trainer")
     approx = []
     if abs(n_avg - plan.derived.n_avg) > 1e-9 * plan.derived.n_avg:
         approx.append(f"the plan's {s.shape} density is continuous in tokens; a step-based loop holds it constant "
                       f"over each step: {n_avg_note(plan, n_avg)}")
     if s.granularity == "per_layer":
-        approx.append("per tensor, WeightNormSparsifier keeps n - round(s x n) of each tensor; this repository's "
-                      "trainer splits round(d x N) by largest remainder: at most one weight per tensor apart")
-        if s.pattern == "2:4":
-            approx.append("WeightNormSparsifier picks whole groups of four by their L2 norm and zeros the two "
-                          "smallest of each picked group; this repository's trainer ranks each group's two "
-                          "candidates by magnitude")
+        approx.append("per tensor, round(d x n) weights are kept (torch.ao's WeightNormSparsifier for unstructured: "
+                      "n - round(s x n)); this repository's trainer splits round(d x N) by largest remainder: at most "
+                      "one weight per tensor apart")
     approx.append("AdamW moments of newly pruned weights are not zeroed (the masked weights stay zero either way)")
     launch = f"python {module}.py  # checks the masks on a toy model; then use sparsify() in your training loop"
     return Export("torchao", {f"{module}.py": text}, launch, n_avg, exact, approx)
