@@ -101,8 +101,10 @@ class MagnitudeSparsifier(BaseSparsifier):
                 s = groups.masked_fill(~low, float("inf"))
             scores.append(s.flatten())
         density = 1.0 - self.groups[0]["sparsity_level"]
-        kept = [_top(s, density) for s in scores] if self.per_tensor else \
-            _top(torch.cat(scores), density).split([s.numel() for s in scores])
+        if self.per_tensor:
+            kept = [_top(s, density) for s in scores]
+        else:
+            kept = _top(torch.cat(scores), density).split([s.numel() for s in scores])
         for mask, k in zip(masks, kept):
             mask.copy_(k.view(mask.shape) & (mask != 0))  # never regrow
 
