@@ -142,7 +142,7 @@ def test_the_cli_writes_the_config_and_a_readme_with_the_launch_command(tmp_path
     path = dump_plan(tiny_plan(), tmp_path / "tiny.yaml")
     assert main(["export", str(path), "--to", "maxtext", "--out", str(tmp_path / "mt")]) == 0
     readme = (tmp_path / "mt" / "README.md").read_text()
-    assert "python3 MaxText/train.py MaxText/configs/tiny.yml" in readme
+    assert "python3 MaxText/train.py tiny.yml run_name=tiny" in readme
     # tiny's window starts at step 35, off its 4-step grid: the README says where it moved and the N_avg it gives
     assert "window moved from steps 35->131 to 36->132" in readme
     model, schedule, _ = maxtext.read_schedule((tmp_path / "mt" / "tiny.yml").read_text())

@@ -108,3 +108,15 @@ def test_bad_flags_are_one_line_and_exit_2(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing.yaml"), "--to", "litgpt"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 3 and "--to" in lines[0] and "--devices 0" in lines[1] and "missing.yaml" in lines[2]
+
+
+def test_the_exporters_stay_pure_and_odd_plan_names_make_safe_file_names(tmp_path):
+    import subprocess
+    import sys
+    code = "import sys, planner.cli, planner.export.torchao; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    plan = tiny_plan().model_copy(update={"name": "my plan/v2"})
+    for target in TARGETS:
+        ex = export_plan(plan, target, tmp_path / target)
+        assert all("/" not in n and " " not in n for n in ex.files)
+        assert sorted(p.name for p in (tmp_path / target).iterdir()) == sorted(ex.files)

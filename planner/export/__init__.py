@@ -10,6 +10,7 @@ when the user runs it.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,11 @@ class Export:
 def exported_n_avg(plan: TrainingPlan, schedule: Schedule) -> float:
     """N_avg of `schedule` on the plan's model, under the plan's counting convention (planner.plan.derive)."""
     return derive(plan.model, schedule, plan.derived.n_convention).n_avg
+
+
+def stem(plan: TrainingPlan) -> str:
+    """The plan's name as a file-name stem (anything but letters, digits, '.', '-' and '_' becomes '_')."""
+    return re.sub(r"[^\w.-]+", "_", plan.name)
 
 
 def plan_window(plan: TrainingPlan) -> tuple[int, int, int | None]:

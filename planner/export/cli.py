@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from planner.export import TARGETS, export_plan
+from planner.export import TARGETS, export_plan, stem
 from planner.plan import load_plan
 
 
@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 def run(a) -> int:
     plan = load_plan(a.plan)
-    out = a.out or f"{plan.name}-{a.to}"
+    out = a.out or f"{stem(plan)}-{a.to}"
     ex = export_plan(plan, a.to, out, a.devices)
     if a.json:
         print(json.dumps({"target": ex.target, "out": out, "files": sorted(ex.files), "n_avg": ex.n_avg,

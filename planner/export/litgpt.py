@@ -9,7 +9,7 @@ from __future__ import annotations
 import yaml
 
 from planner.errors import PlannerInputError
-from planner.export import Export, n_avg_note, plan_window
+from planner.export import Export, n_avg_note, plan_window, stem
 from planner.ladder import dense_partner_shape
 from planner.plan import TrainingPlan
 from planner.shapes import ModelShape
@@ -48,32 +48,31 @@ def _dump(title: str, data: dict) -> str:
 
 
 def build(plan: TrainingPlan, devices: int = 1) -> Export:
-    m, b, convention = plan.model, plan.budget, plan.derived.n_convention
-    same = pretrain_config(plan, plan.name, m, devices)
+    m, b, convention, name = plan.model, plan.budget, plan.derived.n_convention, stem(plan)
+    same = pretrain_config(plan, name, m, devices)
     launch = "litgpt pretrain --config {} --data <YourDataModule> --tokenizer_dir <dir>"
-    common = [f"budget: {b.tokens:,} tokens (max_tokens) in steps of {b.batch_size} x {b.seq_len} "
-              f"(global_batch_size, max_seq_length), warm-up {b.warmup_steps} steps, cosine to min_lr "
-              f"{b.lr * b.min_lr_ratio:g}, AdamW lr {b.lr:g} betas {tuple(b.betas)} weight decay "
-              f"{b.weight_decay:g}, clipping {b.grad_clip:g}"]
+    exact = [f"budget: {b.tokens:,} tokens (max_tokens) in steps of {b.batch_size} x {b.seq_len} "
+             f"(global_batch_size, max_seq_length), warm-up {b.warmup_steps} steps, cosine to min_lr "
+             f"{b.lr * b.min_lr_ratio:g}, AdamW lr {b.lr:g} betas {tuple(b.betas)} weight decay "
+             f"{b.weight_decay:g}, clipping {b.grad_clip:g}"]
     differs = ["litgpt's AdamW decays every parameter (norm scales too; this repository's trainer: matrices only) "
                "and its warm-up ramps from 0"]
     if plan.schedule.schedule().mean_density() == 1.0:
-        files = {f"{plan.name}.yaml": _dump(f"litgpt pretrain config for dense plan '{plan.name}' (sparseplan)", same)}
-        exact = [f"model shape: {m.n_layer} layers, d_model {m.d_model}, {m.n_head} heads ({m.kv_heads} KV) of "
-                 f"{m.head_size}, d_ff {m.d_ff}, vocab {m.vocab}; {n_avg_note(plan, plan.derived.n_avg)}"] + common
-        return Export("litgpt", files, launch.format(f"{plan.name}.yaml"), plan.derived.n_avg, exact, differs)
+        files = {f"{name}.yaml": _dump(f"litgpt pretrain config for dense plan '{plan.name}' (sparseplan)", same)}
+        exact.insert(0, f"model shape: {m.n_layer} layers, d_model {m.d_model}, {m.n_head} heads ({m.kv_heads} KV) "
+                        f"of {m.head_size}, d_ff {m.d_ff}, vocab {m.vocab}; {n_avg_note(plan, plan.derived.n_avg)}")
+        return Export("litgpt", files, launch.format(f"{name}.yaml"), plan.derived.n_avg, exact, differs)
     partner = dense_partner_shape(m.n_layer, m.n_head, plan.derived.n_avg, m.d_model, convention, m.vocab)
     n_partner = float(sum(partner.n_params(convention)))
-    pname = f"{plan.name}-dense-partner"
-    start, _, _ = plan_window(plan)
+    pname, start = f"{name}-dense-partner", plan_window(plan)[0]
     files = {f"{pname}.yaml": _dump(f"dense partner of sparse plan '{plan.name}' at matched N_avg (sparseplan)",
                                     pretrain_config(plan, pname, partner, devices)),
-             f"{plan.name}-same-shape.yaml": _dump(f"plan '{plan.name}' shape trained dense: its first {start} steps "
-                                                   f"are the plan's dense phase (sparseplan)", same)}
-    exact = [f"{pname}: dense, {partner.n_layer} layers, d_model {partner.d_model}, {partner.n_head} heads, d_ff "
-             f"{partner.d_ff}, vocab {partner.vocab}: N {n_partner:,.0f} = the plan's N_avg "
-             f"{plan.derived.n_avg:,.0f} {(n_partner / plan.derived.n_avg - 1) * 100:+.3f}%",
-             f"{plan.name}-same-shape: the plan's own shape (N {m.total:,}), dense"] + common
-    differs = ["litgpt has no pruning: neither file is the sparse plan; prune it with --to maxtext, torchao or "
-               "llm-compressor"] + differs
+             f"{name}-same-shape.yaml": _dump(f"plan '{plan.name}' shape trained dense: its first {start} steps are "
+                                              f"the plan's dense phase (sparseplan)", same)}
+    exact[:0] = [f"{pname}: dense, {partner.n_layer} layers, d_model {partner.d_model}, {partner.n_head} heads, "
+                 f"d_ff {partner.d_ff}, vocab {partner.vocab}: N {n_partner:,.0f} = the plan's N_avg "
+                 f"{plan.derived.n_avg:,.0f} {(n_partner / plan.derived.n_avg - 1) * 100:+.3f}%",
+                 f"{name}-same-shape: the plan's own shape (N {m.total:,}), dense"]
+    differs.insert(0, "litgpt has no pruning: neither file is the sparse plan; prune it with --to maxtext, torchao "
+                      "or llm-compressor")
     return Export("litgpt", files, launch.format(f"{pname}.yaml"), n_partner, exact, differs)

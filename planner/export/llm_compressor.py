@@ -12,7 +12,7 @@ import numpy as np
 import yaml
 
 from planner.errors import PlannerInputError
-from planner.export import Export, change_points, n_avg_note, step_densities, step_n_avg
+from planner.export import Export, change_points, n_avg_note, stem, step_densities, step_n_avg
 from planner.plan import TrainingPlan
 
 # Hugging Face Llama module names (this repository's trainer and its HF export use them too).
@@ -63,7 +63,7 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
                       f"step: {n_avg_note(plan, n_avg)}")
     approx.append("each tensor prunes int(s x n) weights (floor); this repository's trainer keeps round(d x N) in "
                   "total: at most one weight per tensor apart")
-    fname = f"{plan.name}.recipe.yaml"
+    fname = f"{stem(plan)}.recipe.yaml"
     launch = (f"# in your training loop (llm-compressor drives the masks through its session callbacks):\n"
               f"from llmcompressor.core import active_session, callbacks\n"
               f"active_session().initialize(recipe='{fname}', model=model, optimizer=optimizer, "

@@ -15,7 +15,7 @@ import math
 import yaml
 
 from planner.errors import PlannerInputError
-from planner.export import Export, exported_n_avg, n_avg_note, plan_window
+from planner.export import Export, exported_n_avg, n_avg_note, plan_window, stem
 from planner.io import parse_mapping
 from planner.plan import TrainingPlan
 from planner.schedules import Schedule
@@ -129,7 +129,7 @@ def _yaml(sections: dict) -> str:
     head = {"model": "model shape (the fork's configs/models keys)",
             "budget": "budget, LR schedule and AdamW",
             "pruning": "pruning: the fork's keys (base.yml lines 479-486)"}
-    parts = ['base_config: "base.yml"  # inherit the fork\'s defaults; put this file in MaxText/configs/']
+    parts = ['base_config: "base.yml"  # the fork\'s defaults: base.yml here, else MaxText/configs/base.yml']
     for name, keys in sections.items():
         parts.append(f"\n# --- {head[name]}\n" + yaml.safe_dump(keys, sort_keys=False, default_flow_style=False))
     return "\n".join(parts)
@@ -137,13 +137,13 @@ def _yaml(sections: dict) -> str:
 
 def build(plan: TrainingPlan, devices: int = 1) -> Export:
     sections, notes = overrides(plan, devices)
-    fname = f"{plan.name}.yml"
+    fname = f"{stem(plan)}.yml"
     text = _yaml(sections)
     model, schedule, _ = read_schedule(text, fname)
     n_avg = exported_n_avg(plan, schedule)
     b, p = plan.budget, sections["pruning"]
-    launch = (f"cp {fname} MaxText/configs/ && python3 MaxText/train.py MaxText/configs/{fname} "
-              f"run_name={plan.name} base_output_directory=$OUT dataset_path=$DATA  # in a checkout of {FORK}")
+    launch = (f"# in a checkout of {FORK} (commit a60f533), with your dataset keys:\n"
+              f"python3 MaxText/train.py {fname} run_name={stem(plan)} base_output_directory=$OUT dataset_path=$DATA")
     exact = [f"model shape: {model.n_layer} layers, d_model {model.d_model}, {model.n_head} query / {model.kv_heads} "
              f"KV heads of {model.head_size}, d_ff {model.d_ff}, vocab {model.vocab}, "
              f"{'tied' if model.tied_embeddings else 'untied'} LM head; prunable set = every kernel (attention, MLP, "
