@@ -28,7 +28,7 @@ TARGETS = ("maxtext", "torchao", "llm-compressor", "litgpt")
 class Export:
     target: str
     files: dict[str, str]  # file name -> text; README.md is added by export_plan
-    launch: str  # the shell command that runs the files
+    launch: str  # how to run the files: a shell command (Python calls for llm-compressor)
     n_avg: float  # N_avg, in the plan's convention, of the schedule the files run
     exact: list[str] = field(default_factory=list)  # what the target preserves exactly
     approx: list[str] = field(default_factory=list)  # what differs from the plan, precisely

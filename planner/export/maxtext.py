@@ -44,13 +44,14 @@ def _window(plan: TrainingPlan) -> tuple[int, int, int, list[str]]:
         raise PlannerInputError(f"maxtext: the fork prunes with one global magnitude threshold; plan '{plan.name}' is "
                                 f"{s.granularity} (export it --to torchao or --to llm-compressor)")
     if s.shape == "dense" or s.final_sparsity == 0:
-        return steps, steps, DEFAULT_FREQUENCY, ["dense: gmp_start_step = steps, so no pruning event fires"]
+        return steps, steps, DEFAULT_FREQUENCY, ["dense: gmp_start_step = steps, past the last step, so no pruning "
+                                                 "event fires"]
     if s.shape not in ("geometric", "one_shot"):
         raise PlannerInputError(f"maxtext: the fork prunes only on a geometric schedule (event k keeps "
                                 f"(1-s)^((k+1)/n)); plan '{plan.name}' is {s.shape} (export it --to torchao)")
     start, end, every = plan_window(plan)
     if s.shape == "one_shot":  # one event at `start`: geometric with start == end, at a frequency dividing start
-        return start, start, math.gcd(start, DEFAULT_FREQUENCY), ["one_shot as the fork's single geometric event"]
+        return start, start, math.gcd(start, DEFAULT_FREQUENCY), ["one_shot as the fork's single event (n = 1)"]
     if not every:
         raise PlannerInputError(f"maxtext: plan '{plan.name}' has no pruning interval in steps "
                                 f"(schedule.every_steps); the fork prunes on a step grid")
@@ -151,17 +152,21 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
              f"budget: {b.steps:,} steps x {b.batch_size} sequences x {b.seq_len} tokens = {b.tokens:,} tokens "
              f"(per_device_batch_size {sections['budget']['per_device_batch_size']:g} x {devices} devices, "
              f"accumulation {b.grad_accum})",
-             f"pruning: sparsity {p['sparsity']:g}, {plan.schedule.shape} events every {p['gmp_pruning_frequency']} "
-             f"steps from {p['gmp_start_step']} to {p['gmp_end_step']} (kept fraction (1-s)^((k+1)/n)), one global "
-             f"magnitude threshold over every kernel" + ("" if notes and notes[0].startswith("window moved") else
-                                                         f", {n_avg_note(plan, n_avg)}"),
              f"LR: peak {b.lr:g}, {b.warmup_steps} warm-up steps (int(steps x warmup_steps_fraction)), cosine to "
              f"{b.min_lr_ratio:g} x peak; AdamW betas {tuple(b.betas)}, weight decay {b.weight_decay:g}, clipping "
              f"{b.grad_clip:g}"]
-    approx = [f"{x}: {n_avg_note(plan, n_avg)}" for x in notes if x.startswith("window moved")]
-    approx += ["kept count per event is int(d x N) in the fork, round(d x N) in this repository's trainer: at most one "
-               "weight apart",
-               "MaxText's warm-up ramps from 0 at step 0 (this trainer from peak/warmup); its AdamW decays every "
+    same = abs(n_avg - plan.derived.n_avg) <= 1e-9 * plan.derived.n_avg
+    moved = [x for x in notes if x.startswith("window moved")]
+    if p["sparsity"] > 0:
+        exact.append(f"pruning: sparsity {p['sparsity']:g}, events every {p['gmp_pruning_frequency']} steps from "
+                     f"{p['gmp_start_step']} to {p['gmp_end_step']} keeping (1-s)^((k+1)/n), one global magnitude "
+                     f"threshold over every kernel" + (f", {n_avg_note(plan, n_avg)}" if same else ""))
+    exact += [x for x in notes if x not in moved]
+    approx = [] if same else [f"{'; '.join(moved) or 'the window rounded to whole steps'}: {n_avg_note(plan, n_avg)}"]
+    if p["sparsity"] > 0:
+        approx.append("kept count per event is int(d x N) in the fork (2:4: ceil), round(d x N) in this repository's "
+                      "trainer: at most one weight apart")
+    approx += ["MaxText's warm-up ramps from 0 at step 0 (this trainer from peak/warmup); its AdamW decays every "
                "parameter, norm scales included (this trainer: matrices only)"]
     if plan.schedule.pattern == "2:4":
         approx.append("2:4 groups run along the last axis of each JAX kernel (output features; MaxText stores kernels "
