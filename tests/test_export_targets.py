@@ -35,7 +35,12 @@ def test_recipe_steps_are_the_plans_events_and_it_is_labelled_per_layer():
     assert np.allclose(1 - steps[:, 1], planned, rtol=0, atol=1e-15)
     assert mod["update_scheduler"] == "multi_step" and mod["final_sparsity"] == 0.8 and mod["end"] == 1.0
     assert "apply_globally" not in mod and mod["mask_structure"] == "unstructured"
-    assert "lm_head" in mod["targets"]
+    assert "re:lm_head" in mod["targets"]
+    # llm-compressor re.match-es targets against module names and full parameter names: both must hit
+    import re
+    for name in ("model.layers.3.self_attn.k_proj", "model.layers.3.mlp.down_proj", "lm_head"):
+        assert all(any(re.match(t[3:], n) for t in mod["targets"]) for n in (name, f"{name}.weight"))
+    assert not any(re.match(t[3:], "model.embed_tokens.weight") for t in mod["targets"])
     assert "PER-LAYER" in text and any("per-layer instead of the plan's global" in n for n in ex.approx)
     # per-layer keeps every step's total density, so N_avg is the plan's
     assert abs(ex.n_avg / plan.derived.n_avg - 1) < 1e-9
@@ -62,7 +67,7 @@ def test_a_per_layer_plan_needs_no_label_and_a_tied_head_is_not_targeted():
                              granularity="per_layer")
     plan = make_plan(model, sched, Budget(tokens=300 * 8 * 32, seq_len=32, batch_size=8, steps=300), name="t")
     ex = export_plan(plan, "llm-compressor")
-    assert "lm_head" not in modifier(ex)[0]["targets"]
+    assert "re:lm_head" not in modifier(ex)[0]["targets"]
     assert not any("global" in n for n in ex.approx)
 
 

@@ -15,8 +15,9 @@ from planner.errors import PlannerInputError
 from planner.export import Export, change_points, n_avg_note, stem, step_densities, step_n_avg
 from planner.plan import TrainingPlan
 
-# Hugging Face Llama module names (this repository's trainer and its HF export use them too).
-TARGETS = [r"re:.*self_attn\.(q|k|v|o)_proj$", r"re:.*mlp\.(gate|up|down)_proj$"]
+# Hugging Face Llama module names (this repository's trainer and its HF export use them too). llm-compressor matches a
+# target with re.match against module names and against full parameter names (`...q_proj.weight`), so no `$`.
+TARGETS = [r"re:.*self_attn\.(q|k|v|o)_proj", r"re:.*mlp\.(gate|up|down)_proj"]
 # What the repository's validation ladder measured (bench/RESULTS.md, llama2-70m-s80 ladders, one seed each).
 PER_LAYER_COST = "uniform per-layer pruning ended 0.040, 0.021 and 0.020 nats above global at the ladder's three rungs"
 
@@ -31,7 +32,7 @@ def recipe(plan: TrainingPlan) -> tuple[dict, np.ndarray]:
     if np.all(densities == 1.0):
         raise PlannerInputError(f"llm-compressor: plan '{plan.name}' is dense, nothing to prune; export it --to litgpt")
     events = [[step / steps, 1.0 - d] for step, d in change_points(densities)[1:]]
-    modifier = {"targets": TARGETS + ([] if plan.model.tied_embeddings else ["lm_head"]),
+    modifier = {"targets": TARGETS + ([] if plan.model.tied_embeddings else ["re:lm_head"]),
                 "init_sparsity": 0.0, "final_sparsity": s.final_sparsity,
                 "start": events[0][0], "end": 1.0,  # masks stay on to the end of training (they switch off at `end`)
                 "update_scheduler": "multi_step", "scheduler_args": {"steps": events},
