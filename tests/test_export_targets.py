@@ -1,4 +1,8 @@
 """Export to llm-compressor (a per-layer recipe on the plan's events) and litgpt (the dense partner and the shape)."""
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import yaml
@@ -37,7 +41,6 @@ def test_recipe_steps_are_the_plans_events_and_it_is_labelled_per_layer():
     assert "apply_globally" not in mod and mod["mask_structure"] == "unstructured"
     assert "re:lm_head" in mod["targets"]
     # llm-compressor re.match-es targets against module names and full parameter names: both must hit
-    import re
     for name in ("model.layers.3.self_attn.k_proj", "model.layers.3.mlp.down_proj", "lm_head"):
         assert all(any(re.match(t[3:], n) for t in mod["targets"]) for n in (name, f"{name}.weight"))
     assert not any(re.match(t[3:], "model.embed_tokens.weight") for t in mod["targets"])
@@ -116,8 +119,6 @@ def test_bad_flags_are_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_the_exporters_stay_pure_and_odd_plan_names_make_safe_file_names(tmp_path):
-    import subprocess
-    import sys
     code = "import sys, planner.cli, planner.export.torchao; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
     plan = tiny_plan().model_copy(update={"name": "my plan/v2"})
