@@ -42,19 +42,20 @@ def config_of(folder):
     return json.loads((folder / "config.json").read_text())
 
 
-@pytest.mark.parametrize("density", [0.5, 0.2])
-def test_dense_and_compressed_folders_load_with_identical_logits(density, tmp_path, one_torch_thread):
-    model = pruned_model(density)
-    dense = export_hf(model.state_dict(), SHAPE, tmp_path / "dense", max_positions=64)
-    packed = export_hf(model.state_dict(), SHAPE, tmp_path / "packed", max_positions=64, compressed=True)
-    x = torch.randint(0, SHAPE.vocab, (2, 24))
+@pytest.mark.parametrize("density, tied", [(0.5, False), (0.2, True)])
+def test_dense_and_compressed_folders_load_with_identical_logits(density, tied, tmp_path, one_torch_thread):
+    shape = SHAPE.model_copy(update={"tied_embeddings": tied})
+    model = pruned_model(density, shape)
+    dense = export_hf(model.state_dict(), shape, tmp_path / "dense", max_positions=64)
+    packed = export_hf(model.state_dict(), shape, tmp_path / "packed", max_positions=64, compressed=True)
+    x = torch.randint(0, shape.vocab, (2, 24))
     plain = transformers.AutoModelForCausalLM.from_pretrained(dense, dtype=torch.float32).eval()  # no helper
     with torch.no_grad():
         ours, a, b = model(x), plain(x).logits, load_hf(packed)(x).logits
     assert torch.equal(a, b)
     assert torch.allclose(ours, a, atol=1e-4)
     assert config_of(dense)["quantization_config"]["sparsity_config"]["format"] == "dense"
-    assert config_of(packed)["quantization_config"]["format"] == "sparse-bitmask"
+    assert config_of(packed)["quantization_config"]["sparsity_config"]["format"] == "sparse-bitmask"
 
 
 def test_compressed_folder_is_smaller_by_the_formats_exact_bytes(tmp_path, one_torch_thread):

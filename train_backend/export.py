@@ -55,7 +55,8 @@ def sparsity_config(tensors: dict, shape: ModelShape, compressed: bool) -> dict 
     kind = BitmaskConfig if compressed else DenseSparsityConfig
     sparsity = kind(global_sparsity=zeros / total, sparsity_structure="2:4" if two_four else "unstructured",
                     targets=["Linear"], ignore=["lm_head"] if shape.tied_embeddings else [])
-    return {"quant_method": "compressed-tensors", "format": sparsity.format, "version": compressed_tensors.__version__,
+    # the keys compressed-tensors' ModelCompressor writes for a sparse model with no quantization
+    return {"quant_method": "compressed-tensors", "version": compressed_tensors.__version__,
             "sparsity_config": sparsity.model_dump(exclude={"registry_requires_subclass"})}
 
 
@@ -98,7 +99,7 @@ def load_hf(folder: str | Path):
     from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM
     folder = Path(folder)
     quant = json.loads((folder / "config.json").read_text()).get("quantization_config") or {}
-    if quant.get("format") != "sparse-bitmask":
+    if quant.get("sparsity_config", {}).get("format") != "sparse-bitmask":
         return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     stored = load_file(str(folder / "model.safetensors"))
     dense = {k: v for k, v in stored.items() if not k.endswith(tuple(f".{p}" for p in PARTS))}

@@ -57,8 +57,8 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
     approx = []
     if s.granularity == "global":
         approx.append(f"per-layer instead of the plan's global threshold: each tensor at the step's density, so the "
-                      f"total and N_avg are unchanged ({n_avg_note(plan, n_avg)}); which layers lose weights "
-                      f"differs, and in this repository's validation ladder {PER_LAYER_COST}")
+                      f"total is unchanged and so is N_avg ({n_avg:,.0f}); which layers lose weights differs, and in "
+                      f"this repository's validation ladder {PER_LAYER_COST}")
     if abs(n_avg - plan.derived.n_avg) > 1e-9 * plan.derived.n_avg:
         approx.append(f"the plan's {s.shape} density is continuous in tokens; the recipe holds it constant over each "
                       f"step: {n_avg_note(plan, n_avg)}")
