@@ -2,6 +2,7 @@
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,7 +121,8 @@ def test_bad_flags_are_one_line_and_exit_2(tmp_path, capsys):
 
 def test_the_exporters_stay_pure_and_odd_plan_names_make_safe_file_names(tmp_path):
     code = "import sys, planner.cli, planner.export.torchao; assert 'torch' not in sys.modules"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=root).returncode == 0
     plan = tiny_plan().model_copy(update={"name": "my plan/v2"})
     for target in TARGETS:
         ex = export_plan(plan, target, tmp_path / target)
