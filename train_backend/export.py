@@ -7,9 +7,11 @@ transformers look for it): structure unstructured or 2:4, global sparsity over a
 
 `compressed=True` stores every pruned matrix in compressed-tensors' sparse-bitmask layout (`<name>.compressed`: the
 non-zero values in row-major order, `.bitmask`: one bit per weight packed by `compressed_tensors.utils.pack_bitmasks`,
-`.row_offsets`, `.shape`), about (4 d + 1/8) / 4 of the float32 bytes at density d. compressed-tensors 0.15+ (the
-releases transformers 5 accepts) no longer decompresses that format on load, so `load_hf` does it with the package's
-`unpack_bitmasks` and hands transformers the dense weights.
+`.row_offsets`, `.shape`), about (4 d + 1/8) / 4 of the float32 bytes at density d; a 2:4 model in its
+sparse-24-bitmask layout (two values of every four, (rows, cols / 2), and the bitmask), what 2:4 kernels read.
+Tensor for tensor these are what compressed-tensors 0.13's BitmaskCompressor and Sparse24BitMaskCompressor write.
+compressed-tensors 0.15+ (the releases transformers 5 accepts) no longer decompresses sparse formats on load, so
+`load_hf` does it with the package's `unpack_bitmasks` and hands transformers the dense weights.
 """
 from __future__ import annotations
 
@@ -42,26 +44,38 @@ def _pruned(tensors: dict, shape: ModelShape) -> list[str]:
     return [k for k in tensors if k.endswith("_proj.weight") or (k == "lm_head.weight" and not shape.tied_embeddings)]
 
 
+def _two_four(tensors: dict, names: list[str]) -> bool:
+    return all(bool(((tensors[k].reshape(-1, 4) != 0).sum(1) <= 2).all()) for k in names)
+
+
 def sparsity_config(tensors: dict, shape: ModelShape, compressed: bool) -> dict | None:
     """compressed-tensors' quantization_config holding the sparsity_config; None for a model with no zeros."""
     import compressed_tensors
-    from compressed_tensors.config import BitmaskConfig, DenseSparsityConfig
+    from compressed_tensors.config import BitmaskConfig, DenseSparsityConfig, Sparse24BitMaskConfig
     names = _pruned(tensors, shape)
     zeros = sum(int((tensors[k] == 0).sum()) for k in names)
     if zeros == 0:
         return None
-    two_four = all(bool(((tensors[k].reshape(-1, 4) != 0).sum(1) <= 2).all()) for k in names)
-    total = sum(v.numel() for v in tensors.values())
-    kind = BitmaskConfig if compressed else DenseSparsityConfig
-    sparsity = kind(global_sparsity=zeros / total, sparsity_structure="2:4" if two_four else "unstructured",
-                    targets=["Linear"], ignore=["lm_head"] if shape.tied_embeddings else [])
+    two_four = _two_four(tensors, names)
+    kind = DenseSparsityConfig if not compressed else Sparse24BitMaskConfig if two_four else BitmaskConfig
+    sparsity = kind(global_sparsity=zeros / sum(v.numel() for v in tensors.values()),
+                    sparsity_structure="2:4" if two_four else "unstructured", targets=["Linear"],
+                    ignore=["lm_head"] if shape.tied_embeddings else [])
     # the keys compressed-tensors' ModelCompressor writes for a sparse model with no quantization
     return {"quant_method": "compressed-tensors", "version": compressed_tensors.__version__,
             "sparsity_config": sparsity.model_dump(exclude={"registry_requires_subclass"})}
 
 
-def _bitmask(name: str, w: torch.Tensor) -> dict:
+def _bitmask(name: str, w: torch.Tensor, two_four: bool) -> dict:
+    """One weight in compressed-tensors' sparse-bitmask layout, or sparse-24-bitmask for a 2:4 weight."""
     from compressed_tensors.utils import pack_bitmasks
+    if two_four:  # the two largest of each four inputs, values as (rows, cols / 2): what 2:4 kernels read
+        groups = w.reshape(-1, 4)
+        kept = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, groups.abs().topk(2, dim=1).indices, True)
+        kept = kept.view(w.shape)
+        base = name.removesuffix(".weight")
+        return {f"{base}.shape": torch.tensor(list(w.shape)).reshape(-1, 1),
+                f"{base}.compressed": w[kept].reshape(w.shape[0], -1), f"{base}.bitmask": pack_bitmasks(kept)}
     nonzero = w != 0
     counts = nonzero.sum(dim=1)
     return {f"{name}.compressed": w[nonzero], f"{name}.bitmask": pack_bitmasks(nonzero),
@@ -85,8 +99,10 @@ def export_hf(state_dict: dict, shape: ModelShape, out_dir: Path, max_positions:
     if quant is not None:
         config.quantization_config = quant
         if compressed:
-            for name in _pruned(tensors, shape):
-                tensors |= _bitmask(name, tensors.pop(name))
+            names = _pruned(tensors, shape)
+            two_four = _two_four(tensors, names)
+            for name in names:
+                tensors |= _bitmask(name, tensors.pop(name), two_four)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / "model.safetensors"),
               metadata={"format": "pt"})
     config.save_pretrained(out_dir)
@@ -99,15 +115,15 @@ def load_hf(folder: str | Path):
     from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM
     folder = Path(folder)
     quant = json.loads((folder / "config.json").read_text()).get("quantization_config") or {}
-    if quant.get("sparsity_config", {}).get("format") != "sparse-bitmask":
+    if quant.get("sparsity_config", {}).get("format") not in ("sparse-bitmask", "sparse-24-bitmask"):
         return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     stored = load_file(str(folder / "model.safetensors"))
-    dense = {k: v for k, v in stored.items() if not k.endswith(tuple(f".{p}" for p in PARTS))}
-    for name in {k.rsplit(".", 1)[0] for k in stored if k.endswith(".bitmask")}:
-        shape = stored[f"{name}.shape"].tolist()
-        w = torch.zeros(shape, dtype=stored[f"{name}.compressed"].dtype)
-        w[unpack_bitmasks(stored[f"{name}.bitmask"], shape)] = stored[f"{name}.compressed"]
-        dense[name] = w
+    dense = {k: v for k, v in stored.items() if k.rsplit(".", 1)[-1] not in PARTS}
+    for prefix in {k.rsplit(".", 1)[0] for k in stored if k.endswith(".bitmask")}:
+        shape = stored[f"{prefix}.shape"].flatten().tolist()
+        w = torch.zeros(shape, dtype=stored[f"{prefix}.compressed"].dtype)
+        w[unpack_bitmasks(stored[f"{prefix}.bitmask"], shape)] = stored[f"{prefix}.compressed"].flatten()
+        dense[prefix if prefix.endswith(".weight") else f"{prefix}.weight"] = w
     config = AutoConfig.from_pretrained(folder)
     del config.quantization_config  # the weights arrive dense; compressed-tensors need not wrap the model
     model = LlamaForCausalLM(config)
