@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_id")
     e.add_argument("--hf", type=Path, required=True, metavar="DIR")
     e.add_argument("--compressed", action="store_true",
-                   help="store pruned matrices in compressed-tensors' sparse-bitmask format (load with load_hf)")
+                   help="pruned matrices in compressed-tensors' sparse-bitmask (2:4: sparse-24-bitmask) layout")
     e.add_argument("--runs-dir", type=Path, default=Path("runs"))
     return p
 

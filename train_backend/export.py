@@ -25,7 +25,7 @@ from planner.errors import PlannerInputError
 from planner.shapes import ModelShape
 from train_backend.model import RMS_EPS, ROPE_THETA
 
-PARTS = ("compressed", "bitmask", "row_offsets", "shape")  # the sparse-bitmask tensors of one weight
+PARTS = ("compressed", "bitmask", "row_offsets", "shape")  # the stored tensors of one compressed weight
 
 
 def hf_config(shape: ModelShape, max_positions: int):
@@ -45,7 +45,9 @@ def _pruned(tensors: dict, shape: ModelShape) -> list[str]:
 
 
 def _two_four(tensors: dict, names: list[str]) -> bool:
-    return all(bool(((tensors[k].reshape(-1, 4) != 0).sum(1) <= 2).all()) for k in names)
+    """At most two non-zeros in every group of four consecutive inputs of every pruned matrix."""
+    return all(tensors[k].shape[-1] % 4 == 0 and bool(((tensors[k].reshape(-1, 4) != 0).sum(1) <= 2).all())
+               for k in names)
 
 
 def sparsity_config(tensors: dict, shape: ModelShape, compressed: bool) -> dict | None:
