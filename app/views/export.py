@@ -22,8 +22,8 @@ with st.expander("Plan YAML", expanded=False):
 st.subheader("Train it elsewhere")
 st.caption("The plan as each stack's own files, with a README giving the launch command; what each cannot express "
            "exactly is listed beside its button (the same export as `python -m planner export PLAN --to TARGET`).")
-devices = st.number_input("Devices the batch is split over", 1, 1 << 20, 1, key="export_devices",
-                          help="sets MaxText's per_device_batch_size and litgpt's micro_batch_size")
+devices = st.columns([1, 3])[0].number_input("Devices the batch is split over", 1, 1 << 20, 1, key="export_devices",
+                                            help="sets MaxText's per_device_batch_size and litgpt's micro_batch_size")
 for target, ex in ev.target_exports(plan, int(devices)).items():
     left, right = st.columns([1, 3])
     if isinstance(ex, str):

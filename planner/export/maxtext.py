@@ -142,7 +142,7 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
     text = _yaml(sections)
     model, schedule, _ = read_schedule(text, fname)
     n_avg = exported_n_avg(plan, schedule)
-    b, p = plan.budget, sections["pruning"]
+    b, p, s_pattern = plan.budget, sections["pruning"], plan.schedule.pattern
     launch = (f"# in a checkout of {FORK} (commit a60f533), with your dataset keys:\n"
               f"python3 MaxText/train.py {fname} run_name={stem(plan)} base_output_directory=$OUT dataset_path=$DATA")
     exact = [f"model shape: {model.n_layer} layers, d_model {model.d_model}, {model.n_head} query / {model.kv_heads} "
@@ -164,11 +164,11 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
     exact += [x for x in notes if x not in moved]
     approx = [] if same else [f"{'; '.join(moved) or 'the window rounded to whole steps'}: {n_avg_note(plan, n_avg)}"]
     if p["sparsity"] > 0:
-        approx.append("kept count per event is int(d x N) in the fork (2:4: ceil), round(d x N) in this repository's "
-                      "trainer: at most one weight apart")
+        approx.append(f"kept count per event is {'ceil' if s_pattern == '2:4' else 'int'}(d x N) in the fork, "
+                      f"round(d x N) in this repository's trainer: at most one weight apart")
     approx += ["MaxText's warm-up ramps from 0 at step 0 (this trainer from peak/warmup); its AdamW decays every "
                "parameter, norm scales included (this trainer: matrices only)"]
-    if plan.schedule.pattern == "2:4":
+    if s_pattern == "2:4":
         approx.append("2:4 groups run along the last axis of each JAX kernel (output features; MaxText stores kernels "
                       "in x out), this repository's along the input dimension; densities are the same")
     if model.vocab == 256:
