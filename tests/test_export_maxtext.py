@@ -148,3 +148,14 @@ def test_the_cli_writes_the_config_and_a_readme_with_the_launch_command(tmp_path
     model, schedule, _ = maxtext.read_schedule((tmp_path / "mt" / "tiny.yml").read_text())
     assert f"N_avg {derive(model, schedule).n_avg:,.0f} instead of" in readme
     assert math.isclose(yaml.safe_load((tmp_path / "mt" / "tiny.yml").read_text())["sparsity"], 0.5)
+
+
+def test_the_70m_preset_exports_the_forks_llama2_70m_model_keys():
+    # configs/models/llama2-70m.yml, shape keys as released
+    released = {"base_emb_dim": 512, "base_num_query_heads": 8, "base_num_kv_heads": 8, "base_mlp_dim": 2048,
+                "base_num_decoder_layers": 6, "head_dim": 64, "mlp_activations": ["silu", "linear"],
+                "vocab_size": 32000, "enable_dropout": False, "logits_via_embedding": False,
+                "normalization_layer_epsilon": 1.0e-5, "decoder_block": "llama2"}
+    plan = build_plan(PRESETS["llama2-70m"], 0.6, tokens=2e9, batch_size=256, seq_len=2048)
+    keys, _ = keys_of(export_plan(plan, "maxtext", devices=4))
+    assert {k: keys[k] for k in released} == released and keys["per_device_batch_size"] == 64.0
