@@ -128,3 +128,15 @@ def test_the_exporters_stay_pure_and_odd_plan_names_make_safe_file_names(tmp_pat
         ex = export_plan(plan, target, tmp_path / target)
         assert all("/" not in n and " " not in n for n in ex.files)
         assert sorted(p.name for p in (tmp_path / target).iterdir()) == sorted(ex.files)
+
+
+def test_exact_refuses_any_approximation_of_the_pruning(tmp_path, capsys):
+    tiny = dump_plan(tiny_plan(), tmp_path / "tiny.yaml")  # window at step 35, off its 4-step grid; global
+    assert main(["export", str(tiny), "--to", "maxtext", "--exact", "--out", str(tmp_path / "m")]) == 2
+    assert main(["export", str(tiny), "--to", "llm-compressor", "--exact", "--out", str(tmp_path / "l")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "would be approximated: window moved" in err[0] and "per-layer instead" in err[1]
+    assert not (tmp_path / "m").exists() and not (tmp_path / "l").exists()
+    assert main(["export", str(tiny), "--to", "torchao", "--exact", "--out", str(tmp_path / "t")]) == 0
+    seed = dump_plan(seed_80p_plan(), tmp_path / "seed.yaml")
+    assert main(["export", str(seed), "--to", "maxtext", "--exact", "--devices", "256", "--out", str(tmp_path)]) == 0

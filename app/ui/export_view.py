@@ -64,5 +64,6 @@ def target_exports(plan: TrainingPlan, devices: int = 1) -> dict[str, Export | s
 
 
 def caveats_markdown(ex: Export) -> str:
-    """What differs from the plan (or that nothing does), as markdown bullets."""
-    return "\n".join(f"- {x}" for x in ex.approx) or "- runs the plan exactly"
+    """What differs from the plan, as markdown bullets: the pruning's approximations in bold, then other notes."""
+    approx = [f"- **{x}**" for x in ex.approx] or ["- **prunes exactly as the plan does**"]
+    return "\n".join(approx + [f"- {x}" for x in ex.notes])

@@ -2,9 +2,10 @@
 
 `export_plan(plan, target, out_dir, devices)` is the one entry the CLI (`python -m planner export`) and the app's
 Export page both call. Each target module's `build(plan, devices)` returns an `Export`: the target's own files as
-text, what the files preserve exactly, what they approximate (each with the numbers: what differs and the planner's
-N_avg of what the files run), and the command that launches them. A plan the target cannot express faithfully raises
-PlannerInputError with one line (the CLI's exit 2). Everything here is pure: the torchao file imports torch only
+text, what the files preserve exactly, where their pruning approximates the plan (with the numbers: what differs and
+the planner's N_avg of what the files run), the target's other differences (optimizer details, rounding), and the
+command that launches them. A plan the target cannot express faithfully raises PlannerInputError with one line (the
+CLI's exit 2); so does any approximation when `exact=True`. Everything here is pure: the torchao file imports torch only
 when the user runs it.
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ class Export:
     launch: str  # how to run the files: a shell command (Python calls for llm-compressor)
     n_avg: float  # N_avg, in the plan's convention, of the schedule the files run
     exact: list[str] = field(default_factory=list)  # what the target preserves exactly
-    approx: list[str] = field(default_factory=list)  # what differs from the plan, precisely
+    approx: list[str] = field(default_factory=list)  # where the pruning differs from the plan, precisely
+    notes: list[str] = field(default_factory=list)  # the target's other differences: optimizer, rounding, tokenizer
 
     def zip_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -96,13 +98,16 @@ def _readme(plan: TrainingPlan, ex: Export) -> str:
              "## Preserved exactly", ""]
     lines += [f"- {x}" for x in ex.exact] or ["- (nothing beyond the shape)"]
     lines += ["", "## Differs from the plan", ""]
-    lines += [f"- {x}" for x in ex.approx] or ["- nothing: these files run the plan as planned"]
+    lines += [f"- {x}" for x in ex.approx] or ["- pruning: nothing, these files prune as the plan does"]
+    lines += [f"- {x}" for x in ex.notes]
     lines += ["", f"Files: {', '.join(sorted(ex.files))}.", ""]
     return "\n".join(lines)
 
 
-def export_plan(plan: TrainingPlan, target: str, out_dir: str | Path | None = None, devices: int = 1) -> Export:
-    """Build the target's files (with README.md) and write them into out_dir when given."""
+def export_plan(plan: TrainingPlan, target: str, out_dir: str | Path | None = None, devices: int = 1,
+                exact: bool = False) -> Export:
+    """Build the target's files (with README.md) and write them into out_dir when given; `exact` refuses any
+    approximation of the pruning."""
     from planner.export import litgpt, llm_compressor, maxtext, torchao
     builders = {"maxtext": maxtext.build, "torchao": torchao.build, "llm-compressor": llm_compressor.build,
                 "litgpt": litgpt.build}
@@ -111,7 +116,10 @@ def export_plan(plan: TrainingPlan, target: str, out_dir: str | Path | None = No
     if devices < 1:
         raise PlannerInputError(f"export --devices {devices}: must be a positive integer")
     ex = builders[target](plan, devices)
-    ex = Export(ex.target, {**ex.files, "README.md": _readme(plan, ex)}, ex.launch, ex.n_avg, ex.exact, ex.approx)
+    if exact and ex.approx:
+        raise PlannerInputError(f"{target}: plan '{plan.name}' would be approximated: {ex.approx[0]}")
+    ex = Export(ex.target, {**ex.files, "README.md": _readme(plan, ex)}, ex.launch, ex.n_avg, ex.exact, ex.approx,
+                ex.notes)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -55,13 +55,13 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
              f"(global_batch_size, max_seq_length), warm-up {b.warmup_steps} steps, cosine to min_lr "
              f"{b.lr * b.min_lr_ratio:g}, AdamW lr {b.lr:g} betas {tuple(b.betas)} weight decay "
              f"{b.weight_decay:g}, clipping {b.grad_clip:g}"]
-    differs = ["litgpt's AdamW decays every parameter (norm scales too; this repository's trainer: matrices only) "
+    notes = ["litgpt's AdamW decays every parameter (norm scales too; this repository's trainer: matrices only) "
                "and its warm-up ramps from 0"]
     if plan.schedule.schedule().mean_density() == 1.0:
         files = {f"{name}.yaml": _dump(f"litgpt pretrain config for dense plan '{plan.name}' (sparseplan)", same)}
         exact.insert(0, f"model shape: {m.n_layer} layers, d_model {m.d_model}, {m.n_head} heads ({m.kv_heads} KV) "
                         f"of {m.head_size}, d_ff {m.d_ff}, vocab {m.vocab}; {n_avg_note(plan, plan.derived.n_avg)}")
-        return Export("litgpt", files, launch.format(f"{name}.yaml"), plan.derived.n_avg, exact, differs)
+        return Export("litgpt", files, launch.format(f"{name}.yaml"), plan.derived.n_avg, exact, [], notes)
     partner = dense_partner_shape(m.n_layer, m.n_head, plan.derived.n_avg, m.d_model, convention, m.vocab)
     n_partner = float(sum(partner.n_params(convention)))
     pname, start = f"{name}-dense-partner", plan_window(plan)[0]
@@ -73,6 +73,6 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
                  f"d_ff {partner.d_ff}, vocab {partner.vocab}: N {n_partner:,.0f} = the plan's N_avg "
                  f"{plan.derived.n_avg:,.0f} {(n_partner / plan.derived.n_avg - 1) * 100:+.3f}%",
                  f"{name}-same-shape: the plan's own shape (N {m.total:,}), dense"]
-    differs.insert(0, "litgpt has no pruning: neither file is the sparse plan; prune it with --to maxtext, torchao "
-                      "or llm-compressor")
-    return Export("litgpt", files, launch.format(f"{pname}.yaml"), n_partner, exact, differs)
+    approx = ["litgpt has no pruning: neither file is the sparse plan (the partner matches its N_avg); prune it with "
+              "--to maxtext, torchao or llm-compressor"]
+    return Export("litgpt", files, launch.format(f"{pname}.yaml"), n_partner, exact, approx, notes)

@@ -59,11 +59,11 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
         approx.append(f"per-layer instead of the plan's global threshold: each tensor at the step's density, so the "
                       f"total is unchanged and so is N_avg ({n_avg:,.0f}); which layers lose weights differs, and in "
                       f"this repository's validation ladder {PER_LAYER_COST}")
+    notes = ["each tensor prunes int(s x n) weights (floor); this repository's trainer keeps round(d x N) in total: "
+             "at most one weight per tensor apart"]
     if abs(n_avg - plan.derived.n_avg) > 1e-9 * plan.derived.n_avg:
-        approx.append(f"the plan's {s.shape} density is continuous in tokens; the recipe holds it constant over each "
-                      f"step: {n_avg_note(plan, n_avg)}")
-    approx.append("each tensor prunes int(s x n) weights (floor); this repository's trainer keeps round(d x N) in "
-                  "total: at most one weight per tensor apart")
+        notes.append(f"the plan's {s.shape} density is continuous in tokens; the recipe holds it constant over each "
+                     f"step, as any step-based loop does: {n_avg_note(plan, n_avg)}")
     fname = f"{stem(plan)}.recipe.yaml"
     launch = (f"# in your training loop (llm-compressor drives the masks through its session callbacks):\n"
               f"from llmcompressor.core import active_session, callbacks\n"
@@ -73,4 +73,4 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
               f"loss.backward();\n#   callbacks.optim_pre_step(); optimizer.step(); callbacks.optim_post_step(); "
               f"callbacks.batch_end()\n"
               f"active_session().finalize()")
-    return Export("llm-compressor", {fname: text}, launch, n_avg, exact, approx)
+    return Export("llm-compressor", {fname: text}, launch, n_avg, exact, approx, notes)

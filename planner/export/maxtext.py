@@ -137,7 +137,7 @@ def _yaml(sections: dict) -> str:
 
 
 def build(plan: TrainingPlan, devices: int = 1) -> Export:
-    sections, notes = overrides(plan, devices)
+    sections, window_notes = overrides(plan, devices)
     fname = f"{stem(plan)}.yml"
     text = _yaml(sections)
     model, schedule, _ = read_schedule(text, fname)
@@ -156,23 +156,22 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
              f"{b.min_lr_ratio:g} x peak; AdamW betas {tuple(b.betas)}, weight decay {b.weight_decay:g}, clipping "
              f"{b.grad_clip:g}"]
     same = abs(n_avg - plan.derived.n_avg) <= 1e-9 * plan.derived.n_avg
-    moved = [x for x in notes if x.startswith("window moved")]
+    moved = [x for x in window_notes if x.startswith("window moved")]
     if p["sparsity"] > 0:
         exact.append(f"pruning: sparsity {p['sparsity']:g}, events every {p['gmp_pruning_frequency']} steps from "
                      f"{p['gmp_start_step']} to {p['gmp_end_step']} keeping (1-s)^((k+1)/n), one global magnitude "
                      f"threshold over every kernel" + (f", {n_avg_note(plan, n_avg)}" if same else ""))
-    exact += [x for x in notes if x not in moved]
+    exact += [x for x in window_notes if x not in moved]
     approx = [] if same else [f"{'; '.join(moved) or 'the window rounded to whole steps'}: {n_avg_note(plan, n_avg)}"]
-    if p["sparsity"] > 0:
-        approx.append(f"kept count per event is {'ceil' if s_pattern == '2:4' else 'int'}(d x N) in the fork, "
-                      f"round(d x N) in this repository's trainer: at most one weight apart")
-    approx += ["MaxText's warm-up ramps from 0 at step 0 (this trainer from peak/warmup); its AdamW decays every "
-               "parameter, norm scales included (this trainer: matrices only)"]
     if s_pattern == "2:4":
         approx.append("2:4 groups run along the last axis of each JAX kernel (output features; MaxText stores kernels "
                       "in x out), this repository's along the input dimension; densities are the same")
+    notes = ["MaxText's warm-up ramps from 0 at step 0 (this trainer from peak/warmup); its AdamW decays every "
+             "parameter, norm scales included (this trainer: matrices only)"]
+    if p["sparsity"] > 0:
+        notes.append(f"kept count per event is {'ceil' if s_pattern == '2:4' else 'int'}(d x N) in the fork, "
+                     f"round(d x N) in this repository's trainer: at most one weight apart")
     if model.vocab == 256:
-        approx.append("tokenizer: the plan is byte-level (vocab 256); set tokenizer_path to a 256-token tokenizer "
-                      "or retokenize")
-    files = {fname: text}
-    return Export("maxtext", files, launch, n_avg, exact, approx)
+        notes.append("tokenizer: the plan is byte-level (vocab 256); set tokenizer_path to a 256-token tokenizer "
+                     "or retokenize")
+    return Export("maxtext", {fname: text}, launch, n_avg, exact, approx, notes)

@@ -207,14 +207,14 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
     if s.pattern == "2:4":
         exact.append("2:4: the two smallest of each four consecutive inputs are the candidates, as in this "
                      "repository's trainer")
-    approx = []
+    notes = []  # all the pruning is the plan's: what remains is how any step-based loop, ours included, runs it
     if abs(n_avg - plan.derived.n_avg) > 1e-9 * plan.derived.n_avg:
-        approx.append(f"the plan's {s.shape} density is continuous in tokens; a step-based loop holds it constant "
-                      f"over each step: {n_avg_note(plan, n_avg)}")
+        notes.append(f"the plan's {s.shape} density is continuous in tokens; a step-based loop holds it constant "
+                     f"over each step: {n_avg_note(plan, n_avg)}")
     if s.granularity == "per_layer":
-        approx.append("per tensor, round(d x n) weights are kept (torch.ao's WeightNormSparsifier for unstructured: "
-                      "n - round(s x n)); this repository's trainer splits round(d x N) by largest remainder: at most "
-                      "one weight per tensor apart")
-    approx.append("AdamW moments of newly pruned weights are not zeroed (the masked weights stay zero either way)")
+        notes.append("per tensor, round(d x n) weights are kept (torch.ao's WeightNormSparsifier for unstructured: "
+                     "n - round(s x n)); this repository's trainer splits round(d x N) by largest remainder: at most "
+                     "one weight per tensor apart")
+    notes.append("AdamW moments of newly pruned weights are not zeroed (the masked weights stay zero either way)")
     launch = f"python {module}.py  # checks the masks on a toy model; then use sparsify() in your training loop"
-    return Export("torchao", {f"{module}.py": text}, launch, n_avg, exact, approx)
+    return Export("torchao", {f"{module}.py": text}, launch, n_avg, exact, [], notes)
