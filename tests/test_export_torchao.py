@@ -135,3 +135,16 @@ def test_running_the_file_checks_itself_on_a_toy_model(tmp_path):
 def test_a_dense_plan_has_nothing_to_prune():
     with pytest.raises(PlannerInputError, match="dense, nothing to prune"):
         export_plan(plan_of("dense", 0.0), "torchao")
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_the_files_prunable_set_is_the_planners_on_our_model_and_on_hf_llama(tied, tmp_path, one_torch_thread):
+    from train_backend.export import hf_config
+    from train_backend.model import Transformer, prunable_weights
+    from transformers import LlamaForCausalLM
+    shape = PRESETS["tiny"].model_copy(update={"tied_embeddings": tied})
+    module, _ = load(export_plan(plan_of("geometric", 0.5), "torchao"), tmp_path)
+    ours = Transformer(shape)
+    assert set(module.prunable(ours)) == {n for n, _ in prunable_weights(ours)}
+    hf = LlamaForCausalLM(hf_config(shape, 64))
+    assert sum(hf.get_parameter(f).numel() for f in module.prunable(hf)) == shape.prunable
