@@ -11,7 +11,7 @@ from torch import nn
 from planner.errors import PlannerInputError
 from planner.export import export_plan, step_n_avg, torchao
 from planner.ladder import tiny_plan
-from planner.plan import Budget, make_plan, resolve_schedule
+from planner.plan import Budget, PlanSchedule, make_plan, resolve_schedule
 from planner.shapes import PRESETS
 
 STEPS = 120
@@ -19,8 +19,12 @@ STEPS = 120
 
 def plan_of(shape, sparsity, start=0.2, end=0.7, **mask):
     model = PRESETS["tiny"]
-    every = 6 if shape == "geometric" else None
-    sched = resolve_schedule(model, STEPS, shape, sparsity, "tokens", start, end, every_steps=every, **mask)
+    if shape == "piecewise":  # user knots: a ramp to 1 - sparsity, a plateau, then a last drop
+        sched = PlanSchedule(shape="piecewise", final_sparsity=sparsity, window_basis="tokens",
+                             points=[(0.0, 1.0), (start, 1.0), (0.5, 0.7), (end, 0.7), (0.9, 1 - sparsity)])
+    else:
+        every = 6 if shape == "geometric" else None
+        sched = resolve_schedule(model, STEPS, shape, sparsity, "tokens", start, end, every_steps=every, **mask)
     return make_plan(model, sched, Budget(tokens=STEPS * 4 * 16, seq_len=16, batch_size=4, steps=STEPS),
                      name=f"toy-{shape}")
 
@@ -77,6 +81,7 @@ def train_and_measure(module, plan):
 @pytest.mark.parametrize("shape, sparsity, mask, slack", [
     ("geometric", 0.7, {}, 0.5),  # global: exactly round(d N) weights
     ("cubic", 0.8, {}, 0.5),
+    ("piecewise", 0.6, {}, 0.5),
     ("geometric", 0.5, {"pattern": "2:4"}, 0.5),
     ("linear", 0.6, {"granularity": "per_layer"}, 1.5),  # per tensor: each rounds on its own (3 tensors)
     ("geometric", 0.5, {"granularity": "per_layer", "pattern": "2:4"}, 1.5),
