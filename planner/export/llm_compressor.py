@@ -33,7 +33,7 @@ def recipe(plan: TrainingPlan) -> tuple[dict, np.ndarray]:
         raise PlannerInputError(f"llm-compressor: plan '{plan.name}' is dense, nothing to prune; export it --to litgpt")
     events = [[step / steps, 1.0 - d] for step, d in change_points(densities)[1:]]
     modifier = {"targets": TARGETS + ([] if plan.model.tied_embeddings else ["re:lm_head"]),
-                "init_sparsity": 0.0, "final_sparsity": s.final_sparsity,
+                "init_sparsity": 0.0, "final_sparsity": events[-1][1],  # also for piecewise knots
                 "start": events[0][0], "end": 1.0,  # masks stay on to the end of training (they switch off at `end`)
                 "update_scheduler": "multi_step", "scheduler_args": {"steps": events},
                 "mask_structure": "unstructured"}

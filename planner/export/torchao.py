@@ -189,7 +189,7 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
     changes = change_points(densities)
     rows = [", ".join(f"({a}, {d!r})" for a, d in changes[i:i + 4]) + "," for i in range(0, len(changes), 4)]
     module = module_name(plan)
-    summary = (f"{s.shape} schedule to final sparsity {s.final_sparsity:g} over {steps:,} optimizer steps, "
+    summary = (f"{s.shape} schedule to final sparsity {1 - changes[-1][1]:g} over {steps:,} optimizer steps, "
                f"{len(changes) - 1} density changes, {s.granularity} magnitude pruning, {s.pattern}; plan N_avg "
                f"{plan.derived.n_avg:,.0f}.")
     text = _FILE.substitute(name=plan.name, summary=summary, module=module, steps=steps, granularity=s.granularity,
