@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from planner.errors import PlannerInputError
-from planner.export import export_plan, step_n_avg, torchao
+from planner.export import export_plan, torchao
+from planner.export.base import step_n_avg
 from planner.ladder import tiny_plan
 from planner.plan import Budget, PlanSchedule, make_plan, resolve_schedule
 from planner.shapes import PRESETS

@@ -5,120 +5,36 @@ Export page both call. Each target module's `build(plan, devices)` returns an `E
 text, what the files preserve exactly, where their pruning approximates the plan (with the numbers: what differs and
 the planner's N_avg of what the files run), the target's other differences (optimizer details, rounding), and the
 command that launches them. A plan the target cannot express faithfully raises PlannerInputError with one line (the
-CLI's exit 2); so does any approximation when `exact=True`. Everything here is pure: the torchao file imports torch only
-when the user runs it.
+CLI's exit 2); so does any approximation when `exact=True`. Everything here is pure: the torchao file imports torch
+only when the user runs it.
 """
 from __future__ import annotations
 
-import io
-import re
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from planner.errors import PlannerInputError
-from planner.plan import TrainingPlan, derive
-from planner.schedules import Schedule, n_of_t
+from planner.export import litgpt, llm_compressor, maxtext, torchao
+from planner.export.base import Export, readme
+from planner.plan import TrainingPlan
 
-TARGETS = ("maxtext", "torchao", "llm-compressor", "litgpt")
-
-
-@dataclass(frozen=True)
-class Export:
-    target: str
-    files: dict[str, str]  # file name -> text; README.md is added by export_plan
-    launch: str  # how to run the files: a shell command (Python calls for llm-compressor)
-    n_avg: float  # N_avg, in the plan's convention, of the schedule the files run
-    exact: list[str] = field(default_factory=list)  # what the target preserves exactly
-    approx: list[str] = field(default_factory=list)  # where the pruning differs from the plan, precisely
-    notes: list[str] = field(default_factory=list)  # the target's other differences: optimizer, rounding, tokenizer
-
-    def zip_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, text in self.files.items():
-                zf.writestr(name, text)
-        return buf.getvalue()
-
-
-def exported_n_avg(plan: TrainingPlan, schedule: Schedule) -> float:
-    """N_avg of `schedule` on the plan's model, under the plan's counting convention (planner.plan.derive)."""
-    return derive(plan.model, schedule, plan.derived.n_convention).n_avg
-
-
-def stem(plan: TrainingPlan) -> str:
-    """The plan's name as a file-name stem (anything but letters, digits, '.', '-' and '_' becomes '_')."""
-    return re.sub(r"[^\w.-]+", "_", plan.name)
-
-
-def plan_window(plan: TrainingPlan) -> tuple[int, int, int | None]:
-    """(start_step, end_step, every_steps) of the plan's window; a hand-written plan may give only fractions."""
-    s, steps = plan.schedule, plan.budget.steps
-    start = s.start_step if s.start_step is not None else round(s.start * steps)
-    end = s.end_step if s.end_step is not None else round(s.end * steps)
-    every = s.every_steps if s.every_steps is not None else (round(s.every * steps) if s.every else None)
-    return start, end, every
-
-
-def step_densities(plan: TrainingPlan) -> np.ndarray:
-    """Density in force at each optimizer step, from the planner's schedule (what a step-based trainer applies)."""
-    steps = plan.budget.steps
-    return plan.schedule.schedule().density_at_step(np.arange(steps), steps)
-
-
-def change_points(densities: np.ndarray) -> list[tuple[int, float]]:
-    """(first step, density) at step 0 and wherever the per-step density changes."""
-    steps = np.flatnonzero(np.concatenate([[True], densities[1:] != densities[:-1]]))
-    return [(int(s), float(densities[s])) for s in steps]
-
-
-def step_n_avg(plan: TrainingPlan, densities) -> float:
-    """N_avg of a per-step density table: the mean over steps, counted as the plan counts."""
-    fixed, prunable = plan.model.n_params(plan.derived.n_convention)
-    return float(n_of_t(np.mean(densities), fixed, prunable))
-
-
-def n_avg_note(plan: TrainingPlan, n_avg: float) -> str:
-    """'N_avg X (the plan's)' or 'N_avg X instead of the plan's Y (+d%)': the number a user checks."""
-    want = plan.derived.n_avg
-    if abs(n_avg - want) <= 1e-9 * want:
-        return f"N_avg {n_avg:,.0f} (the plan's)"
-    return f"N_avg {n_avg:,.0f} instead of the plan's {want:,.0f} ({(n_avg / want - 1) * 100:+.4f}%)"
-
-
-def _readme(plan: TrainingPlan, ex: Export) -> str:
-    lines = [f"# {plan.name} for {ex.target}", "",
-             f"Exported by sparseplan from plan `{plan.name}`: {plan.model.n_layer} layers x d_model "
-             f"{plan.model.d_model}, {plan.schedule.shape} schedule to final sparsity {plan.schedule.final_sparsity:g} "
-             f"({plan.schedule.granularity}, {plan.schedule.pattern}), {plan.budget.steps:,} steps of "
-             f"{plan.budget.batch_size} x {plan.budget.seq_len} tokens; plan N_avg {plan.derived.n_avg:,.0f} "
-             f"({plan.derived.n_convention} parameters).", "", "## Launch", "", "```", ex.launch, "```", "",
-             "## Preserved exactly", ""]
-    lines += [f"- {x}" for x in ex.exact] or ["- (nothing beyond the shape)"]
-    lines += ["", "## Differs from the plan", ""]
-    lines += [f"- {x}" for x in ex.approx] or ["- pruning: nothing, these files prune as the plan does"]
-    lines += [f"- {x}" for x in ex.notes]
-    lines += ["", f"Files: {', '.join(sorted(ex.files))}.", ""]
-    return "\n".join(lines)
+BUILDERS = {"maxtext": maxtext.build, "torchao": torchao.build, "llm-compressor": llm_compressor.build,
+            "litgpt": litgpt.build}
+TARGETS = tuple(BUILDERS)
+__all__ = ["TARGETS", "Export", "export_plan"]
 
 
 def export_plan(plan: TrainingPlan, target: str, out_dir: str | Path | None = None, devices: int = 1,
                 exact: bool = False) -> Export:
     """Build the target's files (with README.md) and write them into out_dir when given; `exact` refuses any
     approximation of the pruning."""
-    from planner.export import litgpt, llm_compressor, maxtext, torchao
-    builders = {"maxtext": maxtext.build, "torchao": torchao.build, "llm-compressor": llm_compressor.build,
-                "litgpt": litgpt.build}
-    if target not in builders:
+    if target not in BUILDERS:
         raise PlannerInputError(f"export --to {target!r}: use one of {', '.join(TARGETS)}")
     if devices < 1:
         raise PlannerInputError(f"export --devices {devices}: must be a positive integer")
-    ex = builders[target](plan, devices)
+    ex = BUILDERS[target](plan, devices)
     if exact and ex.approx:
         raise PlannerInputError(f"{target}: plan '{plan.name}' would be approximated: {ex.approx[0]}")
-    ex = Export(ex.target, {**ex.files, "README.md": _readme(plan, ex)}, ex.launch, ex.n_avg, ex.exact, ex.approx,
+    ex = Export(ex.target, {**ex.files, "README.md": readme(plan, ex)}, ex.launch, ex.n_avg, ex.exact, ex.approx,
                 ex.notes)
     if out_dir is not None:
         out = Path(out_dir)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from planner.export import TARGETS, export_plan, stem
+from planner.export import TARGETS, export_plan
+from planner.export.base import stem
 from planner.plan import load_plan
 
 

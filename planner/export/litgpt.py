@@ -9,7 +9,7 @@ from __future__ import annotations
 import yaml
 
 from planner.errors import PlannerInputError
-from planner.export import Export, n_avg_note, plan_window, stem
+from planner.export.base import Export, n_avg_note, plan_window, stem
 from planner.ladder import dense_partner_shape
 from planner.plan import TrainingPlan
 from planner.shapes import ModelShape

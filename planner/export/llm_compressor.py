@@ -12,7 +12,7 @@ import numpy as np
 import yaml
 
 from planner.errors import PlannerInputError
-from planner.export import Export, change_points, n_avg_note, stem, step_densities, step_n_avg
+from planner.export.base import Export, change_points, n_avg_note, stem, step_densities, step_n_avg
 from planner.plan import TrainingPlan
 
 # Hugging Face Llama module names (this repository's trainer and its HF export use them too). llm-compressor matches a

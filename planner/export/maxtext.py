@@ -15,7 +15,7 @@ import math
 import yaml
 
 from planner.errors import PlannerInputError
-from planner.export import Export, exported_n_avg, n_avg_note, plan_window, stem
+from planner.export.base import Export, exported_n_avg, n_avg_note, plan_window, stem
 from planner.io import parse_mapping
 from planner.plan import TrainingPlan
 from planner.schedules import Schedule

@@ -17,7 +17,7 @@ from string import Template
 import numpy as np
 
 from planner.errors import PlannerInputError
-from planner.export import Export, change_points, n_avg_note, step_densities, step_n_avg
+from planner.export.base import Export, change_points, n_avg_note, step_densities, step_n_avg
 from planner.plan import TrainingPlan
 
 _FILE = Template('''"""Gradual magnitude pruning of plan '$name' with torch.ao.pruning (exported by sparseplan).
