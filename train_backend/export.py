@@ -112,7 +112,7 @@ def export_hf(state_dict: dict, shape: ModelShape, out_dir: Path, max_positions:
 
 
 def load_hf(folder: str | Path):
-    """LlamaForCausalLM from an exported folder, dense or sparse-bitmask compressed."""
+    """LlamaForCausalLM from an exported folder: plain, or compressed (sparse-bitmask, sparse-24-bitmask)."""
     from compressed_tensors.utils import unpack_bitmasks
     from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM
     folder = Path(folder)
