@@ -9,7 +9,7 @@ from planner.errors import PlannerInputError
 from planner.export import export_plan, maxtext
 from planner.ladder import tiny_plan
 from planner.plan import Budget, derive, dump_plan, make_plan, resolve_schedule
-from planner.schedules import window_from_compute
+from planner.schedules import compute_weighting, window_from_compute
 from planner.search import build_plan
 from planner.shapes import PRESETS
 
@@ -71,8 +71,7 @@ def test_compute_windows_land_within_one_pruning_interval_of_what_they_ask(c0, c
                       tokens=STEPS * BATCH * SEQ, batch_size=BATCH, seq_len=SEQ)
     ex = export_plan(plan, "maxtext", devices=256)
     keys, text = keys_of(ex)
-    phi = (model.fixed - model.embedding) / model.prunable
-    t0, t1 = window_from_compute("geometric", 0.8, c0, c1, phi, every / STEPS)
+    t0, t1 = window_from_compute("geometric", 0.8, c0, c1, compute_weighting(model), every / STEPS)
     assert abs(keys["gmp_start_step"] - float(t0) * STEPS) <= every
     assert abs(keys["gmp_end_step"] - float(t1) * STEPS) <= every
     assert keys["gmp_start_step"] % every == 0 and (keys["gmp_end_step"] - keys["gmp_start_step"]) % every == 0
