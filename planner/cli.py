@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from planner import cli_fit, cli_search
 from planner.errors import PlannerInputError
+from planner.export import cli as cli_export
 from planner.plan import load_plan
 from planner.schedules import Schedule, compute_weighting
 from planner.shapes import PRESETS
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_fit.register(sub)
     cli_search.register(sub)
     _register_check(sub)
+    cli_export.register(sub)
     return parser
 
 
