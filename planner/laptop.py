@@ -108,12 +108,12 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
 
 def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int, recipe: dict, command: str,
                    n_boot: int = 200, seed: int = 0) -> LaptopLaw:
-    """Fit the unified law to a runs table (planner format) with `n_boot` bootstrap refits over runs."""
+    """Fit the unified law to a runs table (planner format) with `n_boot` bootstrap refits over single runs."""
     from planner.fit import LawFitter, bootstrap  # scipy only when fitting
     from planner.runs import load_runs
     table = load_runs(runs, "unified")
     fit = LawFitter("unified").fit(table)
-    boot = bootstrap(table, "unified", n_boot=n_boot, seed=seed, fit=fit)
+    boot = bootstrap(table, "unified", n_boot=n_boot, seed=seed, fit=fit, by_group=False)  # 4-5 sizes: too few groups
     n, d = table["n_avg"].to_numpy(float), table["tokens"].to_numpy(float)
     law = fit.law.model_copy(update={"ci": {k: tuple(v) for k, v in boot.ci().items() if k in fit.params},
                                      "provenance": f"laptop law: {fit.provenance}; {command}"})

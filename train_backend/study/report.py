@@ -137,7 +137,7 @@ def dense_law_predictions(df: pd.DataFrame, sd: float) -> tuple[pd.DataFrame, ob
     N_avg (and, for contrast, from its N_final) with a 95% interval: bootstrap refits plus run-to-run noise."""
     dense = df[df["kind"].isin(["ladder", "noise"])]
     fit = LawFitter("unified").fit(dense)
-    boot = bootstrap(dense, "unified", n_boot=N_BOOT, fit=fit)
+    boot = bootstrap(dense, "unified", n_boot=N_BOOT, fit=fit, by_group=False)
     draws = {k: boot.samples[k].to_numpy() for k in boot.samples}
     sparse = df[df["role"] == "sparse"].copy()
     noise = sd if np.isfinite(sd) else 0.0
@@ -158,7 +158,8 @@ def in_regime(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def form_comparison(df: pd.DataFrame) -> pd.DataFrame:
-    return compare_forms(in_regime(df)[["loss", "tokens", "n_avg", "n_final", "sparsity", "group", "name"]])
+    return compare_forms(in_regime(df)[["loss", "tokens", "n_avg", "n_final", "sparsity", "group", "name"]],
+                         forms=("unified", "chinchilla", "frantar"))
 
 
 def save_laptop_law(df: pd.DataFrame, per_batch: dict, sd: float, runs: list[StudyRun], path: Path):
