@@ -25,22 +25,25 @@ def _linears(m) -> list[tuple[int, int, int]]:
 
 
 # glibc keeps the blocks a step frees in its heap (the mmap threshold grows with the tensors freed), so a CPU run's
-# peak RSS sits above its peak live bytes: 1.46-1.75x measured for d_model 128-512 models on this project's VM,
-# 0.93-0.95x with MALLOC_MMAP_THRESHOLD_=65536 (no retention) - the live count itself is right.
+# peak RSS sits above its peak live bytes: 1.43-1.75x of this estimate's live count measured for four shapes
+# (d_model 128-512, 2-8 layers) on this project's VM, and 0.93-0.95x with MALLOC_MMAP_THRESHOLD_=65536 (glibc then
+# returns every freed tensor): the live count is right, the rest is the allocator.
 CPU_HEAP_RETENTION = 1.6
 
 
-def estimate_memory(plan: TrainingPlan, world_size: int = 1, device: str = "cpu") -> dict[str, int]:
+def estimate_memory(plan: TrainingPlan, world_size: int = 1, device: str = "cpu", ddp: bool | None = None
+                    ) -> dict[str, int]:
     """Bytes one rank adds to its process, by part; `live` is the largest of the loop's three phases and `total`
     what the device must have (on CPU: live times glibc's heap retention).
 
-    * step (forward/backward): weights, grads, AdamW's two moments, DDP's gradient buckets (world > 1), masks, and the
-      activations autograd keeps for one micro-batch: per token and layer the two norms' inputs (fp32 residual
-      stream) and outputs (2 d), q, k, v after RoPE, the attention output and its head-merged copy (3 d_attn +
-      2 d_kv), the MLP's gate, SiLU, up and product (4 d_ff, 3 with GELU); then the logits, their log-softmax and
-      its gradient (3 vocab, fp32).
+    * step (forward/backward): weights, grads, AdamW's two moments, DDP's gradient buckets (`ddp`, by default
+      world_size > 1), masks, and the activations autograd keeps for one micro-batch: per token and layer the two
+      norms' inputs (fp32 residual stream) and outputs (2 d), q, k, v after RoPE, the attention output and its
+      head-merged copy (3 d_attn + 2 d_kv), the MLP's gate, SiLU, up and product (4 d_ff, 3 with GELU); then the
+      logits, their log-softmax and its gradient (3 vocab, fp32).
     * pruning event (grads freed): the old masks and the new ones side by side, and one tensor's scores and keys.
-    * checkpoint (grads freed): the serialised state (weights, moments, masks) in one buffer.
+    * checkpoint (grads freed): the serialised state (weights, moments, masks) in one buffer, in host memory (so
+      not on a GPU's bill).
 
     Masks are stored twice: a bool mask (1 byte) and the weights'-dtype copy that multiplies the gradients.
     bfloat16 autocast keeps activations in 2 bytes and a bf16 copy of every matmul weight for the forward.
@@ -55,14 +58,14 @@ def estimate_memory(plan: TrainingPlan, world_size: int = 1, device: str = "cpu"
     per_layer = 4 * 2 * m.d_model + act * (2 * m.d_model + 3 * q + 2 * kv + (4 if m.mlp == "swiglu" else 3) * m.d_ff)
     parts = {
         "weights": 4 * params, "grads": 4 * params, "adamw": 8 * params,
-        "ddp_buckets": 4 * params if world_size > 1 else 0,
+        "ddp_buckets": 4 * params if (world_size > 1 if ddp is None else ddp) else 0,
         "masks": 5 * prunable if sparse else 0,
         "activations": tokens * (m.n_layer * per_layer + 4 * 2 * m.d_model + 4 * 3 * m.vocab),
         "autocast_weights": 2 * sum(i * o * k for i, o, k in _linears(m)) if act == 2 else 0,
     }
     largest = max(i * o for i, o, _ in _linears(m))
     parts["event_transient"] = (5 * prunable + 12 * largest) if sparse else 0
-    parts["checkpoint_buffer"] = 12 * params + (prunable if sparse else 0)
+    parts["checkpoint_buffer"] = 12 * params + (prunable if sparse else 0) if device == "cpu" else 0
     kept = parts["weights"] + parts["adamw"] + parts["masks"] + parts["ddp_buckets"]
     step = kept + parts["grads"] + parts["activations"] + parts["autocast_weights"]
     parts["live"] = max(step, kept + parts["event_transient"], kept + parts["checkpoint_buffer"])

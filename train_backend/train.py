@@ -108,8 +108,13 @@ class Stop:
         return signal.signal(signal.SIGINT, cls.handler)
 
 
+def _launched() -> bool:
+    """Started by torchrun: DDP even on one rank (the path multi-GPU runs take)."""
+    return "RANK" in os.environ
+
+
 def _dist_env() -> tuple[int, int, int]:
-    if "RANK" not in os.environ:
+    if not _launched():
         return 0, 1, 0
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
 
@@ -168,7 +173,7 @@ def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
 def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
     rank, world, local_rank = _dist_env()
     device = torch.device(f"cuda:{local_rank}" if opts.device == "cuda" else "cpu")
-    if world > 1 and not dist.is_initialized():
+    if _launched() and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
@@ -201,7 +206,7 @@ def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
                                 error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        if world > 1:
+        if _launched():
             dist.destroy_process_group()
 
 
@@ -211,7 +216,7 @@ def _check(plan: TrainingPlan, device: torch.device, world: int, opts: Options):
     if b.batch_size % world or (b.batch_size // world) % max(1, b.grad_accum // world):
         raise PlannerInputError(f"plan field 'budget.batch_size' ({b.batch_size}) does not split over {world} ranks "
                                 f"and grad_accum {b.grad_accum}")
-    need, have = estimate_memory(plan, world, device.type)["total"], available_memory(device)
+    need, have = estimate_memory(plan, world, device.type, _launched())["total"], available_memory(device)
     if device.type == "cpu":
         need *= int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # ranks on one host share its RAM
     if need > have:
@@ -251,12 +256,11 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
         saved = step
         del state
     model = raw
-    if world > 1:
+    if _launched():
         model = torch.nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.index is not None
                                                           else None)
     fwd = torch.compile(model) if plan.run.compile else model
-    # The plan's dtype on every device: bf16 autocast only when the plan says bfloat16 (weights stay fp32).
-    autocast = torch.autocast(device.type, torch.bfloat16) if plan.run.dtype == "bfloat16" else nullcontext()
+    autocast = autocast_for(plan, device)
 
     end_step = min(b.steps, opts.max_steps or b.steps)
     ckpt_every = opts.ckpt_every or plan.run.eval_every
@@ -292,22 +296,27 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
             registry.update_run(opts.runs_dir, run_id, step=next_step, tokens=next_step * tokens_per_step)
         saved = next_step
 
+    def write(lines: list[dict]):
+        if rank == 0:
+            metrics.write(b"".join((json.dumps(ln) + "\n").encode() for ln in lines))
+
     def flush(t_window: float):
         """One host sync for the pending lines: their loss and grad norm, the non-finite check, step times."""
         nonlocal loss_val
         values = torch.stack([torch.stack([ln["loss"], ln["grad_norm"]]) for ln in pending]).tolist()
         dt = (time.perf_counter() - t_window) / len(pending)
-        for line, (loss, grad_norm) in zip(pending, values):
+        for i, (line, (loss, grad_norm)) in enumerate(zip(pending, values)):
             if not math.isfinite(loss):
+                write(pending[:i])  # the finite steps before it still get their lines
                 raise NonFinite(f"non-finite loss ({loss}) at step {line['step']}", saved)
             mfu = flops_per_step / dt / (peak * world) if peak else None
             mfus.append(mfu)
             line.update(loss=loss, grad_norm=grad_norm, tokens_per_s=tokens_per_step / dt, mfu=mfu)
         loss_val = pending[-1]["loss"]
 
-    if not resuming:
-        save(0)  # before any update: every run can be resumed from its start
     try:
+        if not resuming:
+            save(0)  # before any update: every run can be resumed from its start
         Stop.armed = True
         t_window = time.perf_counter()
         while step < end_step:
@@ -344,8 +353,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                 measured, per_layer = pruner.measured()
                 line["event"], line["weight_density"] = event, measured / pruner.n
                 line["layer_density"] = {n: a / p.numel() for n, a, p in zip(pruner.names, per_layer, pruner.params)}
-            if rank == 0:
-                metrics.write(b"".join((json.dumps(ln) + "\n").encode() for ln in pending))
+            write(pending)
             bar.update(len(pending))
             bar.set_postfix(loss=f"{loss_val:.3f}", density=f"{alive / pruner.n:.3f}")
             pending.clear()
@@ -376,7 +384,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                "dtype": plan.run.dtype, "device": _device_name(device), "threads": torch.get_num_threads(),
                "peak_flops": peak, "peak_flops_source": peak_how,
                "mfu_median": statistics.median(measured_mfu) if measured_mfu else None,
-               "memory_estimate": estimate_memory(plan, world, device.type),
+               "memory_estimate": estimate_memory(plan, world, device.type, _launched()),
                "peak_memory_measured": (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                                         else peak_rss()),
                "peak_memory_measured_as": ("torch.cuda.max_memory_allocated" if device.type == "cuda"
@@ -387,6 +395,11 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                             **{k: summary[k] for k in ("tokens", "final_train_loss", "final_val_loss", "n_avg_measured",
                                                        "n_final", "predicted_loss", "wall_seconds")})
     return summary
+
+
+def autocast_for(plan: TrainingPlan, device: torch.device):
+    """The plan's dtype on every device: bf16 autocast only when the plan says bfloat16 (weights stay fp32)."""
+    return torch.autocast(device.type, torch.bfloat16) if plan.run.dtype == "bfloat16" else nullcontext()
 
 
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -403,7 +416,7 @@ def forward_backward(fwd, model, x, y, n_micro: int, world: int, autocast) -> to
     last one, averaging over ranks); returns the global batch's mean loss as a 0-d tensor on the device (no sync)."""
     total = torch.zeros((), device=x.device)
     for i, (xm, ym) in enumerate(zip(x.chunk(n_micro), y.chunk(n_micro))):
-        sync = world == 1 or i == n_micro - 1
+        sync = not isinstance(model, torch.nn.parallel.DistributedDataParallel) or i == n_micro - 1
         with (nullcontext() if sync else model.no_sync()), autocast:
             loss = fwd(xm, ym) * (xm.shape[0] / x.shape[0])
         loss.backward()
