@@ -78,15 +78,14 @@ def report(before_path: Path, after_path: Path):
     for name in ("tiny", "sparse80"):
         b, a = before[name], after[name]
         w = b["watch"]
-        pruned = [x for x in w if x["pruned_share"] > 0]
         at = {k: w[min(k, len(w)) - 1]["pruned_share"] for k in (80, len(w) // 2, len(w))}
         rows.append(f"| {name} | {b['steps']} | {b['tokens'] / b['n_avg']:.1f} | {b['final_val_loss']:.4f} | "
                     f"{a['final_val_loss']:.4f} | {a['final_val_loss'] - b['final_val_loss']:+.4f} | "
                     f"{b['final_train_loss']:.4f} / {a['final_train_loss']:.4f} | "
                     + ", ".join(f"{v:.1%} at step {k}" for k, v in at.items()) + " | "
                     f"{max(x['pruned_share'] for x in w):.1%} | "
-                    f"{sum(x['clipped'] for x in pruned)}/{len(pruned)} | "
-                    f"{max(x['pruned_share'] for x in after[name]['watch']):.0%} |")
+                    f"{sum(x['clipped'] for x in w)} / {sum(x['clipped'] for x in a['watch'])} of {len(w)} | "
+                    f"{max(x['pruned_share'] for x in a['watch']):.0%} |")
     text = "\n".join([
         "## Trainer: masked gradients",
         "",
@@ -97,13 +96,18 @@ def report(before_path: Path, after_path: Path):
         f"3 x 96 (0.41M params), 80% final sparsity, geometric over 25-75% of compute, {LONG_STEPS} steps of "
         "16 x 128 tokens. Val loss over 16 (sparse80) / 4 (tiny) held-out batches, nats per byte. The pruned share "
         "is the fraction of the squared gradient norm (all parameters) that sits on pruned weights, as "
-        "`clip_grad_norm_` saw it before the fix; 'clipped' counts steps with pruned weights where the total norm "
-        "exceeded grad_clip (1.0).",
+        "`clip_grad_norm_` saw it before the fix; 'clipped' counts the steps whose total norm exceeded grad_clip (1.0).",
         "",
         "| plan | steps | D / N_avg | val loss before | val loss after | after - before | train loss before / after "
         "| pruned share of grad norm^2 before | max | clipped steps (pruned present) | pruned share after |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "Reading: before the fix most of the gradient norm at high sparsity sat on weights that were about to be "
+        "re-zeroed, so clipping fired on about half of the sparse80 steps instead of 2% and shrank the live "
+        "weights' steps. The final val loss moved little: -0.0011 nats for sparse80 and under 0.0001 for tiny (one "
+        "seed each; seed-to-seed noise was not measured here, so the sign is not established). The fix changes "
+        "the optimizer's trajectory a lot and the loss at these scales little.",
         "",
     ])
     write_section("## Trainer: masked gradients", text)
