@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from planner import cli_fit, cli_search
 from planner.errors import PlannerInputError
+from planner.export import cli as cli_export
 from planner.plan import load_plan
-from planner.schedules import Schedule
+from planner.schedules import Schedule, compute_weighting
 from planner.shapes import PRESETS
 
 
@@ -51,8 +52,7 @@ def _register_schedule(sub):
 
 def _schedule_from_args(a) -> dict:
     model = PRESETS[a.model] if a.model else None
-    # Unpruned weights that still do matrix work (norm scales), relative to the prunable ones; 0 without a model.
-    phi = 0.0 if model is None else (model.fixed - model.embedding) / model.prunable
+    phi = 0.0 if model is None else compute_weighting(model)  # unpruned matrix work (a tied head); 0 without a model
     if not 0 <= a.final_sparsity < 1:
         raise PlannerInputError(f"--final-sparsity {a.final_sparsity} is outside [0, 1)")
     by_steps = a.start_step is not None or a.end_step is not None
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_fit.register(sub)
     cli_search.register(sub)
     _register_check(sub)
+    cli_export.register(sub)
     return parser
 
 
