@@ -30,6 +30,7 @@ def _keep_top(score_of, sizes: list[int], keep: int) -> list[torch.Tensor]:
     """Boolean masks (flat) keeping exactly `keep` of the largest scores over tensors of `sizes`, ties at the
     threshold to the lowest flat index; `score_of(i)` returns tensor i's flat fp32 scores (>= 0, -inf or +inf) anew."""
     count = len(sizes)
+
     def keys(i):  # int32 view: the same order as the scores (the only negative score is -inf, below all others)
         return score_of(i).view(torch.int32)
 
