@@ -18,4 +18,8 @@ pages = [
     st.Page(VIEWS / "export.py", title="Export", icon=":material/download:"),
     st.Page(VIEWS / "runs.py", title="Runs", icon=":material/play_circle:"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+from app.ui import state  # noqa: E402  (after the path set-up above)
+
+st.sidebar.caption(f"**Law in force:** {state.working_law().label}. Change it on the Scaling laws page.")
+page.run()

@@ -109,8 +109,8 @@ def measure_matmul_flops(n: int = 1024, repeats: int = 5, dtype=np.float32) -> f
 def this_machine(peak: float | None = None, pattern: str = "unstructured", **overrides) -> Hardware:
     """This machine as a Hardware profile from a measured matmul peak (measured now when `peak` is None); free."""
     peak = measure_matmul_flops() if peak is None else peak
-    return Hardware(name="this machine", peak_flops=peak, usd_per_gpu_hour=0.0,
-                    **{**_pattern_speedups(pattern), **overrides})
+    return Hardware(**{"name": "this machine", "peak_flops": peak, "usd_per_gpu_hour": 0.0,
+                       **_pattern_speedups(pattern), **overrides})  # a given price overrides the free default
 
 
 def attention_flops_per_token(n_layer, d_attn, context, passes=1):
@@ -173,10 +173,15 @@ def ledger_arrays(tokens, n_fixed, n_prunable, mean_density, final_density, spar
         "train_flops_wallclock_equivalent": wallclock, "inference_flops_per_token": infer_per_token,
         "inference_context": context, "lifetime_inference_tokens": lifetime,
         "lifetime_inference_flops": lifetime * infer_per_token, "train_gpu_hours": train_hours,
-        "inference_gpu_hours": infer_hours, "train_usd": train_hours * hardware.usd_per_gpu_hour,
-        "inference_usd": infer_hours * hardware.usd_per_gpu_hour,
+        "inference_gpu_hours": infer_hours, "train_usd": _usd(train_hours, hardware.usd_per_gpu_hour),
+        "inference_usd": _usd(infer_hours, hardware.usd_per_gpu_hour),
     }
     return {k: np.broadcast_to(v, shape) for k, v in out.items()}
+
+
+def _usd(hours, usd_per_hour: float):
+    """Dollars for GPU-hours; a free machine costs $0 even for the infinite hours of an unreachable target."""
+    return hours * usd_per_hour if usd_per_hour else np.zeros_like(hours)
 
 
 def final_mask_fraction(schedule: Schedule) -> float:

@@ -15,6 +15,7 @@ A form needs its N column (`planner.laws.N_COLUMN`): ``unified`` reads ``n_avg``
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
             bad = np.flatnonzero(~(out[col] > 0) & out[col].notna())
             if bad.size:
                 raise PlannerInputError(f"{label}: column '{col}' must be positive; row {bad[0] + 1} has "
-                                        f"{out[col].iloc[bad[0]]!r}")
+                                        f"{out[col].iloc[bad[0]]:g}")
             big = np.flatnonzero(out[col] > _CEILING[col])
             if big.size:
                 raise PlannerInputError(f"{label}: column '{col}' has {out[col].iloc[big[0]]:g} in row {big[0] + 1}, "
@@ -65,7 +66,7 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
     s = out["sparsity"]
     bad = np.flatnonzero(((s < 0) | (s >= 1)) & s.notna())
     if bad.size:
-        raise PlannerInputError(f"{label}: column 'sparsity' must lie in [0, 1); row {bad[0] + 1} has {s.iloc[bad[0]]!r}")
+        raise PlannerInputError(f"{label}: column 'sparsity' must lie in [0, 1); row {bad[0] + 1} has {s.iloc[bad[0]]:g}")
     if form != "frantar":
         out["sparsity"] = s.fillna(0.0)
     if "n_final" in out.columns:  # a dense run's total is its final count
@@ -93,7 +94,19 @@ def _read(source) -> tuple[str, pd.DataFrame]:
     try:
         return path.name, pd.read_csv(path, dtype=str, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise PlannerInputError(f"{path.name}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        raise PlannerInputError(f"{path.name}: not a readable CSV ({_csv_reason(exc)})") from None
+
+
+def _csv_reason(exc: Exception) -> str:
+    """pandas' parser message in the user's terms: which line has how many fields against the header."""
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+    if m:
+        return f"line {m[2]} has {m[3]} comma-separated fields but the header has {m[1]}"
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return "the file is empty"
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    return str(exc).splitlines()[0]
 
 
 def _numeric(values: pd.Series, label: str, col: str, required: bool) -> pd.Series:

@@ -14,14 +14,24 @@ from test_app_common import assert_clean, open_page
 PAGE = "views/export.py"
 
 
+GEOMETRIC = PlannerInputs(schedules=("geometric 25-75",))  # the MaxText fork prunes only on a geometric schedule
+
+
 def default_plan():
-    inputs = PlannerInputs()
-    comp = search(inputs)
-    return selected_plan(inputs, comp, comp.best["plan_id"])
+    comp = search(GEOMETRIC)
+    return selected_plan(GEOMETRIC, comp, comp.best["plan_id"])
+
+
+def export_page():
+    at = open_page()
+    at.session_state["planner_inputs"] = GEOMETRIC
+    at.switch_page(PAGE).run()
+    assert_clean(at)
+    return at
 
 
 def test_page_exports_the_selected_plan():
-    at = open_page(PAGE)
+    at = export_page()
     plan = default_plan()
     assert plan.name in at.markdown[0].value
     labels = [b.label for b in at.get("download_button")]
@@ -48,7 +58,7 @@ def test_plan_bytes_round_trip():
     assert plan_from_text(ev.plan_yaml_bytes(plan).decode()) == plan
     assert plan_from_text(ev.plan_json_bytes(plan).decode(), fmt="json") == plan
     # whole optimizer steps move the loss off the target by a hair
-    assert abs(plan.prediction.loss - PlannerInputs().target_loss) < 1e-3 and plan.costs is not None
+    assert abs(plan.prediction.loss - GEOMETRIC.target_loss) < 1e-3 and plan.costs is not None
 
 
 def test_ladder_bytes_hold_every_rung():
@@ -82,7 +92,7 @@ def test_target_downloads_hold_the_files_the_cli_writes(tmp_path):
 
 
 def test_a_device_count_that_does_not_divide_the_batch_is_shown_not_raised():
-    at = open_page(PAGE)
+    at = export_page()
     at.number_input(key="export_devices").set_value(3).run()
     assert_clean(at)
     warnings = [w.value for w in at.warning]

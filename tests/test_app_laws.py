@@ -1,19 +1,22 @@
 """Scaling-laws page: fits of the seed's pairs (exponents held by default), bad uploads explained with st.error,
 charts and the comparison table."""
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from app.ui.laws_view import fit_form
+from app.ui.laws_view import degenerate_warning, fit_form
 from planner.fit import compare_forms
 from planner.laws import PRESETS, default_law
 from planner.runs import seed_pairs
+from planner.search import validated_region
 from test_app_common import assert_clean, chart_specs, encodings, metrics, open_page
 from streamlit.testing.v1 import AppTest
 
 PAGE = "views/laws.py"
 EPOCH = PRESETS["epoch-replication"].exponents
-EXPONENT = "Compute-optimal exponent a (N_opt ∝ C^a)"
+EXPONENT = "Compute-optimal exponent a"
 
 
 def laws_page(forms=("unified",)) -> AppTest:
@@ -48,7 +51,7 @@ def test_seed_pairs_hold_the_epoch_exponents_by_default():
     direct = fit_form(seed_pairs(), "unified", "coarse", 100, exponents=EPOCH)
     assert direct.fit.fixed == {"alpha": 0.3478, "beta": 0.3658}
     assert metrics(at)[EXPONENT] == f"{direct.fit.optimal_n_exponent:.3f}"
-    assert metrics(at)["Held-out RMSE"] == f"{direct.heldout['heldout_rmse']:.4f} nats"
+    assert metrics(at)["Held-out RMSE (nats)"] == f"{direct.heldout['heldout_rmse']:.4f}"
     assert any("8 runs for 3 free parameters" in w.value for w in at.warning)
     comparison = at.dataframe[0].value
     assert comparison["runs"].tolist() == [8] and comparison["free"].tolist() == [3]
@@ -72,8 +75,7 @@ def test_comparison_of_the_three_forms_equals_the_planner():
 
 def test_pairs_chart_shows_loss_against_both_counts():
     at = laws_page()
-    pairs, fit_spec, resid_spec = chart_specs(at)
-    panels = pairs["hconcat"]
+    *panels, fit_spec, resid_spec = chart_specs(at)
     assert [encodings(p)["x"]["title"] for p in panels] == [
         "N_avg: average parameter count over training (count)", "N_final: non-zero parameters at the end (count)"]
     for p in panels:
@@ -114,15 +116,17 @@ def test_three_paired_runs_fit_with_held_exponents():
     three = seed_pairs().iloc[:3].to_csv(index=False)  # 3 runs: enough for E, A, B
     at = upload(laws_page(), "three.csv", three)
     assert not at.error and at.dataframe[0].value["free"].tolist() == [3]
-    pairs = chart_specs(at)[0]
-    assert [encodings(p)["x"]["title"].split(":")[0] for p in pairs["hconcat"]] == ["N_avg", "N_final"]
+    assert [encodings(p)["x"]["title"].split(":")[0] for p in chart_specs(at)[:2]] == ["N_avg", "N_final"]
 
 
 def test_frantar_counts_free_parameters():
     at = upload(laws_page(forms=("frantar",)), "four.csv", "\n".join(synthetic_csv().split("\n")[:5]))
-    assert any("4 runs, but the frantar form has 5 free parameters (2 held)" in e.value for e in at.error)
+    assert at.multiselect(key="laws_forms").options == ["unified (N_avg)", "Chinchilla (N_final)"]  # frantar: off
+    assert any("Frantar (S, N_final) is off: 4 runs, but the frantar form has 5 free parameters (2 held)" in c.value
+               for c in at.caption)
     at.checkbox(key="laws_hold_upload").uncheck().run()
-    assert any("4 runs, but the frantar form has 7 parameters" in e.value for e in at.error)
+    assert [e.value for e in at.error] == ["four.csv: 4 runs, but the unified form has 5 parameters; give at least "
+                                           "5 runs"]
 
 
 def test_good_upload_recovers_the_law_with_a_free_fit():
@@ -132,3 +136,93 @@ def test_good_upload_recovers_the_law_with_a_free_fit():
     assert not at.error and len(chart_specs(at)) == 2  # no pairs chart without a 'group' column
     a = float(metrics(at)[EXPONENT])
     assert a == pytest.approx(default_law().optimal_n_exponent, abs=0.05)
+
+
+def test_readme_runs_format_offers_the_unified_form_only():
+    """loss, tokens, n_avg (the README's format): the N_final forms are off with their reason, and no error."""
+    table = seed_pairs()[["loss", "tokens", "n_avg"]].to_csv(index=False)
+    at = upload(laws_page(forms=("unified", "chinchilla", "frantar")), "readme.csv", table)
+    assert not at.error
+    assert at.multiselect(key="laws_forms").options == ["unified (N_avg)"]
+    assert at.multiselect(key="laws_forms").value == ["unified"]
+    offs = [c.value for c in at.caption if " is off: " in c.value]
+    assert offs == ["Chinchilla (N_final) is off: missing column 'n_final' (or 'n' for dense runs) needed by the "
+                    "chinchilla form.",
+                    "Frantar (S, N_final) is off: missing column 'n_final' (or 'n' for dense runs) needed by the "
+                    "frantar form."]
+    assert at.dataframe[0].value["form"].tolist() == ["unified (N_avg)"]
+
+
+@pytest.mark.parametrize("csv, message", [
+    ("loss,tokens,n_avg\n2.5,1e9,1e8\n2.4,1e9,2e8,7\n", "bad.csv: not a readable CSV (line 3 has 4 comma-separated "
+                                                      "fields but the header has 3)"),
+    ("loss,tokens,n_avg,n_final\n2.5,1e9,-1,1e8\n", "bad.csv: column 'n_avg' must be positive; row 1 has -1"),
+])
+def test_a_bad_file_is_one_error_in_the_users_terms(csv, message):
+    at = upload(laws_page(forms=("unified", "chinchilla", "frantar")), "bad.csv", csv)
+    assert [e.value for e in at.error] == [message]
+
+
+def test_a_fit_becomes_the_working_law_of_every_page():
+    at = upload(laws_page(), "law.csv", synthetic_csv())
+    at.checkbox(key="laws_hold_upload").uncheck().run()
+    assert "epoch-replication preset" in at.sidebar.caption[0].value
+    at.button(key="laws_use_unified").click().run()
+    assert_clean(at)
+    label = at.sidebar.caption[0].value
+    assert "unified form fitted on law.csv (12 runs)" in label
+    assert at.button(key="laws_use_unified").disabled  # in force
+    at.switch_page("views/pareto.py").run()
+    assert_clean(at)
+    assert at.sidebar.caption[0].value == label
+    interval = at.table[0].value.loc["95% interval of the loss (bootstrap)", "selected"]
+    low, high = (float(x) for x in interval.strip("[]").split(", "))
+    assert low <= 2.6 <= high
+    assert any(c.value == f"95% CI [{low:.3f}, {high:.3f}]" for c in at.caption)
+    at.switch_page("views/schedule.py").run()
+    assert_clean(at)
+    assert "Predicted loss" in metrics(at) and any(c.value.startswith("95% CI [") for c in at.caption)
+    at.switch_page("views/export.py").run()
+    assert_clean(at)
+    caption = next(c.value for c in at.caption if c.value.startswith("Law: "))
+    assert "fitted on law.csv" in caption and "95% CI [" in caption
+    # back to a preset with one click
+    at.switch_page(PAGE).run()
+    at.button(key="laws_use_preset").click().run()
+    assert "epoch-replication preset" in at.sidebar.caption[0].value
+
+
+def test_a_fit_that_cannot_plan_is_not_offered():
+    """The seed's pairs lie near one compute budget: with α, β held, B fits to ~0, so the law says data never
+    helps; such a fit stays on the page but cannot become the working law."""
+    at = laws_page()
+    assert at.button(key="laws_use_unified").disabled
+    assert any("cannot plan" in w.value and "B = " in w.value for w in at.warning)
+
+
+def test_working_law_plans_carry_the_fit_and_its_interval():
+    from app.ui.pareto_view import PlannerInputs, search, selected_plan
+    from app.ui.working_law import fitted_law
+
+    runs = pd.read_csv(io.StringIO(synthetic_csv()))
+    r = fit_form(runs, "unified", "coarse", 100)
+    working = fitted_law(r.fit, r.boot, r.table, "synthetic runs")
+    inputs = PlannerInputs(law=working.key)
+    comp = search(inputs, working)
+    plan = selected_plan(inputs, comp, comp.best["plan_id"], working)
+    assert plan.law.params == r.fit.params and "fitted on synthetic runs (12 runs)" in plan.law.provenance
+    assert plan.law.ci["E"] == r.boot.ci()["E"]
+    p = plan.prediction
+    assert p.ci_low <= p.loss <= p.ci_high and abs(p.loss - 2.6) < 1e-3
+    assert p.extrapolated == (not validated_region(r.table).contains(plan.derived.n_avg, plan.budget.tokens))
+
+
+def test_a_degenerate_coefficient_is_flagged():
+    """The seed's pairs lie on one compute budget: with the exponents held, B collapses to ~0 (data never helps)."""
+    r = fit_form(seed_pairs(), "unified", "coarse", 50, exponents=EPOCH)
+    assert r.fit.params["B"] < 1e-6
+    assert "B = " in degenerate_warning(r.fit)
+    free = fit_form(seed_pairs(), "unified", "coarse", 50)  # a free fit of the same runs: β < 0
+    assert "β = " in degenerate_warning(free.fit) and "≤ 0" in degenerate_warning(free.fit)
+    good = fit_form(pd.read_csv(io.StringIO(synthetic_csv())), "unified", "coarse", 50)
+    assert degenerate_warning(good.fit) is None

@@ -1,9 +1,16 @@
-"""Pareto planner page (the default page): frontier drawn with no input, chart spec, inputs, plan selection."""
-from app.ui.pareto_view import PlannerInputs, axes, clicked_plan, search, versus_baselines
+"""Pareto planner page (the default page): frontier drawn with no input, chart spec, inputs, plan selection, the
+fixes of issue 10 (2:4 round trip, unpriced machine, visible validation, baseline note, one default search)."""
+import numpy as np
+
+from app.ui.common import human
+from app.ui.pareto_view import PATTERN_SPARSITIES, PlannerInputs, axes, baseline_note, clicked_plan, cost_units, \
+    search, versus_baselines, view_domain
 from planner.laws import default_law
 from planner.pareto import pareto_front
-from planner.search import lifetime_optimal
+from planner.search import DEFAULT_SCHEDULES, lifetime_optimal
 from test_app_common import assert_clean, chart_specs, encodings, metrics, open_page
+
+LOSS = "predicted loss (nats/token)"
 
 
 def summary(at) -> dict[str, str]:
@@ -19,34 +26,39 @@ def test_opens_with_a_frontier_and_no_input():
     assert enc["x"]["scale"]["type"] == "log" and enc["y"]["scale"]["type"] == "log"
     assert enc["x"]["title"] == "Training compute, effective (FLOP)"
     assert enc["y"]["title"] == "Lifetime inference compute (FLOP)"
+    assert "'.0e'" in enc["x"]["axis"]["labelExpr"] and "'.0e'" in enc["y"]["axis"]["labelExpr"]  # 1e20, not 100E
     assert enc["color"]["field"] == "final_sparsity" and enc["shape"]["field"] == "validated"
     params = {p["name"]: p for p in spec["params"]}
     assert params["pick"]["select"]["type"] == "point" and params["zoom"]["bind"] == "scales"
     assert {"line", "point"} <= {layer["mark"]["type"] for layer in spec["layer"]}
-    # opens on the lifetime-optimal plan of planner.search for the default inputs, frontier in the selectbox
+    # the planner's default search (the CLI's too), on the lifetime-optimal plan; frontier in the selectbox
     inputs = PlannerInputs()
+    assert inputs.schedules == DEFAULT_SCHEDULES
     comp = search(inputs)
-    direct = lifetime_optimal(default_law(), inputs.target_loss, lifetime_tokens=inputs.lifetime_tokens,
-                              schedules=("geometric 25-75",))
-    assert summary(at)["N_avg"] == f"{direct.best['n_avg']:.4g}" and summary(at)["final sparsity"] != "0%"
-    assert summary(at)["predicted loss"] == f"{inputs.target_loss:.3f}"
+    direct = lifetime_optimal(default_law(), inputs.target_loss, lifetime_tokens=inputs.lifetime_tokens)
+    assert summary(at)["N_avg (parameters)"] == human(direct.best["n_avg"], 4)
+    assert summary(at)["schedule"] == direct.best["schedule"] and summary(at)["final sparsity"] != "0%"
+    assert summary(at)[LOSS] == f"{inputs.target_loss:.3f}"
     front = pareto_front(comp.candidates, ["train_flops_effective", "lifetime_inference_flops"])
     assert set(front["plan_id"]) <= set(at.selectbox(key="pareto_pick").options)
     # savings against the dense baselines, as planner.search tabulates them
     table = at.table[0].value
     assert list(table.columns) == ["selected", "dense inference-aware", "dense Chinchilla-optimal"]
     pct = direct.savings.loc["dense Chinchilla-optimal", "saved_lifetime_flops_pct"]
-    assert metrics(at)["vs dense Chinchilla-optimal"] == f"{pct:+.1f}%"
+    assert metrics(at)["vs Chinchilla-optimal"] == f"{pct:+.1f}%"
+    assert metrics(at)["Selected plan: predicted loss"] == "2.600"
+    assert "epoch-replication preset" in at.sidebar.caption[0].value  # the law in force, on every page
 
 
 def test_changing_inputs_updates_numbers_and_axes():
     at = open_page()
     at.number_input(key="p_target").set_value(2.8).run()
     assert_clean(at)
-    assert summary(at)["predicted loss"] == "2.800"
+    assert summary(at)[LOSS] == "2.800"
     at.radio(key="p_units").set_value("usd").run()
     enc = encodings(chart_specs(at)[0])
     assert enc["x"]["title"] == "Training cost (US$)" and enc["y"]["title"] == "Lifetime inference cost (US$)"
+    assert "'$'" in enc["x"]["axis"]["labelExpr"]
     at.radio(key="p_mode").set_value("budget").run()
     assert_clean(at)
     enc = encodings(chart_specs(at)[0])
@@ -62,10 +74,9 @@ def test_selectbox_selects_a_plan():
     assert_clean(at)
     assert at.selectbox(key="pareto_pick").value == choice
     plans, savings = versus_baselines(search(PlannerInputs()), choice, "flops")
-    assert summary(at)["N_avg"] == f"{plans.iloc[0]['n_avg']:.4g}"
-    assert metrics(at)["vs dense inference-aware"] == f"{savings.iloc[0, 3]:+.1f}%"
-    # the ring layer marks the selected plan
-    ring = chart_specs(at)[0]["layer"][-1]
+    assert summary(at)["N_avg (parameters)"] == human(plans.iloc[0]["n_avg"], 4)
+    assert metrics(at)["vs inference-aware"] == f"{savings.iloc[0, 3]:+.1f}%"
+    ring = chart_specs(at)[0]["layer"][-1]  # the ring layer marks the selected plan
     assert ring["mark"]["size"] == 400
     # a new target is a new search: the selection returns to its lifetime-optimal plan
     at.number_input(key="p_target").set_value(2.7).run()
@@ -73,11 +84,72 @@ def test_selectbox_selects_a_plan():
     assert summary(at)["plan"] == best["plan_id"] and at.selectbox(key="pareto_pick").value == best["plan_id"]
 
 
-def test_unreachable_target_is_explained():
+def test_two_four_and_back_restores_the_search():
     at = open_page()
-    at.number_input(key="p_target").set_value(1.85).run()  # below the floor of the largest family model (1.876)
+    before = summary(at)
+    at.radio(key="p_pattern").set_value("2:4").run()
     assert_clean(at)
+    assert summary(at)["final sparsity"] in ("0%", "50%")
+    at.radio(key="p_pattern").set_value("unstructured").run()
+    assert_clean(at)
+    assert summary(at) == before  # same optimum as before the round trip, not a 0%/50% sweep
+    assert PlannerInputs(pattern="unstructured").sparsities == PATTERN_SPARSITIES["unstructured"]
+
+
+def test_unpriced_machine_in_dollars_falls_back_to_flop():
+    at = open_page()
+    at.selectbox(key="p_hw").set_value("this machine")
+    at.radio(key="p_units").set_value("usd").run()
+    assert_clean(at)
+    assert any("no price per hour" in w.value for w in at.warning)
+    assert all("nan" not in m for m in metrics(at).values())
+    assert encodings(chart_specs(at)[0])["x"]["title"] == "Training compute, effective (FLOP)"
+    assert "training cost" not in at.table[0].value.index  # no column of $0
+    at.number_input(key="p_price").set_value(1.5).run()  # a price makes dollars meaningful
+    assert not any("no price per hour" in w.value for w in at.warning)
+    assert encodings(chart_specs(at)[0])["x"]["title"] == "Training cost (US$)"
+    assert all(np.isfinite(float(m.rstrip("%"))) for k, m in metrics(at).items() if k.startswith("vs "))
+
+
+def test_unpriced_machine_costs_zero_dollars_without_nan():
+    inputs = PlannerInputs(hardware="this machine", units="usd", machine_peak=1e11)
+    assert cost_units(inputs) == "flops"
+    comp = search(inputs)
+    assert (comp.candidates["train_usd"] == 0).all() and np.isfinite(comp.savings.to_numpy()).all()
+
+
+def test_target_at_the_law_floor_is_explained():
+    at = open_page()
+    at.number_input(key="p_target").set_value(1.5).run()
+    assert_clean(at)
+    assert "Target loss 1.5 is at or below the law's irreducible loss 1.817" in at.error[0].value
+    assert not chart_specs(at)
+    at.number_input(key="p_target").set_value(1.85).run()  # above E, below the largest family model's floor
     assert at.error and "raise the target" in at.error[0].value
+
+
+def test_bad_numbers_are_named():
+    at = open_page()
+    at.number_input(key="p_mfu_MFU decode").set_value(1.5).run()
+    assert_clean(at)
+    assert at.error[0].value == "MFU decode: 1.5 is not a fraction in (0, 1]."
+
+
+def test_a_plan_equal_to_its_baselines_says_so():
+    at = open_page()
+    at.select_slider(key="p_lifetime").set_value(1e9).run()
+    assert_clean(at)
+    assert metrics(at)["vs inference-aware"] == "+0.0%"
+    note = at.info[0].value
+    assert "is both the dense inference-aware and the dense Chinchilla-optimal plan" in note
+    comp = search(PlannerInputs(lifetime_tokens=1e11))
+    assert baseline_note(comp, comp.best["plan_id"]) is None
+
+
+def test_downloads_are_offered():
+    at = open_page()
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Frontier (CSV)", "All candidates (CSV)", "Comparison (CSV)", "Chart as PNG", "Chart as SVG"]
 
 
 def test_clicked_plan_reads_the_chart_selection():
@@ -91,3 +163,17 @@ def test_frontier_is_non_dominated():
     front = search(inputs).frontier
     ax = axes(inputs)
     assert front[ax.x].is_monotonic_increasing and front[ax.y].is_monotonic_decreasing
+
+
+def test_chart_and_table_downloads_are_real_files():
+    from app.ui import charts, downloads
+
+    inputs = PlannerInputs()
+    comp = search(inputs)
+    ax = axes(inputs)
+    spec = charts.pareto_spec(comp.candidates, comp.frontier, ax, view_domain(comp.frontier, ax), comp.best["plan_id"])
+    assert downloads.chart_png(spec).startswith(b"\x89PNG")
+    svg = downloads.chart_svg(spec).decode()
+    assert svg.startswith("<svg") and "Training compute, effective (FLOP)" in svg and "1e20" in svg
+    csv = downloads.csv_bytes(comp.frontier).decode().splitlines()
+    assert len(csv) == len(comp.frontier) + 1 and "plan_id" in csv[0]

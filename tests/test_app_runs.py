@@ -1,11 +1,14 @@
 """Runs page: a real trainer subprocess launched from the page, watched, cancelled; the concurrency limit."""
+import json
 import os
 import time
 
 import pytest
 
 from app.ui import runs_view as rv
-from planner.ladder import tiny_plan
+from app.ui.common import human
+from planner.ladder import scale_down, tiny_plan
+from planner.plan import Prediction
 from test_app_common import assert_clean, chart_specs, encodings, metrics, open_page
 from train_backend import registry
 
@@ -31,19 +34,29 @@ def wait_for(folder, predicate, timeout=240):
 
 def test_launch_from_the_page_and_read_back_after_restart(runs_dir):
     at = open_page(PAGE)
-    assert at.info[0].value == "No runs yet."
+    assert at.info[0].value.startswith("No runs yet")
     assert at.selectbox(key="runs_choice").value.startswith("tiny preset")
     at.button(key="runs_launch").click().run()
     assert_clean(at)
     assert "Started tiny" in at.success[0].value
+    assert not at.info  # never "Started…" beside "No runs yet": the launched run is in the table at once
+    assert at.dataframe[0].value["status"].tolist()[0] in ("starting", "queued", "running")
     run = wait_for(runs_dir, lambda r: r["status"] in ("finished", "failed"))
     assert run["status"] == "finished", run["error"]
     at = open_page(PAGE)  # a fresh session: the run comes back from the registry
-    assert at.dataframe[0].value["status"].tolist() == ["finished"]
+    table = at.dataframe[0].value
+    assert table["status"].tolist() == ["finished"] and table["steps"].tolist() == ["200 / 200"]
+    assert table["progress"].tolist() == [1.0]
+    assert not table.isna().any().any() and "None" not in table.astype(str).to_numpy()
+    assert table["validation loss (nats)"].tolist() == [f"{run['final_val_loss']:.4f}"]
     assert metrics(at)["Measured validation loss"] == f"{run['final_val_loss']:.4f}"
+    assert "step 200 of 200" in at.get("progress")[0].proto.text  # one figure of progress: table and bar agree
     loss_spec, density_spec = chart_specs(at)
     assert encodings(loss_spec)["y"]["title"] == "Loss (nats/token)"
+    assert loss_spec["title"] == "Loss"  # no promise of a predicted line the plan does not have
     assert encodings(density_spec)["x"]["title"] == "Optimizer step"
+    low, high = encodings(density_spec)["y"]["scale"]["domain"]
+    assert 0.4 < low < 0.5 and high == 1.0  # framed on the run's 50%-100%, not a sliver of 0-1
     curves = rv.density_curves(rv.metrics_frame(run))
     final = curves[curves.series == "masks (measured)"]["density"].iloc[-1]
     assert final == pytest.approx(1 - tiny_plan().schedule.final_sparsity, abs=0.02)
@@ -71,3 +84,51 @@ def test_at_most_two_runs_at_once(runs_dir):
     assert_clean(at)
     assert "at most 2 at once" in at.error[0].value
     assert not list((runs_dir / "plans").glob("*.yaml")) if (runs_dir / "plans").exists() else True
+
+
+def fake_run(folder, run_id, plan, val_loss=None, steps=None, metrics=True):
+    """A finished run in the registry (and a metrics file), without training: for the table and the pairs."""
+    run_dir = folder / run_id
+    registry.create_run(folder, run_id, plan.name, plan.model_dump_json(), run_dir, plan.budget.steps)
+    registry.update_run(folder, run_id, status="finished", step=steps or plan.budget.steps, final_val_loss=val_loss,
+                        n_avg_measured=plan.derived.n_avg, n_final=plan.derived.n_final, wall_seconds=83.4)
+    if metrics:
+        run_dir.mkdir(parents=True)
+        lines = [{"step": i, "tokens": (i + 1) * 1024, "loss": 3.0 - i / 100, "target_density": 1.0,
+                  "measured_density": 1.0, "n_avg": plan.derived.n_avg} for i in range(plan.budget.steps)]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def test_predicted_interval_beside_measured(runs_dir):
+    plan = tiny_plan(steps=20).model_copy(update={"prediction": Prediction(loss=2.5, ci_low=2.4, ci_high=2.7)})
+    fake_run(runs_dir, "r1", plan, val_loss=2.55)
+    at = open_page(PAGE)
+    assert at.dataframe[0].value["predicted loss [95% CI]"].tolist() == ["2.500 [2.400, 2.700]"]
+    assert metrics(at)["Predicted loss"] == "2.5000"
+    assert any("95% CI [2.4000, 2.7000]" in c.value for c in at.caption)
+    loss_spec = chart_specs(at)[0]
+    assert "shaded: its 95% interval" in loss_spec["title"]
+    assert {layer["mark"]["type"] for layer in loss_spec["layer"]} >= {"rect", "rule", "line"}
+
+
+def test_pairs_compare_by_the_plan_field_not_the_name(runs_dir):
+    ladder = scale_down(tiny_plan(steps=40), rungs=1)
+    sparse, dense = (p.model_copy(update={"name": f"run-{i}"}) for i, p in enumerate(ladder))  # names say nothing
+    fake_run(runs_dir, "s", sparse, val_loss=2.61, metrics=False)
+    fake_run(runs_dir, "d", dense, val_loss=2.58, metrics=False)
+    fake_run(runs_dir, "t", tiny_plan(), val_loss=2.0, metrics=False)  # no pair: not in the comparison
+    pairs = rv.pair_table(runs_dir)
+    assert pairs["pair"].tolist() == [sparse.pair.id]
+    assert pairs[rv.GAP].iloc[0] == pytest.approx(0.03)
+    at = open_page(PAGE)
+    shown = at.dataframe[1].value
+    assert shown["sparse loss"].tolist() == ["2.6100"] and shown["dense at N_avg loss"].tolist() == ["2.5800"]
+    assert shown[rv.GAP].tolist() == ["+0.0300"] and shown["N_avg"].tolist() == [human(sparse.derived.n_avg, 4)]
+
+
+def test_table_formats_and_never_shows_none(runs_dir):
+    fake_run(runs_dir, "r1", tiny_plan(steps=20), val_loss=None, metrics=False)
+    table = rv.runs_table(runs_dir)
+    assert table.loc[0, "validation loss (nats)"] == "—" and table.loc[0, "predicted loss [95% CI]"] == "—"
+    assert table.loc[0, "wall time"] == "1m 23s" and table.loc[0, "N_avg measured"].endswith("k")
+    assert not [c for c in rv.SHOWN_COLUMNS if "_" in c.replace("N_", "")]  # headers in words, not snake_case

@@ -1,31 +1,24 @@
-"""Real-browser test: Debian's chromium driven by Playwright against `streamlit run app/main.py`.
+"""Real-browser tests: Debian's chromium driven by Playwright against `streamlit run app/main.py` (bench/browser.py).
 
-Starts the app on a free loopback port, changes an input on the default page, downloads the plan from the Export
-page and parses it, and saves a screenshot of every page to $SPARSEPLAN_SCREENSHOTS (default: a folder in the
-system temp dir, outside the repository; the path is printed).
+One server for the module, a fresh browser session per test. Covers what only a browser shows: the flow from an
+input change to a downloaded plan, the 2:4 round trip, "this machine" in US$ without a price, visible validation,
+and the layout at 1024 px (nothing reaches past the main column, the chart fills it). Screenshots go to
+$SPARSEPLAN_SCREENSHOTS (default: a folder in the system temp dir, outside the repository).
 Skipped where /usr/bin/chromium is missing, except under CI (CI=true), where that is a failure.
 """
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
+import re
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bench.browser import CHROMIUM, OVERFLOW_JS, browser, go, open_app, serve_app, settle
 from planner.plan import plan_from_text
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("SPARSEPLAN_SCREENSHOTS") or Path(tempfile.gettempdir()) / "sparseplan-screenshots")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 if not Path(CHROMIUM).exists():
     reason = f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser test"
@@ -34,78 +27,122 @@ if not Path(CHROMIUM).exists():
     pytest.skip(reason, allow_module_level=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    with serve_app(tmp_path_factory.mktemp("runs")) as url:
+        yield url
 
 
 @pytest.fixture
-def app_url(tmp_path):
-    port = free_port()
-    env = {**os.environ, "SPARSEPLAN_RUNS_DIR": str(tmp_path / "runs")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true", "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("streamlit did not become healthy") from None
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: this test started it
-        proc.wait(timeout=30)
+def page_at(app_url, tmp_path):
+    """A function opening the app in a fresh browser session at a viewport width."""
+    contexts = []
+
+    def open_at(width=1440, height=900):
+        ctx = browser(tmp_path / f"profile{len(contexts)}", width, height)
+        page = ctx.__enter__().new_page()
+        contexts.append(ctx)
+        open_app(page, app_url)
+        return page
+    yield open_at
+    for ctx in contexts:
+        ctx.__exit__(None, None, None)
 
 
-def settle(page, timeout=120_000):
-    """Wait until the app has finished its rerun (the status widget shows while a script runs)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+# Width of the main column's content and of the first chart's drawing.
+FILL_JS = """() => {
+  const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const style = getComputedStyle(main);
+  const column = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const drawing = document.querySelector('[data-testid="stVegaLiteChart"] svg, [data-testid="stVegaLiteChart"] canvas');
+  return [column, drawing.getBoundingClientRect().width];
+}"""
 
 
-def test_browser_flow(app_url, tmp_path):
-    from playwright.sync_api import sync_playwright
+def selected_column(page) -> list[str]:
+    """The selected plan's column of the comparison table, as the reader sees it."""
+    return page.locator("[data-testid='stTable'] tbody tr td:nth-child(2)").all_inner_texts()
 
+
+def test_browser_flow(page_at):
+    from playwright.sync_api import expect
+
+    page = page_at(1500, 1100)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS, accept_downloads=True,
-            viewport={"width": 1500, "height": 1100})
-        try:
-            page = ctx.new_page()
-            page.goto(app_url)
-            page.get_by_role("heading", name="Pareto planner").wait_for(timeout=120_000)
-            page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=120_000)
-            settle(page)
-            target = page.get_by_role("spinbutton", name="Target loss (nats/token)")
-            target.fill("2.80")
-            target.press("Enter")
-            settle(page)
-            # the selected plan now reaches 2.8 (the canvas grid keeps its cells in a hidden accessibility layer)
-            page.get_by_text("2.800").first.wait_for(state="attached", timeout=60_000)
-            page.screenshot(path=ARTIFACTS / "pareto.png", full_page=True)
-
-            shots = {"Scaling laws": "laws.png", "Schedule designer": "schedule.png", "Runs": "runs.png",
-                     "Export": "export.png"}
-            for title, name in shots.items():
-                page.get_by_role("link", name=title).click()
-                page.get_by_role("heading", name=title).wait_for(timeout=60_000)
-                settle(page, timeout=180_000)
-                page.screenshot(path=ARTIFACTS / name, full_page=True)
-
-            with page.expect_download(timeout=60_000) as download:
-                page.get_by_text("Download plan (YAML)").click()
-            text = Path(download.value.path()).read_text()
-        finally:
-            ctx.close()
-    plan = plan_from_text(text, "downloaded plan")
+    target = page.get_by_role("spinbutton", name="Target loss (nats/token)")
+    target.fill("2.80")
+    target.press("Enter")
+    headline = page.locator("[data-testid='stMetricValue']").first
+    expect(headline).to_have_text("2.800", timeout=60_000)  # the selected plan now reaches 2.8
+    settle(page)
+    page.screenshot(path=ARTIFACTS / "pareto.png", full_page=True)
+    for title, name in {"Scaling laws": "laws", "Schedule designer": "schedule", "Runs": "runs",
+                        "Export": "export"}.items():
+        go(page, title)
+        assert not page.locator("[data-testid='stException']").count(), title
+        page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_text("Download plan (YAML)").click()
+    plan = plan_from_text(Path(download.value.path()).read_text(), "downloaded plan")
     assert abs(plan.prediction.loss - 2.8) < 1e-3  # the input changed on the Pareto page reached the export
     print(f"screenshots in {ARTIFACTS}")
+
+
+def final_sparsity(page):
+    return page.locator("[data-testid='stTable'] tbody tr:nth-child(3) td:nth-child(2)")
+
+
+def test_two_four_and_back_keeps_the_search(page_at):
+    from playwright.sync_api import expect
+
+    page = page_at()
+    before = selected_column(page)
+    assert before[2] not in ("0%", "50%")
+    page.get_by_role("radio", name="2:4").check(force=True)
+    expect(final_sparsity(page)).to_have_text(re.compile(r"^(0|50)%$"), timeout=60_000)  # 2:4 ends at 50%
+    settle(page)
+    page.get_by_role("radio", name="unstructured").check(force=True)
+    expect(final_sparsity(page)).to_have_text(before[2], timeout=60_000)
+    settle(page)
+    assert selected_column(page) == before  # same optimum, the full 0-90% sweep back
+
+
+def test_this_machine_in_dollars_without_a_price(page_at):
+    page = page_at()
+    page.get_by_role("combobox", name="Accelerator").click()
+    page.get_by_role("option", name="this machine").click()
+    settle(page)
+    page.get_by_role("radio", name="US$").check(force=True)
+    page.get_by_text("no price per hour").wait_for(timeout=60_000)
+    settle(page)
+    text = page.locator("[data-testid='stMain']").inner_text()
+    assert "nan" not in text.lower()
+    assert all(v != "$0" for v in selected_column(page))
+    assert page.locator("[data-testid='stVegaLiteChart']").first.bounding_box()["height"] > 300  # drawn, not empty
+    price = page.get_by_role("spinbutton", name="$ per GPU-hour (0: the profile's rate)")
+    price.fill("1.50")
+    price.press("Enter")
+    page.get_by_text("no price per hour").wait_for(state="detached", timeout=60_000)
+    settle(page)
+    assert any(v.startswith("$") and v != "$0" for v in selected_column(page))
+
+
+def test_a_rejected_target_says_why(page_at):
+    page = page_at()
+    target = page.get_by_role("spinbutton", name="Target loss (nats/token)")
+    target.fill("1.5")
+    target.press("Enter")
+    alert = page.locator("[data-testid='stAlert']").filter(has_text="at or below the law's irreducible loss")
+    alert.wait_for(timeout=60_000)
+    assert alert.is_visible() and "Enter a target above 1.817" in alert.inner_text()
+
+
+def test_layout_at_1024_px(page_at):
+    page = page_at(1024, 768)
+    column, plot = page.evaluate(FILL_JS)
+    assert plot > 0.95 * column  # the Pareto chart fills the main column, not 110 px of it
+    for title in ("Pareto planner", "Scaling laws", "Schedule designer", "Export", "Runs"):
+        if title != "Pareto planner":
+            go(page, title)
+        page.wait_for_timeout(500)  # charts lay out after the rerun
+        assert page.evaluate(OVERFLOW_JS) == [], title

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 
 import altair as alt
 import pandas as pd
@@ -12,20 +11,33 @@ WIDTH_LABEL_LIMIT = 260  # px: long tooltips and legend labels wrap rather than 
 
 # Counts (parameters, tokens) as people write them: SI prefixes, with "B" for billions instead of SI's "G".
 COUNT_AXIS = alt.Axis(labelExpr="replace(format(datum.value, '~s'), 'G', 'B')")
+# FLOP in scientific notation (1e20, 3e21): SI prefixes read "30E", "1Z", and E collides with the law's E.
+# Log axes label only the 1x and 3x ticks of each decade: evenly spaced, never crowded, whatever the zoom.
+_ROUND_TICK = "indexof([1, 3], round(datum.value / pow(10, floor(log(datum.value) / LN10 + 1e-6)))) >= 0"
+SCI_AXIS = alt.Axis(labelExpr=f"{_ROUND_TICK} ? replace(format(datum.value, '.0e'), 'e+', 'e') : ''")
+USD_AXIS = alt.Axis(labelExpr=f"{_ROUND_TICK} ? '$' + replace(format(datum.value, '~s'), 'G', 'B') : ''")
 
 
-def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.Chart:
-    """The seed's first figure: N(t) of the sparse run against the dense model with the same N_avg."""
+def cost_axis(column: str) -> alt.Axis:
+    """Dollars as $2M / $1B, FLOP counts as 1e20."""
+    return USD_AXIS if column.endswith("_usd") else SCI_AXIS
+
+
+def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.LayerChart:
+    """The seed's first figure: N(t) of each design (solid) against the dense model with the same N_avg (dashed),
+    the current design's pruning window shaded. ``curves`` is `schedule_view.n_curves`."""
     band = alt.Chart(pd.DataFrame({"start": [window[0]], "end": [window[1]]})).mark_rect(
         opacity=0.08, color="gray").encode(x="start:Q", x2="end:Q")
     lines = alt.Chart(curves).mark_line(interpolate="step-after", strokeWidth=2.5).encode(
         x=alt.X("tokens:Q", title="Training tokens", axis=COUNT_AXIS),
-        y=alt.Y("params:Q", title="Parameters N(t) (count)", axis=COUNT_AXIS,
-                scale=alt.Scale(zero=False)),
-        color=alt.Color("run:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
-        strokeDash=alt.StrokeDash("run:N", legend=None, scale=alt.Scale(
-            domain=["sparse run N(t)", "dense model at the same N_avg"], range=[[1, 0], [6, 4]])),
-        tooltip=[alt.Tooltip("run:N"), alt.Tooltip("tokens:Q", format=".3s", title="tokens"),
+        y=alt.Y("params:Q", title="Parameters N(t) (count)", axis=COUNT_AXIS, scale=alt.Scale(zero=False)),
+        color=alt.Color("design:N", title="Design", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT,
+                                                                      columns=1)),
+        strokeDash=alt.StrokeDash(
+            "line:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT),
+            scale=alt.Scale(domain=["N(t)", "N_avg (dense model at the same average)"], range=[[1, 0], [6, 4]])),
+        detail="design:N",
+        tooltip=[alt.Tooltip("design:N"), alt.Tooltip("line:N"), alt.Tooltip("tokens:Q", format=".3s", title="tokens"),
                  alt.Tooltip("params:Q", format=".4s", title="parameters")],
     )
     return (band + lines).properties(height=380, title="Parameter count over training (shaded: pruning window)")
@@ -73,16 +85,17 @@ PAIR_AXES = {"N_avg": "N_avg: average parameter count over training (count)",
              "N_final": "N_final: non-zero parameters at the end (count)"}
 
 
-def pairs_chart(points: pd.DataFrame) -> alt.HConcatChart:
-    """Measured loss of each sparse / small-dense pair against N_avg (left) and N_final (right), the two runs of a
-    pair joined by a line: at matched N_avg a pair's runs nearly coincide, against N_final they lie far apart at the
-    same loss, so no single curve in N_final passes through both. ``points`` is `laws_view.pair_points`."""
+def pairs_charts(points: pd.DataFrame) -> dict[str, alt.LayerChart]:
+    """Measured loss of each sparse / small-dense pair against N_avg and against N_final (one chart each, same
+    frame), the two runs of a pair joined by a line: at matched N_avg a pair's runs nearly coincide, against
+    N_final they lie far apart at the same loss, so no single curve in N_final passes through both. ``points`` is
+    `laws_view.pair_points`."""
     lo, hi = points["loss"].min(), points["loss"].max()
     pad = 0.1 * (hi - lo or 0.1)
     y = alt.Y("loss:Q", title="Measured loss (nats/token)", scale=alt.Scale(domain=[lo - pad, hi + pad]))
     color = alt.Color("pair:N", title="Pair", legend=alt.Legend(orient="bottom"))
-    n_scale = log_domain(points["N"])  # one domain for both panels, so horizontal spreads compare
-    panels = []
+    n_scale = log_domain(points["N"])  # one frame for both charts, so horizontal spreads compare
+    out = {}
     for count, title in PAIR_AXES.items():
         data = points[points["count"] == count]
         x = alt.X("N:Q", title=title, scale=n_scale, axis=COUNT_AXIS)
@@ -91,9 +104,8 @@ def pairs_chart(points: pd.DataFrame) -> alt.HConcatChart:
             x=x, y=y, color=color, shape=alt.Shape("run:N", title="Run", legend=alt.Legend(orient="bottom")),
             tooltip=["name:N", "run:N", alt.Tooltip("N:Q", format=".4s", title=count),
                      alt.Tooltip("loss:Q", format=".3f")])
-        panels.append(alt.layer(line, dots).properties(width=330, height=300, title=f"Loss against {count}"))
-    return alt.hconcat(*panels).resolve_scale(y="shared").properties(
-        title="Each sparse run and its small-dense partner (joined): matched N_avg, nearly equal loss")
+        out[count] = alt.layer(line, dots).properties(height=300, title=f"Loss against {count}")
+    return out
 
 
 PARETO_TOOLTIP = [
@@ -101,8 +113,8 @@ PARETO_TOOLTIP = [
     alt.Tooltip("final_sparsity:Q", format=".0%", title="final sparsity"),
     alt.Tooltip("n_avg:Q", format=".3s", title="N_avg"), alt.Tooltip("n_final:Q", format=".3s", title="N_final"),
     alt.Tooltip("tokens:Q", format=".3s", title="training tokens"), alt.Tooltip("loss:Q", format=".3f"),
-    alt.Tooltip("train_flops_effective:Q", format=".3s", title="training FLOP (effective)"),
-    alt.Tooltip("lifetime_inference_flops:Q", format=".3s", title="lifetime inference FLOP"),
+    alt.Tooltip("train_flops_effective:Q", format=".3e", title="training FLOP (effective)"),
+    alt.Tooltip("lifetime_inference_flops:Q", format=".3e", title="lifetime inference FLOP"),
     alt.Tooltip("train_usd:Q", format="$,.0f", title="training $"),
     alt.Tooltip("inference_usd:Q", format="$,.0f", title="inference $"),
     alt.Tooltip("validated:N", title="regime"),
@@ -124,15 +136,13 @@ def pareto_spec(df: pd.DataFrame, front: pd.DataFrame, ax, domain: tuple[list[fl
     spec = copy.deepcopy(_pareto_template(ax))
     cols = list(dict.fromkeys([ax.x, ax.y, "plan_id", "extrapolated", "final_sparsity", *TOOLTIP_FIELDS]))
     data = df[cols].assign(validated=df["extrapolated"].map({True: "extrapolated", False: "validated"}))
-    spec["datasets"] = {"candidates": _records(data), "frontier": _records(front[[ax.x, ax.y]]),
-                        "selected": _records(df.loc[df["plan_id"] == selected, [ax.x, ax.y]])}
+    # Data frames, not records: Streamlit sends datasets as Arrow, so a JSON round trip here would be wasted work.
+    spec["datasets"] = {"candidates": data.reset_index(drop=True),
+                        "frontier": front[[ax.x, ax.y]].reset_index(drop=True),
+                        "selected": df.loc[df["plan_id"] == selected, [ax.x, ax.y]].reset_index(drop=True)}
     for layer in spec["layer"]:
         layer["encoding"]["x"]["scale"]["domain"], layer["encoding"]["y"]["scale"]["domain"] = domain
     return spec
-
-
-def _records(df: pd.DataFrame) -> list[dict]:
-    return json.loads(df.to_json(orient="records"))  # plain JSON types (numpy scalars do not serialise)
 
 
 @functools.lru_cache(maxsize=8)
@@ -140,15 +150,16 @@ def _pareto_template(ax) -> dict:
     pick = alt.selection_point(name=SELECTION, fields=["plan_id"], on="click", clear=False)
     zoom = alt.selection_interval(name="zoom", bind="scales")
     log_y = ax.y != "loss"
-    xs = alt.X(f"{ax.x}:Q", title=ax.x_title, scale=alt.Scale(type="log"), axis=COUNT_AXIS)
-    ys = alt.Y(f"{ax.y}:Q", title=ax.y_title, axis=alt.Axis(format="~s" if log_y else ".2f"),
+    xs = alt.X(f"{ax.x}:Q", title=ax.x_title, scale=alt.Scale(type="log"), axis=cost_axis(ax.x))
+    ys = alt.Y(f"{ax.y}:Q", title=ax.y_title, axis=cost_axis(ax.y) if log_y else alt.Axis(format=".2f"),
                scale=alt.Scale(type="log" if log_y else "linear", zero=False))
     points = alt.Chart(alt.NamedData("candidates")).mark_point(size=60, strokeWidth=1.5, clip=True).encode(
         x=xs, y=ys,
         color=alt.Color("final_sparsity:Q", title="Final sparsity", scale=alt.Scale(scheme="viridis"),
-                        legend=alt.Legend(format=".0%")),
+                        legend=alt.Legend(format=".0%", orient="bottom")),
         shape=alt.Shape("validated:N", title="Regime", scale=alt.Scale(domain=["validated", "extrapolated"],
-                                                                        range=["circle", "triangle"])),
+                                                                        range=["circle", "triangle"]),
+                        legend=alt.Legend(orient="bottom")),
         fill=alt.condition("datum.extrapolated", alt.value("transparent"), alt.Color("final_sparsity:Q")),
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.55)),
         tooltip=PARETO_TOOLTIP,
@@ -158,30 +169,42 @@ def _pareto_template(ax) -> dict:
     ring = alt.Chart(alt.NamedData("selected")).mark_point(
         size=400, shape="circle", color="black", strokeWidth=2.5, filled=False, clip=True).encode(x=xs, y=ys)
     chart = alt.layer(line, points, ring).properties(
-        height=460, title="Candidates (red: Pareto frontier, ringed: selected)")
-    return chart.to_dict()
+        height=520, title="Candidates (red: Pareto frontier, ringed: selected)")  # with axes and legends
+    # A thousand-odd points draw several times faster on a canvas than as SVG nodes (Streamlit reads embedOptions).
+    return chart.to_dict() | {"usermeta": {"embedOptions": {"renderer": "canvas"}}}
 
 
-def loss_chart(curves: pd.DataFrame, predicted: float | None = None) -> alt.LayerChart:
-    """Live training / validation loss; the law's prediction (if any) as a dashed rule."""
+def loss_chart(curves: pd.DataFrame, predicted: tuple[float, float | None, float | None] | None = None
+               ) -> alt.LayerChart:
+    """Live training / validation loss against tokens; a prediction (loss, ci_low, ci_high), if any, as a dashed
+    rule with its interval shaded."""
     lines = alt.Chart(curves).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
         x=alt.X("tokens:Q", title="Training tokens", axis=COUNT_AXIS),
         y=alt.Y("loss:Q", title="Loss (nats/token)", scale=alt.Scale(zero=False)),
         color=alt.Color("split:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["split:N", alt.Tooltip("tokens:Q", format=".3s"), alt.Tooltip("loss:Q", format=".4f")])
-    layers = [lines]
+    layers, title = [lines], "Loss"
     if predicted is not None:
-        layers.append(alt.Chart(pd.DataFrame({"loss": [predicted]})).mark_rule(strokeDash=[6, 4], color="black")
-                      .encode(y="loss:Q"))
-    return alt.layer(*layers).properties(height=300, title="Loss (dashed: predicted final loss)")
+        loss, low, high = predicted
+        if low is not None:
+            layers.insert(0, alt.Chart(pd.DataFrame({"low": [low], "high": [high]})).mark_rect(
+                opacity=0.15, color="black").encode(y="low:Q", y2="high:Q"))
+        layers.append(alt.Chart(pd.DataFrame({"loss": [loss]})).mark_rule(strokeDash=[6, 4], color="black")
+                      .encode(y="loss:Q", tooltip=[alt.Tooltip("loss:Q", format=".4f", title="predicted")]))
+        title += " (dashed: predicted final loss" + (", shaded: its 95% interval)" if low is not None else ")")
+    return alt.layer(*layers).properties(height=380, title=title)  # the height includes axes and legend
 
 
 def density_chart(curves: pd.DataFrame) -> alt.Chart:
-    """Density of the prunable weights: what the schedule asks for against what the masks hold."""
-    return alt.Chart(curves).mark_line(interpolate="step-after").encode(
+    """Density of the prunable weights: what the schedule asks for against what the masks hold, framed on the
+    data (a run that keeps half its weights spans 0.5-1, not a sliver of 0-1)."""
+    lo = float(curves["density"].min()) if not curves.empty else 0.0
+    floor = max(0.0, min(lo - 0.05, 0.9))
+    return alt.Chart(curves).mark_line(interpolate="step-after", strokeWidth=2).encode(
         x=alt.X("step:Q", title="Optimizer step"),
-        y=alt.Y("density:Q", title="Density of prunable weights (fraction kept)", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("density:Q", title="Prunable weights kept",
+                scale=alt.Scale(domain=[floor, 1.0], nice=False), axis=alt.Axis(format=".0%", tickCount=6)),
         color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
         strokeDash=alt.StrokeDash("series:N", legend=None),
         tooltip=["series:N", "step:Q", alt.Tooltip("density:Q", format=".4f")],
-    ).properties(height=300, title="Density over training")
+    ).properties(height=340, title="Density over training")

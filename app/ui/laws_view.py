@@ -10,7 +10,7 @@ import streamlit as st
 
 from planner.errors import PlannerInputError
 from planner.fit import BootstrapResult, FitResult, LawFitter, bootstrap, heldout_errors, predict_loss
-from planner.laws import DEFAULT_LAW, EXPONENTS, N_COLUMN, PARAM_NAMES
+from planner.laws import DEFAULT_LAW, EXPONENTS, N_COLUMN, PARAM_NAMES, chinchilla_terms
 from planner.plan import TrainingPlan
 from planner.runs import load_runs
 
@@ -38,11 +38,34 @@ def save_upload(name: str, data: bytes, folder: Path) -> Path:
     return path
 
 
+def availability(source, n_held: int = 0) -> tuple[str | None, dict[str, str | None]]:
+    """(file problem, per-form reason) for a runs table or CSV: a problem with the file itself (unreadable, a bad
+    value) is reported once, not once per form; a form whose columns or run count the table lacks gets its reason
+    (None: the form can be fitted). The planner's own validation decides both."""
+    reasons: dict[str, str | None] = {}
+    for form in FORMS:
+        try:
+            load_runs(source, form, n_held=min(n_held, len(PARAM_NAMES[form]) - 1))
+            reasons[form] = None
+        except PlannerInputError as exc:
+            message = str(exc)
+            if "missing column" not in message and "runs, but" not in message:
+                return message, {}
+            reasons[form] = message
+    return None, reasons
+
+
+def off_reason(message: str) -> str:
+    """A form's reason without the file name the page already shows."""
+    return message.split(": ", 1)[-1]
+
+
 @dataclass(frozen=True)
 class FormFit:
     fit: FitResult
     boot: BootstrapResult
     heldout: dict
+    table: pd.DataFrame  # the validated runs table the form was fitted on
 
 
 def fit_form(source, form: str, grid: str = "coarse", n_boot: int = 100, seed: int = 0,
@@ -54,7 +77,7 @@ def fit_form(source, form: str, grid: str = "coarse", n_boot: int = 100, seed: i
     fit = LawFitter(form, grid=grid, fixed=fixed).fit(table)
     by_group = "group" in table.columns and table["group"].nunique() > 1  # resample whole pairs / sizes
     boot = bootstrap(table, form, n_boot=n_boot, seed=seed, by_group=by_group, fit=fit)
-    return FormFit(fit, boot, heldout_errors(table, form, fit=fit))
+    return FormFit(fit, boot, heldout_errors(table, form, fit=fit), table)
 
 
 def plan_point(form: str, plan: TrainingPlan) -> dict:
@@ -130,3 +153,20 @@ def support_warning(fit: FitResult) -> str | None:
     free = "free parameters" if fit.fixed else "parameters"
     return (f"{fit.n_runs} runs for {k} {free}: the fit interpolates these runs but cannot identify the raw "
             f"coefficients; trust the derived quantities and their intervals, not the raw coefficients.")
+
+
+def degenerate_warning(fit: FitResult) -> str | None:
+    """Why a fit cannot plan, if it cannot: a coefficient driven to ~0 (the runs do not identify that term, e.g. runs
+    on one compute budget leave the data term B free) or an exponent at or below 0 (loss that does not fall with
+    more parameters or data). Planning with such a law picks sizes or token counts the runs never tested."""
+    _, A, B, alpha, beta = (float(x) for x in chinchilla_terms(fit.form, fit.params))
+    frantar = fit.form == "frantar"
+    problems = [f"{name} = {v:.2g}" for name, v in ((("a, c" if frantar else "A"), A), ("e" if frantar else "B", B))
+                if v < 1e-6]
+    problems += [f"{name} = {v:.2g} ≤ 0" for name, v in ((("d" if frantar else "α"), alpha),
+                                                          ("f" if frantar else "β", beta)) if v <= 0]
+    if not problems:
+        return None
+    return (f"{'; '.join(problems)}: these runs do not pin down how loss falls with parameters and data (they vary "
+            f"too little), so this fit cannot plan: it would pick sizes or token counts the runs never tested. Hold "
+            f"the exponents, or add runs that vary model size and tokens independently.")

@@ -7,16 +7,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from app.ui.common import human, usd
+from app.ui.working_law import DEFAULT, WorkingLaw
 from planner.costs import HARDWARE, PATTERN_SPEEDUPS, hardware_profile, this_machine
-from planner.laws import default_law
 from planner.plan import Hardware, TrainingPlan
-from planner.search import COST_COLUMNS, DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, Comparison, budget_optimal, savings, \
-    lifetime_optimal, plan_from_candidate
+from planner.search import COST_COLUMNS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, Comparison, \
+    budget_optimal, lifetime_optimal, plan_from_candidate, savings
 
 THIS_MACHINE = "this machine"
 HARDWARE_CHOICES = (*HARDWARE, THIS_MACHINE)
 SCHEDULE_CHOICES = tuple(SCHEDULE_OPTIONS)
-SEED_SCHEDULE = "geometric 25-75"  # the seed's near-optimal default: geometric, 25% -> 75% of training compute
+# Final sparsities searched per pattern: 2:4 keeps exactly half of every group of four.
+PATTERN_SPARSITIES = {"unstructured": tuple(float(s) for s in DEFAULT_SPARSITIES), "2:4": (0.0, 0.5)}
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,14 @@ class PlannerInputs:
     mfu_decode: float = 0.05
     pattern: str = "unstructured"
     speedups: tuple[float, float, float] | None = None  # (train, prefill, decode); None: the pattern's defaults
-    sparsities: tuple[float, ...] = tuple(float(s) for s in DEFAULT_SPARSITIES)
-    schedules: tuple[str, ...] = (SEED_SCHEDULE,)
+    schedules: tuple[str, ...] = DEFAULT_SCHEDULES  # the CLI's default search too
     units: str = "flops"  # "flops" or "usd"
     machine_peak: float | None = None  # FLOP/s measured once for "this machine"
+    law: str = DEFAULT.key  # WorkingLaw.key of the law searched with
+
+    @property
+    def sparsities(self) -> tuple[float, ...]:
+        return PATTERN_SPARSITIES[self.pattern]
 
 
 def hardware(inputs: PlannerInputs) -> Hardware:
@@ -54,23 +60,53 @@ def pattern_speedups(pattern: str) -> tuple[float, float, float]:
     return PATTERN_SPEEDUPS[pattern]
 
 
-def search(inputs: PlannerInputs) -> Comparison:
-    """The search under the Epoch-replication law applied with N_avg: candidates, frontier, chosen plan and its
-    dense baselines (planner.search), with a readable `plan_id` on every row."""
-    common = dict(objective=inputs.units, hardware=hardware(inputs), lifetime_tokens=inputs.lifetime_tokens,
-                  schedules=inputs.schedules, sparsities=inputs.sparsities)
+def priced(inputs: PlannerInputs) -> bool:
+    """Whether dollars mean anything: "this machine" costs $0 per hour unless the user gives a price."""
+    return hardware(inputs).usd_per_gpu_hour > 0
+
+
+def cost_units(inputs: PlannerInputs) -> str:
+    """The units costs are ranked in: US$ only at a positive price (all-zero dollars rank nothing), else FLOP."""
+    return "usd" if inputs.units == "usd" and priced(inputs) else "flops"
+
+
+def input_problems(inputs: PlannerInputs, working: WorkingLaw = DEFAULT) -> list[str]:
+    """One line per input the search cannot use, naming the field (the page shows them instead of a chart)."""
+    floor = float(working.law.predict(float("inf"), float("inf")))
+    problems = []
+    if inputs.mode == "loss" and not inputs.target_loss > floor:
+        problems.append(f"Target loss {inputs.target_loss:g} is at or below the law's irreducible loss {floor:.3f}: "
+                        f"no model reaches it. Enter a target above {floor:.3f} nats/token.")
+    for label, value in (("MFU train", inputs.mfu_train), ("MFU prefill", inputs.mfu_prefill),
+                         ("MFU decode", inputs.mfu_decode)):
+        if not 0 < value <= 1:
+            problems.append(f"{label}: {value:g} is not a fraction in (0, 1].")
+    if inputs.usd_per_gpu_hour is not None and inputs.usd_per_gpu_hour < 0:
+        problems.append(f"$ per GPU-hour: {inputs.usd_per_gpu_hour:g} is negative.")
+    for name, value in zip(("train", "prefill", "decode"), inputs.speedups or ()):
+        if value < 1:
+            problems.append(f"Speedup {name}: {value:g} is below 1 (a sparsity pattern never slows a GEMM here).")
+    return problems
+
+
+def search(inputs: PlannerInputs, working: WorkingLaw = DEFAULT) -> Comparison:
+    """The search under the working law: candidates, frontier, chosen plan and its dense baselines
+    (planner.search), with a readable `plan_id` on every row."""
+    common = dict(objective=cost_units(inputs), hardware=hardware(inputs), lifetime_tokens=inputs.lifetime_tokens,
+                  schedules=inputs.schedules, sparsities=inputs.sparsities, runs=working.runs)
     if inputs.mode == "loss":
-        comp = lifetime_optimal(default_law(), inputs.target_loss, **common)
+        comp = lifetime_optimal(working.law, inputs.target_loss, **common)
     else:
-        comp = budget_optimal(default_law(), inputs.budget_flops, **common)
+        comp = budget_optimal(working.law, inputs.budget_flops, **common)
     return dataclasses.replace(comp, candidates=_labelled(comp.candidates), frontier=_labelled(comp.frontier),
                                table=_labelled(comp.table))
 
 
 def _labelled(df: pd.DataFrame) -> pd.DataFrame:
-    pct = (df["final_sparsity"].astype(float) * 100).round().astype(int).astype(str)
-    return df.assign(plan_id="d" + df["d_model"].astype(int).astype(str) + " · " + pct + "% · "
-                     + df["schedule"].astype(str))
+    """`plan_id` such as 'd1536 · 70% · geometric 25-75' (a list comprehension: pandas string ops cost 10x more)."""
+    ids = [f"d{d} · {round(s * 100)}% · {name}" for d, s, name in
+           zip(df["d_model"].to_numpy(int), df["final_sparsity"].to_numpy(float), df["schedule"].tolist())]
+    return df.assign(plan_id=ids)
 
 
 @dataclass(frozen=True)
@@ -84,8 +120,8 @@ class Axes:
 def axes(inputs: PlannerInputs) -> Axes:
     """Target-loss mode: training vs inference cost at one loss. Budget mode: inference cost vs loss at one
     training budget (every candidate spends the same training FLOPs there). Columns as planner.search ranks them."""
-    train, infer, _ = COST_COLUMNS[inputs.units]
-    usd = inputs.units == "usd"
+    train, infer, _ = COST_COLUMNS[cost_units(inputs)]
+    usd = cost_units(inputs) == "usd"
     train_title = "Training cost (US$)" if usd else "Training compute, effective (FLOP)"
     infer_title = "Lifetime inference cost (US$)" if usd else "Lifetime inference compute (FLOP)"
     if inputs.mode == "loss":
@@ -106,26 +142,44 @@ def row(comp: Comparison, plan_id: str) -> pd.Series:
     return comp.candidates[comp.candidates["plan_id"] == plan_id].iloc[0]
 
 
-def selected_plan(inputs: PlannerInputs, comp: Comparison, plan_id: str) -> TrainingPlan:
-    """The full TrainingPlan of a candidate (schedule in all bases, prediction, costs) for export and runs."""
+def selected_plan(inputs: PlannerInputs, comp: Comparison, plan_id: str, working: WorkingLaw = DEFAULT) -> \
+        TrainingPlan:
+    """The full TrainingPlan of a candidate (schedule in all bases, law, prediction with the working law's bootstrap
+    interval, costs) for export and runs."""
     name = re.sub(r"[^a-z0-9]+", "-", plan_id.lower()).strip("-")
-    return plan_from_candidate(row(comp, plan_id), default_law(), hardware(inputs),
-                               lifetime_tokens=inputs.lifetime_tokens, name=name)
+    return plan_from_candidate(row(comp, plan_id), working.law, hardware(inputs),
+                               lifetime_tokens=inputs.lifetime_tokens, name=name, bootstrap=working.boot,
+                               runs=working.runs)
 
 
 def versus_baselines(comp: Comparison, plan_id: str, units: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(plans, savings): the selected plan beside the search's dense baselines at the same loss (or budget), and
     what it saves against each, absolute and as a share of the baseline (negative: it costs more)."""
     baselines = comp.table.iloc[1:]
-    plans = pd.concat([row(comp, plan_id).to_frame("selected").T, baselines])
     train, infer, total = COST_COLUMNS[units]
     cols = (total, train, infer) if comp.objectives[0] != "loss" else ("loss", infer)  # headline first
-    chosen = plans.iloc[0]
-    saved = savings(chosen, baselines, cols)
+    if plan_id == comp.best["plan_id"]:  # the search's own pick (after every input change): its table and savings
+        plans, saved = comp.table.rename(index={comp.table.index[0]: "selected"}), comp.savings
+    else:
+        plans = pd.concat([row(comp, plan_id).to_frame("selected").T, baselines])
+        saved = savings(plans.iloc[0], baselines, cols)
     label = {c: SUMMARY_FIELDS[c][0] for c in cols}
     shown = {f"{label[c]} reduction": saved[f"saved_{c}"] for c in cols} | \
         {f"{label[c]} reduction (%)": saved[f"saved_{c}_pct"] for c in cols}
     return plans, pd.DataFrame(shown)
+
+
+def baseline_note(comp: Comparison, plan_id: str) -> str | None:
+    """Why a saving reads 0%: the selected plan is one of the baselines (the search often picks a dense plan)."""
+    same = [name for name, r in comp.table.iloc[1:].iterrows() if r["plan_id"] == plan_id]
+    if not same:
+        return None
+    note = (f"The selected plan is the {same[0]} plan itself, so the saving against it is 0%." if len(same) == 1 else
+            f"The selected plan is both the {same[0]} and the {same[1]} plan, so the savings against them are 0%.")
+    if plan_id == comp.best["plan_id"] and row(comp, plan_id)["final_sparsity"] == 0:
+        note += (" No sparse candidate beats the best dense model at these inputs; a larger lifetime inference "
+                 "demand shifts the optimum towards sparse models.")
+    return note
 
 
 def clicked_plan(event, selection: str = "pick") -> str | None:
@@ -134,19 +188,36 @@ def clicked_plan(event, selection: str = "pick") -> str | None:
     return picks[0].get("plan_id") if picks else None
 
 
+def sci(x: float, digits: int = 3) -> str:
+    """3.2e+20 -> '3.2e20': FLOP counts without SI prefixes (E would read as the law's irreducible loss)."""
+    return f"{x:.{digits}g}".replace("e+", "e")
+
+
 SUMMARY_FIELDS = {  # column: (label, format) of the side-by-side table
-    "plan_id": ("plan", "{}"), "n_layer": ("layers", "{:.0f}"), "final_sparsity": ("final sparsity", "{:.0%}"),
-    "n_avg": ("N_avg", "{:.4g}"), "n_final": ("N_final", "{:.4g}"), "tokens": ("training tokens", "{:.4g}"),
-    "tokens_per_param": ("tokens / N_avg", "{:.1f}"), "loss": ("predicted loss", "{:.3f}"),
-    "train_flops_effective": ("training FLOP (effective)", "{:.3g}"),
-    "lifetime_inference_flops": ("lifetime inference FLOP", "{:.3g}"), "lifetime_flops": ("lifetime FLOP", "{:.3g}"),
-    "train_usd": ("training $", "{:,.0f}"), "inference_usd": ("inference $", "{:,.0f}"),
-    "lifetime_usd": ("lifetime $", "{:,.0f}"), "extrapolated": ("extrapolated", "{}"),
+    "plan_id": ("plan", str), "n_layer": ("layers", "{:.0f}".format),
+    "final_sparsity": ("final sparsity", "{:.0%}".format), "schedule": ("schedule", str),
+    "n_avg": ("N_avg (parameters)", lambda x: human(x, 4)), "n_final": ("N_final (parameters)", lambda x: human(x, 4)),
+    "tokens": ("training tokens", lambda x: human(x, 4)), "tokens_per_param": ("tokens / N_avg", "{:.1f}".format),
+    "loss": ("predicted loss (nats/token)", "{:.3f}".format),
+    "train_flops_effective": ("training FLOP (effective)", sci),
+    "lifetime_inference_flops": ("lifetime inference FLOP", sci), "lifetime_flops": ("lifetime FLOP", sci),
+    "train_usd": ("training cost", usd), "inference_usd": ("inference cost", usd),
+    "lifetime_usd": ("lifetime cost", usd), "extrapolated": ("outside the validated regime", "{:}".format),
 }
+USD_FIELDS = ("train_usd", "inference_usd", "lifetime_usd")
 
 
-def side_by_side(plans: pd.DataFrame) -> pd.DataFrame:
-    """The plans as formatted columns (one per plan), rows labelled, for st.dataframe."""
-    return pd.DataFrame({name: [fmt.format(r[k]) for k, (_, fmt) in SUMMARY_FIELDS.items()]
-                         for name, r in plans.iterrows()},
-                        index=[label for label, _ in SUMMARY_FIELDS.values()])
+def side_by_side(plans: pd.DataFrame, intervals: dict | None = None, dollars: bool = True) -> pd.DataFrame:
+    """The plans as formatted columns (one per plan), rows labelled, for st.table. `intervals` maps a plan's
+    column name to its loss interval (low, high); `dollars` False drops the dollar rows (no price set)."""
+    fields = {k: v for k, v in SUMMARY_FIELDS.items() if dollars or k not in USD_FIELDS}
+    table = pd.DataFrame({name: [fmt(r[k]) if k != "extrapolated" else ("yes" if r[k] else "no")
+                                 for k, (_, fmt) in fields.items()] for name, r in plans.iterrows()},
+                         index=[label for label, _ in fields.values()])
+    if intervals:
+        level = "95% interval of the loss (bootstrap)"
+        shown = {name: "—" if iv is None or iv[0] is None else f"[{iv[0]:.3f}, {iv[1]:.3f}]"
+                 for name, iv in intervals.items()}
+        at = list(table.index).index(SUMMARY_FIELDS["loss"][0]) + 1
+        table = pd.concat([table.iloc[:at], pd.DataFrame(shown, index=[level]), table.iloc[at:]])
+    return table

@@ -12,8 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import streamlit as st
 
+from app.ui.common import human
 from app.ui.laws_view import fit_form, predicted_loss
 from planner.ladder import scale_down, tiny_plan
 from planner.plan import TrainingPlan, dump_plan, plan_from_text
@@ -47,19 +50,24 @@ def launch(plan: TrainingPlan, folder: Path) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-m", "train_backend", "train", str(path), "--runs-dir", str(folder),
                                  "--threads", "1"],  # one core per run: two runs share the two cores fairly
                                 cwd=ROOT, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    _STARTED.setdefault(str(folder), []).append(proc)
+    _STARTED.setdefault(str(folder), []).append((proc, plan))
     return proc
 
 
 # Processes this app started that may not have registered themselves yet (import of torch takes seconds).
-_STARTED: dict[str, list[subprocess.Popen]] = {}
+_STARTED: dict[str, list[tuple[subprocess.Popen, TrainingPlan]]] = {}
 
 
-def _starting(folder: Path) -> list[subprocess.Popen]:
+def _starting(folder: Path) -> list[tuple[subprocess.Popen, TrainingPlan]]:
     known = {r["pid"] for r in registry.list_runs(folder)}
-    alive = [p for p in _STARTED.get(str(folder), []) if p.poll() is None]
+    alive = [(p, plan) for p, plan in _STARTED.get(str(folder), []) if p.poll() is None]
     _STARTED[str(folder)] = alive
-    return [p for p in alive if p.pid not in known]
+    return [(p, plan) for p, plan in alive if p.pid not in known]
+
+
+def anything_active(folder: Path) -> bool:
+    """A run is training or a launched trainer has not registered yet: the page keeps polling."""
+    return bool(active_runs(folder) or _starting(folder))
 
 
 def launch_choices(plan: TrainingPlan) -> dict[str, TrainingPlan]:
@@ -82,12 +90,100 @@ def cancel(folder: Path, run_id: str) -> bool:
     return registry.cancel(folder, run_id)
 
 
+def progress(run: dict) -> tuple[int, int]:
+    """(steps done, total steps): the one figure of progress, for the table and the bar alike."""
+    return steps_done(run, metrics_frame(run)), int(run["total_steps"] or 0)
+
+
+def _num(x, fmt: str) -> str:
+    return "—" if x is None or (isinstance(x, float) and not np.isfinite(x)) else fmt.format(x)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}h {m % 60:02d}m" if m >= 60 else f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def interval(p) -> str:
+    """A plan prediction as 'loss [low, high]' (or the loss alone, or a dash)."""
+    if p is None:
+        return "—"
+    return f"{p.loss:.3f}" + ("" if p.ci_low is None else f" [{p.ci_low:.3f}, {p.ci_high:.3f}]")
+
+
+TABLE_FORMAT = {  # the run's name stays in view when a narrow window scrolls the table sideways
+    "run": st.column_config.TextColumn("run", pinned=True),
+    "status": st.column_config.TextColumn("status", width="small"),
+    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
+                                                width="small"),
+    "steps": st.column_config.TextColumn("steps", width="small"),
+}
+
+
 def runs_table(folder: Path) -> pd.DataFrame:
-    """The registry as a table for display, newest first."""
-    rows = registry.list_runs(folder)
-    cols = ["run_id", "name", "status", "step", "total_steps", "final_val_loss", "predicted_loss", "n_avg_measured",
-            "n_final", "wall_seconds", "error"]
-    return pd.DataFrame([{**{c: r.get(c) for c in cols}, "status": status(r)} for r in rows], columns=cols)
+    """The registry as a readable table, newest first, launched trainers that have not registered yet on top:
+    formatted numbers with units, no raw None. `run_id` keys the rows (shown last)."""
+    rows = [{"run": plan.name, "status": "starting", "progress": 0.0, "steps": f"0 / {plan.budget.steps:,}",
+             "validation loss (nats)": "—", "predicted loss [95% CI]": interval(plan.prediction),
+             "N_avg measured": "—", "N_final": human(plan.derived.n_final), "wall time": "—",
+             "started": "—", "error": "", "run_id": f"pid {proc.pid}"} for proc, plan in _starting(folder)]
+    for r in registry.list_runs(folder):
+        done, total = progress(r)
+        rows.append({
+            "run": r["name"], "status": status(r), "progress": done / total if total else 0.0,
+            "steps": f"{done:,} / {total:,}", "validation loss (nats)": _num(r["final_val_loss"], "{:.4f}"),
+            "predicted loss [95% CI]": interval(run_plan(r).prediction),
+            "N_avg measured": "—" if r["n_avg_measured"] is None else human(r["n_avg_measured"], 4),
+            "N_final": "—" if r["n_final"] is None else human(r["n_final"], 4),
+            "wall time": duration(r["wall_seconds"]),
+            "started": "—" if not r["started_at"] else time.strftime("%H:%M:%S", time.localtime(r["started_at"])),
+            "error": r["error"] or "", "run_id": r["run_id"]})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+TABLE_COLUMNS = ["run", "status", "progress", "steps", "validation loss (nats)", "predicted loss [95% CI]",
+                 "N_avg measured", "N_final", "wall time", "started", "error", "run_id"]
+SHOWN_COLUMNS = [c for c in TABLE_COLUMNS if c not in ("N_final", "started", "run_id")]  # the rest: watch a run
+
+
+ROLE_LABELS = {"sparse": "sparse", "dense_n_avg": "dense at N_avg", "dense_n_final": "dense at N_final"}
+
+
+def pair_table(folder: Path) -> pd.DataFrame:
+    """Ladder rungs side by side, linked by the plans' `pair` field (not their names): each role's measured
+    validation loss, and the sparse run's gap to its dense partner at the same N_avg: near zero if N_avg is the right
+    quantity. Empty when no run belongs to a pair."""
+    rows: dict[str, dict] = {}
+    for r in registry.list_runs(folder)[::-1]:  # oldest first: the latest run of a role wins
+        plan = run_plan(r)
+        if plan.pair is None:
+            continue
+        row = rows.setdefault(plan.pair.id, {"pair": plan.pair.id})
+        if plan.pair.role == "sparse":
+            row["N_avg"] = plan.derived.n_avg
+        row[f"{ROLE_LABELS[plan.pair.role]} loss"] = r["final_val_loss"]
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(list(rows.values()))
+    if {"sparse loss", "dense at N_avg loss"} <= set(df.columns):
+        df[GAP] = df["sparse loss"] - df["dense at N_avg loss"]
+    return df
+
+
+GAP = "sparse − dense at N_avg (nats)"
+
+
+def pair_display(df: pd.DataFrame) -> pd.DataFrame:
+    """pair_table with numbers formatted (losses to 4 decimals, counts as 1.2M) and dashes for runs not done."""
+    out = df.copy()
+    for col in out.columns:
+        if col.endswith(" loss") or col == GAP:
+            out[col] = [_num(v, "{:+.4f}" if col == GAP else "{:.4f}") for v in out[col]]
+        elif col == "N_avg":
+            out[col] = ["—" if pd.isna(v) else human(v, 4) for v in out[col]]
+    return out.fillna("—")
 
 
 def run_plan(run: dict) -> TrainingPlan:
@@ -102,7 +198,8 @@ def fit_table(folder: Path) -> pd.DataFrame:
         "n_avg": [r["n_avg_measured"] for r in rows], "n_final": [r["n_final"] for r in rows],
         "sparsity": [json.loads(r["plan_json"])["schedule"]["final_sparsity"] for r in rows],
         "name": [r["name"] for r in rows],
-    })
+        "group": [(json.loads(r["plan_json"]).get("pair") or {}).get("id") or r["name"] for r in rows],
+    })  # group: a ladder's pair, so a bootstrap resamples whole pairs
 
 
 def metrics_frame(run: dict) -> pd.DataFrame:

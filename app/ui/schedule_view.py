@@ -1,38 +1,112 @@
-"""Schedule designer logic: a plan from the designer's inputs and the N(t) curves of its first figure."""
+"""Schedule designer logic: a plan from the designer's inputs (closed-form shapes or piecewise knots), its predicted
+loss under the working law, the N(t) curves of its first figure, and the side-by-side comparison of designs."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
 
+from app.ui.common import error_message, human
+from app.ui.pareto_view import sci
+from app.ui.working_law import DEFAULT, WorkingLaw, loss_interval
 from planner.costs import LEDGER_COLUMNS, cost_ledgers, final_model_memory, hardware_profile
-from planner.plan import Budget, TrainingPlan, make_plan, resolve_schedule
-from planner.schedules import n_of_t
+from planner.errors import PlannerInputError
+from planner.laws import N_COLUMN
+from planner.plan import Budget, PlanSchedule, Prediction, TrainingPlan, make_plan, resolve_schedule
+from planner.schedules import Schedule, n_of_t
+from planner.search import law_inputs, validated_region
 from planner.shapes import ModelShape
 
-SHAPES = ("geometric", "cubic", "linear", "one_shot", "dense")  # closed forms; piecewise needs knots, not sliders
+SHAPES = ("geometric", "cubic", "linear", "one_shot", "piecewise", "dense")
 BASES = ("compute", "tokens", "steps")
+MAX_COMPARED = 3
+DEFAULT_KNOTS = "0:1, 0.25:1, 0.5:0.6, 0.75:0.4, 1:0.4"
+
+LEDGER_HELP = {
+    "dense-equivalent": "What masked training executes: dense GEMMs over weights that are partly zero, "
+                        "D × (6 N_dense + attention). What a GPU without sparse kernels spends.",
+    "effective": "The non-zero FLOPs, D × (6 N_avg + attention): what ideal sparse kernels would execute, and the "
+                 "compute C = 6 N_avg D the unified law is written in.",
+    "wall-clock-equivalent": "Dense-equivalent with the sparse phase (after the window, final mask in force) "
+                             "divided by the training speedup: what sets GPU-hours. Inside the window masks change "
+                             "every few steps and run dense.",
+}
+
+
+def parse_knots(text: str) -> list[tuple[float, float]]:
+    """'0:1, 0.5:0.6, 1:0.4' -> [(0, 1), (0.5, 0.6), (1, 0.4)]: (fraction of training tokens, density kept)."""
+    knots = []
+    for item in filter(None, (p.strip() for p in re.split(r"[,;\n]", text))):
+        t, sep, d = item.partition(":")
+        try:
+            knots.append((float(t), float(d)))
+        except ValueError:
+            raise PlannerInputError(f"Knots: {item!r} is not t:density (e.g. 0.5:0.6)") from None
+        if not sep:
+            raise PlannerInputError(f"Knots: {item!r} is not t:density (e.g. 0.5:0.6)")
+    return knots
+
+
+def piecewise_schedule(model: ModelShape, steps: int, knots: list[tuple[float, float]]) -> PlanSchedule:
+    """A piecewise plan schedule from (token fraction, density) knots; its window runs from the last knot still
+    dense to the first at the final density."""
+    try:
+        bare = Schedule(shape="piecewise", final_sparsity=1.0 - knots[-1][1] if knots else 0.0, points=knots)
+    except ValueError as exc:
+        raise PlannerInputError(f"Knots: {error_message(exc)}") from None
+    ts, ds = np.array(knots, float).T
+    start = float(ts[ds >= 1.0].max()) if (ds >= 1.0).any() else 0.0  # the last knot still dense
+    end = float(ts[np.argmax(ds <= ds[-1])])  # the first knot at the final density
+    phi = (model.fixed - model.embedding) / model.prunable  # as plan.resolve_schedule
+    c0, c1 = (float(x) for x in bare.compute_fraction(np.array([start, end]), phi))
+    return PlanSchedule(**{**bare.model_dump(), "start": start, "end": end}, window_basis="tokens",
+                        compute_start=c0, compute_end=c1)
 
 
 def design_plan(model: ModelShape, steps: int, shape: str, final_sparsity: float, basis: str, start: float,
-                end: float, every_steps: int | None, seq_len: int, batch_size: int,
-                name: str = "designed") -> TrainingPlan:
-    """The plan the designer describes; bad combinations raise PlannerInputError/ValueError with the reason."""
-    schedule = resolve_schedule(model, steps, shape, final_sparsity, basis, start, end,
-                                every_steps if shape == "geometric" else None)
+                end: float, every_steps: int | None, seq_len: int, batch_size: int, name: str = "designed",
+                knots: list[tuple[float, float]] | None = None, working: WorkingLaw = DEFAULT,
+                speedup_train: float = 1.0) -> TrainingPlan:
+    """The plan the designer describes, with its predicted loss under the working law and its costs on an H100
+    (hardware matters to the FLOP ledgers only through the sparse-phase speedup). Bad combinations raise
+    PlannerInputError/ValueError with the reason."""
+    if shape == "piecewise":
+        schedule = piecewise_schedule(model, steps, knots or [])
+    else:
+        schedule = resolve_schedule(model, steps, shape, final_sparsity, basis, start, end,
+                                    every_steps if shape == "geometric" else None)
     budget = Budget(tokens=steps * batch_size * seq_len, seq_len=seq_len, batch_size=batch_size, steps=steps)
-    return make_plan(model, schedule, budget, name=name)
+    draft = make_plan(model, schedule, budget, working.law.n_convention, name=name)
+    hardware = hardware_profile("h100", speedup_train=speedup_train)
+    return draft.model_copy(update={"law": working.law, "prediction": predict(draft, working), "hardware": hardware,
+                                    "costs": cost_ledgers(draft, hardware)})
 
 
-def n_curves(plan: TrainingPlan, points: int = 600) -> pd.DataFrame:
-    """Long table of N(t) for the sparse run and for the dense model with the same N_avg, against tokens."""
+def predict(plan: TrainingPlan, working: WorkingLaw) -> Prediction:
+    """The working law's loss at the plan's (N, D), with the bootstrap interval of a fitted law."""
+    d, tokens, sparsity = plan.derived, plan.budget.tokens, plan.schedule.final_sparsity
+    n, s = law_inputs(working.law, d.n_avg, d.n_final, sparsity)
+    low, high = loss_interval(working, d.n_avg, d.n_final, sparsity, tokens)
+    region = validated_region(working.runs, working.law.n_convention, N_COLUMN[working.law.form])
+    extrapolated = not bool(region.contains(n, tokens))
+    return Prediction(loss=float(working.law.predict(n, tokens, s)), ci_low=low, ci_high=high,
+                      extrapolated=extrapolated,
+                      warnings=[f"outside {region.source}: the prediction extrapolates"] if extrapolated else [])
+
+
+def n_curves(plans: dict[str, TrainingPlan], points: int = 600) -> pd.DataFrame:
+    """Long table of N(t) and of the flat N_avg line of every design, against training tokens."""
     t = np.linspace(0.0, 1.0, points + 1)
-    d = plan.derived
-    sparse = n_of_t(plan.schedule.density(t), d.n_fixed, d.n_prunable)
-    tokens = t * plan.budget.tokens
-    return pd.concat([
-        pd.DataFrame({"tokens": tokens, "params": sparse, "run": "sparse run N(t)"}),
-        pd.DataFrame({"tokens": tokens, "params": np.full_like(t, d.n_avg), "run": "dense model at the same N_avg"}),
-    ], ignore_index=True)
+    frames = []
+    for label, plan in plans.items():
+        d = plan.derived
+        tokens = t * plan.budget.tokens
+        frames += [pd.DataFrame({"tokens": tokens, "params": n_of_t(plan.schedule.density(t), d.n_fixed,
+                                                                    d.n_prunable), "design": label, "line": "N(t)"}),
+                   pd.DataFrame({"tokens": tokens, "params": np.full_like(t, d.n_avg), "design": label,
+                                 "line": "N_avg (dense model at the same average)"})]
+    return pd.concat(frames, ignore_index=True)
 
 
 def window_tokens(plan: TrainingPlan) -> tuple[float, float]:
@@ -40,10 +114,15 @@ def window_tokens(plan: TrainingPlan) -> tuple[float, float]:
     return plan.schedule.start * plan.budget.tokens, plan.schedule.end * plan.budget.tokens
 
 
-def training_ledgers(plan: TrainingPlan, speedup_train: float = 1.0) -> dict[str, float]:
-    """The three labelled training-FLOP ledgers of the plan (hardware only matters through the sparse speedup)."""
-    costs = cost_ledgers(plan, hardware_profile("h100", speedup_train=speedup_train))
-    return {label: getattr(costs, column) for label, column in LEDGER_COLUMNS.items()}
+def training_ledgers(plan: TrainingPlan) -> dict[str, float]:
+    """The three labelled training-FLOP ledgers of the plan."""
+    return {label: getattr(plan.costs, column) for label, column in LEDGER_COLUMNS.items()}
+
+
+def ledger_table(plan: TrainingPlan) -> pd.DataFrame:
+    """The ledgers with what each one counts, for reading side by side."""
+    return pd.DataFrame({"FLOP": [sci(v) for v in training_ledgers(plan).values()],
+                         "what it counts": list(LEDGER_HELP.values())}, index=list(LEDGER_HELP))
 
 
 MEMORY_LABELS = {"dense": "dense", "bitmask": "bitmask", "csr": "CSR", "two_four": "2:4"}
@@ -54,3 +133,31 @@ def final_memory_gb(plan: TrainingPlan, dtype: str = "bfloat16") -> dict[str, fl
     sparsity = 1.0 - plan.schedule.final_density
     sizes = final_model_memory(plan.model, sparsity, dtype)
     return {MEMORY_LABELS[k]: float(v) / 1e9 for k, v in sizes.items() if np.isfinite(v)}
+
+
+def loss_text(p: Prediction) -> str:
+    return f"{p.loss:.3f}" + ("" if p.ci_low is None else f" [{p.ci_low:.3f}, {p.ci_high:.3f}]")
+
+
+def describe(plan: TrainingPlan) -> str:
+    """A short label of a design: shape, sparsity, window in compute."""
+    s = plan.schedule
+    if s.shape == "dense":
+        return f"{plan.model.d_model}d dense"
+    return f"{plan.model.d_model}d {s.shape} {1 - s.final_density:.0%} @ {s.compute_start:.0%}→{s.compute_end:.0%}"
+
+
+def comparison(plans: dict[str, TrainingPlan]) -> pd.DataFrame:
+    """Designs side by side (one column each): counts, predicted loss with its interval, ledgers, memory."""
+    rows = {}
+    for label, plan in plans.items():
+        d = plan.derived
+        col = {"schedule": describe(plan), "N_avg (parameters)": human(d.n_avg, 4),
+               "N_final (parameters)": human(d.n_final, 4),
+               "compression N_avg / N_final": f"{d.n_avg / d.n_final:.3f}×",
+               "training tokens": human(plan.budget.tokens, 4),
+               "predicted loss [95% CI] (nats/token)": loss_text(plan.prediction)}
+        col |= {f"training FLOP, {k}": sci(v) for k, v in training_ledgers(plan).items()}
+        col |= {f"final memory, {k} (GB)": f"{v:.3g}" for k, v in final_memory_gb(plan).items()}
+        rows[label] = col
+    return pd.DataFrame(rows).fillna("—")

@@ -10,6 +10,9 @@ with user_errors():
 st.markdown(f"**{plan.name}** — {plan.model.n_layer} layers × d_model {plan.model.d_model}, final sparsity "
             f"{plan.schedule.final_sparsity:.0%} ({plan.schedule.shape}), {human(plan.budget.tokens)} tokens, "
             f"predicted loss {plan.prediction.loss:.3f}. Select another plan on the Pareto planner page.")
+p = plan.prediction  # the working law (state.working_law) is the plan's law; a fitted one bounds the prediction
+st.caption(f"Law: {state.working_law().label}"
+           + ("" if p.ci_low is None else f"; 95% CI [{p.ci_low:.3f}, {p.ci_high:.3f}]"))
 
 c1, c2 = st.columns(2)
 c1.download_button("Download plan (YAML)", ev.plan_yaml_bytes(plan), f"{plan.name}.yaml", "application/x-yaml",

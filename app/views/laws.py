@@ -4,9 +4,10 @@ import tempfile
 
 import streamlit as st
 
-from app.ui import charts, laws_view as lv
+from app.ui import charts, downloads, laws_view as lv, state
 from app.ui.common import user_errors
 from app.ui.runs_view import fit_table, runs_dir
+from app.ui.working_law import fitted_law, planning_presets, preset_law
 from planner.laws import PRESETS
 from planner.runs import seed_pairs
 
@@ -20,14 +21,26 @@ def _fit(source, form, grid, n_boot, exponents, digest):  # digest: content hash
 
 
 st.title("Scaling laws")
+with st.container(border=True):
+    st.markdown(f"**Working law** (every page plans with it): {state.working_law().label}")
+    p1, p2 = st.columns([3, 1], vertical_alignment="bottom")
+    presets = planning_presets()
+    preset_name = p1.selectbox("Plan with a published preset instead", presets, key="laws_use_preset_name",
+                               index=presets.index(lv.DEFAULT_EXPONENT_PRESET),
+                               help="presets whose D counts tokens (the Frantar T5 law counts training steps)")
+    p2.button("Use preset", key="laws_use_preset", on_click=lambda: state.set_working_law(preset_law(preset_name)),
+              width="stretch")
+    st.caption("Or fit a form below and make it the working law: its bootstrap then puts an interval on every "
+               "predicted loss.")
+
 kind = st.radio("Runs to fit", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="laws_source")
 digest = ""
 if kind == "seed":
-    source = seed_pairs()
+    source, described = seed_pairs(), "the seed's ~1B pairs"
     st.caption("Four sparse / small-dense pairs with matched N_avg at 20–80% sparsity (Jin et al., ICLR 2025 model "
                "cards): eight runs, all near 1B parameters.")
 elif kind == "registry":
-    source = fit_table(runs_dir())
+    source, described = fit_table(runs_dir()), "this project's validation runs"
     st.caption(f"Finished runs in `{runs_dir()}`: final validation loss against tokens and measured N_avg.")
     if source.empty:
         st.info("No finished validation runs yet: launch a plan's ladder on the Runs page.")
@@ -43,16 +56,32 @@ else:
     data = upload.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     folder = st.session_state.setdefault("upload_dir", tempfile.mkdtemp(prefix="sparseplan-upload-"))
-    source = lv.save_upload(upload.name, data, folder)
+    source, described = lv.save_upload(upload.name, data, folder), upload.name
 
+n_runs = lv.count_runs(source)
+hold_key = f"laws_hold_{kind}"
+held = st.session_state.get(hold_key, n_runs < lv.HOLD_BELOW)
+problem, reasons = lv.availability(source, 2 if held else 0)
+if problem:
+    st.error(problem)  # once for the file, not once per form
+    st.stop()
+offered = [f for f in lv.FORMS if reasons[f] is None]
+if not offered:
+    st.error(next(iter(reasons.values())))
+    st.stop()
 c1, c2, c3 = st.columns([2, 1, 1])
-forms = c1.multiselect("Forms", lv.FORMS, default=list(lv.FORMS), format_func=lv.FORM_LABELS.get, key="laws_forms")
+if "laws_forms" in st.session_state:  # keep the user's picks that this table supports
+    st.session_state["laws_forms"] = [f for f in st.session_state["laws_forms"] if f in offered]
+forms = c1.multiselect("Forms", offered, format_func=lv.FORM_LABELS.get, key="laws_forms",
+                       **({} if "laws_forms" in st.session_state else {"default": offered}))
+for form, reason in reasons.items():
+    if reason is not None:
+        c1.caption(f"{lv.FORM_LABELS[form]} is off: {lv.off_reason(reason)}.")
 grid = c2.radio("Start grid", ["coarse", "chinchilla"], horizontal=True, key="laws_grid",
                 help="coarse: a few hundred starts; chinchilla: Hoffmann et al.'s 4500-point grid")
 n_boot = c3.select_slider("Bootstrap resamples", [50, 100, 200, 500], value=100, key="laws_boot")
 h1, h2 = st.columns([1, 1])
-n_runs = lv.count_runs(source)
-hold = h1.checkbox("Hold α, β at a preset", value=n_runs < lv.HOLD_BELOW, key=f"laws_hold_{kind}",
+hold = h1.checkbox("Hold α, β at a preset", value=n_runs < lv.HOLD_BELOW, key=hold_key,
                    help=f"On by default below {lv.HOLD_BELOW} runs: a handful of runs cannot identify five "
                         "parameters (a free fit of the seed's eight runs leaves the compute-optimal exponent's "
                         "bootstrap interval several units wide). Holding the N and D exponents (Frantar: d, f) "
@@ -75,28 +104,53 @@ if not fits:
     st.stop()
 
 st.subheader("Comparison")
-st.dataframe(lv.comparison(fits), hide_index=True, width="stretch", column_config=lv.COMPARISON_FORMAT)
+comparison = lv.comparison(fits)
+st.dataframe(comparison, hide_index=True, width="stretch", column_config=lv.COMPARISON_FORMAT)
+downloads.csv_button("Comparison (CSV)", comparison, "laws-comparison")
+plan = None
+with user_errors(stop=False):
+    plan = state.current_plan()  # the Pareto page's selected plan, to read each fit's prediction on
 for form, r in fits.items():
     st.subheader(lv.FORM_LABELS[form])
-    note = lv.support_warning(r.fit)
-    if note:
-        st.warning(note)
+    for note in (lv.support_warning(r.fit), lv.degenerate_warning(r.fit)):
+        if note:
+            st.warning(note)
     low, high = r.boot.ci()["optimal_n_exponent"]
-    m1, m2, m3 = st.columns(3)
-    m1.metric("Compute-optimal exponent a (N_opt ∝ C^a)", f"{r.fit.optimal_n_exponent:.3f}",
-              help=f"{r.boot.level:.0%} bootstrap interval [{low:.3f}, {high:.3f}]")
+    m1, m2 = st.columns(2)
+    m1.metric("Compute-optimal exponent a", f"{r.fit.optimal_n_exponent:.3f}",
+              help=f"N_opt ∝ C^a; {r.boot.level:.0%} bootstrap interval [{low:.3f}, {high:.3f}]")
     m1.caption(f"set by the held exponents ({preset})" if exponents else
                f"{r.boot.level:.0%} CI [{low:.3f}, {high:.3f}]")
-    m2.metric("Held-out RMSE", f"{r.heldout['heldout_rmse']:.4f} nats", help=r.heldout["scheme"])
-    m3.metric("Starts reaching the best objective", f"{r.fit.n_starts_at_best} / {r.fit.n_starts}")
+    if plan is not None:
+        loss, lo, hi = lv.predicted_loss(r, plan)
+        m2.metric("Selected plan's loss", f"{loss:.3f}", help=f"the Pareto page's selected plan ({plan.name}) "
+                                                              f"under this fit, nats/token")
+        m2.caption(f"{r.boot.level:.0%} CI [{lo:.3f}, {hi:.3f}]")
+    m3, m4 = st.columns(2)
+    m3.metric("Held-out RMSE (nats)", f"{r.heldout['heldout_rmse']:.4f}", help=r.heldout["scheme"])
+    m4.metric("Starts at the best objective", f"{r.fit.n_starts_at_best} / {r.fit.n_starts}")
+    working = fitted_law(r.fit, r.boot, r.table, described)
+    in_force = state.working_law().key == working.key
+    cannot = lv.degenerate_warning(r.fit)
+    st.button("Working law ✓" if in_force else "Use as the working law", key=f"laws_use_{form}",
+              type="secondary" if in_force else "primary", disabled=in_force or cannot is not None,
+              on_click=state.set_working_law, args=(working,),
+              help="this fit cannot plan (see the warning above)" if cannot else
+              "Every page (Pareto, Schedule designer, Export, Runs) then plans with this fit and shows its bootstrap "
+              "interval")
     with st.expander("Raw parameters with bootstrap intervals (A trades off against α, B against β)"):
         st.dataframe(lv.params_table(r), hide_index=True)
 
 pairs = lv.pair_points(source)
 if not pairs.empty:
     st.subheader("Sparse and dense runs against N_avg and N_final")
-    st.altair_chart(charts.pairs_chart(pairs))
+    st.caption("Each sparse run and its small-dense partner, joined: at matched N_avg their losses nearly agree.")
+    for col, (count, chart) in zip(st.columns(2), charts.pairs_charts(pairs).items()):
+        col.altair_chart(chart, width="stretch")
+        downloads.chart_buttons(chart, f"laws-pairs-{count}", col.columns(2))
 preds = lv.predictions(source, fits)
 left, right = st.columns(2)
-left.altair_chart(charts.fit_chart(preds), width="stretch")
-right.altair_chart(charts.residual_chart(preds), width="stretch")
+for col, (name, chart) in zip((left, right), (("fit", charts.fit_chart(preds)),
+                                              ("residuals", charts.residual_chart(preds)))):
+    col.altair_chart(chart, width="stretch")
+    downloads.chart_buttons(chart, f"laws-{name}", col.columns(2))

@@ -3,9 +3,10 @@ import dataclasses
 
 import streamlit as st
 
-from app.ui import charts, pareto_view as pv, state
+from app.ui import charts, downloads, pareto_view as pv, state
 from app.ui.common import user_errors
 from app.ui.inputs import planner_inputs
+from app.ui.working_law import loss_interval
 from planner.costs import measure_matmul_flops
 
 
@@ -15,13 +16,22 @@ def _machine_peak():
 
 
 st.title("Pareto planner")
-inputs = planner_inputs(state.saved_inputs())
+working = state.working_law()
+inputs = planner_inputs(state.saved_inputs(), float(working.law.predict(float("inf"), float("inf"))))
 if inputs.hardware == pv.THIS_MACHINE:
     inputs = dataclasses.replace(inputs, machine_peak=_machine_peak())
 state.save_inputs(inputs)
-st.caption("Law: Epoch AI's replication of Chinchilla applied with N_avg (the unified law). "
-           + ("Every point reaches the target loss; " if inputs.mode == "loss" else
-              "Every point spends the training budget; ") + "hollow triangles lie outside the validated regime.")
+problems = pv.input_problems(inputs, working)
+for problem in problems:
+    st.error(problem)
+if problems:
+    st.stop()
+if inputs.units == "usd" and not pv.priced(inputs):
+    st.warning("This machine has no price per hour, so every dollar cost would be $0: costs are in FLOP. Enter a "
+               "$ per GPU-hour in the sidebar to cost it in US$.")
+st.caption(("Every point reaches the target loss; " if inputs.mode == "loss" else
+            "Every point spends the training budget; ") + "hollow triangles lie outside the validated regime. "
+           f"Searched: {len(inputs.schedules)} schedules × {len(inputs.sparsities)} sparsities.")
 
 with user_errors():
     comp = state.search(inputs)
@@ -35,23 +45,47 @@ if clicked and clicked != st.session_state.get("pareto_last_click"):  # a new cl
 if state.selected_id() not in set(df["plan_id"]):  # first visit, or the inputs changed the candidates
     state.select(comp.best["plan_id"])  # the lifetime-optimal (or lowest-loss) plan
 selected = state.selected_id()
-chart_col, side = st.columns([3, 2], gap="large")
-with chart_col:
-    st.vega_lite_chart(charts.pareto_spec(df, front, ax, pv.view_domain(front, ax), selected),
-                       on_select="rerun", selection_mode=charts.SELECTION, key="pareto_chart", width="stretch")
-    options = ids if selected in ids else [selected, *ids]
-    st.session_state["pareto_pick"] = selected
-    st.selectbox("Selected plan (frontier; or click any point)", options, key="pareto_pick",
-                 on_change=lambda: state.select(st.session_state["pareto_pick"]))
-with side:
-    plans, savings = pv.versus_baselines(comp, selected, inputs.units)
-    st.subheader("Selected plan vs dense baselines")
-    headline = savings.columns[len(savings.columns) // 2]  # lifetime cost (loss mode) or loss (budget mode), in %
-    st.caption(f"{headline} against each baseline; positive: the selected plan is cheaper (or better).")
-    for col, (name, pct) in zip(st.columns(len(savings)), savings[headline].items()):
-        col.metric(f"vs {name}", f"{pct:+.1f}%")
-    st.table(pv.side_by_side(plans))
-    with user_errors(stop=False):
-        plan = state.current_plan()
-        for warning in plan.prediction.warnings:
-            st.warning(warning)
+units = pv.cost_units(inputs)
+plans, savings = pv.versus_baselines(comp, selected, units)
+
+# Headline first: the numbers a target change moves (read off the candidate row: no plan is built before them),
+# then the chart they come from.
+headline = savings.columns[len(savings.columns) // 2]  # lifetime cost (loss mode) or loss (budget mode), in %
+cols = st.columns([1.3] + [1] * len(savings))
+chosen = plans.iloc[0]
+low, high = loss_interval(working, chosen["n_avg"], chosen["n_final"], chosen["final_sparsity"], chosen["tokens"])
+cols[0].metric("Selected plan: predicted loss", f"{chosen['loss']:.3f}",
+               help="nats/token under the working law" + ("" if low is None else
+                                                          f"; 95% bootstrap interval [{low:.3f}, {high:.3f}]"))
+cols[0].caption("no interval (preset law)" if low is None else f"95% CI [{low:.3f}, {high:.3f}]")
+for col, (name, pct) in zip(cols[1:], savings[headline].items()):
+    col.metric(f"vs {name.removeprefix('dense ')}", f"{pct:+.1f}%",
+               help=f"{headline} against the {name} plan: positive means the selected plan is cheaper (or better)")
+for note in (*comp.notes, pv.baseline_note(comp, selected)):  # said once about the whole search, then the pick
+    if note:
+        st.info(note)
+
+spec = charts.pareto_spec(df, front, ax, pv.view_domain(front, ax), selected)
+st.vega_lite_chart(spec, on_select="rerun", selection_mode=charts.SELECTION, key="pareto_chart", width="stretch")
+options = ids if selected in ids else [selected, *ids]
+st.session_state["pareto_pick"] = selected
+st.selectbox("Selected plan (frontier; or click any point)", options, key="pareto_pick",
+             on_change=lambda: state.select(st.session_state["pareto_pick"]))
+
+st.subheader("Selected plan vs dense baselines")
+st.caption(f"{headline} against each baseline; positive: the selected plan is cheaper (or better).")
+intervals = {name: loss_interval(working, r["n_avg"], r["n_final"], r["final_sparsity"], r["tokens"])
+             for name, r in plans.iterrows()}
+table = pv.side_by_side(plans, intervals, dollars=pv.priced(inputs))
+st.table(table)
+with user_errors():
+    plan = state.plan(inputs, selected)  # the full plan the Export and Runs pages use: its warnings
+for warning in plan.prediction.warnings:
+    st.warning(warning)
+
+st.markdown("**Downloads**")
+d = st.columns(5)
+downloads.csv_button("Frontier (CSV)", front, "pareto-frontier", d[0])
+downloads.csv_button("All candidates (CSV)", df, "pareto-candidates", d[1])
+downloads.csv_button("Comparison (CSV)", table, "pareto-comparison", d[2], index=True)
+downloads.chart_buttons(spec, "pareto-chart", d[3:])
