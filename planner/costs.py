@@ -52,6 +52,23 @@ HARDWARE: dict[str, Hardware] = {
     "h100": Hardware(name="H100 SXM", peak_flops=989e12, usd_per_gpu_hour=2.5),
     "h200": Hardware(name="H200 SXM", peak_flops=989e12, usd_per_gpu_hour=3.5),
 }
+# Dense peaks by the exact device name CUDA reports, per training dtype: bfloat16 on tensor cores, float32 without
+# TF32 (PyTorch's default for matmuls), from the vendor data sheets (structured-sparsity figures halved). The trainer
+# reports MFU against these and reports none for a GPU not listed; the planning profiles above share their numbers.
+_A100 = {"bfloat16": HARDWARE["a100"].peak_flops, "float32": 19.5e12}
+_H100_SXM = {"bfloat16": HARDWARE["h100"].peak_flops, "float32": 66.9e12}
+_NVL = {"bfloat16": 835e12, "float32": 60e12}
+GPU_PEAKS: dict[str, dict[str, float]] = {
+    "NVIDIA A100-SXM4-40GB": _A100, "NVIDIA A100-SXM4-80GB": _A100,
+    "NVIDIA A100-PCIE-40GB": _A100, "NVIDIA A100 80GB PCIe": _A100,
+    "NVIDIA H100 80GB HBM3": _H100_SXM, "NVIDIA H100 PCIe": {"bfloat16": 756e12, "float32": 51.2e12},
+    "NVIDIA H100 NVL": _NVL,
+    "NVIDIA H200": {**_H100_SXM, "bfloat16": HARDWARE["h200"].peak_flops}, "NVIDIA H200 NVL": _NVL,
+    "NVIDIA L4": {"bfloat16": 121e12, "float32": 30.3e12},
+    "NVIDIA L40S": {"bfloat16": 362e12, "float32": 91.6e12},
+    "NVIDIA A10": {"bfloat16": 125e12, "float32": 31.2e12},
+    "NVIDIA GeForce RTX 4090": {"bfloat16": 165.2e12, "float32": 82.6e12},
+}
 # Sparse-phase speedups (train, prefill, decode) by sparsity pattern. Unstructured masks run on dense GEMMs; 2:4 runs
 # on sparse tensor cores at about 1.2x end to end for compute-bound phases, and gains nothing at batch-1 decode,
 # which is bound by memory traffic.

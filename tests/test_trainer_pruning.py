@@ -29,11 +29,45 @@ def _jitter(pruner, scale=0.01):
     pruner.apply()
 
 
+def _top(tensors, keep):
+    return _keep_top(lambda i: tensors[i], [t.numel() for t in tensors], keep)
+
+
+def _reference_top(tensors, keep):
+    """The old threshold: one kthvalue over the concatenated scores, ties to the lowest flat index."""
+    scores = torch.cat(tensors)
+    thresh = torch.kthvalue(scores, scores.numel() - keep).values
+    mask = scores > thresh
+    mask[torch.nonzero(scores == thresh).flatten()[:keep - int(mask.sum())]] = True
+    return list(mask.split([t.numel() for t in tensors]))
+
+
 def test_keep_top_exact_with_ties():
     scores = torch.tensor([1.0, 2.0, 2.0, 2.0, 3.0, float("-inf")])
-    mask = _keep_top(scores, 3)
-    assert mask.tolist() == [False, True, True, False, True, False]  # ties go to the lowest indices
-    assert int(_keep_top(torch.zeros(10), 4).sum()) == 4
+    assert _top([scores], 3)[0].tolist() == [False, True, True, False, True, False]  # ties go to the lowest indices
+    assert int(_top([torch.zeros(10)], 4)[0].sum()) == 4
+    assert [m.tolist() for m in _top([scores[:2], scores[2:]], 2)] == [[False, True], [False, False, True, False]]
+    assert _top([scores], 0)[0].sum() == 0 and _top([scores], 6)[0].all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_radix_threshold_matches_one_kthvalue_over_the_concatenation(seed):
+    """Chunked radix select == concatenated kthvalue, mask for mask: weights of many scales, exact ties within and
+    across tensors (rounded values), dead weights (-inf) and 2:4 non-candidates (+inf)."""
+    g = torch.Generator().manual_seed(seed)
+    tensors = []
+    for n in torch.randint(1, 3000, (5,), generator=g).tolist():
+        t = (torch.randn(n, generator=g) * 10.0 ** torch.randint(-6, 1, (1,), generator=g)).abs()
+        if seed % 2:
+            t = (t * 1e3).round() / 1e3  # many exact ties, zeros included
+        t[torch.rand(n, generator=g) < 0.2] = float("-inf")
+        t[torch.rand(n, generator=g) < 0.05] = float("inf")
+        tensors.append(t)
+    total = sum(t.numel() for t in tensors)
+    for keep in (1, total // 7, total // 2, total - 1, int(torch.randint(1, total, (1,), generator=g))):
+        got, want = _top(tensors, keep), _reference_top(tensors, keep)
+        assert sum(int(m.sum()) for m in got) == keep
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), keep
 
 
 @pytest.mark.parametrize("granularity", ["global", "per_layer"])

@@ -107,7 +107,8 @@ def test_sigint_cancels_with_checkpoint(tmp_path):
     _wait_lines(tmp_path / "runs" / run_id / "metrics.jsonl", 5, proc)
     assert registry.cancel(tmp_path / "runs", run_id)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0 and "Traceback" not in err
+    assert proc.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"resume with --resume {run_id}" in err
     row = registry.get_run(tmp_path / "runs", run_id)
     state = _final_state(tmp_path, run_id)
     assert row["status"] == "cancelled" and 5 <= state["step"] < 2000
@@ -123,6 +124,7 @@ def test_divergence_marks_failed_and_keeps_checkpoint(tmp_path):
     failed_step = int(row["error"].rsplit("step ", 1)[1])
     state = _final_state(tmp_path, row["run_id"])
     assert 1 <= state["step"] <= failed_step
+    assert f"the last good checkpoint (step {state['step']}) is kept" in err
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 

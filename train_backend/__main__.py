@@ -1,5 +1,9 @@
 import sys
 
-from train_backend.cli import main
+try:
+    from train_backend.cli import main
+except KeyboardInterrupt:  # SIGINT while importing torch: one line, no traceback
+    print("cancelled", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

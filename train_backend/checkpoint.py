@@ -49,13 +49,14 @@ def _fsync_dir(path: Path):
 def save(run_dir: Path, state: dict):
     buf = io.BytesIO()
     torch.save(state, buf)
-    payload = buf.getvalue()
+    payload = buf.getbuffer()  # a view: no second copy of the serialised state in memory
     tmp = run_dir / f"{LATEST}.tmp"
     with open(tmp, "wb") as f:
         f.write(hashlib.sha256(payload).digest())
         f.write(payload)
         f.flush()
         os.fsync(f.fileno())
+    payload.release()
     if (run_dir / LATEST).exists():
         os.replace(run_dir / LATEST, run_dir / PREVIOUS)
     os.replace(tmp, run_dir / LATEST)

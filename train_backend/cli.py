@@ -1,7 +1,7 @@
 """`python -m train_backend train|runs|export`. Bad input: one line on stderr and exit code 2, never a traceback.
 
-Exit codes: 0 finished (or cancelled by SIGINT, after its checkpoint), 1 the run failed (non-finite loss or an
-internal error, logged to the run folder's error.log), 2 bad input.
+Exit codes: 0 finished, 1 the run failed (non-finite loss or an internal error, logged to the run folder's
+error.log), 2 bad input, 130 cancelled by SIGINT (in the loop: after its checkpoint).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from planner.errors import PlannerInputError
 from planner.plan import load_plan, plan_from_text
 from train_backend import checkpoint, registry, study
 from train_backend.export import export_hf
-from train_backend.train import NonFinite, Options, run
+from train_backend.train import Cancelled, NonFinite, Options, run
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,14 +63,22 @@ def _train(args) -> int:
     try:
         summary = run(plan, opts, str(args.plan))
     except NonFinite as exc:
-        print(f"run failed: {exc}; the last good checkpoint is kept", file=sys.stderr)
+        kept = ("no checkpoint was written" if exc.checkpoint_step is None
+                else f"the last good checkpoint (step {exc.checkpoint_step}) is kept")
+        print(f"run failed: {exc}; {kept}", file=sys.stderr)
         return 1
+    except Cancelled as exc:
+        print("cancelled during start-up; " + (
+            "no run was created" if exc.run_id is None else f"resume with --resume {exc.run_id}" if exc.resumable
+            else f"run {exc.run_id} has no checkpoint to resume"), file=sys.stderr)
+        return 130
+    code = 130 if summary["status"] == "cancelled" else 0
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
-        return 0
+        return code
     print(summary["run_id"])
     if summary["status"] == "cancelled":
         print(f"cancelled at step {summary['steps']}; resume with --resume {summary['run_id']}", file=sys.stderr)
-    return 0
+    return code
 
 
 def _runs(args) -> int:
@@ -114,6 +122,9 @@ def main(argv=None) -> int:
     except PlannerInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # SIGINT before the trainer's own handler (parsing, loading the plan)
+        print("cancelled", file=sys.stderr)
+        return 130
     except Exception as exc:  # an internal error: one line here, the traceback in the run folder or runs dir
         log = Path(getattr(args, "runs_dir", Path("."))) / "error.log"  # parse errors were caught above
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,12 @@
 """Gradual magnitude pruning with masks over exactly the prunable weights.
 
 The target density at each step comes from the planner's schedule (the repository's one definition). A pruning event
-ranks only the still-alive weights, so masks only shrink, and keeps exactly round(density * n_prunable) of them:
-one kthvalue over the concatenated scores finds the threshold, and ties at it are broken by flat index.
+ranks only the still-alive weights, so masks only shrink, and keeps exactly round(density * n_prunable) of them;
+ties at the threshold go to the lowest flat index of the concatenated weights.
+
+The global threshold never materialises a copy of all prunable weights: a radix select over the fp32 scores' bit
+patterns (non-negative floats order like their int32 views) counts one tensor at a time, two 16-bit histogram passes
+find the exact keep-th largest score, and a last pass builds the masks. Only one tensor's scores live at a time.
 
 2:4 pattern: in each group of 4 weights along the input dim the two smallest magnitudes are the candidates; only
 candidates are ranked, so at density 0.5 every group keeps exactly two.
@@ -15,20 +19,43 @@ import torch
 from planner.plan import PlanSchedule
 
 
-def _keep_top(scores: torch.Tensor, keep: int) -> torch.Tensor:
-    """Boolean mask keeping exactly `keep` of the largest scores; ties at the threshold go to the lowest indices."""
-    n = scores.numel()
-    if keep >= n:
-        return torch.ones_like(scores, dtype=torch.bool)
-    if keep <= 0:
-        return torch.zeros_like(scores, dtype=torch.bool)
-    thresh = torch.kthvalue(scores, n - keep).values
-    mask = scores > thresh
-    need = keep - int(mask.sum())
-    if need > 0:
-        ties = torch.nonzero(scores == thresh).flatten()[:need]
-        mask[ties] = True
-    return mask
+def _bin_of(hist: torch.Tensor, keep: int) -> tuple[int, int]:
+    """The bin holding the keep-th largest item of a histogram, and that item's rank within the bin (1-based)."""
+    above = hist.flip(0).cumsum(0)  # above[j]: items in the top j + 1 bins
+    j = int(torch.searchsorted(above, torch.tensor([keep], device=hist.device)))
+    return hist.numel() - 1 - j, keep - int(above[j] - hist[-1 - j])
+
+
+def _keep_top(score_of, sizes: list[int], keep: int) -> list[torch.Tensor]:
+    """Boolean masks (flat) keeping exactly `keep` of the largest scores over tensors of `sizes`, ties at the
+    threshold to the lowest flat index; `score_of(i)` returns tensor i's flat fp32 scores (>= 0, -inf or +inf) anew."""
+    count = len(sizes)
+
+    def keys(i):  # int32 view: the same order as the scores (the only negative score is -inf, below all others)
+        return score_of(i).view(torch.int32)
+
+    if keep <= 0 or keep >= sum(sizes):
+        return [torch.full_like(keys(i), keep > 0, dtype=torch.bool) for i in range(count)]
+    hist = sum(torch.bincount((keys(i) >> 16) + 2**15, minlength=2**16) for i in range(count))
+    high, rank = _bin_of(hist, keep)
+    low_hist = 0
+    for i in range(count):
+        k = keys(i)
+        low_hist = low_hist + torch.bincount(k[(k >> 16) + 2**15 == high] & 0xFFFF, minlength=2**16)
+    low, _ = _bin_of(low_hist, rank)
+    thresh = ((high - 2**15) << 16) | low  # the keep-th largest key
+    masks, need = [], keep
+    for i in range(count):
+        m = keys(i) > thresh
+        need -= int(m.sum())
+        masks.append(m)
+    for i, m in enumerate(masks):  # ties at the threshold, in flat-index order
+        if need <= 0:
+            break
+        ties = torch.nonzero(keys(i) == thresh).flatten()[:need]
+        m[ties] = True
+        need -= ties.numel()
+    return masks
 
 
 def _quotas(sizes: list[int], density: float, total_keep: int) -> list[int]:
@@ -90,11 +117,12 @@ class Pruner:
     def prune(self, density: float, optimizer: torch.optim.Optimizer | None = None) -> int:
         """Shrink the masks to exactly round(density * n) alive weights; zero AdamW moments of the newly pruned."""
         keep = round(density * self.n)
-        scores = [self._scores(i) for i in range(len(self.params))]
         if self.granularity == "global":
-            flat = _keep_top(torch.cat(scores), keep).split([s.numel() for s in scores])
+            flat = _keep_top(self._scores, [p.numel() for p in self.params], keep)
         else:
-            flat = [_keep_top(s, k) for s, k in zip(scores, _quotas([s.numel() for s in scores], density, keep))]
+            sizes = [p.numel() for p in self.params]
+            flat = [_keep_top(lambda _, i=i: self._scores(i), [n], k)[0]
+                    for i, (n, k) in enumerate(zip(sizes, _quotas(sizes, density, keep)))]
         new = [m.view(p.shape) for m, p in zip(flat, self.params)]
         for i, (p, m) in enumerate(zip(self.params, new)):
             if self.masks is not None:

@@ -1,27 +1,76 @@
-"""What a run needs and what the machine has: a memory estimate checked before allocation, and peak FLOP/s for MFU."""
+"""What a run needs and what the machine has: a memory estimate checked before allocation, and the peak FLOP/s that
+MFU divides by (a data-sheet table on known GPUs, a cached measurement at the model's own GEMM shapes on CPU)."""
 from __future__ import annotations
 
+import json
+import os
+import platform
 import time
+from pathlib import Path
 
 import torch
 
-from planner.costs import HARDWARE
+from planner.costs import GPU_PEAKS
 from planner.plan import TrainingPlan
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
-def estimate_memory(plan: TrainingPlan, world_size: int = 1) -> int:
-    """Bytes one rank needs: fp32 weights + grads + AdamW's two moments (+ DDP's gradient buckets), masks, and the
-    activations autograd keeps for one micro-batch (per token and layer: ~10 d_model + 4 d_ff + n_head * seq_len
-    floats, the last for attention probabilities when no fused kernel is used) plus the logits and their gradient.
+
+def _linears(m) -> list[tuple[int, int, int]]:
+    """(in, out, count) of every linear layer of one model: attention, MLP, LM head."""
+    q, kv = m.n_head * m.head_size, m.kv_heads * m.head_size
+    mlp = [(m.d_model, m.d_ff, 2 if m.mlp == "swiglu" else 1), (m.d_ff, m.d_model, 1)]
+    layer = [(m.d_model, q, 1), (m.d_model, kv, 2), (q, m.d_model, 1), *mlp]
+    return [(i, o, c * m.n_layer) for i, o, c in layer] + [(m.d_model, m.vocab, 1)]
+
+
+# glibc keeps the blocks a step frees in its heap (the mmap threshold grows with the tensors freed), so a CPU run's
+# peak RSS sits above its peak live bytes: 1.43-1.75x of this estimate's live count measured for four shapes
+# (d_model 128-512, 2-8 layers) on this project's VM, and 0.93-0.95x with MALLOC_MMAP_THRESHOLD_=65536 (glibc then
+# returns every freed tensor): the live count is right, the rest is the allocator.
+CPU_HEAP_RETENTION = 1.6
+
+
+def estimate_memory(plan: TrainingPlan, world_size: int = 1, device: str = "cpu", ddp: bool | None = None
+                    ) -> dict[str, int]:
+    """Bytes one rank adds to its process, by part; `live` is the largest of the loop's three phases and `total`
+    what the device must have (on CPU: live times glibc's heap retention).
+
+    * step (forward/backward): weights, grads, AdamW's two moments, DDP's gradient buckets (`ddp`, by default
+      world_size > 1), masks, and the activations autograd keeps for one micro-batch: per token and layer the two
+      norms' inputs (fp32 residual stream) and outputs (2 d), q, k, v after RoPE, the attention output and its
+      head-merged copy (3 d_attn + 2 d_kv), the MLP's gate, SiLU, up and product (4 d_ff, 3 with GELU); then the
+      logits, their log-softmax and its gradient (3 vocab, fp32).
+    * pruning event (grads freed): the old masks and the new ones side by side, and one tensor's scores and keys.
+    * checkpoint (grads freed): the serialised state (weights, moments, masks) in one buffer, in host memory (so
+      not on a GPU's bill).
+
+    Masks are stored twice: a bool mask (1 byte) and the weights'-dtype copy that multiplies the gradients.
+    bfloat16 autocast keeps activations in 2 bytes and a bf16 copy of every matmul weight for the forward.
     """
     m, b = plan.model, plan.budget
     c = m.counts()
-    params = c["total"]
-    state = 4 * params * (4 + (1 if world_size > 1 else 0)) + c["prunable"]
-    rows = b.batch_size // b.grad_accum
-    tokens = rows * b.seq_len
-    per_token = m.n_layer * (10 * m.d_model + 4 * m.d_ff + m.n_head * b.seq_len) + 3 * m.vocab
-    return int(state + 4 * tokens * per_token)
+    params, prunable = c["total"], c["prunable"]
+    sparse = plan.schedule.schedule().final_density < 1
+    act = 2 if plan.run.dtype == "bfloat16" else 4
+    q, kv = m.n_head * m.head_size, m.kv_heads * m.head_size
+    tokens = b.batch_size // b.grad_accum * b.seq_len
+    per_layer = 4 * 2 * m.d_model + act * (2 * m.d_model + 3 * q + 2 * kv + (4 if m.mlp == "swiglu" else 3) * m.d_ff)
+    parts = {
+        "weights": 4 * params, "grads": 4 * params, "adamw": 8 * params,
+        "ddp_buckets": 4 * params if (world_size > 1 if ddp is None else ddp) else 0,
+        "masks": 5 * prunable if sparse else 0,
+        "activations": tokens * (m.n_layer * per_layer + 4 * 2 * m.d_model + 4 * 3 * m.vocab),
+        "autocast_weights": 2 * sum(i * o * k for i, o, k in _linears(m)) if act == 2 else 0,
+    }
+    largest = max(i * o for i, o, _ in _linears(m))
+    parts["event_transient"] = (5 * prunable + 12 * largest) if sparse else 0
+    parts["checkpoint_buffer"] = 12 * params + (prunable if sparse else 0) if device == "cpu" else 0
+    kept = parts["weights"] + parts["adamw"] + parts["masks"] + parts["ddp_buckets"]
+    step = kept + parts["grads"] + parts["activations"] + parts["autocast_weights"]
+    parts["live"] = max(step, kept + parts["event_transient"], kept + parts["checkpoint_buffer"])
+    parts["total"] = int(parts["live"] * (CPU_HEAP_RETENTION if device == "cpu" else 1))
+    return parts
 
 
 def available_memory(device: torch.device) -> int:
@@ -32,20 +81,77 @@ def available_memory(device: torch.device) -> int:
     return int(info["MemAvailable"].split()[0]) * 1024
 
 
-def mm_peak(device: torch.device, size: int = 1024, seconds: float = 0.3, reps: int = 1) -> float:
-    """Peak FLOP/s: the bf16 table on known GPUs; on CPU the best fp32 torch.mm rate measured now, over samples of
-    `reps` back-to-back products (longer samples are less flattered by brief quiet moments on a shared machine)."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        # The planner's hardware table holds the dense bf16 peaks; match "H100" in "NVIDIA H100 80GB HBM3".
-        return next((hw.peak_flops for key, hw in HARDWARE.items() if key.upper() in name.upper()),
-                    HARDWARE["h100"].peak_flops)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)  # warm-up
-    best, end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < end:
+def peak_rss() -> int:
+    """This process's peak resident set so far, bytes (Linux reports kilobytes)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def gemm_shapes(plan: TrainingPlan, cap: int = 2048) -> list[tuple[int, int, int]]:
+    """(m, k, n) of the step's matmuls at one micro-batch: each linear forward, its input gradient and its weight
+    gradient. Dimensions are capped (a rate at 2048 rows is the rate at 8192; the sample stays short)."""
+    tokens = plan.budget.batch_size // plan.budget.grad_accum * plan.budget.seq_len
+    shapes = set()
+    for i, o, _ in _linears(plan.model):
+        shapes |= {(tokens, i, o), (tokens, o, i), (o, tokens, i)}
+    return sorted({tuple(min(x, cap) for x in s) for s in shapes})
+
+
+def _best_rate(mkn: tuple[int, int, int], dtype: torch.dtype, samples: int, seconds: float) -> float:
+    """Best FLOP/s of single products: short samples, so some of them run between other jobs' time slices."""
+    mm, k, n = mkn
+    a, b = torch.randn(mm, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    torch.mm(a, b)  # warm-up: thread pool, page faults, kernel choice
+    best, count, end = float("inf"), 0, time.perf_counter() + seconds
+    while count < samples or time.perf_counter() < end:
         t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(a, b)
-        best = max(best, reps * 2 * size**3 / (time.perf_counter() - t0))
-    return best
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+        count += 1
+    return 2.0 * mm * k * n / best
+
+
+def cpu_peak(plan: TrainingPlan, cache_dir: Path, samples: int = 10, seconds: float = 0.1) -> tuple[float, str]:
+    """The CPU's peak FLOP/s for this plan: the fastest of its GEMM shapes at the run's thread count and dtype,
+    measured once per machine and cached; returns (FLOP/s, how it was obtained)."""
+    threads, dtype = torch.get_num_threads(), plan.run.dtype
+    shapes = gemm_shapes(plan)
+    key = f"{_cpu_name()} | torch {torch.__version__} | {threads} threads | {dtype} | {shapes}"
+    path = Path(cache_dir) / "peak_flops.json"
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    how = (f"measured: best single torch.mm of {samples}+ samples at each of the model's {len(shapes)} GEMM shapes "
+           f"(forward and both gradients, one micro-batch), {threads} threads, {dtype}; cached in {path}")
+    if key not in cache:
+        rate = max(_best_rate(s, DTYPES[dtype], samples, seconds) for s in shapes)
+        cache[key] = {"flops": rate, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, path)  # concurrent runs: the last writer wins, each entry is whole
+    return cache[key]["flops"], f"{how} at {cache[key]['measured_at']}"
+
+
+def gpu_peak(device: torch.device, dtype: str) -> tuple[float | None, str]:
+    """The data-sheet dense peak for this GPU's exact name and the run's dtype; None (no MFU) for any other GPU."""
+    name = torch.cuda.get_device_properties(device).name
+    peak = GPU_PEAKS.get(name, {}).get(dtype)
+    if peak is None:
+        return None, f"unknown GPU {name!r} for {dtype}: MFU not reported"
+    return peak, f"data sheet: {name} dense {dtype} peak"
+
+
+def peak_flops(plan: TrainingPlan, device: torch.device, cache_dir: Path) -> tuple[float | None, str]:
+    return gpu_peak(device, plan.run.dtype) if device.type == "cuda" else cpu_peak(plan, cache_dir)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,10 +1,13 @@
 """The training loop: one plan, one run folder, readable top to bottom.
 
-Per step: prune if the schedule says so (before the forward), forward/backward over this rank's micro-batches, stop
-on a non-finite loss, zero the pruned weights' gradients (as the seed's
-forward with kernel * mask), clip, AdamW with warm-up + cosine LR, append a metrics line. Evaluate and
-checkpoint on a fixed cadence; SIGINT checkpoints and stops (cancelled). On CPU a resumed run is bit-identical to
-an uninterrupted one: deterministic kernels, fixed threads, and every RNG and the data position are checkpointed.
+Per step: prune if the schedule says so (before the forward), forward/backward over this rank's micro-batches, zero
+the pruned weights' gradients (as the seed's forward with kernel * mask), clip, AdamW with warm-up + cosine LR, and
+a metrics line. Metrics lines are written, and the loss checked for non-finite values, every step on CPU and every
+SYNC_EVERY steps (and at every event, evaluation and checkpoint) on CUDA, so the GPU never waits for the host.
+A fresh run checkpoints at step 0, before any update, then on a fixed cadence. SIGINT during start-up stops at once
+(Cancelled); during the loop it checkpoints at the end of the step and stops (cancelled). On CPU a resumed run is
+bit-identical to an uninterrupted one: deterministic kernels, fixed threads, and every RNG and the data position are
+checkpointed.
 """
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import math
 import os
 import re
 import signal
+import statistics
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,7 +35,9 @@ from train_backend import checkpoint, registry
 from train_backend.data import Batches, open_tokens
 from train_backend.model import Transformer, prunable_weights
 from train_backend.pruning import Pruner
-from train_backend.resources import available_memory, estimate_memory, mm_peak
+from train_backend.resources import available_memory, estimate_memory, peak_flops, peak_rss
+
+SYNC_EVERY = 10  # CUDA: steps between host syncs (metrics lines, non-finite check, the stop flag across ranks)
 
 
 @dataclass
@@ -46,7 +53,18 @@ class Options:
 
 
 class NonFinite(RuntimeError):
-    """A non-finite loss or weights: the run stops as failed and keeps its last finite checkpoint."""
+    """A non-finite loss or weights: the run stops as failed and keeps its last finite checkpoint, if it has one."""
+
+    def __init__(self, message: str, checkpoint_step: int | None = None):
+        super().__init__(message)
+        self.checkpoint_step = checkpoint_step  # step of the last good checkpoint; None when none was written
+
+
+class Cancelled(KeyboardInterrupt):
+    """SIGINT before the training loop started: nothing was trained. `run_id` is None when no run was created;
+    `resumable` says whether the run has a checkpoint (a fresh run's step 0, or the one a resume started from)."""
+    run_id: str | None = None
+    resumable = False
 
 
 def lr_at(step: int, plan: TrainingPlan) -> float:
@@ -70,16 +88,33 @@ def new_run_id(name: str) -> str:
 
 
 class Stop:
-    """SIGINT sets the flag; the loop checkpoints at the end of the step and exits as cancelled."""
-    requested = False
+    """SIGINT during start-up raises Cancelled at once; inside the loop (armed) it sets the flag, and the loop
+    checkpoints at the end of the step and exits as cancelled."""
+    requested = armed = False
 
     @classmethod
     def handler(cls, *_):
+        if not cls.armed:
+            raise Cancelled()
         cls.requested = True
+
+    @classmethod
+    def install(cls):
+        """Reset the flags (an earlier run in this process may have been cancelled); the previous handler, or None
+        off the main thread, where Python allows no signal handlers."""
+        cls.requested = cls.armed = False
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return signal.signal(signal.SIGINT, cls.handler)
+
+
+def _launched() -> bool:
+    """Started by torchrun: DDP even on one rank (the path multi-GPU runs take)."""
+    return "RANK" in os.environ
 
 
 def _dist_env() -> tuple[int, int, int]:
-    if "RANK" not in os.environ:
+    if not _launched():
         return 0, 1, 0
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
 
@@ -126,9 +161,19 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
 
 def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
     """Train a plan (or resume a run) to completion, cancellation or failure; returns the summary dict."""
+    previous_handler = Stop.install()  # first: SIGINT at any later moment exits in one line, never a traceback
+    try:
+        return _run(plan, opts, source)
+    finally:
+        Stop.armed = False
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+
+
+def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
     rank, world, local_rank = _dist_env()
     device = torch.device(f"cuda:{local_rank}" if opts.device == "cuda" else "cpu")
-    if world > 1 and not dist.is_initialized():
+    if _launched() and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
@@ -148,13 +193,20 @@ def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
     run_id, run_dir, plan, resuming = prepared
     try:
         return _train(plan, opts, run_id, Path(run_dir), resuming, device, rank, world)
+    except Cancelled as exc:
+        exc.run_id = run_id
+        exc.resumable = any((Path(run_dir) / name).exists() for name in (checkpoint.LATEST, checkpoint.PREVIOUS))
+        if rank == 0:
+            registry.update_run(opts.runs_dir, run_id, status="cancelled", finished_at=time.time(),
+                                error="interrupted during start-up")
+        raise
     except Exception as exc:
         if rank == 0 and not isinstance(exc, NonFinite):  # that one is recorded where it is raised
             registry.update_run(opts.runs_dir, run_id, status="failed", finished_at=time.time(),
                                 error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        if world > 1:
+        if _launched():
             dist.destroy_process_group()
 
 
@@ -164,12 +216,12 @@ def _check(plan: TrainingPlan, device: torch.device, world: int, opts: Options):
     if b.batch_size % world or (b.batch_size // world) % max(1, b.grad_accum // world):
         raise PlannerInputError(f"plan field 'budget.batch_size' ({b.batch_size}) does not split over {world} ranks "
                                 f"and grad_accum {b.grad_accum}")
-    need, have = estimate_memory(plan, world), available_memory(device)
+    need, have = estimate_memory(plan, world, device.type, _launched())["total"], available_memory(device)
     if device.type == "cpu":
         need *= int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # ranks on one host share its RAM
     if need > have:
         raise PlannerInputError(f"plan '{plan.name}' needs about {need / 2**30:.1f} GiB (params, grads, AdamW, "
-                                f"activations) but {device.type} has {have / 2**30:.1f} GiB available")
+                                f"masks, activations) but {device.type} has {have / 2**30:.1f} GiB available")
     load_batches(plan, opts)
 
 
@@ -188,6 +240,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
     optimizer = make_optimizer(raw, plan)
     fixed = plan.derived.n_fixed
     step, n_sum, wall_before, offset, last_val = 0, 0.0, 0.0, 0, None
+    saved = None  # step of the last checkpoint written or resumed from
     if resuming:
         try:
             state = checkpoint.load(run_dir, quarantine=rank == 0)
@@ -200,18 +253,21 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
         checkpoint.set_rng_state(state["rng"])
         step, n_sum, wall_before = state["step"], state["n_sum"], state["wall_seconds"]
         offset, last_val = state["metrics_offset"], state["last_val"]
+        saved = step
+        del state
     model = raw
-    if world > 1:
+    if _launched():
         model = torch.nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.index is not None
                                                           else None)
     fwd = torch.compile(model) if plan.run.compile else model
-    autocast = torch.autocast(device.type, torch.bfloat16) if device.type == "cuda" or plan.run.dtype == "bfloat16" \
-        else nullcontext()
+    autocast = autocast_for(plan, device)
 
     end_step = min(b.steps, opts.max_steps or b.steps)
     ckpt_every = opts.ckpt_every or plan.run.eval_every
-    flops_per_token = model_train_flops_per_token(m, b.seq_len)
-    peak = mm_peak(device) * world if rank == 0 else 1.0
+    sync_every = 1 if device.type == "cpu" else SYNC_EVERY
+    tokens_per_step = b.batch_size * b.seq_len
+    flops_per_step = model_train_flops_per_token(m, b.seq_len) * tokens_per_step
+    peak, peak_how = peak_flops(plan, device, Path(opts.runs_dir) / ".cache") if rank == 0 else (None, "")
     rows = b.batch_size // world
     n_micro = max(1, b.grad_accum // world)
     metrics = None
@@ -222,14 +278,14 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
         metrics.seek(offset)
         registry.update_run(opts.runs_dir, run_id, status="running", pid=os.getpid(), started_at=time.time(),
                             step=step, error=None)
-    signal.signal(signal.SIGINT, Stop.handler)
     t_start = time.perf_counter()
     bar = tqdm(total=end_step, initial=step, disable=rank != 0 or not sys.stderr.isatty(), unit="step")
-    loss_val, status = float("nan"), "finished"
+    loss_val, status, pending, mfus = float("nan"), "finished", [], []
 
     def save(next_step: int):
+        nonlocal saved
         if not all(bool(torch.isfinite(p).all()) for p in raw.parameters()):
-            raise NonFinite(f"non-finite weights after step {next_step - 1}")
+            raise NonFinite(f"non-finite weights after step {next_step - 1}", saved)
         if rank == 0:
             metrics.flush()
             checkpoint.save(run_dir, {
@@ -237,19 +293,40 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                 "pruner": pruner.state_dict(), "data": batches.state_dict(), "rng": checkpoint.rng_state(),
                 "n_sum": n_sum, "wall_seconds": wall_before + time.perf_counter() - t_start,
                 "metrics_offset": metrics.tell(), "last_val": last_val})
+            registry.update_run(opts.runs_dir, run_id, step=next_step, tokens=next_step * tokens_per_step)
+        saved = next_step
+
+    def write(lines: list[dict]):
+        if rank == 0:
+            metrics.write(b"".join((json.dumps(ln) + "\n").encode() for ln in lines))
+
+    def flush(t_window: float):
+        """One host sync for the pending lines: their loss and grad norm, the non-finite check, step times."""
+        nonlocal loss_val
+        values = torch.stack([torch.stack([ln["loss"], ln["grad_norm"]]) for ln in pending]).tolist()
+        dt = (time.perf_counter() - t_window) / len(pending)
+        for i, (line, (loss, grad_norm)) in enumerate(zip(pending, values)):
+            if not math.isfinite(loss):
+                write(pending[:i])  # the finite steps before it still get their lines
+                raise NonFinite(f"non-finite loss ({loss}) at step {line['step']}", saved)
+            mfu = flops_per_step / dt / (peak * world) if peak else None
+            mfus.append(mfu)
+            line.update(loss=loss, grad_norm=grad_norm, tokens_per_s=tokens_per_step / dt, mfu=mfu)
+        loss_val = pending[-1]["loss"]
 
     try:
+        if not resuming:
+            save(0)  # before any update: every run can be resumed from its start
+        Stop.armed = True
+        t_window = time.perf_counter()
         while step < end_step:
-            t0 = time.perf_counter()
             target = pruner.target_density(step)
             event = pruner.is_event(step)
             if event:
                 pruner.prune(target, optimizer)
             x, y = batches.next_train()
-            x, y = x[rank * rows:(rank + 1) * rows].to(device), y[rank * rows:(rank + 1) * rows].to(device)
-            loss_val = forward_backward(fwd, model, x, y, n_micro, world, autocast)
-            if not math.isfinite(loss_val):
-                raise NonFinite(f"non-finite loss ({loss_val}) at step {step}")
+            x, y = _to(x[rank * rows:(rank + 1) * rows], device), _to(y[rank * rows:(rank + 1) * rows], device)
+            loss = forward_backward(fwd, model, x, y, n_micro, world, autocast)
             pruner.mask_grads()
             grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), b.grad_clip)
             lr = lr_at(step, plan)
@@ -260,31 +337,33 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
             alive = pruner.alive()
             n_sum += fixed + alive
             step += 1
-            dt = time.perf_counter() - t0
-            line = {"step": step - 1, "tokens": step * b.batch_size * b.seq_len, "loss": loss_val, "lr": lr,
-                    "grad_norm": float(grad_norm),
-                    "target_density": target, "measured_density": alive / pruner.n, "active_params": fixed + alive,
-                    "n_avg": n_sum / step, "tokens_per_s": b.batch_size * b.seq_len / dt,
-                    "mfu": flops_per_token * b.batch_size * b.seq_len / dt / peak,
-                    "elapsed": wall_before + time.perf_counter() - t_start}
-            if step % plan.run.eval_every == 0 or step == end_step:
+            pending.append({"step": step - 1, "tokens": step * tokens_per_step, "loss": loss.detach(), "lr": lr,
+                            "grad_norm": grad_norm.detach(), "target_density": target,
+                            "measured_density": alive / pruner.n, "active_params": fixed + alive,
+                            "n_avg": n_sum / step, "elapsed": wall_before + time.perf_counter() - t_start})
+            evaluating = step % plan.run.eval_every == 0 or step == end_step
+            checkpointing = step % ckpt_every == 0 or step == end_step
+            if not (event or evaluating or checkpointing or step % sync_every == 0):
+                continue
+            flush(t_window)
+            line = pending[-1]
+            if evaluating:
                 last_val = line["val_loss"] = evaluate(raw, batches, plan, device, autocast) if rank == 0 else None
-            if event or "val_loss" in line:  # counted from the weights themselves, where a sync costs nothing
+            if event or evaluating:  # counted from the weights themselves, where a sync costs nothing
                 measured, per_layer = pruner.measured()
                 line["event"], line["weight_density"] = event, measured / pruner.n
                 line["layer_density"] = {n: a / p.numel() for n, a, p in zip(pruner.names, per_layer, pruner.params)}
-            if rank == 0:
-                metrics.write((json.dumps(line) + "\n").encode())
-            bar.update(1)
+            write(pending)
+            bar.update(len(pending))
             bar.set_postfix(loss=f"{loss_val:.3f}", density=f"{alive / pruner.n:.3f}")
+            pending.clear()
             stop = _any_rank(Stop.requested, world, device)
-            if stop or step % ckpt_every == 0 or step == end_step:
+            if stop or checkpointing:
                 save(step)
-                if rank == 0:
-                    registry.update_run(opts.runs_dir, run_id, step=step, tokens=step * b.batch_size * b.seq_len)
             if stop:
                 status = "cancelled"
                 break
+            t_window = time.perf_counter()
     except NonFinite as exc:
         status = "failed"
         if rank == 0:
@@ -295,12 +374,21 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
         if metrics is not None:
             metrics.close()
     alive = pruner.measured()[0]
-    summary = {"run_id": run_id, "status": status, "steps": step, "tokens": step * b.batch_size * b.seq_len,
+    measured_mfu = [x for x in mfus if x is not None]
+    summary = {"run_id": run_id, "status": status, "steps": step, "tokens": step * tokens_per_step,
                "final_train_loss": loss_val, "final_val_loss": last_val,
                "n_avg_measured": n_sum / max(step, 1), "n_final": fixed + alive, "final_density": alive / pruner.n,
                "n_avg_planned": plan.derived.n_avg, "n_final_planned": plan.derived.n_final,
                "predicted_loss": plan.prediction.loss if plan.prediction else None,
-               "wall_seconds": wall_before + time.perf_counter() - t_start, "run_dir": str(run_dir)}
+               "wall_seconds": wall_before + time.perf_counter() - t_start, "run_dir": str(run_dir),
+               "dtype": plan.run.dtype, "device": _device_name(device), "threads": torch.get_num_threads(),
+               "peak_flops": peak, "peak_flops_source": peak_how,
+               "mfu_median": statistics.median(measured_mfu) if measured_mfu else None,
+               "memory_estimate": estimate_memory(plan, world, device.type, _launched()),
+               "peak_memory_measured": (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+                                        else peak_rss()),
+               "peak_memory_measured_as": ("torch.cuda.max_memory_allocated" if device.type == "cuda"
+                                           else "peak RSS of the process (ru_maxrss), runtime included")}
     if rank == 0:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         registry.update_run(opts.runs_dir, run_id, status=status, finished_at=time.time(), step=step,
@@ -309,12 +397,26 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
     return summary
 
 
-def forward_backward(fwd, model, x, y, n_micro: int, world: int, autocast) -> float:
+def autocast_for(plan: TrainingPlan, device: torch.device):
+    """The plan's dtype on every device: bf16 autocast only when the plan says bfloat16 (weights stay fp32)."""
+    return torch.autocast(device.type, torch.bfloat16) if plan.run.dtype == "bfloat16" else nullcontext()
+
+
+def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """To the device without a host sync on CUDA (a pageable host-to-device copy waits for the GPU)."""
+    return x.to(device) if device.type == "cpu" else x.pin_memory().to(device, non_blocking=True)
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_properties(device).name if device.type == "cuda" else "cpu"
+
+
+def forward_backward(fwd, model, x, y, n_micro: int, world: int, autocast) -> torch.Tensor:
     """Gradients of the mean loss over this rank's rows, accumulated over micro-batches (DDP all-reduces on the
-    last one, averaging over ranks); returns the global batch's mean loss."""
+    last one, averaging over ranks); returns the global batch's mean loss as a 0-d tensor on the device (no sync)."""
     total = torch.zeros((), device=x.device)
     for i, (xm, ym) in enumerate(zip(x.chunk(n_micro), y.chunk(n_micro))):
-        sync = world == 1 or i == n_micro - 1
+        sync = not isinstance(model, torch.nn.parallel.DistributedDataParallel) or i == n_micro - 1
         with (nullcontext() if sync else model.no_sync()), autocast:
             loss = fwd(xm, ym) * (xm.shape[0] / x.shape[0])
         loss.backward()
@@ -322,7 +424,7 @@ def forward_backward(fwd, model, x, y, n_micro: int, world: int, autocast) -> fl
     if world > 1:
         dist.all_reduce(total)
         total /= world
-    return total.item()
+    return total
 
 
 def _any_rank(flag: bool, world: int, device: torch.device) -> bool:

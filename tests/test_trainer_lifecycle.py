@@ -1,0 +1,103 @@
+"""Start-up and end of a run: SIGINT at any moment exits 130 in one line, a fresh run checkpoints at step 0 (so it
+resumes from its start bit for bit), a failure says truthfully which checkpoint is kept."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from planner.ladder import tiny_plan
+from planner.plan import Budget, dump_plan, make_plan
+from train_backend import checkpoint, registry, train
+from train_backend.cli import main
+from train_backend.train import Cancelled, Options, run
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _interrupt_at(monkeypatch, name):
+    """SIGINT this very process when the trainer calls `train.<name>` (a moment of its start-up)."""
+    real = getattr(train, name)
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(train, name, interrupted)
+
+
+@pytest.mark.parametrize("moment, outcome", [("load_batches", "no run was created"),
+                                             ("Transformer", "run r has no checkpoint to resume"),
+                                             ("forward_backward", "cancelled at step 1; resume with --resume r")])
+def test_sigint_during_start_up_or_first_step(tmp_path, monkeypatch, capsys, moment, outcome):
+    """Before the loop SIGINT stops at once (checking the plan: no run yet; building the model: a cancelled run with
+    no checkpoint); in the first step it checkpoints at the end of the step and cancels."""
+    _interrupt_at(monkeypatch, moment)
+    dump_plan(tiny_plan(steps=20), tmp_path / "plan.yaml")
+    rc = main(["train", str(tmp_path / "plan.yaml"), "--runs-dir", str(tmp_path / "runs"), "--run-id", "r"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 130 and len(err.splitlines()) == 1 and outcome in err, err
+    row = registry.get_run(tmp_path / "runs", "r")
+    if moment == "load_batches":
+        assert row is None
+    else:
+        assert row["status"] == "cancelled"
+    if moment == "forward_backward":
+        assert checkpoint.load(tmp_path / "runs" / "r")["step"] == 1 and row["step"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's handler is back
+
+
+def test_cancelled_names_the_run_in_process(tmp_path, monkeypatch):
+    _interrupt_at(monkeypatch, "Transformer")
+    with pytest.raises(Cancelled) as info:
+        run(tiny_plan(steps=20), Options(runs_dir=tmp_path / "runs", run_id="c"))
+    assert info.value.run_id == "c" and not info.value.resumable
+    monkeypatch.undo()
+    summary = run(tiny_plan(steps=5), Options(runs_dir=tmp_path / "runs"))  # an earlier cancel leaves no flag set
+    assert summary["status"] == "finished" and summary["steps"] == 5
+
+
+def test_sigint_while_importing_is_one_line_130(tmp_path):
+    dump_plan(tiny_plan(steps=20), tmp_path / "plan.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "train_backend", "train", str(tmp_path / "plan.yaml"),
+                             "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # importing torch takes longer than this
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_step_zero_checkpoint_resumes_bit_identically(tmp_path):
+    """A fresh run saves step 0 before any update: losing every later checkpoint, the run resumes from its start
+    and replays exactly the uninterrupted run."""
+    plan = tiny_plan(steps=30)
+    whole = run(plan, Options(runs_dir=tmp_path / "runs", threads=1))
+    part = run(plan, Options(runs_dir=tmp_path / "runs", threads=1, max_steps=1, ckpt_every=10**6))
+    run_dir = Path(part["run_dir"])
+    assert checkpoint.load(run_dir)["step"] == 1
+    os.replace(run_dir / checkpoint.PREVIOUS, run_dir / checkpoint.LATEST)  # only the step-0 checkpoint is left
+    state = checkpoint.load(run_dir)
+    assert state["step"] == 0 and state["metrics_offset"] == 0
+    fresh = torch.manual_seed(plan.run.seed) and train.Transformer(plan.model)
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in state["model"].items())  # before any update
+    resumed = run(None, Options(runs_dir=tmp_path / "runs", threads=1, resume=part["run_id"]))
+    a, b = registry.read_metrics(Path(whole["run_dir"])), registry.read_metrics(run_dir)
+    assert [m["step"] for m in b] == list(range(30))
+    assert [m["loss"] for m in a] == [m["loss"] for m in b]
+    assert resumed["final_val_loss"] == whole["final_val_loss"]
+
+
+def test_failure_before_any_later_checkpoint_says_step_0(tmp_path, capsys):
+    plan = tiny_plan(steps=40)
+    b = Budget(**{**plan.budget.model_dump(), "lr": 1e30})
+    dump_plan(make_plan(plan.model, plan.schedule, b, name="nan", run=plan.run), tmp_path / "plan.yaml")
+    rc = main(["train", str(tmp_path / "plan.yaml"), "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1 and "non-finite" in err
+    assert "the last good checkpoint (step 0) is kept" in err

@@ -1,0 +1,87 @@
+"""The memory estimate against what a real run takes: the peak RSS a CPU run adds to its process, and
+torch.cuda.max_memory_allocated on CUDA."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from planner.plan import Budget, RunConfig, make_plan, resolve_schedule
+from planner.shapes import ModelShape
+from train_backend.resources import estimate_memory
+from train_backend.train import Options, run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A real run in a fresh process: the runtime is warmed up first (a tiny model, AdamW and one step import and
+# initialise what any run needs), then the plan trains; printed: the RSS before, the peak RSS after, the estimate.
+SCRIPT = """
+import json, resource, sys, torch
+from planner.plan import Budget, RunConfig, make_plan, resolve_schedule
+from planner.shapes import ModelShape
+from train_backend.model import Transformer
+from train_backend.resources import estimate_memory
+from train_backend.train import Options, make_optimizer, run
+torch.set_num_threads(1)
+shape = ModelShape(n_layer=2, d_model=256, n_head=4, d_ff=768, vocab=256)
+plan = make_plan(shape, resolve_schedule(shape, 3, "one_shot", 0.5, "steps", 1, 1),
+                 Budget(tokens=3 * 16 * 128, seq_len=128, batch_size=16, steps=3, lr=1e-4), name="mem",
+                 run=RunConfig(eval_every=3, eval_batches=1))
+warm = Transformer(ModelShape(n_layer=1, d_model=16, n_head=1, d_ff=16, vocab=256))
+opt = make_optimizer(warm, plan)
+warm(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long)).backward()
+opt.step()
+del warm, opt
+before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+summary = run(plan, Options(runs_dir=sys.argv[1], threads=1))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"added": peak - before, "estimate": estimate_memory(plan), "summary": summary["memory_estimate"],
+                  "status": summary["status"]}))
+"""
+
+
+def _measure(tmp_path, **env):
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "runs")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+                                                      **env})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak RSS and glibc's heap retention: Linux only")
+def test_estimate_within_25_percent_of_a_real_cpu_runs_peak_rss(tmp_path):
+    got = _measure(tmp_path)
+    est = got["estimate"]
+    assert got["status"] == "finished" and got["summary"] == est
+    assert est["masks"] > 0 and est["activations"] > est["weights"]  # every part of the loop is exercised
+    assert abs(est["total"] / got["added"] - 1) < 0.25, got
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc tunables: Linux only")
+def test_live_bytes_match_rss_when_the_heap_retains_nothing(tmp_path):
+    """With a fixed small mmap threshold every freed tensor goes back to the OS, so peak RSS is peak live bytes."""
+    got = _measure(tmp_path, MALLOC_MMAP_THRESHOLD_="65536")
+    assert abs(got["estimate"]["live"] / got["added"] - 1) < 0.2, got
+
+
+def _plan(dtype):
+    shape = ModelShape(n_layer=4, d_model=512, n_head=8, d_ff=1536, vocab=256)
+    return make_plan(shape, resolve_schedule(shape, 4, "one_shot", 0.5, "steps", 1, 1),
+                     Budget(tokens=4 * 16 * 256, seq_len=256, batch_size=16, steps=4, lr=1e-4), name="mem",
+                     run=RunConfig(eval_every=4, eval_batches=1, dtype=dtype))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: compares with max_memory_allocated")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_estimate_within_25_percent_of_cuda_max_memory_allocated(tmp_path, dtype):
+    plan = _plan(dtype)
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    summary = run(plan, Options(runs_dir=tmp_path / "runs", device="cuda"))
+    added = torch.cuda.max_memory_allocated() - base
+    est = estimate_memory(plan, device="cuda")
+    assert summary["status"] == "finished" and est["total"] == est["live"]
+    assert abs(est["total"] / added - 1) < 0.25, (est, added)

@@ -1,0 +1,113 @@
+"""MFU done honestly: a cached CPU peak at the model's own GEMM shapes (MFU never above 1), exact GPU names against
+the data-sheet table (no MFU for an unknown GPU), the plan's dtype on every device; and the CUDA paths (bf16,
+torch.compile, no per-step host sync), which run only where CUDA is."""
+import json
+import warnings
+from contextlib import nullcontext
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from planner.costs import GPU_PEAKS, HARDWARE
+from planner.ladder import tiny_plan
+from train_backend import registry, resources, train
+from train_backend.resources import gemm_shapes, gpu_peak
+from train_backend.train import Options, autocast_for, run
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _with_dtype(plan, dtype, compile=False):
+    return plan.model_copy(update={"run": plan.run.model_copy(update={"dtype": dtype, "compile": compile})})
+
+
+def test_cpu_mfu_is_at_most_one_and_the_peak_is_cached(tmp_path, monkeypatch):
+    plan = tiny_plan(steps=30)
+    summary = run(plan, Options(runs_dir=tmp_path / "runs", threads=1))
+    lines = registry.read_metrics(tmp_path / "runs" / summary["run_id"])
+    assert all(0 < line["mfu"] <= 1 for line in lines), max(line["mfu"] for line in lines)
+    assert 0 < summary["mfu_median"] <= 1 and summary["threads"] == 1 and summary["dtype"] == "float32"
+    assert summary["peak_flops"] > 1e8 and "1 threads, float32" in summary["peak_flops_source"]
+    cache = json.loads((tmp_path / "runs" / ".cache" / "peak_flops.json").read_text())
+    assert [v["flops"] for v in cache.values()] == [summary["peak_flops"]]
+    monkeypatch.setattr(resources, "_best_rate", lambda *a: pytest.fail("the cached peak was measured again"))
+    again = run(plan, Options(runs_dir=tmp_path / "runs", threads=1))
+    assert again["peak_flops"] == summary["peak_flops"]
+
+
+def test_gemm_shapes_are_the_models_forward_and_both_gradients():
+    plan = tiny_plan()  # d_model 64, d_ff 192, vocab 256, 16 x 64 tokens per micro-batch
+    shapes = gemm_shapes(plan)
+    assert (1024, 64, 192) in shapes and (1024, 192, 64) in shapes and (192, 1024, 64) in shapes  # up/gate proj
+    assert (1024, 64, 256) in shapes and (256, 1024, 64) in shapes  # LM head forward, weight gradient
+    assert all(max(s) <= 2048 for s in gemm_shapes(plan, cap=2048))
+
+
+@pytest.mark.parametrize("name, dtype, peak", [
+    ("NVIDIA H100 80GB HBM3", "bfloat16", HARDWARE["h100"].peak_flops),
+    ("NVIDIA H100 80GB HBM3", "float32", 66.9e12),
+    ("NVIDIA H100 PCIe", "bfloat16", 756e12),  # not matched as SXM
+    ("NVIDIA H100 NVL", "bfloat16", 835e12),
+    ("NVIDIA A100-SXM4-80GB", "bfloat16", HARDWARE["a100"].peak_flops),
+    ("NVIDIA H200", "bfloat16", HARDWARE["h200"].peak_flops),
+    ("NVIDIA L4", "float32", 30.3e12),
+])
+def test_gpu_peak_by_exact_name_and_dtype(monkeypatch, name, dtype, peak):
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _: SimpleNamespace(name=name))
+    got, how = gpu_peak(torch.device("cuda:0"), dtype)
+    assert got == peak and name in how and dtype in how
+
+
+@pytest.mark.parametrize("name", ["NVIDIA H100", "NVIDIA GeForce RTX 3090", "NVIDIA H100 80GB HBM3 (MIG 1g.10gb)"])
+def test_unknown_gpu_reports_no_mfu(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _: SimpleNamespace(name=name))
+    peak, how = gpu_peak(torch.device("cuda:0"), "bfloat16")
+    assert peak is None and how.startswith("unknown GPU") and "MFU not reported" in how
+
+
+def test_every_table_entry_has_both_dtypes_and_bf16_above_fp32():
+    assert all(set(p) == {"bfloat16", "float32"} and p["bfloat16"] > p["float32"] for p in GPU_PEAKS.values())
+
+
+def test_plan_dtype_decides_autocast_on_every_device():
+    fp32, bf16 = tiny_plan(), _with_dtype(tiny_plan(), "bfloat16")
+    assert isinstance(autocast_for(fp32, torch.device("cuda")), nullcontext)  # no silent bf16 on CUDA
+    assert isinstance(autocast_for(fp32, torch.device("cpu")), nullcontext)
+    ctx = autocast_for(bf16, torch.device("cpu"))
+    assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16
+
+
+@CUDA
+@pytest.mark.parametrize("dtype, compile", [("bfloat16", False), ("bfloat16", True), ("float32", False)])
+def test_cuda_run_bf16_and_compile(tmp_path, dtype, compile):
+    plan = _with_dtype(tiny_plan(steps=40), dtype, compile)
+    summary = run(plan, Options(runs_dir=tmp_path / "runs", device="cuda"))
+    lines = registry.read_metrics(tmp_path / "runs" / summary["run_id"])
+    assert summary["status"] == "finished" and [m["step"] for m in lines] == list(range(40))
+    assert lines[-1]["loss"] < lines[0]["loss"] - 1.0 and summary["final_density"] == pytest.approx(0.5, abs=1e-4)
+    known = summary["device"] in GPU_PEAKS
+    assert (summary["peak_flops"] is not None) == known
+    assert all((m["mfu"] is not None and 0 < m["mfu"] <= 1) if known else m["mfu"] is None for m in lines)
+
+
+def _syncs(tmp_path, steps):
+    """Host syncs CUDA's sync debug mode flags over a dense run of `steps` (evaluated and checkpointed at its end)."""
+    plan = tiny_plan(final_sparsity=0.0, steps=steps)
+    plan = plan.model_copy(update={"run": plan.run.model_copy(update={"eval_every": steps})})
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run(plan, Options(runs_dir=tmp_path / "runs", device="cuda", ckpt_every=steps))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+@CUDA
+def test_cuda_loop_does_not_sync_every_step(tmp_path):
+    """60 more steps add the syncs of 6 flushes (every SYNC_EVERY = 10 steps), not one or more per step."""
+    extra = _syncs(tmp_path, 120) - _syncs(tmp_path, 60)
+    assert extra <= 60 // train.SYNC_EVERY * 3, extra
