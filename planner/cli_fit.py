@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+from planner.cli import number
 from planner.errors import PlannerInputError
 from planner.io import write_model
 from planner.fit import LawFitter, bootstrap
@@ -22,9 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--fix-exponents", metavar="PRESET",
                    help=f"hold the N and D exponents (alpha, beta; Frantar's d, f) at a law preset's: "
                         f"{', '.join(PRESETS)}")
-    p.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap refits for 95%% intervals")
+    p.add_argument("--bootstrap", type=number(0, 100_000, integer=True), default=0, metavar="B", help="bootstrap refits for 95%% intervals")
     p.add_argument("--by-group", action="store_true", help="bootstrap whole groups (the 'group' column)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    p.add_argument("--seed", type=number(0, 2**63 - 1, integer=True), default=0, help="bootstrap random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save-law", metavar="PATH", help="write the fitted law (with bootstrap intervals) as YAML or "
                                                        "JSON, for `plan --law PATH` and `frontier --law PATH`")
@@ -47,6 +49,8 @@ def parse_fix(text: str | None, form: str) -> dict[str, float]:
             fixed[name] = float(value)
         except ValueError:
             raise PlannerInputError(f"--fix: {name} needs a number, got {value!r}") from None
+        if not math.isfinite(fixed[name]):
+            raise PlannerInputError(f"--fix: {name} must be finite, got {value!r}")
     return fixed
 
 

@@ -34,6 +34,9 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
         raise PlannerInputError(f"unknown law form {form!r}: use one of {sorted(PARAM_NAMES)}")
     label, raw = _read(source)
     raw = raw.rename(columns=lambda c: str(c).strip()).reset_index(drop=True)
+    dup = raw.columns[raw.columns.duplicated()]
+    if len(dup):  # ' loss' and 'loss' are one column once padding is stripped
+        raise PlannerInputError(f"{label}: column '{dup[0]}' appears more than once in the header")
     if "n" in raw.columns:  # a dense run's single count stands for both
         for col in ("n_avg", "n_final"):
             raw[col] = raw[col].fillna(raw["n"]) if col in raw.columns else raw["n"]
@@ -53,11 +56,12 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
             bad = np.flatnonzero(~(out[col] > 0) & out[col].notna())
             if bad.size:
                 raise PlannerInputError(f"{label}: column '{col}' must be positive; row {bad[0] + 1} has "
-                                        f"{out[col].iloc[bad[0]]!r}")
+                                        f"{float(out[col].iloc[bad[0]]):g}")
     s = out["sparsity"]
     bad = np.flatnonzero(((s < 0) | (s >= 1)) & s.notna())
     if bad.size:
-        raise PlannerInputError(f"{label}: column 'sparsity' must lie in [0, 1); row {bad[0] + 1} has {s.iloc[bad[0]]!r}")
+        raise PlannerInputError(f"{label}: column 'sparsity' must lie in [0, 1); row {bad[0] + 1} has "
+                                f"{float(s.iloc[bad[0]]):g}")
     if form != "frantar":
         out["sparsity"] = s.fillna(0.0)
     for col in ("group", "name"):

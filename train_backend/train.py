@@ -24,7 +24,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from planner.costs import model_train_flops_per_token
-from planner.errors import PlannerInputError
+from planner.errors import PlannerInputError, one_line, write_details
+from planner.preflight import preflight
 from planner.plan import TrainingPlan, plan_from_text, plan_to_json
 from train_backend import checkpoint, registry
 from train_backend.data import Batches, open_tokens
@@ -49,6 +50,10 @@ class NonFinite(RuntimeError):
     """A non-finite loss or weights: the run stops as failed and keeps its last finite checkpoint."""
 
 
+class RunFailed(RuntimeError):
+    """A run that started and then failed; the message is the one line the CLI prints (what, where, recorded?)."""
+
+
 def lr_at(step: int, plan: TrainingPlan) -> float:
     b = plan.budget
     if step < b.warmup_steps:
@@ -66,7 +71,8 @@ def make_optimizer(model: torch.nn.Module, plan: TrainingPlan) -> torch.optim.Ad
 
 
 def new_run_id(name: str) -> str:
-    return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "-", name).lstrip(".-")[:100] or "run"  # a plain folder name (registry.RUN_ID)
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
 
 
 class Stop:
@@ -97,6 +103,7 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
     """Rank 0: check everything the user gave, then choose or create the run folder (nothing is created for bad
     input). Returns run_id, run_dir, plan (the run's own on resume), resuming."""
     runs_dir = Path(opts.runs_dir)
+    registry.reconcile(runs_dir)  # rows a killed trainer left "running" become failed, with the reason
     if opts.resume:
         run = registry.get_run(runs_dir, opts.resume)
         if run is None:
@@ -115,12 +122,8 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
         return opts.resume, run_dir, stored, True
     _check(plan, device, world, opts)
     run_id = opts.run_id or new_run_id(plan.name)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id) or registry.get_run(runs_dir, run_id) is not None:
-        raise PlannerInputError(f"--run-id {run_id}: already used, or not made of letters, digits, '_', '.', '-'")
-    run_dir = runs_dir / run_id
-    run_dir.mkdir(parents=True)
-    (run_dir / "plan.json").write_text(plan_to_json(plan))
-    registry.create_run(runs_dir, run_id, plan.name, plan_to_json(plan), run_dir.resolve(), plan.budget.steps)
+    registry.check_run_id(runs_dir, run_id)
+    run_dir = registry.start_run(runs_dir, run_id, plan.name, plan_to_json(plan), plan.budget.steps)
     return run_id, run_dir, plan, False
 
 
@@ -148,11 +151,19 @@ def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
     run_id, run_dir, plan, resuming = prepared
     try:
         return _train(plan, opts, run_id, Path(run_dir), resuming, device, rank, world)
-    except Exception as exc:
-        if rank == 0 and not isinstance(exc, NonFinite):  # that one is recorded where it is raised
-            registry.update_run(opts.runs_dir, run_id, status="failed", finished_at=time.time(),
-                                error=f"{type(exc).__name__}: {exc}")
+    except NonFinite:  # recorded where it is raised
         raise
+    except Exception as exc:
+        if rank != 0:
+            raise
+        # The outcome goes to the registry and the details to the run folder; either may fail (a full disk) and the
+        # one line RunFailed carries to the CLI says so.
+        recorded = registry.record_failure(opts.runs_dir, run_id, exc)
+        if isinstance(exc, PlannerInputError) and not isinstance(exc, registry.RegistryError):
+            raise  # bad input met late (no readable checkpoint to resume from): still a one-line exit 2
+        path, why = write_details(exc, [run_dir])
+        where = f"traceback in {path}" if path else f"the traceback could not be written: {why}"
+        raise RunFailed(f"run {run_id} failed: {type(exc).__name__}: {one_line(exc)} ({where}; {recorded})") from exc
     finally:
         if world > 1:
             dist.destroy_process_group()
@@ -170,6 +181,7 @@ def _check(plan: TrainingPlan, device: torch.device, world: int, opts: Options):
     if need > have:
         raise PlannerInputError(f"plan '{plan.name}' needs about {need / 2**30:.1f} GiB (params, grads, AdamW, "
                                 f"activations) but {device.type} has {have / 2**30:.1f} GiB available")
+    preflight(plan, opts.bin_dtype)  # the checks `planner check` runs: corpus kind, splits, eval and batch counts
     load_batches(plan, opts)
 
 
