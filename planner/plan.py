@@ -241,6 +241,9 @@ def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometri
         every_steps = max(1, min(100, total_steps // 100))  # the seed's code prunes every 100 steps
     fixed_active = model.fixed - model.embedding  # norm scales: unpruned and in every token's compute
     phi = fixed_active / model.prunable
+    if window_basis != "steps" and not 0 <= start <= end <= 1:  # fractions; outside [0, 1] the solve divides by 0
+        raise PlannerInputError(f"pruning window [{start}, {end}] in {window_basis} is not within training, "
+                                f"start first")
     if window_basis == "steps":
         t0, t1 = start / total_steps, end / total_steps
     elif window_basis == "compute":

@@ -119,12 +119,18 @@ def corpus_tokens(corpus: str, vocab: int, bin_dtype: str | None = None) -> tupl
     return n, "uint16"
 
 
+def windows(n_tokens: int, seq_len: int) -> int:
+    """Distinct start positions of a seq_len + 1 window in a split (the samplers draw from these)."""
+    return max(0, n_tokens - seq_len - 1)
+
+
 def split_sizes(n_tokens: int, val_fraction: float, seq_len: int, batch_size: int, corpus: str = "corpus"
                 ) -> tuple[int, int]:
-    """(train, validation) token counts: the last `val_fraction` validates. Each must hold a batch's windows."""
+    """(train, validation) token counts: the last `val_fraction` validates. Each split must offer at least as many
+    windows as a batch has rows."""
     n_val = int(n_tokens * val_fraction)
     for name, n in (("train", n_tokens - n_val), ("validation", n_val)):
-        if n < seq_len + 1 + batch_size:
+        if windows(n, seq_len) < batch_size:
             raise PlannerInputError(f"corpus {corpus}: {name} split has {n} tokens, too short for a batch of "
                                     f"{batch_size} x {seq_len + 1}")
     return n_tokens - n_val, n_val
@@ -135,17 +141,10 @@ def preflight(plan, bin_dtype: str | None = None) -> dict:
     b, r = plan.budget, plan.run
     n, dtype = corpus_tokens(r.corpus, plan.model.vocab, bin_dtype)
     n_train, n_val = split_sizes(n, r.val_fraction, b.seq_len, b.batch_size, r.corpus)
-    if b.batch_size * b.seq_len > n_train:
-        raise PlannerInputError(f"plan field 'budget.batch_size': a batch of {b.batch_size} x {b.seq_len} tokens is "
-                                f"more than the train split of corpus {r.corpus} ({n_train} tokens)")
     rows = b.batch_size // b.grad_accum  # evaluation runs micro-batches of this many rows
-    most = n_val // (rows * b.seq_len)
-    if most == 0:
-        raise PlannerInputError(f"plan field 'run.val_fraction' is {r.val_fraction}: the validation split of corpus "
-                                f"{r.corpus} ({n_val} tokens) is smaller than one evaluation batch of {rows} x "
-                                f"{b.seq_len}")
-    if r.eval_batches > most:
-        raise PlannerInputError(f"plan field 'run.eval_batches' is {r.eval_batches}: {rows} x {b.seq_len} tokens "
-                                f"each would read the validation split ({n_val} tokens) of corpus {r.corpus} more "
-                                f"than once; at most {most}")
+    most = windows(n_val, b.seq_len) // rows
+    if r.eval_batches > most:  # an evaluation that outgrows its split only re-reads it (and can run for days)
+        raise PlannerInputError(f"plan field 'run.eval_batches' is {r.eval_batches}: the validation split of corpus "
+                                f"{r.corpus} has {windows(n_val, b.seq_len)} windows of {b.seq_len + 1} tokens, "
+                                f"room for at most {most} batches of {rows}")
     return {"corpus": r.corpus, "tokens": n, "dtype": dtype, "train_tokens": n_train, "val_tokens": n_val}

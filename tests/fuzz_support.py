@@ -211,14 +211,14 @@ SPECIAL_DOCS = [DEEP, LAUGHS, "!!python/object/apply:os.system [echo hi]\n", "--
                 "schema_version: true\nname: x\n", "<<: *nope\n"]
 
 
-@st.composite
 TRAINER_PATHS = [("budget", "betas", 0), ("budget", "betas", 1), ("run", "seed"), ("run", "eval_batches"),
                  ("run", "eval_every"), ("run", "val_fraction"), ("budget", "lr"), ("budget", "grad_clip"),
                  ("budget", "weight_decay"), ("budget", "warmup_steps"), ("budget", "min_lr_ratio"), ("name",),
                  ("schema_version",), ("run", "corpus")]
 
 
-def plan_text(draw, bases, corpora: list[str], trainer_fields_only: bool = False) -> tuple[str, str]:
+@st.composite
+def plan_text(draw, bases, trainer_fields_only: bool = False) -> tuple[str, str]:
     """(text, fmt): a valid plan with one to three mutations (fields, corpus, duplicate keys, damaged text).
     `trainer_fields_only`: mutate what the trainer reads (budget, run), so the plan still passes the schema often."""
     if not trainer_fields_only and draw(st.integers(0, 19)) == 0:
@@ -241,7 +241,7 @@ def plan_text(draw, bases, corpora: list[str], trainer_fields_only: bool = False
                     factor = draw(st.sampled_from([-1, 0, 2, 10, 1000, 10**6, 10**12, 10**18]))
                     _set(doc, path, type(value)(value * factor) if math.isfinite(value * factor) else value)
             elif op == "corpus":
-                doc.setdefault("run", {})["corpus"] = draw(st.sampled_from(corpora))
+                doc.setdefault("run", {})["corpus"] = f"CORPUS-{draw(st.sampled_from(CORPUS_KEYS))}"
             elif op == "delete":
                 _delete(doc, path)
             elif op == "extra":
@@ -271,6 +271,17 @@ def _get(doc, path):
     for key in path:
         doc = doc[key]
     return doc
+
+
+CORPUS_KEYS = ["bible", "small", "empty", "notxt", "withfifo", "fifo", "fifo_bin", "big_ids", "odd", "dir_bin", "bytes",
+               "sidecar", "latin", "zero", "null", "missing", "root", "proc"]
+
+
+def fill_corpora(text: str, corpora: dict[str, str]) -> str:
+    """Put the corpus files' real paths where a plan names CORPUS-<key> (paths exist only once a test runs)."""
+    for key in sorted(corpora, key=len, reverse=True):
+        text = text.replace(f"CORPUS-{key}", corpora[key])
+    return text
 
 
 def make_corpora(folder: Path) -> dict[str, str]:
@@ -375,20 +386,20 @@ if __name__ == "__main__":  # the before/after tally: python tests/fuzz_support.
         note("runs CSV", verdict(o), o.err or repr(o.exc))
 
     @opts
-    @given(plan_text(bases, list(corpora.values())))
+    @given(plan_text(bases))
     def plan_cases(case):
         text, fmt = case
         path = tmp / f"plan{next(counter)}.{fmt}"
-        path.write_text(text, errors="surrogateescape")
+        path.write_text(fill_corpora(text, corpora), errors="surrogateescape")
         o = invoke(planner_main, ["check", path])
         note("plan documents", verdict(o), o.err or repr(o.exc))
 
     @settings(opts, max_examples=max(1, n // 4))
-    @given(plan_text(bases, list(corpora.values()), trainer_fields_only=True))
+    @given(plan_text(bases, trainer_fields_only=True))
     def agree_cases(case):
         text, fmt = case
         path = tmp / f"plan{next(counter)}.{fmt}"
-        path.write_text(text, errors="surrogateescape")
+        path.write_text(fill_corpora(text, corpora), errors="surrogateescape")
         o = invoke(planner_main, ["check", path])
         word = verdict(o)
         if word == "ok":

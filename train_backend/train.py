@@ -120,9 +120,9 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
             raise PlannerInputError(f"--resume {opts.resume}: the run has already finished")
         _check(stored, device, world, opts)
         return opts.resume, run_dir, stored, True
-    _check(plan, device, world, opts)
     run_id = opts.run_id or new_run_id(plan.name)
     registry.check_run_id(runs_dir, run_id)
+    _check(plan, device, world, opts)
     run_dir = registry.start_run(runs_dir, run_id, plan.name, plan_to_json(plan), plan.budget.steps)
     return run_id, run_dir, plan, False
 
