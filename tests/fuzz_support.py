@@ -409,7 +409,7 @@ if __name__ == "__main__":  # the before/after tally: python tests/fuzz_support.
             if word == "exit2" and "GiB" not in t.err:
                 word = "disagree"
             o = t
-        note("check vs train", word, o.err or repr(o.exc))
+        note("check vs train", word, f"{path}: {o.err or repr(o.exc)}")
 
     @opts
     @given(planner_argv())
