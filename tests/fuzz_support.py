@@ -118,7 +118,7 @@ cell = st.one_of(st.sampled_from(["", "nan", "inf", "-inf", "-1", "0", "1e400", 
                  st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-10, 10**12).map(str))
 
 
-def _valid_runs(n: int, jitter: float) -> list[list[str]]:
+def valid_runs(n: int, jitter: float) -> list[list[str]]:
     rng = np.random.default_rng(n)
     n_avg = 1e7 * 2.0 ** rng.integers(0, 6, n)
     tokens = 20 * n_avg * 2.0 ** rng.uniform(-1, 1, n)
@@ -131,7 +131,7 @@ def runs_csv(draw) -> str:
     """A runs table: a valid one damaged in one to three ways (cells, header, shape, encoding)."""
     n = draw(st.integers(0, 9))
     header = ["loss", "tokens", "n_avg"]
-    rows = _valid_runs(n, draw(st.sampled_from([0.0, 0.0, 0.01])))
+    rows = valid_runs(n, draw(st.sampled_from([0.0, 0.0, 0.01])))
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["cell", "cell", "header", "dup", "drop", "ragged", "same", "bytes", "blank"]))
         if kind == "cell" and rows:
@@ -364,7 +364,7 @@ if __name__ == "__main__":  # the before/after tally: python tests/fuzz_support.
     tmp = Path(tempfile.mkdtemp(prefix="fuzz-"))
     corpora = make_corpora(tmp / "corpora")
     runs_file = tmp / "runs.csv"
-    runs_file.write_text("loss,tokens,n_avg\n" + "\n".join(",".join(r) for r in _valid_runs(8, 0.01)) + "\n")
+    runs_file.write_text("loss,tokens,n_avg\n" + "\n".join(",".join(r) for r in valid_runs(8, 0.01)) + "\n")
     bases = base_plans()
     tally: dict[str, dict[str, int]] = {}
     counter = iter(range(10**9))

@@ -57,6 +57,8 @@ def _train(args) -> int:
         if not torch.cuda.is_available():
             raise PlannerInputError("--device cuda: no CUDA device is available")
     plan = load_plan(args.plan) if args.plan else None
+    if plan is not None and args.bin_dtype and not plan.run.corpus.endswith(".bin"):
+        raise PlannerInputError(f"--bin-dtype: corpus {plan.run.corpus} is not a .bin file; the flag would be ignored")
     opts = Options(runs_dir=args.runs_dir, device=args.device, resume=args.resume, run_id=args.run_id,
                    max_steps=args.max_steps, ckpt_every=args.ckpt_every, threads=args.threads, bin_dtype=args.bin_dtype)
     try:
