@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--fix-exponents", metavar="PRESET",
                    help=f"hold the N and D exponents (alpha, beta; Frantar's d, f) at a law preset's: "
                         f"{', '.join(PRESETS)}")
-    p.add_argument("--bootstrap", type=number(0, 10_000, integer=True), default=0, metavar="B", help="bootstrap refits for 95%% intervals")
+    p.add_argument("--bootstrap", type=number(0, 10_000, integer=True), default=0, metavar="B",
+                   help="bootstrap refits for 95%% intervals")
     p.add_argument("--by-group", action="store_true", help="bootstrap whole groups (the 'group' column)")
     p.add_argument("--seed", type=number(0, 2**63 - 1, integer=True), default=0, help="bootstrap random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -35,8 +35,8 @@ def _common(p) -> None:
     p.add_argument("--usd-per-gpu-hour", type=non_negative, help="override the hardware profile's price")
     p.add_argument("--lifetime-tokens", type=non_negative, default=DEFAULT_LIFETIME_TOKENS,
                    help="tokens served over the model's life (prefill + decode)")
-    p.add_argument("--prefill-share", type=number(0, 1), default=PREFILL_SHARE, help="share of lifetime tokens that are "
-                                                                                "prompt (prefill) tokens")
+    p.add_argument("--prefill-share", type=number(0, 1), default=PREFILL_SHARE,
+                   help="share of lifetime tokens that are prompt (prefill) tokens")
     p.add_argument("--context", type=positive_int, help="inference context for attention FLOPs (default: --seq-len)")
     p.add_argument("--seq-len", type=positive_int, default=search.DEFAULT_SEQ_LEN)
     p.add_argument("--objective", choices=sorted(search.COST_COLUMNS), default="flops",

@@ -70,10 +70,14 @@ def write_details(exc: BaseException, folders) -> tuple[Path | None, str]:
     return None, why
 
 
-def internal_line(exc: BaseException, folders, what: str = "internal error") -> str:
+def details_note(exc: BaseException, folders) -> str:
+    """Write the traceback (see write_details) and say where it went, or why it could not be written."""
     path, why = write_details(exc, folders)
-    where = f"traceback in {path}" if path else f"the traceback could not be written: {why}"
-    return f"error: {what}: {type(exc).__name__}: {one_line(exc)} ({where})"
+    return f"traceback in {path}" if path else f"the traceback could not be written: {why}"
+
+
+def internal_line(exc: BaseException, folders) -> str:
+    return f"error: internal error: {type(exc).__name__}: {one_line(exc)} ({details_note(exc, folders)})"
 
 
 def guarded(body, folders=lambda: (), user_errors: tuple = (PlannerInputError,)) -> int:

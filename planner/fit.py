@@ -218,7 +218,8 @@ class LawFitter:
         basins = distinct_basins(theta, f, self.n_polish)
         if len(basins) == 0:  # e.g. a held exponent so negative that every start overflows
             holding = ", ".join(f"{k}={v:g}" for k, v in self.fixed.items())
-            raise PlannerInputError(f"fit: no start reached a finite objective{' holding ' + holding if holding else ''}")
+            raise PlannerInputError("fit: no start reached a finite objective" + (f" holding {holding}" if holding
+                                                                                    else ""))
         polished = [_polish(theta[i], prob, self.delta) for i in basins]
         best_theta, best_f = min(polished + [(theta[basins[0]], f[basins[0]])], key=lambda tf: tf[1])
         best_theta = _full(self.form, best_theta, self.held)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from pathlib import Path
 from typing import Annotated
 
@@ -134,9 +135,24 @@ Int = Annotated[int, BeforeValidator(number_only)]  # an integer field: 1e18 (a 
 Real = Annotated[float, BeforeValidator(number_only)]  # a float field; finiteness is the model config's job
 
 
+MAX_FILE_BYTES = 16 * 2**20  # plans and laws are a few kB; a larger "plan" is a mistake, not something to load
+
+
+def not_regular(mode: int) -> str:
+    """What a non-regular st_mode is, in words (a FIFO would block a read, a device never end it)."""
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def read_text(path: str | Path, what: str) -> str:
     path = Path(path)
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise PlannerInputError(f"{path}: is {not_regular(info.st_mode)}, not a {what} file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise PlannerInputError(f"{path}: {info.st_size / 2**20:.0f} MiB is too large for a {what} file")
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlannerInputError(f"{path}: no such {what} file") from None

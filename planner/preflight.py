@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import PlannerInputError
+from planner.io import not_regular
 
 BYTE_VOCAB = 256
 BIN_DTYPES = ("uint16", "uint32")
@@ -47,12 +48,6 @@ def _kind(path: Path, corpus: str) -> int:
         raise PlannerInputError(f"corpus {corpus}: cannot read ({exc.strerror or exc})") from None
 
 
-def _not_regular(mode: int) -> str:
-    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
-
-
 def text_files(corpus: str) -> list[Path]:
     """The files of a text corpus: the bundled Bible, one regular file, or a folder's regular .txt files."""
     if corpus == BIBLE:
@@ -63,7 +58,7 @@ def text_files(corpus: str) -> list[Path]:
     if stat.S_ISREG(mode):
         return [path]
     if not stat.S_ISDIR(mode):
-        raise PlannerInputError(f"corpus {corpus}: is {_not_regular(mode)}; give a text file, a folder of .txt "
+        raise PlannerInputError(f"corpus {corpus}: is {not_regular(mode)}; give a text file, a folder of .txt "
                                 f"files or a .bin")
     files = sorted(path.glob("*.txt"))
     if not files:
@@ -71,7 +66,7 @@ def text_files(corpus: str) -> list[Path]:
     for f in files:
         mode = _kind(f, corpus)
         if not stat.S_ISREG(mode):
-            raise PlannerInputError(f"corpus {corpus}: {f.name} is {_not_regular(mode)}, not a text file")
+            raise PlannerInputError(f"corpus {corpus}: {f.name} is {not_regular(mode)}, not a text file")
     return files
 
 
@@ -97,7 +92,7 @@ def corpus_tokens(corpus: str, vocab: int, bin_dtype: str | None = None) -> tupl
         path = Path(corpus)
         mode = _kind(path, corpus)
         if not stat.S_ISREG(mode):
-            raise PlannerInputError(f"corpus {corpus}: is {_not_regular(mode)}, not a .bin file of token ids")
+            raise PlannerInputError(f"corpus {corpus}: is {not_regular(mode)}, not a .bin file of token ids")
         dtype = bin_dtype_of(corpus, bin_dtype)
         size, itemsize = path.stat().st_size, np.dtype(dtype).itemsize
         if size % itemsize:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from planner.errors import PlannerInputError
+from planner.io import not_regular
 from planner.laws import N_COLUMN, PARAM_NAMES
 
 _NUMERIC = ("loss", "tokens", "n", "n_avg", "n_final", "sparsity")
@@ -86,7 +87,8 @@ def _read(source) -> tuple[str, pd.DataFrame]:
         return "runs table", source.copy()
     path = Path(source)
     if not path.is_file():
-        raise PlannerInputError(f"{path}: runs file not found")
+        raise PlannerInputError(f"{path}: is {not_regular(path.stat().st_mode)}, not a runs file" if path.exists()
+                                else f"{path}: runs file not found")
     try:
         return path.name, pd.read_csv(path, dtype=str, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

@@ -153,6 +153,23 @@ def test_corpus_kinds_are_checked_without_reading(tmp_path):
         signal.alarm(0)
 
 
+def test_files_that_would_block_are_refused(tmp_path, capsys):
+    os.mkfifo(tmp_path / "p.yaml")
+    os.mkfifo(tmp_path / "r.csv")
+    signal.alarm(60)
+    try:
+        for main, argv, message in [
+                (planner_main, ["check", tmp_path / "p.yaml"], "is a FIFO, not a plan file"),
+                (planner_main, ["check", "/dev/zero"], "is a character device"),
+                (planner_main, ["frontier", "--target-loss", "3", "--law", tmp_path / "p.yaml"], "not a law file"),
+                (planner_main, ["fit", tmp_path / "r.csv"], "is a FIFO, not a runs file"),
+                (trainer_main, ["train", tmp_path / "p.yaml", "--runs-dir", tmp_path / "runs"], "not a plan file")]:
+            assert main([str(a) for a in argv]) == 2
+            assert message in _one_line(capsys)
+    finally:
+        signal.alarm(0)
+
+
 def test_preflight_counts_what_the_trainer_reads(tmp_path):
     from train_backend.data import open_tokens
     (tmp_path / "docs").mkdir()

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from planner.costs import model_train_flops_per_token
-from planner.errors import PlannerInputError, one_line, write_details
+from planner.errors import PlannerInputError, details_note, one_line
 from planner.preflight import preflight
 from planner.plan import TrainingPlan, plan_from_text, plan_to_json
 from train_backend import checkpoint, registry
@@ -161,8 +161,7 @@ def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
         recorded = registry.record_failure(opts.runs_dir, run_id, exc)
         if isinstance(exc, PlannerInputError) and not isinstance(exc, registry.RegistryError):
             raise  # bad input met late (no readable checkpoint to resume from): still a one-line exit 2
-        path, why = write_details(exc, [run_dir])
-        where = f"traceback in {path}" if path else f"the traceback could not be written: {why}"
+        where = details_note(exc, [run_dir])
         raise RunFailed(f"run {run_id} failed: {type(exc).__name__}: {one_line(exc)} ({where}; {recorded})") from exc
     finally:
         if world > 1:
