@@ -137,7 +137,10 @@ def _register_check(sub):
 
 def _run_check(a) -> int:
     plan = load_plan(a.plan)
-    corpus = preflight(plan, a.bin_dtype)  # the trainer runs the same checks before it allocates
+    try:
+        corpus = preflight(plan, a.bin_dtype)  # the trainer runs the same checks before it allocates
+    except PlannerInputError as exc:
+        raise PlannerInputError(f"{a.plan}: {exc}") from None
     d = plan.derived
     summary = {"plan": a.plan, "valid": True, "name": plan.name, "schema_version": plan.schema_version,
                "n_total": d.n_total, "n_avg": d.n_avg, "n_final": d.n_final, "mean_density": d.mean_density,

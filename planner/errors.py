@@ -85,6 +85,12 @@ def guarded(body, folders=lambda: (), user_errors: tuple = (PlannerInputError,))
     (except SystemExit from the body itself). `folders()` names where an internal error's traceback may go."""
     try:
         return body()
+    except BrokenPipeError:  # `... | head`: the reader left; nothing to say, and Python must not flush again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except Exception:  # noqa: BLE001
+            pass
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the signal
     except user_errors as exc:
         say(f"error: {one_line(exc)}")
         return 2

@@ -230,6 +230,15 @@ def test_internal_errors_exit_1_in_one_line_saying_where(tmp_path, capsys, monke
         _one_line(capsys)
 
 
+def test_a_reader_that_leaves_is_not_an_error():
+    """`python -m planner ... | head`: the pipe closes; exit 141 (SIGPIPE's code), nothing on stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "planner", "schedule", "--model", "tiny"], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(60) == 141 and err == b""
+
+
 # --- nothing lost on faults -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("run_id", ["..", ".", ".cache", "a/b", "runs.db", "-x", "x" * 201])
@@ -272,6 +281,8 @@ def test_rebuild_restores_runs_from_their_folders(tmp_path, capsys, monkeypatch)
     for key in ("final_val_loss", "final_train_loss", "n_avg_measured", "tokens", "plan_json", "step"):
         assert after["done"][key] == before["done"][key], key
     assert list(runs.glob("runs.db.broken-*"))
+    assert trainer_main(["runs", "--runs-dir", str(runs), "--rebuild"]) == 0  # a readable registry keeps its rows
+    assert [r for r in registry.list_runs(runs)] == list(after.values())
 
 
 def test_dead_running_rows_are_reconciled_on_next_start(tmp_path):

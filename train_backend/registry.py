@@ -239,11 +239,16 @@ def _folder_row(run_dir: Path) -> dict | None:
 
 
 def rebuild(runs_dir: Path) -> tuple[int, Path | None]:
-    """Recreate runs.db from the run folders; the old file (and its WAL) is kept aside as runs.db.broken-<time>.
-    Returns (runs recorded, where the old registry went). Run it while no trainer is writing."""
+    """Recreate runs.db from the run folders, keeping every row the old file still yields; the old file (and its
+    WAL) is kept aside as runs.db.broken-<time>. Returns (runs recorded, where the old registry went). Run it while
+    no trainer is writing."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise PlannerInputError(f"--runs-dir {runs_dir}: no such folder")
+    try:
+        old = [{k: r[k] for k in COLUMNS} for r in list_runs(runs_dir)]
+    except RegistryError:
+        old = []
     aside = None
     if (runs_dir / DB_NAME).exists():
         aside = runs_dir / f"{DB_NAME}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -253,10 +258,11 @@ def rebuild(runs_dir: Path) -> tuple[int, Path | None]:
                 os.replace(runs_dir / f"{DB_NAME}{suffix}", f"{aside}{suffix}")
     except OSError as exc:
         raise PlannerInputError(f"--runs-dir {runs_dir}: cannot move the old registry aside ({exc.strerror})") from None
-    rows = [r for d in sorted(runs_dir.iterdir()) if d.is_dir() and RUN_ID.fullmatch(d.name)
-            if (r := _folder_row(d)) is not None]
+    known = {r["run_id"] for r in old}
+    rows = old + [r for d in sorted(runs_dir.iterdir()) if d.is_dir() and RUN_ID.fullmatch(d.name)
+                  and d.name not in known if (r := _folder_row(d)) is not None]
     for r in rows:
-        r["updated_at"] = time.time()
+        r["updated_at"] = r.get("updated_at") or time.time()
         _write(runs_dir, f"INSERT INTO runs ({', '.join(r)}) VALUES ({', '.join('?' * len(r))})", tuple(r.values()))
     if not rows:
         _read(runs_dir, "SELECT 1")  # an empty, valid registry
