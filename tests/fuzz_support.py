@@ -7,7 +7,7 @@ error'), "multiline" (exit 2 with more or fewer than one line), "warning" (a Pyt
 (exit 0 for input that must be refused: a non-finite number, or a flag `--preset` would ignore) and "disagree"
 (`planner check` accepts a plan that `train` then refuses or cannot run).
 
-Run `python tests/fuzz_support.py [N]` for a tally of outcomes per category (the figures quoted in bench/RESULTS.md).
+`python tests/fuzz_tally.py [N]` tallies outcomes per category (the figures quoted in bench/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -174,6 +174,12 @@ def leaf_paths(doc, prefix=()) -> list[tuple]:
     return [prefix]
 
 
+def _get(doc, path):
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
 def _set(doc, path, value):
     node = doc
     for key in path[:-1]:
@@ -267,11 +273,6 @@ def plan_text(draw, bases, trainer_fields_only: bool = False) -> tuple[str, str]
     return text, fmt
 
 
-def _get(doc, path):
-    for key in path:
-        doc = doc[key]
-    return doc
-
 
 CORPUS_KEYS = ["bible", "small", "empty", "notxt", "withfifo", "fifo", "fifo_bin", "big_ids", "odd", "dir_bin", "bytes",
                "sidecar", "latin", "zero", "null", "missing", "root", "proc"]
@@ -348,95 +349,3 @@ def planner_argv(draw) -> tuple[list[str], bool]:
         argv += [flag, value]
         must_refuse |= non_finite(value)
     return argv, must_refuse
-
-
-if __name__ == "__main__":  # the before/after tally: python tests/fuzz_support.py [examples per category]
-    import sys
-    import tempfile
-
-    from hypothesis import HealthCheck, given, settings
-    from planner.cli import main as planner_main
-    from train_backend import train as train_module
-    from train_backend.cli import main as trainer_main
-
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    train_module.mm_peak = lambda *a, **k: 1e12  # skip the 0.3 s FLOP/s probe per run; nothing here reads MFU
-    tmp = Path(tempfile.mkdtemp(prefix="fuzz-"))
-    corpora = make_corpora(tmp / "corpora")
-    runs_file = tmp / "runs.csv"
-    runs_file.write_text("loss,tokens,n_avg\n" + "\n".join(",".join(r) for r in valid_runs(8, 0.01)) + "\n")
-    bases = base_plans()
-    tally: dict[str, dict[str, int]] = {}
-    counter = iter(range(10**9))
-    opts = settings(max_examples=n, deadline=None, database=None, derandomize=True,
-                    suppress_health_check=list(HealthCheck))
-
-    def note(category, word, detail=""):
-        tally.setdefault(category, {}).setdefault(word, 0)
-        tally[category][word] += 1
-        if word not in GOOD:
-            print(f"[{category}] {word}: {detail[:300]!r}", file=sys.__stderr__)
-
-    @opts
-    @given(runs_csv())
-    def csv_cases(text):
-        path = tmp / f"runs{next(counter)}.csv"
-        path.write_text(text, errors="surrogateescape")
-        o = invoke(planner_main, ["fit", path, "--grid", "coarse"])
-        note("runs CSV", verdict(o), o.err or repr(o.exc))
-
-    @opts
-    @given(plan_text(bases))
-    def plan_cases(case):
-        text, fmt = case
-        path = tmp / f"plan{next(counter)}.{fmt}"
-        path.write_text(fill_corpora(text, corpora), errors="surrogateescape")
-        o = invoke(planner_main, ["check", path])
-        note("plan documents", verdict(o), o.err or repr(o.exc))
-
-    @settings(opts, max_examples=max(1, n // 4))
-    @given(plan_text(bases, trainer_fields_only=True))
-    def agree_cases(case):
-        text, fmt = case
-        path = tmp / f"plan{next(counter)}.{fmt}"
-        path.write_text(fill_corpora(text, corpora), errors="surrogateescape")
-        o = invoke(planner_main, ["check", path])
-        word = verdict(o)
-        if word == "ok":
-            t = invoke(trainer_main, ["train", path, "--runs-dir", tmp / "runs", "--max-steps", 1, "--threads", 1],
-                       timeout=10)
-            word = verdict(t)
-            if word == "exit2" and "GiB" not in t.err:
-                word = "disagree"
-            o = t
-        note("check vs train", word, f"{path}: {o.err or repr(o.exc)}")
-
-    @opts
-    @given(planner_argv())
-    def planner_flag_cases(case):
-        argv, must_refuse = case
-        argv = [str(runs_file) if a == "{runs}" else a for a in argv]
-        o = invoke(planner_main, argv)
-        note("planner flags", verdict(o, must_refuse), f"{argv} {o.err or repr(o.exc)}")
-
-    plan_file = tmp / "tiny.yaml"
-    plan_file.write_text(yaml.safe_dump(bases[0], sort_keys=False))
-
-    @settings(opts, max_examples=max(1, n // 2))
-    @given(st.lists(st.tuples(st.sampled_from(TRAINER_FLAGS), flag_value), min_size=1, max_size=2),
-           st.sampled_from(["train", "runs", "export"]))
-    def trainer_flag_cases(pairs, cmd):
-        argv = {"train": ["train", plan_file, "--max-steps", "1"], "runs": ["runs"],
-                "export": ["export", "nope", "--hf", tmp / "hf"]}[cmd] + ["--runs-dir", tmp / "truns"]
-        for flag, value in pairs:
-            argv += [flag, value]
-        o = invoke(trainer_main, argv, timeout=10)
-        numeric = any(non_finite(v) for f, v in pairs if f in ("--max-steps", "--ckpt-every", "--threads"))
-        note("trainer flags", verdict(o, numeric), f"{argv[1:]} {o.err or repr(o.exc)}")
-
-    for case in (csv_cases, plan_cases, agree_cases, planner_flag_cases, trainer_flag_cases):
-        try:
-            case()
-        except Exception as exc:  # noqa: BLE001 -- a tally run reports, it does not stop
-            print(f"{case.__name__} stopped: {type(exc).__name__}: {str(exc)[:200]}", file=sys.__stderr__)
-    print(json.dumps(tally, indent=1))
