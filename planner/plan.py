@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from planner.errors import PlannerInputError
-from planner.io import Int, Real, number_only, fmt_of, parse_mapping, read_text, to_text, validate, write_model
+from planner.io import Int, Real, fmt_of, number_only, parse_mapping, read_text, to_text, validate, write_model
 from planner.laws import Law
 from planner.schedules import Schedule, window_from_compute
 from planner.shapes import MAX_PARAMS, ModelShape

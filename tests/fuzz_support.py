@@ -42,7 +42,7 @@ class Outcome:
     warned: list = field(default_factory=list)
 
 
-def invoke(main, argv, timeout: float = 20.0) -> Outcome:
+def invoke(main, argv, timeout: float = 60.0) -> Outcome:
     """main(argv) with stdout/stderr captured, warnings recorded, and a SIGALRM time limit."""
     out, err = io.StringIO(), io.StringIO()
 
