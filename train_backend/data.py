@@ -29,11 +29,26 @@ def _text_sources(corpus: str) -> tuple[list[Path], str]:
     return files, hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, data: bytes):
+CHUNK = 1 << 24  # bytes of text encoded at a time: a corpus larger than memory streams through
+
+
+def _byte_tokens(raw: bytes) -> bytes:
+    return np.frombuffer(raw, dtype=np.uint8).astype(np.uint16).tobytes()
+
+
+def _write_tokens(path: Path, corpus: str, files: list[Path]):
+    """The corpus's byte tokens (files joined by a newline) to `path`, atomically: a temp file, fsync, rename."""
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            if corpus == BIBLE:
+                f.write(_byte_tokens(bible_text().encode("utf-8")))
+            for i, src in enumerate(files if corpus != BIBLE else []):
+                if i:
+                    f.write(_byte_tokens(b"\n"))
+                with open(src, "rb") as text:
+                    while chunk := text.read(CHUNK):
+                        f.write(_byte_tokens(chunk))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -47,15 +62,11 @@ def encode_corpus(corpus: str, cache_dir: Path) -> Path:
     files, key = _text_sources(corpus)
     out = cache_dir / f"{Path(corpus).stem or 'corpus'}-{key}.bin"
     if not out.exists():
-        if corpus == BIBLE:
-            raw = bible_text().encode("utf-8")
-        else:
-            raw = b"\n".join(f.read_bytes() for f in files)
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(out, np.frombuffer(raw, dtype=np.uint8).astype(np.uint16).tobytes())
-        except OSError as exc:  # a read-only or full runs folder: say which folder, in one line
-            raise PlannerInputError(f"corpus cache {cache_dir}: cannot write ({exc.strerror or exc})") from None
+            _write_tokens(out, corpus, files)
+        except OSError as exc:  # a read-only or full runs folder, an unreadable file: which, in one line
+            raise PlannerInputError(f"corpus {corpus}: cannot encode it into {cache_dir} ({exc})") from None
     return out
 
 
