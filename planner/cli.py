@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from planner.errors import PlannerInputError, guarded
 from planner.plan import MAX_COUNT, load_plan
 from planner.preflight import BIN_DTYPES, preflight
-from planner.schedules import Schedule
+from planner.schedules import Schedule, compute_weighting
 from planner.shapes import PRESETS
 
 
@@ -75,8 +75,7 @@ def _register_schedule(sub):
 
 def _schedule_from_args(a) -> dict:
     model = PRESETS[a.model] if a.model else None
-    # Unpruned weights that still do matrix work (norm scales), relative to the prunable ones; 0 without a model.
-    phi = 0.0 if model is None else (model.fixed - model.embedding) / model.prunable
+    phi = 0.0 if model is None else compute_weighting(model)  # unpruned matrix work (a tied head); 0 without a model
     if not 0 <= a.final_sparsity < 1:
         raise PlannerInputError(f"--final-sparsity {a.final_sparsity} is outside [0, 1)")
     by_steps = a.start_step is not None or a.end_step is not None
@@ -162,12 +161,14 @@ def _run_check(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from planner import cli_fit, cli_search  # they import this module's flag types
+    from planner.export import cli as cli_export
     parser = OneLineParser(prog="python -m planner", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     _register_schedule(sub)
     cli_fit.register(sub)
     cli_search.register(sub)
     _register_check(sub)
+    cli_export.register(sub)
     return parser
 
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 from planner.cli import number
 from planner.errors import PlannerInputError
 from planner.io import write_model
 from planner.fit import LawFitter, bootstrap
+from planner.identify import degenerate_line
 from planner.laws import EXPONENTS, PARAM_NAMES, PRESETS
 
 
@@ -26,7 +28,11 @@ def register(subparsers) -> None:
                         f"{', '.join(PRESETS)}")
     p.add_argument("--bootstrap", type=number(0, 10_000, integer=True), default=0, metavar="B",
                    help="bootstrap refits for 95%% intervals")
-    p.add_argument("--by-group", action="store_true", help="bootstrap whole groups (the 'group' column)")
+    resample = p.add_mutually_exclusive_group()
+    resample.add_argument("--by-group", dest="by_group", action="store_const", const=True, default=None,
+                          help="bootstrap whole groups (the 'group' column); the default when it has 2+ groups")
+    resample.add_argument("--by-run", dest="by_group", action="store_const", const=False,
+                          help="bootstrap single runs even when a 'group' column exists")
     p.add_argument("--seed", type=number(0, 2**63 - 1, integer=True), default=0, help="bootstrap random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save-law", metavar="PATH", help="write the fitted law (with bootstrap intervals) as YAML or "
@@ -80,18 +86,20 @@ def run(args) -> int:
     out = {"form": fit.form, "params": fit.params, "fixed": fit.fixed, "n_free_params": fit.n_free,
            "objective": fit.objective, "n_runs": fit.n_runs, "rmse": fit.rmse, "mae": fit.mae,
            "n_starts": fit.n_starts, "n_starts_at_best": fit.n_starts_at_best, "n_capped": fit.n_capped,
-           "optimal_n_exponent": fit.optimal_n_exponent}
-    if args.bootstrap:
+           "optimal_n_exponent": fit.optimal_n_exponent, "degenerate": list(fit.degenerate)}
+    if args.bootstrap and not fit.degenerate:  # intervals around an undetermined fit would look certain
         boot = bootstrap(args.runs, args.form, n_boot=args.bootstrap, seed=args.seed, by_group=args.by_group,
                          fit=fit)
         out["ci"] = {k: list(v) for k, v in boot.ci().items()}
-        out["ci_level"] = boot.level
+        out["ci_level"], out["ci_method"] = boot.level, boot.method
     if args.save_law:
         law = fit.law.model_copy(update={"ci": {k: tuple(v) for k, v in out.get("ci", {}).items()} or None})
         write_model(law, args.save_law)
     if args.json:
         print(json.dumps(out))
         return 0
+    if fit.degenerate:
+        print(f"warning: {degenerate_line(fit.degenerate)}", file=sys.stderr)
     print(f"{fit.form} law fitted to {fit.n_runs} runs ({args.grid} grid, {fit.n_starts} starts, "
           f"{fit.n_free} free parameters)")
     ci = out.get("ci", {})
@@ -102,5 +110,6 @@ def run(args) -> int:
     print(f"  objective {fit.objective:.6g}  rmse {fit.rmse:.4g}  mae {fit.mae:.4g}")
     print(f"  starts at best {fit.n_starts_at_best}/{fit.n_starts}  capped {fit.n_capped}")
     if ci:
+        print(f"  intervals: {out['ci_method']}")
         print("  (A and alpha trade off: trust the intervals on the exponent and on predictions, not on A or alpha)")
     return 0

@@ -160,6 +160,10 @@ def run_plan(a) -> int:
               + (f", predicted loss {plan.prediction.loss:.4f}" if plan.prediction else ""))
     else:
         print(plan_to_yaml(plan), end="")
+    sched = plan.schedule
+    if sched.shape != "dense" and not a.preset:  # whole steps move a window: say where it landed
+        print(f"note: pruning window steps {sched.start_step}->{sched.end_step} of {plan.budget.steps}, "
+              f"{sched.compute_start:.2%}->{sched.compute_end:.2%} of training compute", file=sys.stderr)
     if plan.prediction:
         for warning in plan.prediction.warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -216,23 +220,32 @@ def run_frontier(a) -> int:
             result.frontier.to_csv(a.csv, index=False)
         except OSError as exc:
             raise PlannerInputError(f"--csv {a.csv}: cannot write ({exc.strerror or exc})") from None
+    warnings = result.warnings
     if a.json:
         records = (lambda df: json.loads(df.to_json(orient="records")))
         print(json.dumps({"mode": "target_loss" if a.target_loss is not None else "budget",
                           "objective": a.objective, "objectives": list(result.objectives),
                           "frontier": records(result.frontier),
                           "comparison": records(result.table.reset_index()),
-                          "savings": records(result.savings.reset_index())}))
+                          "savings": records(result.savings.reset_index()), "warnings": warnings,
+                          "notes": list(result.notes),
+                          "nearest_in_region": None if result.nearest_in_region is None else
+                          json.loads(result.nearest_in_region.to_json())}))
         return 0
     head = (f"target loss {a.target_loss}" if a.target_loss is not None else
             f"training budget {a.budget_flops:.3g} FLOPs ({a.budget_ledger})")
     print(f"Pareto frontier at {head}: {len(result.frontier)} of {len(result.candidates):,} candidates, "
           f"minimising {' and '.join(result.objectives)}")
-    print(_format(result.frontier[SHOWN + costs + ["extrapolated"]]))
+    flagged = [] if result.notes else ["extrapolated"]  # when every candidate extrapolates, the note says it once
+    print(_format(result.frontier[SHOWN + costs + flagged]))
     print(f"\nComparison ({a.objective}; lifetime inference {a.lifetime_tokens:.3g} tokens on {setup['hardware'].name}):")
-    print(_format(result.table[SHOWN + costs + ["extrapolated"]]))
+    print(_format(result.table[SHOWN + costs + flagged]))
     print("\nSaved by the first plan against each baseline:")
     print(_format(result.savings))
+    for note in result.notes:
+        print(f"\nnote: {note}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

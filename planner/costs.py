@@ -36,7 +36,7 @@ import numpy as np
 
 from planner.plan import CostLedgers, Hardware
 from planner.schedules import Schedule
-from planner.shapes import ModelShape
+from planner.shapes import ModelShape, matmul_params  # noqa: F401  (matmul_params: the cost model's N)
 
 # UI labels of the three training ledgers, and the CostLedgers / DataFrame column each one is.
 DENSE_EQUIVALENT = "dense-equivalent"
@@ -94,12 +94,6 @@ def this_machine(peak: float | None = None, pattern: str = "unstructured", **ove
     peak = measure_matmul_flops() if peak is None else peak
     return Hardware(name="this machine", peak_flops=peak, usd_per_gpu_hour=0.0,
                     **{**_pattern_speedups(pattern), **overrides})
-
-
-def matmul_params(model: ModelShape) -> tuple[int, int]:
-    """(fixed, prunable) matmul parameters: prunable linear weights, plus a tied LM head that multiplies unpruned."""
-    c = model.counts()
-    return (c["embedding"] if model.tied_embeddings else 0), c["prunable"]
 
 
 def attention_flops_per_token(n_layer, d_attn, context, passes=1):

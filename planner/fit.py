@@ -33,6 +33,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from planner.errors import PlannerInputError
+from planner.identify import check_runs, degeneracies
 from planner.laws import EXPONENTS, N_COLUMN, PARAM_NAMES, Law, chinchilla, chinchilla_terms, optimal_n_exponent
 from planner.optim import Problem, batched_bfgs, batched_newton, evaluate, make_problem
 from planner.runs import load_runs
@@ -139,7 +140,7 @@ def distinct_basins(theta, f, k, decimals=2):
     return order[np.sort(first)[:k]]
 
 
-def _polish(theta0, prob, delta):
+def polish(theta0, prob, delta):
     """scipy L-BFGS-B from one end point, on the objective divided by its starting value so that scipy's
     relative-decrease test (floored at 1) is relative here too."""
     scale = float(evaluate(theta0, prob, delta)[0][0]) or 1.0
@@ -165,6 +166,7 @@ class FitResult:
     n_convention: str = "total"
     provenance: str = ""
     fixed: dict = field(default_factory=dict)  # held parameters at their natural-scale values
+    degenerate: tuple[str, ...] = ()  # why the runs do not determine this fit (planner.identify); empty when they do
 
     @property
     def n_free(self) -> int:
@@ -212,6 +214,7 @@ class LawFitter:
 
     def fit(self, runs) -> FitResult:
         table = load_runs(runs, self.form, n_held=len(self.held))
+        check_runs(table, self.form, tuple(self.fixed))
         prob = problem(self.form, table, self.held)
         starts = start_grid(self.form, self.grid, self.held)
         theta, f, _, capped = batched_bfgs(starts, prob, self.delta, maxiter=self.maxiter)
@@ -220,7 +223,7 @@ class LawFitter:
             holding = ", ".join(f"{k}={v:g}" for k, v in self.fixed.items())
             raise PlannerInputError("fit: no start reached a finite objective" + (f" holding {holding}" if holding
                                                                                     else ""))
-        polished = [_polish(theta[i], prob, self.delta) for i in basins]
+        polished = [polish(theta[i], prob, self.delta) for i in basins]
         best_theta, best_f = min(polished + [(theta[basins[0]], f[basins[0]])], key=lambda tf: tf[1])
         best_theta = _full(self.form, best_theta, self.held)
         params = {k: float(v) for k, v in theta_to_params(self.form, best_theta).items()}
@@ -233,6 +236,7 @@ class LawFitter:
             n_starts_at_best=int((f <= best_f + self.best_rtol * abs(best_f)).sum()), n_capped=int(capped.sum()),
             rmse=float(np.sqrt(np.mean(resid ** 2))), mae=float(np.mean(np.abs(resid))),
             basins=_full(self.form, theta[basins], self.held), n_convention=self.n_convention, fixed=dict(self.fixed),
+            degenerate=degeneracies(self.form, params, best_theta, design(self.form, table)[0], tuple(self.fixed)),
             provenance=f"fitted ({self.form}, Huber delta={self.delta:g} summed, {self.grid} grid{held}) on "
                        f"{len(table)} runs")
         return self.result_
@@ -271,11 +275,13 @@ class BootstrapResult:
     """Bootstrap refits: natural-scale parameter ``samples`` (one row per resample) and percentile intervals.
 
     The raw A and alpha (B and beta) are nearly unidentifiable, so their intervals are wide; the intervals on
-    predicted loss (`loss_ci`) and on the compute-optimal exponent are the ones to show.
+    predicted loss (`loss_ci`) and on the compute-optimal exponent are the ones to show. ``method`` says how the
+    intervals were made (what was resampled, how often).
     """
     form: str
     samples: pd.DataFrame
     level: float
+    method: str = "percentile bootstrap"
 
     def _bounds(self, values, axis=0):
         tail = 50 * (1 - self.level)
@@ -299,24 +305,31 @@ class BootstrapResult:
         return self._bounds(chinchilla(n, tokens, *chinchilla_terms(self.form, coef, sparsity)))
 
 
-def bootstrap(runs, form="unified", n_boot=1000, seed=0, by_group=False, level=0.95, grid="chinchilla", fit=None,
+def bootstrap(runs, form="unified", n_boot=1000, seed=0, by_group=None, level=0.95, grid="chinchilla", fit=None,
               delta=1e-3, fixed=None):
-    """Resample runs with replacement (whole groups when ``by_group``) ``n_boot`` times and refit each resample.
+    """Resample runs with replacement ``n_boot`` times and refit each resample: whole groups (the ``group`` column,
+    e.g. runs sharing a model size, which are not independent) when ``by_group``, single runs when False; None (the
+    default) resamples groups whenever the table has more than one.
 
     ``fit`` reuses a full-data FitResult (else one is fitted on ``grid``, holding ``fixed``); refits hold what it
     held. Refits are warm-started (`refit_weighted`) and run together as one batch.
     """
     table, fit = _table_and_fit(runs, form, grid, fit, delta, fixed)
     rng = np.random.default_rng(seed)
-    if by_group:
-        if "group" not in table.columns:
-            raise PlannerInputError("runs table: column 'group' is missing; a by-group bootstrap resamples groups")
+    has_groups = "group" in table.columns and table["group"].nunique() > 1
+    if by_group and "group" not in table.columns:
+        raise PlannerInputError("runs table: column 'group' is missing; a by-group bootstrap resamples groups")
+    if by_group or (by_group is None and has_groups):
         codes, uniques = pd.factorize(table["group"])
         weights = rng.multinomial(len(uniques), np.full(len(uniques), 1 / len(uniques)), size=n_boot)[:, codes]
+        unit = f"{len(uniques)} groups (column 'group')" + (": so few that the intervals are rough"
+                                                            if len(uniques) < 10 else "")
     else:
         weights = rng.multinomial(len(table), np.full(len(table), 1 / len(table)), size=n_boot)
+        unit = f"{len(table)} single runs"
     theta = refit_weighted(fit, table, weights.astype(float), delta)
-    return BootstrapResult(form, pd.DataFrame(theta_to_params(form, theta)), level)
+    method = f"{100 * level:g}% percentile bootstrap, {n_boot} refits resampling {unit}"
+    return BootstrapResult(form, pd.DataFrame(theta_to_params(form, theta)), level, method)
 
 
 def _table_and_fit(runs, form, grid, fit, delta, fixed):
@@ -339,20 +352,31 @@ def heldout_errors(runs, form="unified", grid="chinchilla", fit=None, delta=1e-3
             "scheme": "leave-one-group-out" if grouped else "leave-one-out", "n_folds": len(uniques)}
 
 
-def compare_forms(runs, forms=("unified", "chinchilla", "frantar"), grid="chinchilla", delta=1e-3,
+def compare_forms(runs, forms=("unified", "chinchilla", "frantar", "effective"), grid="chinchilla", delta=1e-3,
                   exponents=None) -> pd.DataFrame:
     """Fit every form on the same runs and tabulate in-sample and held-out error: the seed's central experiment
-    (does N_avg unify sparse and dense runs better than N_final, or than a sparsity term?).
+    (does N_avg unify sparse and dense runs better than N_final, a sparsity term (Frantar et al. 2024), or an
+    effective-parameter multiplier per sparsity (Frantar, Evci et al. 2025, `planner.effective`)?).
 
     ``exponents`` (alpha, beta) holds each form's N and D exponents (`planner.laws.EXPONENTS`: Frantar's d, f) at
-    those values, for run sets too small to identify them.
+    those values, for run sets too small to identify them. ``degenerate`` lists why a fit is not determined by the
+    runs (`planner.identify`); read its errors with that in mind.
     """
+    from planner import effective  # it builds on this module
     rows = []
     for form in forms:
-        fixed = dict(zip(EXPONENTS[form], exponents)) if exponents is not None else None
-        fit = LawFitter(form, grid=grid, delta=delta, fixed=fixed).fit(runs)
-        held = heldout_errors(runs, form, fit=fit, delta=delta)
-        rows.append({"form": form, "n_params": len(PARAM_NAMES[form]), "n_free": fit.n_free,
+        names = EXPONENTS.get(form, ("alpha", "beta"))
+        fixed = dict(zip(names, exponents)) if exponents is not None else None
+        if form == "effective":
+            fit = effective.fit(runs, grid=grid, delta=delta, fixed=fixed)
+            held, n_params = effective.heldout_errors(runs, fit, delta=delta), len(fit.params)
+            degenerate = effective.degeneracies(runs, fit)
+        else:
+            fit = LawFitter(form, grid=grid, delta=delta, fixed=fixed).fit(runs)
+            held, n_params, degenerate = heldout_errors(runs, form, fit=fit, delta=delta), len(PARAM_NAMES[form]), \
+                fit.degenerate
+        rows.append({"form": form, "n_params": n_params, "n_free": fit.n_free,
                      "objective": fit.objective, "rmse": fit.rmse, "mae": fit.mae,
-                     "heldout_rmse": held["heldout_rmse"], "heldout_mae": held["heldout_mae"]})
+                     "heldout_rmse": held["heldout_rmse"], "heldout_mae": held["heldout_mae"],
+                     "degenerate": "; ".join(degenerate)})
     return pd.DataFrame(rows)

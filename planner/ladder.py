@@ -31,8 +31,8 @@ def tiny_plan(final_sparsity: float = 0.5, steps: int = 200, seed: int = 0) -> T
                      run=RunConfig(seed=seed, eval_every=max(1, steps // 4), eval_batches=4))
 
 
-def dense_partner_shape(n_layer: int, n_head: int, target: float, d_model_max: int, convention: str = "total"
-                        ) -> ModelShape:
+def dense_partner_shape(n_layer: int, n_head: int, target: float, d_model_max: int, convention: str = "total",
+                        vocab: int = BYTE_VOCAB) -> ModelShape:
     """The dense shape of `n_layer` layers whose parameter count matches `target` (an N_avg) within 0.5%.
 
     d_model runs over multiples of 4 * n_head up to d_model_max and d_ff absorbs the rest of the count; among the
@@ -40,13 +40,13 @@ def dense_partner_shape(n_layer: int, n_head: int, target: float, d_model_max: i
     """
     best = None
     for d_model in range(4 * n_head, d_model_max + 1, 4 * n_head):
-        probe = ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=1, vocab=BYTE_VOCAB)
+        probe = ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=1, vocab=vocab)
         fixed, prunable = probe.n_params(convention)
         per_unit = 3 * d_model * n_layer  # SwiGLU: three d_model x d_ff matrices per layer
         d_ff = int(round((target - fixed - prunable + per_unit) / per_unit))
         if d_ff < 1:
             continue
-        shape = ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=d_ff, vocab=BYTE_VOCAB)
+        shape = ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=d_ff, vocab=vocab)
         if abs(sum(shape.n_params(convention)) - target) > 5e-3 * target:
             continue
         oddness = abs(np.log(d_ff / (3 * d_model)))

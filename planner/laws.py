@@ -9,8 +9,9 @@ Forms (all vectorised over numpy arrays; N counts parameters, D tokens):
   the final sparsity (Frantar et al., ICLR 2024). At a fixed S it is a Chinchilla law with A = a (1 - S)^b + c, so
   every derived quantity below reuses the Chinchilla algebra.
 
-Compute convention: C = 6 N D, with N in the law's own count (N_avg for ``unified``: the training FLOPs of a run whose
-pruned weights cost nothing, integrated over the schedule).
+Compute convention: the cost ledgers' (`planner.costs`), training FLOPs = D x FLOPs per token. `Law.compute_optimal`
+defaults to 6 N per token (N in the law's own count, attention left out: N_avg for ``unified`` is then the effective
+ledger of a run whose pruned weights cost nothing) and takes a shape family's FLOPs per token for the full ledger.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import math
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.errors import PlannerInputError
 from planner.io import fmt_of, parse_mapping, read_text, validate
@@ -88,6 +89,11 @@ class Law(BaseModel):
     n_convention: Literal["total", "non_embedding"] = "total"
     provenance: str = ""
     ci: dict[str, tuple[float, float]] | None = None
+    # Units the params were fitted in: N counted in units of n_unit parameters, D in units of d_unit of d_counts.
+    # `predict` and every method take raw parameter counts and raw tokens (or steps); the units fold into A and B.
+    n_unit: float = Field(1.0, gt=0)
+    d_unit: float = Field(1.0, gt=0)
+    d_counts: Literal["tokens", "steps"] = "tokens"
 
     @model_validator(mode="after")
     def _check_params(self):
@@ -107,7 +113,9 @@ class Law(BaseModel):
                 for k, v in self.params.items()}
 
     def _chinchilla_terms(self, sparsity=None):
-        return chinchilla_terms(self.form, self.coefficients, sparsity)
+        """(E, A, B, alpha, beta) for raw counts: A (N / n_unit)^-alpha = (A n_unit^alpha) N^-alpha, B likewise."""
+        E, A, B, alpha, beta = chinchilla_terms(self.form, self.coefficients, sparsity)
+        return E, A * self.n_unit ** alpha, B * self.d_unit ** beta, alpha, beta
 
     def predict(self, n, tokens, sparsity=None):
         """Loss at parameter count n (this law's count: N_avg for 'unified') and token count.
@@ -128,16 +136,35 @@ class Law(BaseModel):
         """a = beta / (alpha + beta) in N_opt proportional to C^a (D_opt grows as C^(1 - a))."""
         return optimal_n_exponent(*self.exponents)
 
-    def compute_optimal(self, C, sparsity=None):
-        """(N_opt, D_opt) minimising loss at compute C = 6 N D (N in this law's count), vectorised over C.
+    def compute_optimal(self, C, sparsity=None, flops_per_token=None):
+        """(N_opt, D_opt) minimising loss at training compute C = D * flops_per_token(N), N in this law's count,
+        vectorised over C.
 
-        Closed form: N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = (C/6) / N_opt, G = (alpha A / (beta B))^(1/(alpha+beta)).
+        Compute is counted as the cost ledgers count it (`planner.costs`: training FLOPs per token). The default,
+        6 N, is that ledger when every counted parameter does matrix work and attention is left out; it has the
+        closed form N_opt = G (C/6)^(beta/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta)). A shape family's
+        `flops_per_token` (`planner.candidates.family_flops_per_token`: matmul parameters and attention) is solved
+        numerically: golden section in log N within `flops_per_token.n_range`.
         """
         _, A, B, alpha, beta = self._chinchilla_terms(sparsity)
-        budget = np.asarray(C, dtype=float) / 6.0
-        G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-        n_opt = G * budget ** optimal_n_exponent(alpha, beta)
-        return n_opt, budget / n_opt
+        if flops_per_token is None:
+            budget = np.asarray(C, dtype=float) / 6.0
+            G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+            n_opt = G * budget ** optimal_n_exponent(alpha, beta)
+            return n_opt, budget / n_opt
+        C = np.asarray(C, dtype=float)
+        lo, hi = (np.full(C.shape, np.log(x)) for x in flops_per_token.n_range)
+
+        def loss(log_n):
+            n = np.exp(log_n)
+            return self.predict(n, C / flops_per_token(n), sparsity)
+        ratio = (np.sqrt(5) - 1) / 2
+        for _ in range(90):  # golden section: the bracket shrinks by 0.618 each step
+            a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+            left = loss(a) < loss(b)
+            lo, hi = np.where(left, lo, a), np.where(left, b, hi)
+        n_opt = np.exp((lo + hi) / 2)
+        return n_opt, C / flops_per_token(n_opt)
 
     def tokens_for_loss(self, target, n, sparsity=None):
         """Tokens needed to reach loss ``target`` at parameter count n; inf where the target is at or below the
@@ -169,6 +196,14 @@ PRESETS: dict[str, Law] = {
         form="chinchilla",
         params={"log_E": 0.5267228, "log_A": 6.0073404, "log_B": 6.0179186, "alpha": 0.33917084, "beta": 0.2849083},
         provenance=f"{_HOFFMANN}: unrounded log-space estimates (log E, log A, log B) as later released"),
+    "frantar-t5-c4": Law(
+        form="frantar", params={"a": 0.56778512, "b": 0.72161276, "c": 1.52265016, "d": 0.24513173,
+                                "e": 0.63361517, "f": 0.20270772, "g": 0.65074219},
+        n_unit=1e6, d_unit=1e5, d_counts="steps",
+        provenance="Frantar et al. 2024, 'Scaling Laws for Sparsely-Connected Foundation Models' (ICLR): T5 on C4 "
+                   "(span-corruption validation loss), coefficients as fitted in the jaxpruner bigsparse notebook "
+                   "(google-research/jaxpruner, projects/bigsparse/sparsity-scaling.ipynb); N = non-zero "
+                   "parameters in millions, D = training steps in units of 1e5, not tokens"),
     "epoch-replication": Law(
         form="chinchilla", params={"E": 1.8169, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658},
         provenance="Besiroglu et al. 2024, 'Chinchilla Scaling: A replication attempt' (Epoch AI): approach 3 "

@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from planner.errors import PlannerInputError
 from planner.io import Int, Real, fmt_of, number_only, parse_mapping, read_text, to_text, validate, write_model
 from planner.laws import Law
-from planner.schedules import Schedule, window_from_compute
+from planner.schedules import Schedule, closest_step_window, compute_weighting
 from planner.shapes import MAX_PARAMS, ModelShape
 
 SCHEMA_VERSION = 1
@@ -233,36 +233,33 @@ def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometri
 
     `start`/`end` are read in `window_basis`: fractions of tokens or of compute, or step numbers. Windows snap to
     whole steps, and a geometric window to a whole number of pruning intervals, so the trainer's events fall exactly
-    where the schedule says. `mask` passes granularity and pattern through.
+    where the schedule says; a compute window is the whole-step window closest to the request
+    (`schedules.closest_step_window`), and compute_start/compute_end report the fractions it achieves.
+    `mask` passes granularity and pattern through.
     """
     if shape == "dense":
         final_sparsity = 0.0
     if every_steps is None and shape == "geometric":
         every_steps = max(1, min(100, total_steps // 100))  # the seed's code prunes every 100 steps
-    fixed_active = model.fixed - model.embedding  # norm scales: unpruned and in every token's compute
-    phi = fixed_active / model.prunable
-    if window_basis != "steps" and not 0 <= start <= end <= 1:  # fractions; outside [0, 1] the solve divides by 0
-        raise PlannerInputError(f"pruning window [{start}, {end}] in {window_basis} is not within training, "
-                                f"start first")
-    if window_basis == "steps":
-        t0, t1 = start / total_steps, end / total_steps
-    elif window_basis == "compute":
-        every = np.nan if every_steps is None else every_steps / total_steps
-        t0, t1 = (float(x) for x in window_from_compute(shape, final_sparsity, start, end, phi, every))
-    elif window_basis == "tokens":
-        t0, t1 = start, end
+    phi = compute_weighting(model)
+    if window_basis == "compute":
+        if not 0 <= start <= end <= 1:
+            raise PlannerInputError(f"pruning window [{start}, {end}] in compute is not within training, start first")
+        start_step, end_step, _, _ = closest_step_window(shape, final_sparsity, start, end, phi, total_steps,
+                                                         every_steps)
     else:
-        raise PlannerInputError(f"window basis {window_basis!r}: use tokens, steps or compute")
-    if not 0 <= t0 <= t1 <= 1:
-        raise PlannerInputError(f"pruning window [{start}, {end}] in {window_basis} is not within training, "
-                                f"start first")
-    start_step = int(round(t0 * total_steps))
-    end_step = int(round(t1 * total_steps))
-    if shape == "geometric":
-        end_step = start_step + every_steps * int(round((end_step - start_step) / every_steps))
-        end_step = min(end_step, start_step + every_steps * ((total_steps - start_step) // every_steps))
-    if shape == "one_shot":
-        end_step = start_step
+        if window_basis not in ("steps", "tokens"):
+            raise PlannerInputError(f"window basis {window_basis!r}: use tokens, steps or compute")
+        t0, t1 = (start / total_steps, end / total_steps) if window_basis == "steps" else (start, end)
+        if not 0 <= t0 <= t1 <= 1:
+            raise PlannerInputError(f"pruning window [{start}, {end}] in {window_basis} is not within training, "
+                                    f"start first")
+        start_step, end_step = int(round(t0 * total_steps)), int(round(t1 * total_steps))
+        if shape == "geometric":
+            end_step = start_step + every_steps * int(round((end_step - start_step) / every_steps))
+            end_step = min(end_step, start_step + every_steps * ((total_steps - start_step) // every_steps))
+        if shape == "one_shot":
+            end_step = start_step
     bare = Schedule.from_steps(shape, final_sparsity, start_step, end_step, total_steps,
                                every_steps if shape == "geometric" else None)
     c0, c1 = (float(x) for x in bare.compute_fraction(np.array([bare.start, bare.end]), phi))

@@ -6,6 +6,8 @@ Canonical columns of a validated table:
 * ``n_avg``: average parameter count over training (the unified law's N); dense runs may give ``n`` instead;
 * ``n_final``: parameter count at the end (non-zero weights); defaults to ``n`` for dense runs;
 * ``sparsity``: final sparsity in [0, 1), default 0;
+* ``n_total``: every weight of the model, pruned or not (the effective-parameter form's N); defaults to ``n_final``
+  for dense runs;
 * ``group`` (e.g. model size, for leave-one-group-out) and ``name``: optional labels.
 
 A form needs its N column (`planner.laws.N_COLUMN`): ``unified`` reads ``n_avg``, ``chinchilla`` reads ``n`` else
@@ -22,7 +24,9 @@ from planner.errors import PlannerInputError
 from planner.io import not_regular
 from planner.laws import N_COLUMN, PARAM_NAMES
 
-_NUMERIC = ("loss", "tokens", "n", "n_avg", "n_final", "sparsity")
+_NUMERIC = ("loss", "tokens", "n", "n_avg", "n_final", "n_total", "sparsity")
+# Largest plausible values: 1e16 parameters, 1e18 tokens (far beyond any run), a loss of 1e3 nats.
+_CEILING = {"n_avg": 1e16, "n_final": 1e16, "n_total": 1e16, "tokens": 1e18, "loss": 1e3}
 
 
 def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
@@ -52,12 +56,16 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
             out[col] = _numeric(raw[col], label, col, required=col in needed)
     if "sparsity" not in out.columns:
         out["sparsity"] = 0.0
-    for col in ("loss", "tokens", "n_avg", "n_final"):
+    for col in ("loss", "tokens", "n_avg", "n_final", "n_total"):
         if col in out.columns:
             bad = np.flatnonzero(~(out[col] > 0) & out[col].notna())
             if bad.size:
                 raise PlannerInputError(f"{label}: column '{col}' must be positive; row {bad[0] + 1} has "
                                         f"{float(out[col].iloc[bad[0]]):g}")
+            big = np.flatnonzero(out[col] > _CEILING[col])
+            if big.size:
+                raise PlannerInputError(f"{label}: column '{col}' has {out[col].iloc[big[0]]:g} in row {big[0] + 1}, "
+                                        f"above the plausible {_CEILING[col]:g} (raw counts, not logs or scaled units)")
     s = out["sparsity"]
     bad = np.flatnonzero(((s < 0) | (s >= 1)) & s.notna())
     if bad.size:
@@ -65,6 +73,9 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
                                 f"{float(s.iloc[bad[0]]):g}")
     if form != "frantar":
         out["sparsity"] = s.fillna(0.0)
+    if "n_final" in out.columns:  # a dense run's total is its final count
+        total = out["n_total"] if "n_total" in out.columns else pd.Series(np.nan, index=out.index)
+        out["n_total"] = total.fillna(out["n_final"].where(out["sparsity"].fillna(0.0) == 0))
     for col in ("group", "name"):
         if col in raw.columns:
             out[col] = raw[col].astype(str).to_numpy()
@@ -123,6 +134,7 @@ def seed_pairs() -> pd.DataFrame:
     table = pd.DataFrame({
         "loss": card["final_train_loss"], "tokens": card["tokens"],
         "n_avg": card["avg_linear_params"] + fixed, "n_final": card["nonzero_linear_params"] + fixed,
-        "sparsity": card["final_sparsity"], "group": card["pair"], "name": card["model"],
+        "n_total": card["total_params"], "sparsity": card["final_sparsity"], "group": card["pair"],
+        "name": card["model"],
     })
     return load_runs(table, form="frantar")

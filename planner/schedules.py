@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from planner.shapes import ModelShape, matmul_params
+
 ScheduleShape = Literal["dense", "one_shot", "linear", "cubic", "geometric", "piecewise"]
 SHAPES: tuple[str, ...] = ("dense", "one_shot", "linear", "cubic", "geometric", "piecewise")
 DEFAULT_EVENTS = 100  # geometric intervals in the window when no pruning frequency is given
@@ -102,50 +104,106 @@ def n_of_t(density, n_fixed, n_prunable):
     return np.asarray(n_fixed, dtype=float) + np.asarray(n_prunable, dtype=float) * density
 
 
+def compute_weighting(model: ModelShape) -> float:
+    """phi = unpruned / prunable matrix-work parameters (`planner.shapes.matmul_params`, the cost ledgers' N): the one
+    weighting by which compute up to token fraction t is proportional to phi t + I(t). 0 for an untied model."""
+    fixed, prunable = matmul_params(model)
+    return fixed / prunable
+
+
+def compute_fraction(t, cumulative, total, fixed_ratio=0.0):
+    """Share of training compute spent by token fraction t: (phi t + I(t)) / (phi + I(1)), given I(t) and I(1)."""
+    phi = np.asarray(fixed_ratio, dtype=float)
+    return (phi * np.asarray(t, dtype=float) + cumulative) / (phi + total)
+
+
+def _achieved(t0, t1, shape, s_f, phi, every, s_i):
+    """Compute fractions (c0, c1) that a token-fraction window (t0, t1) reaches."""
+    total = cumulative_density(1.0, shape, s_f, t0, t1, every, s_i)
+    return tuple(compute_fraction(t, cumulative_density(t, shape, s_f, t0, t1, every, s_i), total, phi)
+                 for t in (t0, t1))
+
+
 def window_from_compute(shape: str, final_sparsity, c_start=0.25, c_end=0.75, fixed_ratio=0.0, every=np.nan,
                         initial_sparsity=0.0, iters: int = 60):
     """Token fractions (start, end) at which cumulative training compute reaches c_start and c_end of the total.
 
-    Compute up to t is proportional to integral_0^t N_active = phi*t + I(t), with phi = N_fixed_active / N_prunable
-    (the unpruned weights that still do matrix work, normally ~0: norms; embeddings do no FLOPs). The window feeds back
-    into I, so solve by fixed-point: with w = mean density inside the window (held from the last iterate) and
-    d_f = 1 - s_f, the two conditions are linear in (start, end):
+    Compute up to t is proportional to phi*t + I(t) (`compute_weighting`). The window feeds back into I, so solve by
+    fixed point: with w = mean density inside the window (held from the last iterate) and d_f = 1 - s_f, the two
+    conditions are linear in (start, end):
         (1+phi) t0                              = c0 * F
         phi t1 + t0 + w (t1 - t0)               = c1 * F,   F = phi + t0 + w (t1 - t0) + d_f (1 - t1).
-    `every` is a fraction of training (a fixed step count), so for geometric the event count moves with the window.
-    Vectorised over arrays; returns arrays.
+    A window of zero width (c_end = c_start, or one_shot) is a single pruning event: w = d_f, start = end.
+    `every` is a fraction of training (a fixed step count), so for geometric the event count moves with the window
+    and the iteration can cycle between event counts; then the iterate whose compute fractions came closest to the
+    request is returned (the cycle repeats, so more iterations do not change it). Vectorised; returns arrays.
     """
     s_f, c0, c1, phi = (np.asarray(x, dtype=float) for x in (final_sparsity, c_start, c_end, fixed_ratio))
     if shape == "dense":
         s_f = np.zeros_like(s_f)
     d_f = 1.0 - s_f
+    point = (c1 - c0 <= 1e-12) | (shape == "one_shot")
     t0, t1 = np.broadcast_arrays(c0.copy(), c1.copy())
     t0, t1 = t0.astype(float), t1.astype(float)
+    best0, best1, best_err = t0, t1, np.full(t0.shape, np.inf)
     for _ in range(iters):
         width = np.maximum(t1 - t0, 1e-12)
-        w = (cumulative_density(t1, shape, s_f, t0, t1, every, initial_sparsity) - t0) / width
-        if shape == "one_shot":  # the window is a single point: only c_start matters
-            w = d_f
-        # Solve the 2x2 linear system [[a11, a12], [a21, a22]] @ [t0, t1] = [r1, r2].
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = (cumulative_density(t1, shape, s_f, t0, t1, every, initial_sparsity) - t0) / width
+        w = np.where(point, d_f, w)
+        # Solve the 2x2 linear system [[a11, a12], [a21, a22]] @ [t0, t1] = [r1, r2] (zero width: first row only).
         a11 = 1 + phi - c0 * (1 - w)
         a12 = -c0 * (w - d_f)
         a21 = (1 - w) - c1 * (1 - w)
         a22 = phi + w - c1 * (w - d_f)
         r1 = c0 * (phi + d_f)
         r2 = c1 * (phi + d_f)
-        det = a11 * a22 - a12 * a21
-        new0 = (r1 * a22 - a12 * r2) / det
-        new1 = (a11 * r2 - a21 * r1) / det
-        if shape == "one_shot":
-            new1 = new0
+        det = np.where(point, 1.0, a11 * a22 - a12 * a21)
+        new0 = np.where(point, r1 / a11, (r1 * a22 - a12 * r2) / det)
+        new1 = np.where(point, new0, (a11 * r2 - a21 * r1) / det)
         # c_end >= c_start implies end >= start; round-off in a near-empty window must not invert it.
         new0 = np.clip(new0, 0.0, 1.0)
         new1 = np.clip(np.maximum(new1, new0), 0.0, 1.0)
         done = np.allclose(new0, t0, atol=1e-13, rtol=0) and np.allclose(new1, t1, atol=1e-13, rtol=0)
         t0, t1 = new0, new1
         if done:
-            break
-    return t0, t1
+            return t0, t1
+        a0, a1 = _achieved(t0, t1, shape, s_f, phi, every, initial_sparsity)
+        err = np.maximum(np.abs(a0 - c0), np.abs(a1 - c1))
+        better = err < best_err
+        best0, best1, best_err = np.where(better, t0, best0), np.where(better, t1, best1), np.minimum(err, best_err)
+    return best0, best1
+
+
+def closest_step_window(shape: str, final_sparsity, c_start, c_end, fixed_ratio, total_steps: int,
+                        every_steps: int | None = None, initial_sparsity=0.0):
+    """The whole-step window whose compute fractions are closest to (c_start, c_end): (start_step, end_step, c0, c1).
+
+    Closest is the smallest max(|c0 - c_start|, |c1 - c_end|), ties to the earliest window; a geometric window holds
+    a whole number of `every_steps` intervals and ends within training. The continuous solve only seeds the
+    neighbourhood searched (start within about half an interval, end within one interval), so the answer is one
+    definite window whatever the iteration does.
+    """
+    T, every = total_steps, every_steps or 1
+    t0, t1 = (float(x) for x in window_from_compute(shape, final_sparsity, c_start, c_end, fixed_ratio,
+                                                    every / T if shape == "geometric" else np.nan, initial_sparsity))
+    reach = every // 2 + 2
+    starts = np.unique(np.clip(np.arange(round(t0 * T) - reach, round(t0 * T) + reach + 1), 0, T))[:, None]
+    if shape == "geometric":
+        k = round((t1 - t0) * T / every)
+        ends = starts + every * np.arange(max(k - 1, 0), k + 2)
+        ends = np.minimum(ends, starts + every * ((T - starts) // every))
+    elif shape == "one_shot" or c_end <= c_start:
+        ends = starts
+    else:
+        ends = np.clip(np.arange(round(t1 * T) - 2, round(t1 * T) + 3), 0, T)[None, :]
+    S, E = (a.ravel() for a in np.broadcast_arrays(starts, ends))
+    ok = E >= S
+    S, E = S[ok], E[ok]
+    geo_every = every / T if shape == "geometric" else np.nan
+    a0, a1 = _achieved(S / T, E / T, shape, final_sparsity, fixed_ratio, geo_every, initial_sparsity)
+    i = int(np.argmin(np.maximum(np.abs(a0 - c_start), np.abs(a1 - c_end))))
+    return int(S[i]), int(E[i]), float(a0[i]), float(a1[i])
 
 
 class Schedule(BaseModel):
@@ -234,9 +292,8 @@ class Schedule(BaseModel):
         return float(n_of_t(self.final_density, n_fixed, n_prunable))
 
     def compute_fraction(self, t, fixed_ratio: float = 0.0) -> np.ndarray:
-        """Fraction of training compute spent by token fraction t."""
-        spent = fixed_ratio * np.asarray(t, dtype=float) + self.cumulative(t)
-        return spent / (fixed_ratio + self.mean_density())
+        """Fraction of training compute spent by token fraction t (fixed_ratio: `compute_weighting`)."""
+        return compute_fraction(t, self.cumulative(t), self.mean_density(), fixed_ratio)
 
     @classmethod
     def from_steps(cls, shape: str, final_sparsity: float, start_step: int, end_step: int, total_steps: int,

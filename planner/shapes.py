@@ -113,3 +113,10 @@ PRESETS: dict[str, ModelShape] = {
     "tiny": ModelShape(n_layer=2, d_model=64, n_head=4, d_ff=192, vocab=256),
     "cpu-small": ModelShape(n_layer=4, d_model=128, n_head=4, d_ff=384, vocab=256),
 }
+
+
+def matmul_params(model: ModelShape) -> tuple[int, int]:
+    """(fixed, prunable) parameters doing matrix work, the cost model's N (planner.costs): the prunable linear weights,
+    plus a tied LM head, which multiplies but is never pruned. Embedding lookups and norm scales do no matmuls."""
+    c = model.counts()
+    return (c["embedding"] if model.tied_embeddings else 0), c["prunable"]

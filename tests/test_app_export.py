@@ -7,7 +7,8 @@ import yaml
 
 from app.ui import export_view as ev
 from app.ui.pareto_view import PlannerInputs, search, selected_plan
-from planner.plan import plan_from_text
+from planner.export import maxtext, torchao
+from planner.plan import derive, plan_from_text
 from test_app_common import assert_clean, open_page
 
 PAGE = "views/export.py"
@@ -24,8 +25,11 @@ def test_page_exports_the_selected_plan():
     plan = default_plan()
     assert plan.name in at.markdown[0].value
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Download plan (YAML)", "Download plan (JSON)", "Download ladder (zip of YAML)",
-                      "Download ladder (multi-document YAML)"]
+    assert labels == ["Download plan (YAML)", "Download plan (JSON)", "MaxText fork (seed) (zip)",
+                      "PyTorch torch.ao (zip)", "llm-compressor (zip)", "litgpt (zip)",
+                      "Download ladder (zip of YAML)", "Download ladder (multi-document YAML)"]
+    # each target's caveats sit beside its button: llm-compressor cannot prune globally
+    assert any("per-layer instead of the plan's global threshold" in m.value for m in at.markdown)
     assert at.dataframe[0].value["plan"].tolist()[0] == f"{plan.name}-r0-sparse"
 
 
@@ -58,3 +62,30 @@ def test_ladder_bytes_hold_every_rung():
     with zipfile.ZipFile(io.BytesIO(ev.ladder_zip_bytes(ladder))) as zf:
         assert sorted(zf.namelist()) == sorted(f"{p.name}.yaml" for p in ladder)
         assert all(plan_from_text(zf.read(n).decode(), n) in ladder for n in zf.namelist())
+
+
+def test_target_downloads_hold_the_files_the_cli_writes(tmp_path):
+    from planner.cli import main
+    from planner.plan import dump_plan
+    plan = default_plan()
+    exports = ev.target_exports(plan)
+    path = dump_plan(plan, tmp_path / "plan.yaml")
+    for target, ex in exports.items():
+        assert main(["export", str(path), "--to", target, "--out", str(tmp_path / target)]) == 0
+        with zipfile.ZipFile(io.BytesIO(ex.zip_bytes())) as zf:
+            assert sorted(zf.namelist()) == sorted(p.name for p in (tmp_path / target).iterdir())
+            assert all(zf.read(n).decode() == (tmp_path / target / n).read_text() for n in zf.namelist())
+    model, schedule, _ = maxtext.read_schedule(exports["maxtext"].files[f"{plan.name}.yml"])
+    assert abs(derive(model, schedule).n_avg / exports["maxtext"].n_avg - 1) < 1e-12
+    densities, steps = torchao.read_schedule(exports["torchao"].files[f"{torchao.module_name(plan)}.py"])
+    assert steps == plan.budget.steps and densities[-1] == 1 - plan.schedule.final_sparsity
+
+
+def test_a_device_count_that_does_not_divide_the_batch_is_shown_not_raised():
+    at = open_page(PAGE)
+    at.number_input(key="export_devices").set_value(3).run()
+    assert_clean(at)
+    warnings = [w.value for w in at.warning]
+    assert any("maxtext --devices 3" in w for w in warnings) and any("litgpt --devices 3" in w for w in warnings)
+    labels = [b.label for b in at.get("download_button")]
+    assert "PyTorch torch.ao (zip)" in labels and "litgpt (zip)" not in labels

@@ -61,7 +61,7 @@ def test_seed_pairs_hold_the_epoch_exponents_by_default():
 def test_comparison_of_the_three_forms_equals_the_planner():
     at = laws_page(forms=("unified", "chinchilla", "frantar"))
     shown = at.dataframe[0].value
-    direct = compare_forms(seed_pairs(), grid="coarse", exponents=EPOCH)
+    direct = compare_forms(seed_pairs(), forms=("unified", "chinchilla", "frantar"), grid="coarse", exponents=EPOCH)
     assert len(shown) == 3 and shown["free"].tolist() == [3, 3, 5]
     np.testing.assert_array_equal(shown["held-out RMSE (nats)"], direct["heldout_rmse"])
     np.testing.assert_array_equal(shown["RMSE (nats)"], direct["rmse"])

@@ -93,6 +93,20 @@ def test_frontier_json_in_both_modes(capsys):
     assert code == 0 and data["mode"] == "budget" and data["comparison"][0]["plan"] == "lowest loss"
 
 
+def test_opt_in_schedules_warn_in_json_csv_and_text(capsys, tmp_path):
+    argv = ["frontier", "--target-loss", "2.6", "--lifetime-tokens", "1e13", "--sparsities", "0,0.8"]
+    code, stdout, err = run(capsys, *argv, "--json")
+    assert code == 0 and json.loads(stdout)["warnings"] == [] and err == ""  # the default search: validated only
+    csv = tmp_path / "f.csv"
+    code, _, err = run(capsys, *argv, "--schedules", "geometric 50-75", "--csv", str(csv))
+    assert code == 0 and err.startswith("warning: lifetime-optimal: pruning window 50%->75%")
+    assert "schedule_warning" in csv.read_text().splitlines()[0]
+    code, stdout, _ = run(capsys, *argv, "--schedules", "geometric 50-75", "--json")
+    data = json.loads(stdout)
+    assert "dense share before 50%" in data["warnings"][0]
+    assert data["comparison"][0]["schedule_flag"] != 0 and data["comparison"][0]["schedule_warning"]
+
+
 def test_schedule_subcommand_reproduces_the_seed_80p_card(capsys):
     code, stdout, _ = run(capsys, "schedule", "--shape", "geometric", "--final-sparsity", "0.8", "--start-step",
                           "2500", "--end-step", "12600", "--every", "100", "--total-steps", "25050", "--model",
@@ -159,10 +173,14 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
 
 def test_a_fitted_law_file_drives_the_plan(capsys, tmp_path):
     """fit --save-law writes the law with its intervals; plan --law FILE predicts with exactly that law."""
-    from planner.laws import load_law
-    from planner.runs import seed_pairs
-    runs = tmp_path / "seed.csv"
-    seed_pairs().to_csv(runs, index=False)
+    import numpy as np
+    import pandas as pd
+    from planner.laws import get_law, load_law
+    n, d = (a.ravel() for a in np.meshgrid(np.geomspace(5e7, 5e8, 4), np.geomspace(2e9, 2e10, 3)))
+    noise = np.exp(np.random.default_rng(0).normal(0, 0.005, n.size))
+    runs = tmp_path / "runs.csv"
+    pd.DataFrame({"n_avg": n, "tokens": d, "loss": get_law("epoch-replication").predict(n, d) * noise,
+                  "group": np.round(n)}).to_csv(runs, index=False)
     law_path = tmp_path / "law.json"
     code, _, err = run(capsys, "fit", str(runs), "--form", "unified", "--grid", "coarse", "--fix-exponents",
                        "epoch-replication", "--bootstrap", "20", "--save-law", str(law_path), "--json")
@@ -183,3 +201,22 @@ def test_a_fitted_law_file_drives_the_plan(capsys, tmp_path):
 def test_bad_law_flag_is_one_line(capsys, tmp_path, spec, needle):
     assert_one_line_error(capsys, ["plan", "--model", "llama2-70m", "--final-sparsity", "0.5", "--law", spec,
                                    "--out", str(tmp_path / "p.yaml")], needle)
+
+
+def test_all_extrapolated_is_one_note_not_a_flag_on_every_row(capsys):
+    code, stdout, _ = run(capsys, "frontier", "--target-loss", "2.3")
+    assert code == 0 and stdout.count("note: every one of the") == 1 and "nearest plan inside it" in stdout
+    assert "extrapolated" not in stdout.split("note:")[0]
+    code, stdout, _ = run(capsys, "frontier", "--target-loss", "2.3", "--json")
+    data = json.loads(stdout)
+    assert len(data["notes"]) == 1 and data["nearest_in_region"]["extrapolated"] is False
+
+
+def test_plan_reports_the_compute_window_it_achieved(capsys, tmp_path):
+    code, _, err = run(capsys, "plan", "--model", "llama2-1b", "--final-sparsity", "0.8", "--tokens", "2.1e11",
+                       "--batch-size", "4096", "--every-steps", "100", "--out", str(tmp_path / "p.yaml"))
+    plan = load_plan(tmp_path / "p.yaml")
+    s = plan.schedule
+    assert code == 0 and f"steps {s.start_step}->{s.end_step} of {plan.budget.steps}" in err
+    assert abs(s.compute_start - 0.25) < 0.005 and abs(s.compute_end - 0.75) < 0.005
+    assert f"{s.compute_start:.2%}->{s.compute_end:.2%}" in err

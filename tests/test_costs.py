@@ -159,3 +159,44 @@ def test_final_model_memory():
     assert final_model_memory(model, 0.5, "float32")["dense"] == total * 4
     wide = ModelShape(n_layer=1, d_model=256, n_head=2, d_ff=70000, vocab=10)
     assert final_model_memory(wide, 0.9)["csr"] > final_model_memory(wide, 0.9, index_bytes=2)["csr"]
+
+
+def test_distinct_phase_speedups_land_in_their_own_ledger():
+    """Training, prefill and decode speedups set to different values, each ledger written out by hand: swapping any
+    two phases, or pricing inference on the non-zero instead of the dense GEMMs, changes a number here."""
+    hw = hardware_profile("h100", speedup_train=1.3, speedup_prefill=1.7, speedup_decode=1.1, mfu_train=0.4,
+                          mfu_prefill=0.5, mfu_decode=0.05, usd_per_gpu_hour=3.0)
+    sched = Schedule.from_steps("geometric", 0.8, 2500, 12600, 25050, 100)
+    tokens, lifetime, share, ctx = 2e11, 1e12, 0.75, 4096
+    c = cost_ledgers(stand_in(LLAMA_1B, sched, tokens), hw, lifetime_tokens=lifetime, context=ctx,
+                     prefill_share=share)
+    n, after = PRUNABLE_1B, 1 - 12600 / 25050  # the sparse phase: after the window, final mask in force
+    attn_train, attn_infer = 12 * 16 * 2048 * 2048, 4 * 16 * ctx * 2048
+    wallclock = tokens * (6 * n * ((1 - after) + after / 1.3) + attn_train)
+    assert c.train_flops_wallclock_equivalent == pytest.approx(wallclock, rel=1e-12)
+    assert c.train_gpu_hours == pytest.approx(wallclock / (989e12 * 0.4) / 3600, rel=1e-12)
+    prefill_seconds = share * lifetime * (2 * n / 1.7 + attn_infer) / (989e12 * 0.5)
+    decode_seconds = (1 - share) * lifetime * (2 * n / 1.1 + attn_infer) / (989e12 * 0.05)
+    assert c.inference_gpu_hours == pytest.approx((prefill_seconds + decode_seconds) / 3600, rel=1e-12)
+    assert c.inference_usd == pytest.approx(3.0 * c.inference_gpu_hours, rel=1e-12)
+    assert c.train_usd == pytest.approx(3.0 * c.train_gpu_hours, rel=1e-12)
+    assert c.lifetime_inference_flops == pytest.approx(lifetime * (2 * n * 0.2 + attn_infer), rel=1e-12)
+    dense = cost_ledgers(stand_in(LLAMA_1B, Schedule(shape="dense"), tokens), hw, lifetime_tokens=lifetime,
+                         context=ctx, prefill_share=share)  # a dense model gets no pattern speedup anywhere
+    assert dense.train_flops_wallclock_equivalent == pytest.approx(tokens * (6 * n + attn_train), rel=1e-12)
+    assert dense.inference_gpu_hours == pytest.approx(
+        lifetime * (share * (2 * n + attn_infer) / (989e12 * 0.5) + (1 - share) * (2 * n + attn_infer)
+                    / (989e12 * 0.05)) / 3600, rel=1e-12)
+
+
+@pytest.mark.parametrize("target, lifetime", [(2.4, 1e11), (2.6, 1e12), (2.8, 1e13), (3.0, 1e14)])
+def test_dollars_at_unstructured_1x_pick_a_dense_plan(target, lifetime):
+    """On dense GEMMs (speedup 1.0) pruned weights still cost full price: the dollar objective picks a dense plan,
+    while the FLOP objective (ideal sparse kernels) picks a sparse one when inference is heavy."""
+    from planner.search import lifetime_optimal
+    few = dict(sparsities=(0.0, 0.5, 0.8), lifetime_tokens=lifetime)
+    usd = lifetime_optimal(target_loss=target, objective="usd", **few)
+    assert usd.best["final_sparsity"] == 0.0
+    assert usd.savings.loc["dense inference-aware", "saved_lifetime_usd"] == pytest.approx(0.0, abs=1e-6)
+    if lifetime >= 1e12:
+        assert lifetime_optimal(target_loss=target, objective="flops", **few).best["final_sparsity"] > 0

@@ -176,7 +176,7 @@ def test_heldout_uses_groups_else_single_runs(dense, dense_fit):
 def test_compare_forms_prefers_n_avg_when_the_unified_law_holds():
     table = compare_forms(sparse_runs(), forms=("unified", "chinchilla"), grid="coarse")
     assert list(table.columns) == ["form", "n_params", "n_free", "objective", "rmse", "mae", "heldout_rmse",
-                                   "heldout_mae"]
+                                   "heldout_mae", "degenerate"]
     best = table.set_index("form")
     assert best.loc["unified", "heldout_rmse"] < best.loc["chinchilla", "heldout_rmse"]
     assert best.loc["unified", "objective"] < best.loc["chinchilla", "objective"]
@@ -253,8 +253,9 @@ def test_bad_held_parameters_are_refused(fixed, message):
 
 def test_compare_forms_on_the_seed_pairs_with_held_exponents():
     table = compare_forms(seed_pairs(), grid="coarse", exponents=(HELD["alpha"], HELD["beta"]))
-    assert table["form"].tolist() == ["unified", "chinchilla", "frantar"]
-    assert table["n_free"].tolist() == [3, 3, 5] and table["n_params"].tolist() == [5, 5, 7]
+    assert table["form"].tolist() == ["unified", "chinchilla", "frantar", "effective"]
+    assert table["n_free"].tolist() == [3, 3, 5, 7] and table["n_params"].tolist() == [5, 5, 7, 9]
+    assert table["degenerate"].str.contains("vanished").all()  # 8 runs cannot pin the data term (see below)
     assert np.isfinite(table[["rmse", "heldout_rmse", "heldout_mae"]].to_numpy()).all()
     assert (table["heldout_rmse"] >= table["rmse"]).all()
     frantar = LawFitter("frantar", grid="coarse", fixed={"d": HELD["alpha"], "f": HELD["beta"]}).fit(seed_pairs())
@@ -327,3 +328,105 @@ def test_bootstrap_refits_reach_a_full_grid_refit(dense, dense_fit):
     for w, theta in zip(weights, warm):
         full = batched_newton(batched_bfgs(grid, prob, weights=w[None])[0], prob, weights=w[None])[1]
         assert evaluate(theta, prob, weights=w[None])[0][0] <= np.nanmin(full) * (1 + 1e-6)
+
+
+def test_huber_value_is_scipys_huber_of_the_log_residuals():
+    """The summed objective against scipy.special.huber on log residuals computed here from the formula, with
+    residuals on both sides of +-delta (an asymmetric clip would show)."""
+    from scipy.special import huber
+    runs = load_runs(dense_runs(noise=0.02, seed=4), "chinchilla")
+    F, y = design("chinchilla", runs)
+    n, d, loss = (runs[c].to_numpy() for c in ("n_final", "tokens", "loss"))
+    truth = np.log([TRUTH.params[k] for k in ("E", "A", "B")]).tolist() + [TRUTH.params["alpha"], TRUTH.params["beta"]]
+    theta = np.array([truth, np.add(truth, [0.0, 0.01, -0.01, 0.0, 0.0])])  # residuals: the 2% noise, both signs
+    weights = np.random.default_rng(1).integers(0, 3, (2, len(runs))).astype(float)
+    for delta in (0.005, 0.02):
+        f, _ = objective(theta, F, y, delta=delta, weights=weights)
+        for i, (log_e, log_a, log_b, alpha, beta) in enumerate(theta):
+            r = np.log(np.exp(log_e) + np.exp(log_a) * n ** -alpha + np.exp(log_b) * d ** -beta) - np.log(loss)
+            assert (r < -delta).any() and (r > delta).any() and (np.abs(r) <= delta).any()
+            assert f[i] == pytest.approx(np.sum(weights[i] * huber(delta, r)), rel=1e-12)
+
+
+@pytest.mark.parametrize("table, message", [
+    (pd.DataFrame({"n": [1e8] * 6, "tokens": [1e10] * 6, "loss": [3, 3.1, 2.9, 3, 3.05, 2.95]}),
+     "every run has the same 'n_final'"),
+    (pd.DataFrame({"n": np.geomspace(1e7, 1e9, 6), "tokens": np.geomspace(1e9, 1e11, 6), "loss": [3.0] * 6}),
+     "column 'loss' is 3 in every run"),
+    (pd.DataFrame({"n": np.geomspace(1e300, 1e301, 6), "tokens": np.geomspace(1e9, 1e11, 6),
+                   "loss": np.linspace(3, 2, 6)}), "above the plausible 1e+16")])
+def test_runs_that_cannot_determine_a_fit_exit_2_with_one_line(tmp_path, capsys, table, message):
+    path = tmp_path / "runs.csv"
+    table.to_csv(path, index=False)
+    assert planner_main(["fit", str(path), "--form", "chinchilla", "--grid", "coarse"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_degenerate_fit_says_so_in_one_line_instead_of_intervals(tmp_path, capsys):
+    """A free 5-parameter fit to the seed's 8 runs: the exponents run off; no zero-width interval may be printed."""
+    fit = LawFitter("chinchilla", grid="coarse").fit(seed_pairs())
+    assert any("alpha" in note for note in fit.degenerate)
+    path = tmp_path / "seed.csv"
+    seed_pairs().to_csv(path, index=False)
+    argv = ["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--bootstrap", "20"]
+    assert planner_main(argv) == 0
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("warning: degenerate fit: ") and "[" not in out
+    assert planner_main(argv + ["--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["degenerate"] and "ci" not in data
+
+
+def test_well_posed_fits_are_not_called_degenerate(dense_fit):
+    assert dense_fit.degenerate == ()
+    assert LawFitter("unified", grid="coarse").fit(sparse_runs()).degenerate == ()
+
+
+def test_held_exponents_on_the_seed_pairs_leave_the_data_term_undetermined():
+    """Each seed pair trains a different size for a different token count: with the exponents held, B runs to 0."""
+    fit = LawFitter("unified", grid="coarse", fixed=HELD).fit(seed_pairs())
+    assert any("B term has vanished" in note for note in fit.degenerate)
+
+
+def test_bootstrap_resamples_groups_by_default_and_says_which(dense, dense_fit):
+    auto = bootstrap(dense, "chinchilla", n_boot=30, seed=5, fit=dense_fit)
+    grouped = bootstrap(dense, "chinchilla", n_boot=30, seed=5, fit=dense_fit, by_group=True)
+    single = bootstrap(dense, "chinchilla", n_boot=30, seed=5, fit=dense_fit, by_group=False)
+    pd.testing.assert_frame_equal(auto.samples, grouped.samples)
+    assert "8 groups (column 'group')" in auto.method and "percentile" in auto.method
+    assert "48 single runs" in single.method and not single.samples.equals(auto.samples)
+    assert "single runs" in bootstrap(dense.drop(columns="group"), "chinchilla", n_boot=5, fit=dense_fit).method
+
+
+def test_cli_reports_the_interval_method(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    dense_runs().to_csv(path, index=False)
+    code, out = run_cli(["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--bootstrap", "10",
+                         "--json"], capsys)
+    assert code == 0 and "groups (column 'group')" in json.loads(out)["ci_method"]
+    code, out = run_cli(["fit", str(path), "--form", "chinchilla", "--grid", "coarse", "--bootstrap", "10",
+                         "--by-run"], capsys)
+    assert code == 0 and "intervals: 95% percentile bootstrap, 10 refits resampling 48 single runs" in out
+
+
+def test_effective_parameter_form_recovers_known_multipliers():
+    """Frantar, Evci et al. 2025: L = A / (N eff(S))^alpha + B / D^beta + E, N counting every weight."""
+    from planner import effective
+    rng = np.random.default_rng(7)
+    n0, d, s = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 3e9, 5), np.geomspace(1e10, 2e11, 4),
+                                               [0.0, 0.5, 0.8], indexing="ij"))
+    eff = np.select([s == 0.5, s == 0.8], [0.8, 0.5], 1.0)
+    c = TRUTH.coefficients
+    loss = (c["E"] + c["A"] * (n0 * eff) ** -c["alpha"] + c["B"] * d ** -c["beta"]) * np.exp(
+        rng.normal(0, 0.002, n0.size))
+    runs = pd.DataFrame({"loss": loss, "tokens": d, "n_total": n0, "n_final": n0 * (1 - s), "n_avg": n0 * (1 - s / 2),
+                         "sparsity": s, "group": np.round(n0)})
+    fit = effective.fit(runs, grid="coarse")
+    assert fit.params["eff@0.5"] == pytest.approx(0.8, rel=0.03) and fit.params["eff@0.8"] == pytest.approx(0.5, rel=0.03)
+    assert fit.rmse < 0.01 and effective.degeneracies(runs, fit) == ()
+    np.testing.assert_allclose(fit.predict(load_runs(runs, "frantar")), loss, rtol=0.01)
+    table = compare_forms(runs, forms=("unified", "effective"), grid="coarse")
+    assert table.set_index("form").loc["effective", "n_params"] == 7
+    with pytest.raises(PlannerInputError, match="n_total"):
+        effective.fit(runs.drop(columns="n_total"), grid="coarse")

@@ -117,3 +117,48 @@ def test_compute_optimal_scales_with_the_exponent():
     n1, _ = EPOCH.compute_optimal(1e21)
     n2, _ = EPOCH.compute_optimal(1e23)
     assert n2 / n1 == pytest.approx(100 ** a, rel=1e-10)
+
+
+def test_frantar_t5_c4_preset_reproduces_the_jaxpruner_notebook():
+    """The notebook fits N in millions of non-zero parameters and D in 1e5 training steps; the preset takes raw
+    counts and steps and gives its predictions: the first T5 run (scale 1/128, dense, 250k steps) and its
+    extrapolation (48 x 12 x 1024^2 non-zero parameters, 75% sparse, 500k steps)."""
+    law = PRESETS["frantar-t5-c4"]
+    assert (law.n_unit, law.d_unit, law.d_counts) == (1e6, 1e5, "steps")
+    assert law.predict(24 * 12 * 768 ** 2 / 128, 250_000, 0.0) == pytest.approx(3.1273, abs=5e-5)
+    assert law.predict(48 * 12 * 1024 ** 2, 500_000, 0.75) == pytest.approx(1.4683, abs=5e-5)
+    p = law.params  # the notebook's own formula in its own units
+    s, n, d = 0.5, 3.7, 4.2
+    by_hand = (p["a"] * (1 - s) ** p["b"] + p["c"]) * n ** -p["d"] + p["e"] * d ** -p["f"] + p["g"]
+    assert law.predict(n * 1e6, d * 1e5, s) == pytest.approx(by_hand, rel=1e-12)
+    assert Law.model_validate_json(law.model_dump_json()) == law
+
+
+def test_a_law_in_steps_cannot_plan_token_budgets():
+    from planner.errors import PlannerInputError
+    from planner.search import candidates
+    with pytest.raises(PlannerInputError, match="training steps"):
+        candidates(PRESETS["frantar-t5-c4"], tokens_per_param=(20,), d_models=(512,))
+
+
+def test_compute_optimal_in_the_ledgers_convention():
+    """With the family's FLOPs per token (matmul parameters and attention), the optimum spends exactly C in the
+    effective ledger and matches the search's dense compute-optimal plan at that budget to within a family step."""
+    from planner.candidates import family_flops_per_token
+    from planner.search import budget_optimal
+    law = default_law()
+    per_token = family_flops_per_token(law, seq_len=2048)
+    for C in (1e20, 1e22):
+        n, d = law.compute_optimal(C, flops_per_token=per_token)
+        assert d * per_token(n) == pytest.approx(C, rel=1e-9)
+        for k in (0.9, 1.1):
+            assert law.predict(n * k, C / per_token(n * k)) > law.predict(n, d)
+        best = budget_optimal(law, C, sparsities=(0.0,), schedules=()).best
+        assert best["n_avg"] == pytest.approx(float(n), rel=0.15)
+        assert float(law.predict(n, d)) <= best["loss"] + 1e-3
+
+    def six_n(n):  # the default convention, solved numerically: must agree with the closed form
+        return 6 * np.asarray(n)
+    six_n.n_range = (1e6, 1e13)
+    assert law.compute_optimal(np.array([1e20, 1e23]), flops_per_token=six_n)[0] == pytest.approx(
+        law.compute_optimal(np.array([1e20, 1e23]))[0], rel=1e-6)

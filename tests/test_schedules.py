@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from planner.plan import resolve_schedule
-from planner.schedules import Schedule, cumulative_density, density_at, mean_density, window_from_compute
+from planner.schedules import (Schedule, closest_step_window, compute_weighting, cumulative_density, density_at,
+                               mean_density, window_from_compute)
 from planner.shapes import PRESETS
 
 CLOSED = ("dense", "one_shot", "linear", "cubic", "geometric")
@@ -102,7 +103,7 @@ def test_compute_window_recovers_the_seed_windows(s_f, start, end, every, total,
 
 def test_seed_80p_window_in_token_fractions():
     model = PRESETS["llama2-1b"]
-    phi = (model.fixed - model.embedding) / model.prunable
+    phi = compute_weighting(model)
     t0, t1 = window_from_compute("geometric", 0.8, 0.25, 0.75, phi, 100 / 25050)
     assert abs(t0 * 25050 - 2500) <= 100 and abs(t1 * 25050 - 12600) <= 100
 
@@ -130,3 +131,74 @@ def test_n_avg_and_n_final_follow_the_schedule():
 def test_invalid_schedules_are_rejected(bad):
     with pytest.raises(ValueError):
         Schedule(**bad)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(("geometric", "linear", "cubic", "one_shot")), st.floats(0.1, 0.95), st.floats(0.05, 0.6),
+       st.floats(0.0, 0.35), st.integers(40, 300), st.integers(1, 25), st.floats(0, 0.3))
+def test_closest_step_window_is_the_best_whole_step_window(shape, s_f, c0, width, T, every, phi):
+    c1 = c0 if shape == "one_shot" else c0 + width
+    start, end, a0, a1 = closest_step_window(shape, s_f, c0, c1, phi, T, every)
+    chosen = Schedule.from_steps(shape, s_f, start, end, T, every if shape == "geometric" else None)
+    assert chosen.compute_fraction(np.array([chosen.start, chosen.end]), phi) == pytest.approx([a0, a1], abs=1e-12)
+    # brute force: every whole-step window the trainer could run (geometric: whole intervals; one-shot: a point)
+    S, E = (a.ravel() for a in np.meshgrid(np.arange(T + 1), np.arange(T + 1), indexing="ij"))
+    ok = (E >= S) & ((E - S) % every == 0 if shape == "geometric" else E == S if shape == "one_shot" else True)
+    S, E = S[ok], E[ok]
+    geo = every / T if shape == "geometric" else np.nan
+    total = cumulative_density(1.0, shape, s_f, S / T, E / T, geo)
+    f0, f1 = ((phi * t + cumulative_density(t, shape, s_f, S / T, E / T, geo)) / (phi + total) for t in (S / T, E / T))
+    best = np.maximum(np.abs(f0 - c0), np.abs(f1 - c1)).min()
+    assert max(abs(a0 - c0), abs(a1 - c1)) <= best + 1e-12
+
+
+def test_window_solve_does_not_depend_on_the_iteration_cap():
+    """A fixed pruning spacing makes the event count flip between iterates; the answer must not."""
+    answers = {tuple(float(x) for x in window_from_compute("geometric", 0.9, 0.25, 0.75, 0.0, 50 / 1000, iters=k))
+               for k in (40, 59, 60, 61, 200)}
+    assert max(np.ptp(np.array(list(answers)), axis=0)) < 1e-9
+    steps = {resolve_schedule(PRESETS["cpu-small"], 1000, "geometric", 0.9, "compute", 0.25, 0.75, 50).end_step
+             for _ in range(3)}
+    assert len(steps) == 1
+
+
+def test_compute_window_of_a_tied_model_is_the_ledgers_compute():
+    """A tied LM head multiplies but is never pruned: the window's compute fractions are the effective ledger's."""
+    from planner.costs import hardware_profile, ledger_arrays, matmul_params
+    from planner.shapes import ModelShape
+    tied = ModelShape(n_layer=4, d_model=256, n_head=4, d_ff=768, vocab=32000, tied_embeddings=True)
+    sched = resolve_schedule(tied, 10000, "geometric", 0.8, "compute", 0.25, 0.75, every_steps=10).schedule()
+    fixed, prunable = matmul_params(tied)
+    assert fixed > prunable  # the head dominates this model's matrix work
+
+    def spent(t):  # effective training FLOPs of the first t of training (attention off: seq_len 0)
+        return ledger_arrays(t * 1e9, fixed, prunable, float(sched.cumulative(t)) / t, 0.2, 0.0, 4, 256, 0,
+                             hardware_profile("h100"))["train_flops_effective"]
+    assert float(spent(sched.start) / spent(1.0)) == pytest.approx(0.25, abs=2e-4)
+    assert float(spent(sched.end) / spent(1.0)) == pytest.approx(0.75, abs=2e-4)
+
+
+@pytest.mark.parametrize("shape", ["geometric", "linear", "cubic"])
+def test_zero_width_compute_window_is_one_pruning_event(shape, capsys):
+    from planner.cli import main
+    code = main(["schedule", "--shape", shape, "--final-sparsity", "0.6", "--window-basis", "compute",
+                 "--start-frac", "0.5", "--end-frac", "0.5", "--json"])
+    out = __import__("json").loads(capsys.readouterr().out)
+    assert code == 0 and out["start_frac"] == out["end_frac"]
+    assert out["compute_start"] == pytest.approx(0.5, abs=1e-9) and out["compute_end"] == pytest.approx(0.5, abs=1e-9)
+    assert out["mean_density"] == pytest.approx(out["start_frac"] + 0.4 * (1 - out["start_frac"]))
+
+
+@pytest.mark.parametrize("steps, s_f", [(15000, 0.9), (12000, 0.6), (25050, 0.7)])
+def test_resolved_window_does_not_depend_on_the_iteration_cap(monkeypatch, steps, s_f):
+    """d_model 2048 of the search family: before, the end step moved with the cap (5724, 5727 or 5728 at 15000)."""
+    import functools
+
+    import planner.schedules as schedules
+    from planner.search import family_shape
+    solve, windows = schedules.window_from_compute, set()
+    for cap in (30, 59, 60, 61, 100):
+        monkeypatch.setattr(schedules, "window_from_compute", functools.partial(solve, iters=cap))
+        r = resolve_schedule(family_shape(2048), steps, "geometric", s_f, "compute", 0.25, 0.75)
+        windows.add((r.start_step, r.end_step))
+    assert len(windows) == 1

@@ -13,11 +13,13 @@ from planner.fit import BootstrapResult
 from planner.laws import default_law, get_law
 from planner.plan import load_plan, dump_plan
 from planner.runs import seed_pairs
-from planner.schedules import Schedule
+from planner.schedules import Schedule, compute_weighting
 from planner.pareto import pareto_front, pareto_mask
-from planner.search import (DENSE_CHINCHILLA, DENSE_INFERENCE_AWARE, LIFETIME_OPTIMAL, SCHEDULE_EDGE, SCHEDULE_OK,
-                            SCHEDULE_OUTSIDE, budget_optimal, build_plan, candidates, family_shape, lifetime_optimal,
-                            plan_from_candidate, schedule_flag, validated_region)
+from planner.regime import (SCHEDULE_DENSE_BEFORE, SCHEDULE_OK, SCHEDULE_PRUNING, SCHEDULE_RECOVERY, schedule_flag,
+                            schedule_warning, validated_region)
+from planner.search import (DEFAULT_SCHEDULES, DENSE_CHINCHILLA, DENSE_INFERENCE_AWARE, LIFETIME_OPTIMAL,
+                            SCHEDULE_OPTIONS, budget_optimal, build_plan, candidates, family_shape, lifetime_optimal,
+                            plan_from_candidate)
 from planner.shapes import PRESETS
 
 SMALL = dict(d_models=(512, 1024, 2048), sparsities=(0.0, 0.5, 0.8), schedules=("geometric 25-75", "cubic 25-75"))
@@ -71,7 +73,7 @@ def test_candidate_grid_equals_per_plan_evaluation():
     assert len(df) == 3 * (1 + 2 * 2) * 2
     for _, row in df.sample(8, random_state=0).iterrows():
         model = family_shape(int(row["d_model"]))
-        phi = model.counts()["norm"] / model.prunable
+        phi = compute_weighting(model)
         sched = Schedule(shape="dense") if row["final_sparsity"] == 0 else Schedule.from_compute(
             str(row["schedule_shape"]), row["final_sparsity"], row["compute_start"], row["compute_end"], phi)
         n_avg = sched.n_avg(*model.n_params(law.n_convention))
@@ -153,9 +155,28 @@ def test_validated_region():
     assert line.contains(3e7, 3e7 * 10) and not line.contains(3e8, 3e9)
 
 
-def test_schedule_flags():
-    flags = schedule_flag([0.25, 0.0, 0.25, 0.1, 0.0], [0.75, 0.75, 1.0, 0.75, 1.0], [0.5, 0.5, 0.5, 0.5, 0.0])
-    assert flags.tolist() == [SCHEDULE_OK, SCHEDULE_EDGE, SCHEDULE_EDGE, SCHEDULE_OUTSIDE, SCHEDULE_OK]
+def test_schedule_flags_judge_each_compute_share():
+    c0 = [0.25, 0.20, 0.30, 0.50, 0.25, 0.50, 0.0, 0.25, 0.0]
+    c1 = [0.75, 0.80, 0.70, 0.75, 0.50, 0.50, 0.75, 1.0, 1.0]
+    flags = schedule_flag(c0, c1, [0.5] * 8 + [0.0])
+    B, P, R = SCHEDULE_DENSE_BEFORE, SCHEDULE_PRUNING, SCHEDULE_RECOVERY
+    assert flags.tolist() == [SCHEDULE_OK, SCHEDULE_OK, SCHEDULE_OK, B | P, P | R, B | P | R, B | P, P | R,
+                              SCHEDULE_OK]  # the last is dense: no window to judge
+    text = schedule_warning(0.5, 0.75, B | P)  # 50% dense first, then only 25% of compute to prune in
+    assert "dense share before 50%" in text and "pruning share 25%" in text and "recovery" not in text
+    assert schedule_warning(0.25, 0.75, SCHEDULE_OK) == ""
+
+
+def test_default_schedules_are_the_validated_options_and_the_rest_warn():
+    inside = {k for k, o in SCHEDULE_OPTIONS.items() if schedule_flag(o.compute_start, o.compute_end, 0.5) == 0}
+    assert set(DEFAULT_SCHEDULES) == inside and "geometric 25-75" in inside and "geometric 50-75" not in inside
+    comp = lifetime_optimal(target_loss=2.5, lifetime_tokens=1e13, d_models=(1024, 2048), sparsities=(0.0, 0.8),
+                            schedules=("geometric 50-75",))
+    assert comp.best["schedule"] == "geometric 50-75" and comp.best["schedule_flag"] == SCHEDULE_DENSE_BEFORE | SCHEDULE_PRUNING
+    assert "dense share before 50%" in comp.table.loc[LIFETIME_OPTIMAL, "schedule_warning"]
+    assert (comp.frontier["schedule_warning"] != "").any()
+    plan = plan_from_candidate(comp.best, lifetime_tokens=1e13)
+    assert any("dense share before" in w for w in plan.prediction.warnings)
 
 
 def test_build_plan_fills_every_section(tmp_path):
@@ -214,3 +235,57 @@ def test_frantar_law_uses_the_final_count():
     sparse = df[df["final_sparsity"] > 0].iloc[0]
     expected = law.predict(sparse["n_final"], sparse["tokens"], sparse["final_sparsity"])
     assert sparse["loss"] == pytest.approx(float(expected))
+
+
+@pytest.mark.parametrize("convention", ["total", "non_embedding"])
+def test_the_seeds_released_1b_runs_are_inside_the_validated_region(convention):
+    """Exact shapes, steps and windows of the released runs, at the 4096 x 2048 batch; N in the law's convention."""
+    from planner.regime import SEED_1B_RUNS
+    law = default_law().model_copy(update={"n_convention": convention})
+    for s_f, (start, end, steps, every) in SEED_1B_RUNS.items():
+        plan = build_plan(PRESETS["llama2-1b"], s_f, window_basis="steps", start=start, end=end, every_steps=every,
+                          tokens=steps * 4096 * 2048, batch_size=4096, seq_len=2048, law=law)
+        assert plan.budget.steps == steps and not plan.prediction.extrapolated, (s_f, plan.prediction.warnings)
+        assert plan.prediction.warnings == []  # 25% -> 75% of compute: inside the schedule regime too
+
+
+def test_a_law_on_n_final_is_judged_on_n_final():
+    """A Chinchilla law fed N_final: the seed's region in final counts holds the released runs' exact N_final."""
+    from planner.regime import SEED_1B_RUNS
+    law = get_law("epoch-replication")  # form chinchilla: N = N_final
+    for s_f, (start, end, steps, every) in SEED_1B_RUNS.items():
+        plan = build_plan(PRESETS["llama2-1b"], s_f, window_basis="steps", start=start, end=end, every_steps=every,
+                          tokens=steps * 4096 * 2048, batch_size=4096, seq_len=2048, law=law)
+        assert not plan.prediction.extrapolated
+        assert validated_region(n_column="n_final").contains(plan.derived.n_final, plan.budget.tokens)
+    assert not validated_region(n_column="n_avg").contains(plan.derived.n_final, plan.budget.tokens)
+
+
+def test_the_region_counts_n_in_the_laws_convention():
+    small = PRESETS["llama2-70m"]
+    n_non_embedding = small.total - small.embedding
+    assert validated_region(n_convention="non_embedding").contains(n_non_embedding, 20 * n_non_embedding)
+    assert not validated_region(n_convention="total").contains(n_non_embedding, 20 * n_non_embedding)
+
+
+def test_when_every_candidate_extrapolates_it_is_said_once_with_the_nearest_plan_inside():
+    comp = lifetime_optimal(target_loss=2.3, lifetime_tokens=1e12)
+    assert comp.candidates["extrapolated"].all() and len(comp.notes) == 1
+    assert "every one of the" in comp.notes[0] and "nearest plan inside it" in comp.notes[0]
+    near = comp.nearest_in_region
+    assert validated_region().contains(near["n_avg"], near["tokens"]) and not near["extrapolated"]
+    assert near["loss"] > 2.3  # the region cannot reach 2.3: the nearest plan gets as close as it can
+    inside = candidates(tokens_per_param=np.geomspace(5, 1000, 48), d_models=range(1024, 4097, 128))
+    inside = inside[~inside["extrapolated"]]
+    assert near["loss"] <= inside["loss"].min() + 1e-9
+    assert lifetime_optimal(target_loss=2.6, lifetime_tokens=1e12).notes == ()  # some candidates are inside
+
+
+def test_a_budget_beyond_the_region_names_the_in_region_plan_that_spends_most_nearly_that():
+    comp = budget_optimal(budget_flops=1e24, lifetime_tokens=1e12, sparsities=(0.0, 0.5, 0.9))
+    near = comp.nearest_in_region
+    assert len(comp.notes) == 1 and not near["extrapolated"]
+    inside = candidates(tokens_per_param=np.geomspace(5, 1000, 48), d_models=range(512, 3585, 128),
+                        sparsities=(0.0, 0.5, 0.9), lifetime_tokens=1e12)
+    inside = inside[~inside["extrapolated"]]
+    assert near["train_flops_effective"] >= inside["train_flops_effective"].max() * (1 - 1e-9)  # closest to 1e24

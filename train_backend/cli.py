@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="write a Hugging Face Llama folder from a run's latest checkpoint")
     e.add_argument("run_id")
     e.add_argument("--hf", type=Path, required=True, metavar="DIR")
+    e.add_argument("--compressed", action="store_true",
+                   help="pruned matrices in compressed-tensors' sparse-bitmask (2:4: sparse-24-bitmask) layout")
     e.add_argument("--runs-dir", type=Path, default=Path("runs"))
     return p
 
@@ -115,7 +117,7 @@ def _export(args) -> int:
     except checkpoint.CheckpointError as exc:
         raise PlannerInputError(f"export: {exc}") from None
     try:
-        export_hf(state["model"], plan.model, args.hf, max(2048, plan.budget.seq_len))
+        export_hf(state["model"], plan.model, args.hf, max(2048, plan.budget.seq_len), args.compressed)
     except OSError as exc:
         raise PlannerInputError(f"--hf {args.hf}: cannot write ({exc.strerror or exc})") from None
     print(args.hf)

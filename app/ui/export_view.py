@@ -1,4 +1,5 @@
-"""Bytes behind the Export page's download buttons: the plan as YAML/JSON and its scaled-down validation ladder."""
+"""Bytes behind the Export page's download buttons: the plan as YAML/JSON, its scaled-down validation ladder, and
+the plan as other stacks' files (planner.export, the same function the CLI's `export` calls)."""
 from __future__ import annotations
 
 import io
@@ -7,6 +8,8 @@ import zipfile
 import pandas as pd
 import yaml
 
+from planner.errors import PlannerInputError
+from planner.export import TARGETS, Export, export_plan
 from planner.ladder import scale_down
 from planner.plan import TrainingPlan, plan_to_dict, plan_to_json, plan_to_yaml
 
@@ -43,3 +46,24 @@ def ladder_table(plans: list[TrainingPlan]) -> pd.DataFrame:
                           "d_ff": p.model.d_ff, "final sparsity": p.schedule.final_sparsity,
                           "N_avg": round(p.derived.n_avg), "N_final": round(p.derived.n_final), "steps": p.budget.steps,
                           "tokens": p.budget.tokens} for p in plans])
+
+
+LABELS = {"maxtext": "MaxText fork (seed)", "torchao": "PyTorch torch.ao", "llm-compressor": "llm-compressor",
+          "litgpt": "litgpt"}
+
+
+def target_exports(plan: TrainingPlan, devices: int = 1) -> dict[str, Export | str]:
+    """Each target's export, or the one-line reason it cannot express the plan."""
+    out: dict[str, Export | str] = {}
+    for target in TARGETS:
+        try:
+            out[target] = export_plan(plan, target, None, devices)
+        except PlannerInputError as exc:
+            out[target] = str(exc)
+    return out
+
+
+def caveats_markdown(ex: Export) -> str:
+    """What differs from the plan, as markdown bullets: the pruning's approximations in bold, then other notes."""
+    approx = [f"- **{x}**" for x in ex.approx] or ["- **prunes exactly as the plan does**"]
+    return "\n".join(approx + [f"- {x}" for x in ex.notes])

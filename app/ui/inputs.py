@@ -35,7 +35,7 @@ def planner_inputs(saved: PlannerInputs) -> PlannerInputs:
                     format_func={"loss": "Reach a target loss", "budget": "Spend a training budget"}.get)
     target, budget = saved.target_loss, saved.budget_flops
     if mode == "loss":
-        target = sb.number_input("Target loss (nats/token)", 1.9, 5.0, saved.target_loss, 0.05, format="%.2f",
+        target = sb.number_input("Target loss (nats/token)", 1.82, 5.0, saved.target_loss, 0.05, format="%.2f",
                                  key="p_target", help="Must lie above the law's irreducible loss E = 1.82")
     else:
         budget = sb.select_slider("Training budget (effective FLOP)", BUDGETS, value=saved.budget_flops,

@@ -1,4 +1,4 @@
-"""Export: the selected plan as YAML / JSON, and its scaled-down validation ladder."""
+"""Export: the selected plan as YAML / JSON, as other stacks' files, and its scaled-down validation ladder."""
 import streamlit as st
 
 from app.ui import export_view as ev, state
@@ -18,6 +18,24 @@ c2.download_button("Download plan (JSON)", ev.plan_json_bytes(plan), f"{plan.nam
                    key="dl_json", on_click="ignore")
 with st.expander("Plan YAML", expanded=False):
     st.code(ev.plan_yaml_bytes(plan).decode(), language="yaml")
+
+st.subheader("Train it elsewhere")
+st.caption("The plan as each stack's own files, with a README giving the launch command; what each cannot express "
+           "exactly is listed beside its button (the same export as `python -m planner export PLAN --to TARGET`).")
+devices = st.columns([1, 3])[0].number_input("Devices the batch is split over", 1, 1 << 20, 1, key="export_devices",
+                                            help="sets MaxText's per_device_batch_size and litgpt's micro_batch_size")
+for target, ex in ev.target_exports(plan, int(devices)).items():
+    left, right = st.columns([1, 3])
+    if isinstance(ex, str):
+        left.button(ev.LABELS[target], disabled=True, key=f"dl_{target}")
+        right.warning(ex)
+        continue
+    left.download_button(f"{ev.LABELS[target]} (zip)", ex.zip_bytes(), f"{plan.name}-{target}.zip",
+                         "application/zip", key=f"dl_{target}", on_click="ignore")
+    right.markdown(ev.caveats_markdown(ex))
+    with right.expander("Launch, and what is preserved exactly"):
+        st.code(ex.launch)
+        st.markdown("\n".join(f"- {x}" for x in ex.exact))
 
 st.subheader("Validation ladder")
 st.caption("Scaled-down sparse runs with dense partners at the same N_avg, small enough for this machine's CPU: "
