@@ -332,6 +332,7 @@ PLANNER_FLAGS = {
     "budget": (["frontier", "--budget-flops", "1e20", "--sparsities", "0,0.5", "--schedules", "geometric"],
                ["--budget-flops", "--lifetime-tokens", "--prefill-share", "--sparsities", "--seq-len"]),
     "fit": (["fit", "{runs}", "--grid", "coarse"], ["--bootstrap", "--seed", "--fix"]),
+    "export": (["export", "{plan}", "--to", "torchao", "--out", "{out}"], ["--devices", "--to"]),
 }
 TRAINER_FLAGS = ["--max-steps", "--ckpt-every", "--threads", "--run-id", "--bin-dtype", "--resume", "--device"]
 
@@ -341,11 +342,11 @@ def planner_argv(draw) -> tuple[list[str], bool]:
     """(argv, must_refuse): a working command line with one to three flags replaced by bad values."""
     name = draw(st.sampled_from(sorted(PLANNER_FLAGS)))
     base, flags = PLANNER_FLAGS[name]
-    argv, must_refuse = list(base), name == "preset"
+    argv, must_refuse = list(base), False
     for _ in range(draw(st.integers(1, 3))):
         flag, value = draw(st.sampled_from(flags)), draw(flag_value)
         if flag == "--fix":
             value = f"{draw(st.sampled_from(['alpha', 'beta', 'E', 'A', 'zeta']))}={value}"
         argv += [flag, value]
-        must_refuse |= non_finite(value)
+        must_refuse |= non_finite(value) or (name == "preset" and flag != "--final-sparsity")  # the preset's only
     return argv, must_refuse

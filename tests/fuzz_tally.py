@@ -81,7 +81,8 @@ def agree_cases(case):
 @given(planner_argv())
 def planner_flag_cases(case):
     argv, must_refuse = case
-    argv = [str(runs_file) if a == "{runs}" else a for a in argv]
+    places = {"{runs}": runs_file, "{plan}": plan_file, "{out}": tmp / "export"}
+    argv = [places.get(a, a) for a in argv]
     o = invoke(planner_main, argv)
     note("planner flags", verdict(o, must_refuse), f"{argv} {o.err or repr(o.exc)}")
 

@@ -90,7 +90,8 @@ def test_check_and_train_agree(world, case):
 @given(case=planner_argv())
 def test_planner_flags(world, case):
     argv, must_refuse = case
-    argv = [world["runs"] if a == "{runs}" else a for a in argv]
+    places = {"{runs}": world["runs"], "{plan}": world["plan"], "{out}": world["tmp"] / "export"}
+    argv = [places.get(a, a) for a in argv]
     o = invoke(planner_main, argv)
     assert verdict(o, must_refuse) in GOOD, _explain(o, argv)
 
