@@ -137,9 +137,9 @@ def preflight(plan, bin_dtype: str | None = None) -> dict:
     n, dtype = corpus_tokens(r.corpus, plan.model.vocab, bin_dtype)
     n_train, n_val = split_sizes(n, r.val_fraction, b.seq_len, b.batch_size, r.corpus)
     rows = b.batch_size // b.grad_accum  # evaluation runs micro-batches of this many rows
-    most = max(1, n_val // (rows * b.seq_len))  # read the validation split at most once (one batch always fits)
-    if r.eval_batches > most:  # more only re-reads the split, and an absurd count runs for days
-        raise PlannerInputError(f"plan field 'run.eval_batches' is {r.eval_batches}: batches of {rows} x {b.seq_len} "
-                                f"tokens would read the validation split of corpus {r.corpus} ({n_val} tokens) more "
-                                f"than once; at most {most}")
+    most = windows(n_val, b.seq_len) // rows
+    if r.eval_batches > most:  # more windows than the split has start positions: an absurd count runs for days
+        raise PlannerInputError(f"plan field 'run.eval_batches' is {r.eval_batches}: the validation split of corpus "
+                                f"{r.corpus} has {windows(n_val, b.seq_len)} windows of {b.seq_len + 1} tokens, "
+                                f"room for at most {most} batches of {rows}")
     return {"corpus": r.corpus, "tokens": n, "dtype": dtype, "train_tokens": n_train, "val_tokens": n_val}

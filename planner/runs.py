@@ -86,10 +86,6 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
         free = f" free parameters ({n_held} held)" if n_held else " parameters"
         raise PlannerInputError(f"{label}: {len(out)} runs, but the {form} form has {n_params}{free}; "
                                 f"give at least {n_params} runs")
-    spread = [N_COLUMN[form], "tokens"] + (["sparsity"] if form == "frantar" else [])
-    if len(out) > 1 and (out[spread].nunique() == 1).all():  # nothing varies: no exponent can be measured
-        raise PlannerInputError(f"{label}: every run has the same {', '.join(spread)}; a law needs runs that differ "
-                                f"in parameter count or tokens")
     return out
 
 

@@ -182,11 +182,11 @@ def test_preflight_counts_what_the_trainer_reads(tmp_path):
 def test_eval_batches_are_bounded_by_the_validation_split(tmp_path):
     plan = plan_from_text(_tiny(tmp_path, eval_batches=4).read_text())
     val = preflight(plan)["val_tokens"]
-    most = val // (16 * 64)  # batches of 16 rows x 64 tokens that read the split once
+    most = (val - 65) // 16  # start positions of 65-token windows, 16 rows a batch
     ok = plan.model_copy(update={"run": plan.run.model_copy(update={"eval_batches": most})})
     assert preflight(ok)["val_tokens"] == val
     too_many = plan.model_copy(update={"run": plan.run.model_copy(update={"eval_batches": most + 1})})
-    with pytest.raises(PlannerInputError, match=rf"run.eval_batches' is {most + 1}.*more than once; at most {most}$"):
+    with pytest.raises(PlannerInputError, match=rf"run.eval_batches' is {most + 1}.*at most {most} batches of 16$"):
         preflight(too_many)
 
 

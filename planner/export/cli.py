@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 from planner.export import TARGETS, export_plan
-from planner.cli import positive_int
 from planner.export.base import stem
 from planner.plan import load_plan
 
@@ -15,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("plan", help="plan file (YAML or JSON)")
     p.add_argument("--to", required=True, choices=TARGETS, help="target stack")
     p.add_argument("--out", help="output folder (default: <plan name>-<target>)")
-    p.add_argument("--devices", type=positive_int, default=1, help="accelerators the batch is split over (per-device batch)")
+    p.add_argument("--devices", type=int, default=1, help="accelerators the batch is split over (per-device batch)")
     p.add_argument("--exact", action="store_true", help="refuse (exit 2) rather than approximate the pruning")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     p.set_defaults(func=run)
