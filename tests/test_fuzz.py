@@ -44,6 +44,9 @@ def world(tmp_path_factory):
     plan = dump_plan(tiny_plan(steps=4), tmp / "tiny.yaml")  # a --max-steps the fuzz makes large still ends soon
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("train_backend.train.mm_peak", lambda *a, **k: 1e12)
+        # One run first: torch imports parts of itself on the first optimizer step, and a time limit firing inside
+        # an import would leave it half-initialised for every later case.
+        assert trainer_main(["train", str(plan), "--runs-dir", str(tmp / "warm-up"), "--threads", "1"]) == 0
         yield {"tmp": tmp, "corpora": make_corpora(tmp / "corpora"), "runs": runs, "plan": plan}
 
 
