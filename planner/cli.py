@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import math
 
 from pydantic import ValidationError
 
-from planner import cli_fit, cli_search
-from planner.errors import PlannerInputError
-from planner.export import cli as cli_export
-from planner.plan import load_plan
+from planner.errors import PlannerInputError, guarded
+from planner.plan import MAX_COUNT, load_plan
+from planner.preflight import BIN_DTYPES, preflight
 from planner.schedules import Schedule, compute_weighting
 from planner.shapes import PRESETS
 
@@ -25,24 +24,48 @@ class OneLineParser(argparse.ArgumentParser):
         raise PlannerInputError(f"{self.prog}: {message}")
 
 
-def _positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def number(low: float | None = None, high: float | None = None, *, integer: bool = False, low_open: bool = False,
+           high_open: bool = False):
+    """An argparse `type=` for a finite number within [low, high] (either end open): nan, inf and out-of-range
+    values are refused at parsing, with argparse naming the flag."""
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if integer else 'a number'}, got {text!r}"
+                                             ) from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+        if low is not None and (value < low or (low_open and value == low)):
+            positive = (low == 0 and low_open) or (integer and low == 1)
+            bound = "positive" if positive else f"{'>' if low_open else '>='} {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"must be {'<' if high_open else '<='} {high:g}, got {text!r}")
+        return value
+    parse.__name__ = "integer" if integer else "number"  # argparse names the type in its message
+    return parse
+
+
+positive_int = number(1, MAX_COUNT, integer=True)
+count = number(0, MAX_COUNT, integer=True)
+positive = number(0, low_open=True)
+non_negative = number(0)
+fraction = number(0, 1)
+sparsity = number(0, 1, high_open=True)
 
 
 def _register_schedule(sub):
     p = sub.add_parser("schedule", help="mean and final density (and N_avg) of a sparsity schedule")
     p.add_argument("--shape", default="geometric", choices=["dense", "one_shot", "linear", "cubic", "geometric"])
-    p.add_argument("--final-sparsity", type=float, default=0.5)
-    p.add_argument("--initial-sparsity", type=float, default=0.0)
-    p.add_argument("--start-step", type=int)
-    p.add_argument("--end-step", type=int)
-    p.add_argument("--every", type=_positive_int, help="pruning frequency in steps (geometric)")
-    p.add_argument("--total-steps", type=_positive_int)
-    p.add_argument("--start-frac", type=float, default=0.25, help="window start, a fraction in --window-basis")
-    p.add_argument("--end-frac", type=float, default=0.75)
+    p.add_argument("--final-sparsity", type=sparsity, default=0.5)
+    p.add_argument("--initial-sparsity", type=sparsity, default=0.0)
+    p.add_argument("--start-step", type=count)
+    p.add_argument("--end-step", type=count)
+    p.add_argument("--every", type=positive_int, help="pruning frequency in steps (geometric)")
+    p.add_argument("--total-steps", type=positive_int)
+    p.add_argument("--start-frac", type=fraction, default=0.25, help="window start, a fraction in --window-basis")
+    p.add_argument("--end-frac", type=fraction, default=0.75)
     p.add_argument("--window-basis", choices=["tokens", "compute"], default="tokens",
                    help="what --start-frac/--end-frac are fractions of (steps use --start-step/--end-step)")
     p.add_argument("--model", choices=sorted(PRESETS), help="a model preset: adds N_avg and N_final")
@@ -104,18 +127,23 @@ def _run_schedule(a) -> int:
 
 
 def _register_check(sub):
-    p = sub.add_parser("check", help="validate a plan file (YAML or JSON) and summarise it")
+    p = sub.add_parser("check", help="validate a plan file (YAML or JSON) and its corpus: what `train` would refuse")
     p.add_argument("plan")
+    p.add_argument("--bin-dtype", choices=BIN_DTYPES, help="token dtype of a .bin corpus without sidecar (as train)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_run_check)
 
 
 def _run_check(a) -> int:
     plan = load_plan(a.plan)
+    try:
+        corpus = preflight(plan, a.bin_dtype)  # the trainer runs the same checks before it allocates
+    except PlannerInputError as exc:
+        raise PlannerInputError(f"{a.plan}: {exc}") from None
     d = plan.derived
     summary = {"plan": a.plan, "valid": True, "name": plan.name, "schema_version": plan.schema_version,
                "n_total": d.n_total, "n_avg": d.n_avg, "n_final": d.n_final, "mean_density": d.mean_density,
-               "tokens": plan.budget.tokens, "steps": plan.budget.steps,
+               "tokens": plan.budget.tokens, "steps": plan.budget.steps, "corpus": corpus,
                "predicted_loss": plan.prediction.loss if plan.prediction else None,
                "warnings": plan.prediction.warnings if plan.prediction else []}
     if a.json:
@@ -124,12 +152,16 @@ def _run_check(a) -> int:
         print(f"{a.plan}: valid plan '{plan.name}' (schema {plan.schema_version}): N_total {d.n_total:,}, "
               f"N_avg {d.n_avg:,.0f}, N_final {d.n_final:,.0f}, {plan.budget.tokens:,} tokens in "
               f"{plan.budget.steps:,} steps")
+        print(f"corpus {corpus['corpus']}: {corpus['tokens']:,} tokens ({corpus['train_tokens']:,} train, "
+              f"{corpus['val_tokens']:,} validation)")
         for w in summary["warnings"]:
             print(f"warning: {w}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from planner import cli_fit, cli_search  # they import this module's flag types
+    from planner.export import cli as cli_export
     parser = OneLineParser(prog="python -m planner", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     _register_schedule(sub)
@@ -141,12 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    try:
+    """Exit 0 done, 2 bad input (one line), 1 an internal error (one line naming where its traceback went)."""
+    def body():
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except PlannerInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # ValueError and OSError stay user errors here: the numeric core raises the first for values a flag or file
+    # carried in, and the second names the file a user asked to read or write.
+    return guarded(body, user_errors=(PlannerInputError, ValueError, OSError))

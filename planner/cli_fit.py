@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
+from planner.cli import number
 from planner.errors import PlannerInputError
 from planner.io import write_model
 from planner.fit import LawFitter, bootstrap
@@ -24,13 +26,14 @@ def register(subparsers) -> None:
     p.add_argument("--fix-exponents", metavar="PRESET",
                    help=f"hold the N and D exponents (alpha, beta; Frantar's d, f) at a law preset's: "
                         f"{', '.join(PRESETS)}")
-    p.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap refits for 95%% intervals")
+    p.add_argument("--bootstrap", type=number(0, 10_000, integer=True), default=0, metavar="B",
+                   help="bootstrap refits for 95%% intervals")
     resample = p.add_mutually_exclusive_group()
     resample.add_argument("--by-group", dest="by_group", action="store_const", const=True, default=None,
                           help="bootstrap whole groups (the 'group' column); the default when it has 2+ groups")
     resample.add_argument("--by-run", dest="by_group", action="store_const", const=False,
                           help="bootstrap single runs even when a 'group' column exists")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    p.add_argument("--seed", type=number(0, 2**63 - 1, integer=True), default=0, help="bootstrap random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save-law", metavar="PATH", help="write the fitted law (with bootstrap intervals) as YAML or "
                                                        "JSON, for `plan --law PATH` and `frontier --law PATH`")
@@ -53,6 +56,8 @@ def parse_fix(text: str | None, form: str) -> dict[str, float]:
             fixed[name] = float(value)
         except ValueError:
             raise PlannerInputError(f"--fix: {name} needs a number, got {value!r}") from None
+        if not math.isfinite(fixed[name]):
+            raise PlannerInputError(f"--fix: {name} must be finite, got {value!r}")
     return fixed
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from planner import search
+from planner.cli import MAX_COUNT, non_negative, number, positive, positive_int, sparsity
 from planner.costs import HARDWARE, LEDGER_COLUMNS, PATTERN_SPEEDUPS, PREFILL_SHARE, hardware_profile, this_machine
 from planner.errors import PlannerInputError
 from planner.ladder import scale_down, tiny_plan
@@ -31,13 +32,13 @@ def _common(p) -> None:
     p.add_argument("--hardware", choices=[*sorted(HARDWARE), THIS_MACHINE], default="h100")
     p.add_argument("--pattern", choices=sorted(PATTERN_SPEEDUPS), default="unstructured",
                    help="sparsity pattern: sets the hardware's sparse-phase speedups")
-    p.add_argument("--usd-per-gpu-hour", type=float, help="override the hardware profile's price")
-    p.add_argument("--lifetime-tokens", type=float, default=DEFAULT_LIFETIME_TOKENS,
+    p.add_argument("--usd-per-gpu-hour", type=non_negative, help="override the hardware profile's price")
+    p.add_argument("--lifetime-tokens", type=non_negative, default=DEFAULT_LIFETIME_TOKENS,
                    help="tokens served over the model's life (prefill + decode)")
-    p.add_argument("--prefill-share", type=float, default=PREFILL_SHARE, help="share of lifetime tokens that are "
-                                                                                "prompt (prefill) tokens")
-    p.add_argument("--context", type=int, help="inference context for attention FLOPs (default: --seq-len)")
-    p.add_argument("--seq-len", type=int, default=search.DEFAULT_SEQ_LEN)
+    p.add_argument("--prefill-share", type=number(0, 1), default=PREFILL_SHARE,
+                   help="share of lifetime tokens that are prompt (prefill) tokens")
+    p.add_argument("--context", type=positive_int, help="inference context for attention FLOPs (default: --seq-len)")
+    p.add_argument("--seq-len", type=positive_int, default=search.DEFAULT_SEQ_LEN)
     p.add_argument("--objective", choices=sorted(search.COST_COLUMNS), default="flops",
                    help="lifetime cost: effective FLOPs, or dollars from wall-clock-equivalent GPU-hours")
 
@@ -47,32 +48,32 @@ def register(sub) -> None:
     p.add_argument("--preset", choices=sorted(PLAN_PRESETS), help="a ready plan (tiny: trains in seconds on a CPU)")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--model", choices=sorted(SHAPE_PRESETS), help="a model-shape preset")
-    model.add_argument("--d-model", type=int, help="the search's Llama-style family at this width")
+    model.add_argument("--d-model", type=positive_int, help="the search's Llama-style family at this width")
     for flag in ("--n-layer", "--n-head", "--head-dim", "--d-ff", "--vocab"):
-        p.add_argument(flag, type=int, help="override the family shape (with --d-model)")
-    p.add_argument("--final-sparsity", type=float)
+        p.add_argument(flag, type=positive_int, help="override the family shape (with --d-model)")
+    p.add_argument("--final-sparsity", type=sparsity)
     p.add_argument("--shape", choices=["dense", "one_shot", "linear", "cubic", "geometric"], default="geometric")
     p.add_argument("--window-basis", choices=["tokens", "steps", "compute"], default="compute")
-    p.add_argument("--start", type=float, default=0.25, help="window start in --window-basis units")
-    p.add_argument("--end", type=float, default=0.75, help="window end in --window-basis units")
-    p.add_argument("--every-steps", type=int, help="geometric pruning frequency in steps")
+    p.add_argument("--start", type=non_negative, default=0.25, help="window start in --window-basis units")
+    p.add_argument("--end", type=non_negative, default=0.75, help="window end in --window-basis units")
+    p.add_argument("--every-steps", type=positive_int, help="geometric pruning frequency in steps")
     tokens = p.add_mutually_exclusive_group()
-    tokens.add_argument("--tokens", type=float, help="training tokens (rounded to whole steps)")
-    tokens.add_argument("--tokens-per-param", type=float, help="training tokens per N_avg")
-    p.add_argument("--batch-size", type=int, default=search.DEFAULT_BATCH, help="sequences per optimizer step")
+    tokens.add_argument("--tokens", type=number(1, MAX_COUNT), help="training tokens (rounded to whole steps)")
+    tokens.add_argument("--tokens-per-param", type=positive, help="training tokens per N_avg")
+    p.add_argument("--batch-size", type=positive_int, default=search.DEFAULT_BATCH, help="sequences per optimizer step")
     p.add_argument("--name", default="plan")
-    p.add_argument("--target-loss", type=float, help="with --optimal: the loss the lifetime-optimal plan reaches")
+    p.add_argument("--target-loss", type=positive, help="with --optimal: the loss the lifetime-optimal plan reaches")
     p.add_argument("--optimal", action="store_true", help="export the lifetime-optimal plan of the search")
     p.add_argument("--ladder", metavar="DIR", help="also write the scaled-down validation ladder here")
     p.add_argument("--budget-minutes", type=float, default=30.0, help="one-thread CPU minutes the ladder may take")
     p.add_argument("--out", help="output file (.yaml/.yml or .json); default: YAML on stdout")
     _common(p)
-    p.set_defaults(func=run_plan)
+    p.set_defaults(func=run_plan, plan_defaults=vars(p.parse_args([])))
 
     f = sub.add_parser("frontier", help="Pareto frontier and the lifetime-optimal plan beside dense baselines")
     mode = f.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--target-loss", type=float, help="every candidate reaches this loss; minimise cost")
-    mode.add_argument("--budget-flops", type=float, help="fixed training budget in FLOPs; minimise loss")
+    mode.add_argument("--target-loss", type=positive, help="every candidate reaches this loss; minimise cost")
+    mode.add_argument("--budget-flops", type=positive, help="fixed training budget in FLOPs; minimise loss")
     f.add_argument("--budget-ledger", choices=sorted(LEDGER_COLUMNS), default="effective",
                    help="the training ledger the budget is counted in")
     f.add_argument("--sparsities", help="comma-separated final sparsities (default 0,0.1,...,0.9)")
@@ -121,10 +122,23 @@ def _model(a) -> ModelShape:
         raise PlannerInputError(f"--d-model/--n-head/--head-dim: {exc.errors()[0]['msg']}") from None
 
 
+PRESET_HONOURS = ("preset", "final_sparsity", "out", "ladder")  # what `plan --preset` reads; the rest is fixed
+
+
+def _refuse_ignored(a) -> None:
+    """A flag the preset would silently ignore is refused, so nobody trains a plan they did not ask for."""
+    given = [k for k, v in a.plan_defaults.items() if k not in PRESET_HONOURS and getattr(a, k) != v]
+    if given:
+        raise PlannerInputError(f"--preset {a.preset}: --{given[0].replace('_', '-')} would be ignored (the preset "
+                                f"fixes model, budget, schedule and name; it takes only --final-sparsity, --out, "
+                                f"--ladder)")
+
+
 def run_plan(a) -> int:
     if a.final_sparsity is not None and not 0 <= a.final_sparsity < 1:
         raise PlannerInputError(f"--final-sparsity {a.final_sparsity} is outside [0, 1)")
     if a.preset:
+        _refuse_ignored(a)
         plan = PLAN_PRESETS[a.preset](**({} if a.final_sparsity is None else {"final_sparsity": a.final_sparsity}))
     elif a.optimal:
         if a.target_loss is None:

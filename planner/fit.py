@@ -219,6 +219,10 @@ class LawFitter:
         starts = start_grid(self.form, self.grid, self.held)
         theta, f, _, capped = batched_bfgs(starts, prob, self.delta, maxiter=self.maxiter)
         basins = distinct_basins(theta, f, self.n_polish)
+        if len(basins) == 0:  # e.g. a held exponent so negative that every start overflows
+            holding = ", ".join(f"{k}={v:g}" for k, v in self.fixed.items())
+            raise PlannerInputError("fit: no start reached a finite objective" + (f" holding {holding}" if holding
+                                                                                    else ""))
         polished = [polish(theta[i], prob, self.delta) for i in basins]
         best_theta, best_f = min(polished + [(theta[basins[0]], f[basins[0]])], key=lambda tf: tf[1])
         best_theta = _full(self.form, best_theta, self.held)

@@ -8,32 +8,38 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from planner.errors import PlannerInputError
-from planner.io import fmt_of, parse_mapping, read_text, to_text, validate, write_model
+from planner.io import Int, Real, fmt_of, number_only, parse_mapping, read_text, to_text, validate, write_model
 from planner.laws import Law
 from planner.schedules import Schedule, closest_step_window, compute_weighting
-from planner.shapes import ModelShape, matmul_params
+from planner.shapes import MAX_PARAMS, ModelShape, matmul_params
 
 SCHEMA_VERSION = 1
+MAX_COUNT = 2**62  # tokens, steps and other counts: products of them still fit the registry's int64 columns
+# Seeds feed numpy's generator (any integer >= 0) and torch.manual_seed (at most 2^64 - 1): the range both take.
+SEED_MAX = 2**64 - 1
+# Every float in a plan is finite: nan compares false against every bound, and inf passes a one-sided one.
+_STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
 
 class PlanSchedule(Schedule):
     """The schedule plus how the window was specified and how masks are formed."""
+    model_config = _STRICT
     window_basis: Literal["tokens", "steps", "compute"] = "compute"
-    compute_start: float | None = Field(None, ge=0, le=1, description="window start as a fraction of compute")
-    compute_end: float | None = Field(None, ge=0, le=1, description="window end as a fraction of compute")
-    start_step: int | None = Field(None, ge=0)
-    end_step: int | None = Field(None, ge=0)
-    every_steps: int | None = Field(None, gt=0, description="pruning frequency in optimizer steps")
+    compute_start: Real | None = Field(None, ge=0, le=1, description="window start as a fraction of compute")
+    compute_end: Real | None = Field(None, ge=0, le=1, description="window end as a fraction of compute")
+    start_step: Int | None = Field(None, ge=0, le=MAX_COUNT)
+    end_step: Int | None = Field(None, ge=0, le=MAX_COUNT)
+    every_steps: Int | None = Field(None, gt=0, le=MAX_COUNT, description="pruning frequency in optimizer steps")
     granularity: Literal["global", "per_layer"] = "global"
     pattern: Literal["unstructured", "2:4"] = "unstructured"
     prune_head: bool = Field(True, description="prune the untied LM head with the other linear weights (the seed "
@@ -50,23 +56,29 @@ class PlanSchedule(Schedule):
         return Schedule(**{k: getattr(self, k) for k in Schedule.model_fields})
 
 
+Beta = Annotated[Real, Field(ge=0, lt=1)]  # AdamW's moment decay: 1 would never forget, past it diverges
+
+
 class Budget(_Data):
-    tokens: int = Field(gt=0, description="training tokens D = steps * batch_size * seq_len")
-    seq_len: int = Field(gt=0)
-    batch_size: int = Field(gt=0, description="sequences per optimizer step, all ranks and micro-batches together")
-    steps: int = Field(gt=0)
-    grad_accum: int = Field(1, gt=0)
+    tokens: Int = Field(gt=0, le=MAX_COUNT, description="training tokens D = steps * batch_size * seq_len")
+    seq_len: Int = Field(gt=0, le=MAX_COUNT)
+    batch_size: Int = Field(gt=0, le=MAX_COUNT,
+                            description="sequences per optimizer step, all ranks and micro-batches together")
+    steps: Int = Field(gt=0, le=MAX_COUNT)
+    grad_accum: Int = Field(1, gt=0, le=MAX_COUNT)
     optimizer: Literal["adamw"] = "adamw"
-    lr: float = Field(3e-4, gt=0, description="peak learning rate")
+    lr: Real = Field(3e-4, gt=0, description="peak learning rate")
     lr_schedule: Literal["cosine"] = "cosine"
-    warmup_steps: int = Field(0, ge=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = Field(1.0, gt=0)
+    warmup_steps: Int = Field(0, ge=0, le=MAX_COUNT)
+    min_lr_ratio: Real = Field(0.1, ge=0, le=1)
+    weight_decay: Real = Field(0.1, ge=0)
+    betas: tuple[Beta, Beta] = (0.9, 0.95)
+    grad_clip: Real = Field(1.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self):
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps {self.warmup_steps} is past steps {self.steps}")
         if self.tokens != self.steps * self.batch_size * self.seq_len:
             raise ValueError(f"tokens {self.tokens} != steps {self.steps} x batch_size {self.batch_size} x "
                              f"seq_len {self.seq_len}")
@@ -76,67 +88,68 @@ class Budget(_Data):
 
 
 class RunConfig(_Data):
-    """How the trainer runs the plan: data, seed, evaluation."""
-    seed: int = 0
-    corpus: str = Field("bible", description="'bible' (bundled World English Bible), a text file, a folder, or .bin")
+    """How the trainer runs the plan: data, seed, evaluation. planner.preflight checks it against the corpus."""
+    seed: Int = Field(0, ge=0, le=SEED_MAX)
+    corpus: str = Field("bible", min_length=1, max_length=4096,
+                        description="'bible' (bundled World English Bible), a text file, a folder, or .bin")
     tokenizer: Literal["byte"] = "byte"
-    val_fraction: float = Field(0.05, gt=0, lt=1)
-    eval_every: int = Field(50, gt=0, description="steps between validation evaluations")
-    eval_batches: int = Field(4, gt=0)
+    val_fraction: Real = Field(0.05, gt=0, lt=1)
+    eval_every: Int = Field(50, gt=0, le=MAX_COUNT, description="steps between validation evaluations")
+    eval_batches: Int = Field(4, gt=0, le=MAX_COUNT, description="bounded by the validation split (preflight)")
     dtype: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
 
 
 class Hardware(_Data):
     name: str
-    peak_flops: float = Field(gt=0, description="dense peak FLOP/s of one accelerator at the training dtype")
-    mfu_train: float = Field(0.4, gt=0, le=1)
-    mfu_prefill: float = Field(0.5, gt=0, le=1)
-    mfu_decode: float = Field(0.05, gt=0, le=1)
-    usd_per_gpu_hour: float = Field(2.0, ge=0)
-    speedup_train: float = Field(1.0, ge=1, description="sparse-phase training speedup of the sparsity pattern")
-    speedup_prefill: float = Field(1.0, ge=1)
-    speedup_decode: float = Field(1.0, ge=1)
+    peak_flops: Real = Field(gt=0, description="dense peak FLOP/s of one accelerator at the training dtype")
+    mfu_train: Real = Field(0.4, gt=0, le=1)
+    mfu_prefill: Real = Field(0.5, gt=0, le=1)
+    mfu_decode: Real = Field(0.05, gt=0, le=1)
+    usd_per_gpu_hour: Real = Field(2.0, ge=0)
+    speedup_train: Real = Field(1.0, ge=1, description="sparse-phase training speedup of the sparsity pattern")
+    speedup_prefill: Real = Field(1.0, ge=1)
+    speedup_decode: Real = Field(1.0, ge=1)
 
 
 class CostLedgers(_Data):
     """FLOPs in three labelled training ledgers, inference FLOPs, GPU-hours and dollars."""
-    train_flops_dense_equivalent: float = Field(ge=0, description="masked training runs dense GEMMs")
-    train_flops_effective: float = Field(ge=0, description="non-zero FLOPs: 6 N_avg D + attention")
-    train_flops_wallclock_equivalent: float = Field(ge=0, description="dense-equivalent / sparse-phase speedup")
-    inference_flops_per_token: float = Field(ge=0, description="2 N_final + attention at the stated context")
-    inference_context: int = Field(ge=0)
-    lifetime_inference_tokens: float = Field(ge=0)
-    lifetime_inference_flops: float = Field(ge=0)
-    train_gpu_hours: float = Field(ge=0)
-    inference_gpu_hours: float = Field(ge=0)
-    train_usd: float = Field(ge=0)
-    inference_usd: float = Field(ge=0)
+    train_flops_dense_equivalent: Real = Field(ge=0, description="masked training runs dense GEMMs")
+    train_flops_effective: Real = Field(ge=0, description="non-zero FLOPs: 6 N_avg D + attention")
+    train_flops_wallclock_equivalent: Real = Field(ge=0, description="dense-equivalent / sparse-phase speedup")
+    inference_flops_per_token: Real = Field(ge=0, description="2 N_final + attention at the stated context")
+    inference_context: Int = Field(ge=0, le=MAX_COUNT)
+    lifetime_inference_tokens: Real = Field(ge=0)
+    lifetime_inference_flops: Real = Field(ge=0)
+    train_gpu_hours: Real = Field(ge=0)
+    inference_gpu_hours: Real = Field(ge=0)
+    train_usd: Real = Field(ge=0)
+    inference_usd: Real = Field(ge=0)
 
 
 class Prediction(_Data):
-    loss: float
-    ci_low: float | None = None
-    ci_high: float | None = None
+    loss: Real
+    ci_low: Real | None = None
+    ci_high: Real | None = None
     extrapolated: bool = False
     warnings: list[str] = []
 
 
 class Pair(_Data):
     """Where a run sits in a validation pair (the seed's design): a sparse run and its dense partners share `id`."""
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=200)
     role: Literal["sparse", "dense_n_avg", "dense_n_final"]
 
 
 class Derived(_Data):
     n_convention: Literal["total", "non_embedding"] = "total"
-    n_total: int
-    n_prunable: int
-    n_fixed: int
-    mean_density: float
-    final_density: float
-    n_avg: float
-    n_final: float
+    n_total: Int = Field(ge=0, le=MAX_PARAMS)
+    n_prunable: Int = Field(ge=0, le=MAX_PARAMS)
+    n_fixed: Int = Field(ge=0, le=MAX_PARAMS)
+    mean_density: Real = Field(ge=0, le=1)
+    final_density: Real = Field(ge=0, le=1)
+    n_avg: Real = Field(ge=0)
+    n_final: Real = Field(ge=0)
 
 
 def derive(model: ModelShape, schedule: Schedule, n_convention: str = "total", prune_head: bool = True) -> Derived:
@@ -150,8 +163,8 @@ def derive(model: ModelShape, schedule: Schedule, n_convention: str = "total", p
 
 
 class TrainingPlan(_Data):
-    schema_version: Literal[1] = SCHEMA_VERSION
-    name: str = "plan"
+    schema_version: Annotated[Literal[1], BeforeValidator(number_only)] = SCHEMA_VERSION
+    name: str = Field("plan", min_length=1, max_length=128, description="also the stem of the trainer's run ids")
     model: ModelShape
     schedule: PlanSchedule
     budget: Budget
@@ -202,7 +215,7 @@ def plan_from_text(text: str, source: str = "plan", fmt: str = "yaml") -> Traini
     """Parse and validate; bad input raises PlannerInputError with one line naming the source and field."""
     data = parse_mapping(text, source, fmt, "plan")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # `true` == 1 in Python; it is not a version
         raise PlannerInputError(f"{source}: field 'schema_version' is {version!r}; this planner reads version "
                                 f"{SCHEMA_VERSION}")
     return validate(TrainingPlan, data, source)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from planner.errors import PlannerInputError
+from planner.io import not_regular
 from planner.laws import N_COLUMN, PARAM_NAMES
 
 _NUMERIC = ("loss", "tokens", "n", "n_avg", "n_final", "n_total", "sparsity")
@@ -39,6 +40,9 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
         raise PlannerInputError(f"unknown law form {form!r}: use one of {sorted(PARAM_NAMES)}")
     label, raw = _read(source)
     raw = raw.rename(columns=lambda c: str(c).strip()).reset_index(drop=True)
+    dup = raw.columns[raw.columns.duplicated()]
+    if len(dup):  # ' loss' and 'loss' are one column once padding is stripped
+        raise PlannerInputError(f"{label}: column '{dup[0]}' appears more than once in the header")
     if "n" in raw.columns:  # a dense run's single count stands for both
         for col in ("n_avg", "n_final"):
             raw[col] = raw[col].fillna(raw["n"]) if col in raw.columns else raw["n"]
@@ -58,7 +62,7 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
             bad = np.flatnonzero(~(out[col] > 0) & out[col].notna())
             if bad.size:
                 raise PlannerInputError(f"{label}: column '{col}' must be positive; row {bad[0] + 1} has "
-                                        f"{out[col].iloc[bad[0]]:g}")
+                                        f"{float(out[col].iloc[bad[0]]):g}")
             big = np.flatnonzero(out[col] > _CEILING[col])
             if big.size:
                 raise PlannerInputError(f"{label}: column '{col}' has {out[col].iloc[big[0]]:g} in row {big[0] + 1}, "
@@ -66,7 +70,8 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
     s = out["sparsity"]
     bad = np.flatnonzero(((s < 0) | (s >= 1)) & s.notna())
     if bad.size:
-        raise PlannerInputError(f"{label}: column 'sparsity' must lie in [0, 1); row {bad[0] + 1} has {s.iloc[bad[0]]:g}")
+        raise PlannerInputError(f"{label}: column 'sparsity' must lie in [0, 1); row {bad[0] + 1} has "
+                                f"{float(s.iloc[bad[0]]):g}")
     if form != "frantar":
         out["sparsity"] = s.fillna(0.0)
     if "n_final" in out.columns:  # a dense run's total is its final count
@@ -90,7 +95,8 @@ def _read(source) -> tuple[str, pd.DataFrame]:
         return "runs table", source.copy()
     path = Path(source)
     if not path.is_file():
-        raise PlannerInputError(f"{path}: runs file not found")
+        raise PlannerInputError(f"{path}: is {not_regular(path.stat().st_mode)}, not a runs file" if path.exists()
+                                else f"{path}: runs file not found")
     try:
         return path.name, pd.read_csv(path, dtype=str, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

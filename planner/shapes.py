@@ -4,6 +4,8 @@ Prunable weights follow the seed's released code: every linear weight in attenti
 when it is untied. Token embeddings and norm scales are never pruned. No biases anywhere (Llama style).
 
 `param_counts` is the one formula; it broadcasts over numpy arrays so the search can count many shapes at once.
+Counts are int64 there; a shape is validated with the same formula on exact Python integers, so a shape whose count
+would overflow (or lose float64 exactness, past 2^53) is refused instead of reporting a wrapped-around N.
 """
 from __future__ import annotations
 
@@ -12,14 +14,19 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from planner.io import Int
 
-def param_counts(n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab, tied=False, mlp="swiglu"):
+MAX_PARAMS = 2**53  # float64 holds every integer up to here: N_avg and the laws' arithmetic stay exact
+
+def param_counts(n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab, tied=False, mlp="swiglu",
+                 dtype=np.int64):
     """Exact counts for a Llama-style decoder; every numeric argument may be a numpy array (broadcast).
 
     Returns a dict of arrays: total, embedding, prunable, fixed (= total - prunable), non_embedding, norm.
+    `dtype=object` counts in Python integers, which never overflow.
     """
     n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab = (
-        np.asarray(x, dtype=np.int64) for x in (n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab))
+        np.asarray(x, dtype=dtype) for x in (n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab))
     attn = d_model * head_dim * (2 * n_head + 2 * n_kv_head)  # q and o: n_head heads; k and v: n_kv_head heads
     mlp_mats = 3 if mlp == "swiglu" else 2
     per_layer = attn + mlp_mats * d_model * d_ff
@@ -36,13 +43,13 @@ class ModelShape(BaseModel):
     """A Llama-style decoder: RMSNorm, RoPE, no biases, SwiGLU (or GELU) MLP, optional grouped KV heads."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    n_layer: int = Field(gt=0)
-    d_model: int = Field(gt=0)
-    n_head: int = Field(gt=0)
-    n_kv_head: int | None = Field(None, gt=0, description="KV heads (grouped-query attention); default n_head")
-    head_dim: int | None = Field(None, gt=0, description="default d_model // n_head")
-    d_ff: int = Field(gt=0)
-    vocab: int = Field(gt=0)
+    n_layer: Int = Field(gt=0)
+    d_model: Int = Field(gt=0)
+    n_head: Int = Field(gt=0)
+    n_kv_head: Int | None = Field(None, gt=0, description="KV heads (grouped-query attention); default n_head")
+    head_dim: Int | None = Field(None, gt=0, description="default d_model // n_head")
+    d_ff: Int = Field(gt=0)
+    vocab: Int = Field(gt=0)
     tied_embeddings: bool = False
     mlp: Literal["swiglu", "gelu"] = "swiglu"
 
@@ -52,6 +59,10 @@ class ModelShape(BaseModel):
             raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}; give head_dim")
         if self.n_head % self.kv_heads:
             raise ValueError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.kv_heads}")
+        total = int(param_counts(self.n_layer, self.d_model, self.n_head, self.kv_heads, self.head_size, self.d_ff,
+                                 self.vocab, self.tied_embeddings, self.mlp, dtype=object)["total"])
+        if total > MAX_PARAMS:
+            raise ValueError(f"{total:.3e} parameters is past the {MAX_PARAMS:.3e} this planner counts exactly")
         return self
 
     @property

@@ -52,3 +52,13 @@ def test_cancel_sends_sigint_to_a_running_pid(tmp_path):
     assert child.wait(30) == 7
     assert not registry.get_run(tmp_path, "r")["alive"]  # still marked running, but its process is gone
     assert not registry.cancel(tmp_path, "r")  # the pid is gone
+
+
+def test_failures_are_recorded_or_the_reason_is_returned(tmp_path):
+    registry.create_run(tmp_path, "r", "r", "{}", tmp_path, 10, status="running", pid=1)
+    note = registry.record_failure(tmp_path, "r", OSError(28, "No space left on device"))
+    row = registry.get_run(tmp_path, "r")
+    assert note.startswith("recorded in") and row["status"] == "failed" and "No space left" in row["error"]
+    (tmp_path / "gone").write_text("a file where the runs folder should be")
+    note = registry.record_failure(tmp_path / "gone", "r", RuntimeError("x"))
+    assert note.startswith("NOT recorded in the registry:") and "\n" not in note

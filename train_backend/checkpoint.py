@@ -81,12 +81,15 @@ def load(run_dir: Path, quarantine: bool = True) -> dict:
         if not path.exists():
             continue
         try:
-            return _read(path)
+            state = _read(path)
         except Exception as exc:  # any unreadable file: fall back to the previous checkpoint
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            print(f"checkpoint {path} is corrupt ({reason}); trying the previous one", file=sys.stderr)
             if quarantine:
                 os.replace(path, run_dir / f"{name}.corrupt")
-            tried.append(name)
+            tried.append(f"{name}: {reason}")
+            continue
+        if tried:  # said once, and only when a fallback worked; otherwise the error below says it
+            print(f"checkpoint {'; '.join(tried)} is corrupt; resuming from {name}", file=sys.stderr)
+        return state
     raise CheckpointError(f"run folder {run_dir}: no readable checkpoint"
-                          + (f" ({', '.join(tried)} corrupt)" if tried else ""))
+                          + (f" ({'; '.join(tried)} corrupt)" if tried else ""))

@@ -1,24 +1,22 @@
 """`python -m train_backend train|runs|export`. Bad input: one line on stderr and exit code 2, never a traceback.
 
-Exit codes: 0 finished, 1 the run failed (non-finite loss or an internal error, logged to the run folder's
-error.log), 2 bad input, 130 cancelled by SIGINT (in the loop: after its checkpoint).
+Exit codes: 0 finished, 1 the run failed (a non-finite loss, a full disk, an internal error: one line saying
+where the traceback went and whether the registry recorded it), 2 bad input, 130 cancelled by SIGINT (in the
+loop: after its checkpoint).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
-import traceback
 from pathlib import Path
 
-from planner.cli import OneLineParser
-from planner.errors import PlannerInputError
+from planner.cli import OneLineParser, number, positive_int
+from planner.errors import PlannerInputError, guarded, say
 from planner.plan import load_plan, plan_from_text
 from train_backend import checkpoint, registry, study
 from train_backend.export import export_hf
-from train_backend.train import Cancelled, NonFinite, Options, run
+from train_backend.train import Cancelled, NonFinite, Options, RunFailed, run
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,12 +29,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     t.add_argument("--resume", metavar="RUN_ID")
     t.add_argument("--run-id", help="id for a new run (default: plan name, time and a random suffix)")
-    t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (schedule keeps the plan's)")
-    t.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default: the plan's eval_every)")
-    t.add_argument("--threads", type=int, help="CPU threads (fix it to compare runs bit for bit)")
+    t.add_argument("--max-steps", type=positive_int,
+                   help="stop after this many optimizer steps (schedule keeps the plan's)")
+    t.add_argument("--ckpt-every", type=positive_int, help="steps between checkpoints (default: the plan's eval_every)")
+    t.add_argument("--threads", type=number(1, 4096, integer=True), help="CPU threads (fix it to compare runs bit "
+                                                                          "for bit)")
     t.add_argument("--bin-dtype", choices=("uint16", "uint32"), help="token dtype of a .bin corpus without sidecar")
-    r = sub.add_parser("runs", help="list the run registry")
+    r = sub.add_parser("runs", help="list the run registry (rows of dead processes are marked failed first)")
     r.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    r.add_argument("--rebuild", action="store_true", help="recreate a corrupt or missing runs.db from the run folders")
     e = sub.add_parser("export", help="write a Hugging Face Llama folder from a run's latest checkpoint")
     e.add_argument("run_id")
     e.add_argument("--hf", type=Path, required=True, metavar="DIR")
@@ -50,14 +51,17 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     if args.plan is None and not args.resume:
         raise PlannerInputError("train: give a plan file, or --resume RUN_ID")
-    for flag in ("max_steps", "ckpt_every", "threads"):
-        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
-            raise PlannerInputError(f"--{flag.replace('_', '-')} must be positive")
+    if args.resume and args.run_id:
+        raise PlannerInputError("--run-id names a new run; --resume keeps the run's own id")
+    if args.resume and not registry.RUN_ID.fullmatch(args.resume):
+        raise PlannerInputError(f"--resume {args.resume[:60]!r}: no such run (not a run id)")
     if args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
             raise PlannerInputError("--device cuda: no CUDA device is available")
     plan = load_plan(args.plan) if args.plan else None
+    if plan is not None and args.bin_dtype and not plan.run.corpus.endswith(".bin"):
+        raise PlannerInputError(f"--bin-dtype: corpus {plan.run.corpus} is not a .bin file; the flag would be ignored")
     opts = Options(runs_dir=args.runs_dir, device=args.device, resume=args.resume, run_id=args.run_id,
                    max_steps=args.max_steps, ckpt_every=args.ckpt_every, threads=args.threads, bin_dtype=args.bin_dtype)
     try:
@@ -65,7 +69,10 @@ def _train(args) -> int:
     except NonFinite as exc:
         kept = ("no checkpoint was written" if exc.checkpoint_step is None
                 else f"the last good checkpoint (step {exc.checkpoint_step}) is kept")
-        print(f"run failed: {exc}; {kept}", file=sys.stderr)
+        say(f"run failed: {exc}; {kept}")
+        return 1
+    except RunFailed as exc:
+        say(f"error: {exc}")
         return 1
     except Cancelled as exc:
         print("cancelled during start-up; " + (
@@ -82,6 +89,14 @@ def _train(args) -> int:
 
 
 def _runs(args) -> int:
+    if args.rebuild:
+        n, aside = registry.rebuild(args.runs_dir)
+        say(f"rebuilt {args.runs_dir / registry.DB_NAME} from {n} run folders"
+            + (f"; the old registry is kept as {aside}" if aside else ""))
+    try:
+        registry.reconcile(args.runs_dir)
+    except registry.RegistryError:
+        pass  # a read-only registry still lists; a corrupt one fails just below with the rebuild hint
     cols = ("run_id", "status", "step", "total_steps", "final_train_loss", "final_val_loss", "n_avg_measured",
             "wall_seconds")
     rows = []
@@ -110,25 +125,21 @@ def _export(args) -> int:
         state = checkpoint.load(Path(run["run_dir"]), quarantine=False)
     except checkpoint.CheckpointError as exc:
         raise PlannerInputError(f"export: {exc}") from None
-    export_hf(state["model"], plan.model, args.hf, max(2048, plan.budget.seq_len), args.compressed)
+    try:
+        export_hf(state["model"], plan.model, args.hf, max(2048, plan.budget.seq_len), args.compressed)
+    except OSError as exc:
+        raise PlannerInputError(f"--hf {args.hf}: cannot write ({exc.strerror or exc})") from None
     print(args.hf)
     return 0
 
 
 def main(argv=None) -> int:
-    try:
-        args = _parser().parse_args(argv)
+    """The error boundary: one line on stderr for any outcome; an internal error's traceback goes to
+    `<runs dir>/error.log` (or a temp file, or the line says it could not be written)."""
+    seen = {}
+
+    def body():
+        seen["args"] = args = _parser().parse_args(argv)
         return {"train": _train, "runs": _runs, "export": _export, "study": study.main}[args.cmd](args)
-    except PlannerInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # SIGINT before the trainer's own handler (parsing, loading the plan)
-        print("cancelled", file=sys.stderr)
-        return 130
-    except Exception as exc:  # an internal error: one line here, the traceback in the run folder or runs dir
-        log = Path(getattr(args, "runs_dir", Path("."))) / "error.log"  # parse errors were caught above
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as f:
-            f.write(f"--- {time.ctime()} {json.dumps(sys.argv)}\n{traceback.format_exc()}")
-        print(f"error: internal error: {type(exc).__name__}: {exc} (traceback in {log})", file=sys.stderr)
-        return 1
+
+    return guarded(body, lambda: [seen["args"].runs_dir] if "args" in seen else [])

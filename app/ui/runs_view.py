@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from app.ui.laws_view import fit_form, predicted_loss
 from planner.ladder import scale_down, tiny_plan
 from planner.plan import TrainingPlan, dump_plan, plan_from_text
 from train_backend import registry
+from train_backend.launch import launch as trainer_launch
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS_DIR_ENV = "SPARSEPLAN_RUNS_DIR"
@@ -46,10 +46,8 @@ def launch(plan: TrainingPlan, folder: Path) -> subprocess.Popen:
                            f"Wait for one to finish or cancel it.")
     plans = Path(folder) / "plans"
     path = dump_plan(plan, plans / f"{plan.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.yaml")
-    with open(path.with_suffix(".log"), "wb") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([sys.executable, "-m", "train_backend", "train", str(path), "--runs-dir", str(folder),
-                                 "--threads", "1"],  # one core per run: two runs share the two cores fairly
-                                cwd=ROOT, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    # One core per run (two runs share the two cores fairly); train_backend.launch reaps the process when it ends.
+    proc = trainer_launch(path, folder, threads=1, log_path=path.with_suffix(".log"))
     _STARTED.setdefault(str(folder), []).append((proc, plan))
     return proc
 
