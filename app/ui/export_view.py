@@ -22,8 +22,12 @@ def plan_json_bytes(plan: TrainingPlan) -> bytes:
     return plan_to_json(plan).encode("utf-8")
 
 
-def ladder(plan: TrainingPlan, rungs: int = 3) -> list[TrainingPlan]:
-    return scale_down(plan, rungs=rungs)
+LADDER_MINUTES = 120.0  # default CPU budget of the page's ladder: three rungs of a typical frontier plan fit
+
+
+def ladder(plan: TrainingPlan, rungs: int = 3, budget_minutes: float = LADDER_MINUTES) -> list[TrainingPlan]:
+    """The plan's validation ladder at its own tokens per N_avg, sized to `budget_minutes` of one-thread CPU."""
+    return scale_down(plan, rungs=rungs, budget_minutes=budget_minutes)
 
 
 def ladder_yaml_bytes(plans: list[TrainingPlan]) -> bytes:

@@ -44,8 +44,11 @@ st.subheader("Validation ladder")
 st.caption("Scaled-down sparse runs with dense partners at the same N_avg, small enough for this machine's CPU: "
            "if N_avg is the right quantity, each pair's losses match.")
 rungs = st.slider("Rungs", 1, 3, 3, key="export_rungs")
+minutes = st.number_input("CPU budget of the whole ladder (one-thread minutes)", 1.0, 10_000.0, ev.LADDER_MINUTES,
+                          step=10.0, key="export_ladder_minutes",
+                          help="Rungs keep the plan's tokens per N_avg; the largest sizes that fit this budget are chosen.")
 with user_errors():
-    ladder = ev.ladder(plan, rungs)
+    ladder = ev.ladder(plan, rungs, minutes)
 st.dataframe(ev.ladder_table(ladder), hide_index=True, width="stretch")
 c1, c2 = st.columns(2)
 c1.download_button("Download ladder (zip of YAML)", ev.ladder_zip_bytes(ladder), f"{plan.name}-ladder.zip",
