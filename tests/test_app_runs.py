@@ -45,15 +45,19 @@ def test_launch_from_the_page_and_read_back_after_restart(runs_dir):
     assert run["status"] == "finished", run["error"]
     at = open_page(PAGE)  # a fresh session: the run comes back from the registry
     table = at.dataframe[0].value
-    assert table["status"].tolist() == ["finished"] and table["steps"].tolist() == ["200 / 200"]
+    steps = tiny_plan().budget.steps  # the preset's recipe: 100 steps of 16 x 128 tokens
+    assert table["status"].tolist() == ["finished"] and table["steps"].tolist() == [f"{steps} / {steps}"]
     assert table["progress"].tolist() == [1.0]
     assert not table.isna().any().any() and "None" not in table.astype(str).to_numpy()
     assert table["validation loss (nats)"].tolist() == [f"{run['final_val_loss']:.4f}"]
     assert metrics(at)["Measured validation loss"] == f"{run['final_val_loss']:.4f}"
-    assert "step 200 of 200" in at.get("progress")[0].proto.text  # one figure of progress: table and bar agree
+    assert f"step {steps} of {steps}" in at.get("progress")[0].proto.text  # one figure: table and bar agree
+    pred = tiny_plan().prediction  # the bundled laptop law's, carried by the preset
+    assert table["predicted loss [95% CI]"].tolist() == [rv.interval(pred)] and pred.ci_low is not None
+    assert metrics(at)["Predicted loss"] == f"{pred.loss:.4f}"
     loss_spec, density_spec = chart_specs(at)
     assert encodings(loss_spec)["y"]["title"] == "Loss (nats/token)"
-    assert loss_spec["title"] == "Loss"  # no promise of a predicted line the plan does not have
+    assert loss_spec["title"] == "Loss (dashed: predicted final loss, shaded: its 95% interval)"
     assert encodings(density_spec)["x"]["title"] == "Optimizer step"
     low, high = encodings(density_spec)["y"]["scale"]["domain"]
     assert 0.4 < low < 0.5 and high == 1.0  # framed on the run's 50%-100%, not a sliver of 0-1
@@ -127,8 +131,19 @@ def test_pairs_compare_by_the_plan_field_not_the_name(runs_dir):
 
 
 def test_table_formats_and_never_shows_none(runs_dir):
-    fake_run(runs_dir, "r1", tiny_plan(steps=20), val_loss=None, metrics=False)
+    fake_run(runs_dir, "r1", tiny_plan(steps=20).model_copy(update={"prediction": None}), val_loss=None,
+             metrics=False)  # a plan without a prediction (the preset now carries the laptop law's)
     table = rv.runs_table(runs_dir)
     assert table.loc[0, "validation loss (nats)"] == "—" and table.loc[0, "predicted loss [95% CI]"] == "—"
     assert table.loc[0, "wall time"] == "1m 23s" and table.loc[0, "N_avg measured"].endswith("k")
+    assert not table.isna().any().any() and "None" not in table.astype(str).to_numpy()
     assert not [c for c in rv.SHOWN_COLUMNS if "_" in c.replace("N_", "")]  # headers in words, not snake_case
+
+
+def test_a_ladder_over_budget_leaves_the_tiny_preset_launchable():
+    plan = tiny_plan(steps=40)
+    choices, error = rv.launch_choices(plan, budget_minutes=1e-3)
+    assert list(choices) == ["tiny preset (about a minute on one core)"]
+    assert error.startswith(f"No validation ladder for {plan.name}: --budget-minutes 0.001")
+    choices, error = rv.launch_choices(plan)
+    assert error is None and [p.pair.role for p in list(choices.values())[1:]] == ["sparse", "dense_n_avg"] * 3

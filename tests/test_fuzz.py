@@ -43,7 +43,7 @@ def world(tmp_path_factory):
     runs.write_text("loss,tokens,n_avg\n" + "\n".join(",".join(r) for r in valid_runs(8, 0.01)) + "\n")
     plan = dump_plan(tiny_plan(steps=4), tmp / "tiny.yaml")  # a --max-steps the fuzz makes large still ends soon
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("train_backend.train.mm_peak", lambda *a, **k: 1e12)
+        mp.setattr("train_backend.train.peak_flops", lambda *a, **k: (1e12, "stubbed in the tests"))
         # One run first: torch imports parts of itself on the first optimizer step, and a time limit firing inside
         # an import would leave it half-initialised for every later case.
         assert trainer_main(["train", str(plan), "--runs-dir", str(tmp / "warm-up"), "--threads", "1"]) == 0

@@ -182,11 +182,13 @@ def test_preflight_counts_what_the_trainer_reads(tmp_path):
 def test_eval_batches_are_bounded_by_the_validation_split(tmp_path):
     plan = plan_from_text(_tiny(tmp_path, eval_batches=4).read_text())
     val = preflight(plan)["val_tokens"]
-    most = (val - 65) // 16  # start positions of 65-token windows, 16 rows a batch
+    b = plan.budget
+    rows = b.batch_size // b.grad_accum  # evaluation runs micro-batches of this many rows
+    most = (val - b.seq_len - 1) // rows  # start positions of seq_len + 1 token windows, `rows` a batch
     ok = plan.model_copy(update={"run": plan.run.model_copy(update={"eval_batches": most})})
     assert preflight(ok)["val_tokens"] == val
     too_many = plan.model_copy(update={"run": plan.run.model_copy(update={"eval_batches": most + 1})})
-    with pytest.raises(PlannerInputError, match=rf"run.eval_batches' is {most + 1}.*at most {most} batches of 16$"):
+    with pytest.raises(PlannerInputError, match=rf"run.eval_batches' is {most + 1}.*at most {most} batches of {rows}$"):
         preflight(too_many)
 
 
@@ -262,7 +264,7 @@ def test_registry_that_is_not_a_database_says_how_to_rebuild(tmp_path, capsys):
 
 
 def test_rebuild_restores_runs_from_their_folders(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("train_backend.train.mm_peak", lambda *a, **k: 1e12)
+    monkeypatch.setattr("train_backend.train.peak_flops", lambda *a, **k: (1e12, "stubbed in the tests"))
     runs = tmp_path / "runs"
     plan = _tiny(tmp_path, corpus=_byte_corpus(tmp_path / "c.bin"))
     assert trainer_main(["train", str(plan), "--runs-dir", str(runs), "--run-id", "done", "--threads", "1"]) == 0

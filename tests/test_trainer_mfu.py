@@ -38,11 +38,14 @@ def test_cpu_mfu_is_at_most_one_and_the_peak_is_cached(tmp_path, monkeypatch):
 
 
 def test_gemm_shapes_are_the_models_forward_and_both_gradients():
-    plan = tiny_plan()  # d_model 64, d_ff 192, vocab 256, 16 x 64 tokens per micro-batch
+    plan = tiny_plan()
+    m, b = plan.model, plan.budget
+    rows = b.batch_size // b.grad_accum * b.seq_len  # tokens per micro-batch
     shapes = gemm_shapes(plan)
-    assert (1024, 64, 192) in shapes and (1024, 192, 64) in shapes and (192, 1024, 64) in shapes  # up/gate proj
-    assert (1024, 64, 256) in shapes and (256, 1024, 64) in shapes  # LM head forward, weight gradient
-    assert all(max(s) <= 2048 for s in gemm_shapes(plan, cap=2048))
+    assert (rows, m.d_model, m.d_ff) in shapes and (rows, m.d_ff, m.d_model) in shapes  # up/gate proj, its input grad
+    assert (m.d_ff, rows, m.d_model) in shapes  # up/gate proj weight gradient
+    assert (rows, m.d_model, m.vocab) in shapes and (m.vocab, rows, m.d_model) in shapes  # LM head fwd, weight grad
+    assert all(max(s) <= 1024 for s in gemm_shapes(plan, cap=1024))
 
 
 @pytest.mark.parametrize("name, dtype, peak", [

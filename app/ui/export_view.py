@@ -22,7 +22,7 @@ def plan_json_bytes(plan: TrainingPlan) -> bytes:
     return plan_to_json(plan).encode("utf-8")
 
 
-LADDER_MINUTES = 120.0  # default CPU budget of the page's ladder: three rungs of a typical frontier plan fit
+LADDER_MINUTES = 180.0  # default CPU budget of the ladder: three rungs of the default frontier plan fit (~120 min)
 
 
 def ladder(plan: TrainingPlan, rungs: int = 3, budget_minutes: float = LADDER_MINUTES) -> list[TrainingPlan]:

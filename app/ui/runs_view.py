@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.ui.common import human
+from app.ui.common import error_message, human
+from app.ui.export_view import LADDER_MINUTES
 from app.ui.laws_view import fit_form, predicted_loss
+from planner.errors import PlannerInputError
 from planner.ladder import scale_down, tiny_plan
 from planner.plan import TrainingPlan, dump_plan, plan_from_text
 from train_backend import registry
@@ -68,9 +70,17 @@ def anything_active(folder: Path) -> bool:
     return bool(active_runs(folder) or _starting(folder))
 
 
-def launch_choices(plan: TrainingPlan) -> dict[str, TrainingPlan]:
-    """Plans this machine can train: the tiny preset (seconds) and the selected plan's validation ladder."""
-    return {"tiny preset (about a minute on one core)": tiny_plan()} | {f"ladder: {p.name}": p for p in scale_down(plan)}
+def launch_choices(plan: TrainingPlan, budget_minutes: float = LADDER_MINUTES
+                   ) -> tuple[dict[str, TrainingPlan], str | None]:
+    """Plans this machine can train: the tiny preset (seconds) and the selected plan's validation ladder (the
+    Export page's, at the same CPU budget), and why the ladder is missing when it does not fit that budget: the
+    tiny preset stays launchable either way."""
+    choices = {"tiny preset (about a minute on one core)": tiny_plan()}
+    try:
+        ladder = scale_down(plan, budget_minutes=budget_minutes)
+    except (PlannerInputError, ValueError) as exc:
+        return choices, f"No validation ladder for {plan.name}: {error_message(exc)}"
+    return choices | {f"ladder: {p.name}": p for p in ladder}, None
 
 
 def status(run: dict) -> str:

@@ -10,8 +10,9 @@ st.title("Runs")
 st.caption(f"Runs folder `{folder}` (set ${rv.RUNS_DIR_ENV} to change it). Each run is its own process and is read "
            f"back from the registry, so runs survive an app restart. At most {rv.MAX_CONCURRENT} train at once.")
 
-with user_errors():
-    choices = rv.launch_choices(state.current_plan())
+choices, ladder_error = rv.launch_choices(state.current_plan())
+if ladder_error:
+    st.warning(ladder_error)
 c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
 label = c1.selectbox("Plan to train", list(choices), key="runs_choice",
                      help="the tiny preset, or a rung of the selected plan's validation ladder (sparse runs and their "
