@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from planner.costs import cpu_model  # noqa: F401  (the benchmarks' machine line)
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
@@ -15,14 +17,3 @@ def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
     new = pattern.sub(lambda _: body.rstrip("\n") + "\n\n", old) if pattern.search(old) \
         else old.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
     path.write_text(new)
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else 'unknown CPU'."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"

@@ -31,6 +31,7 @@ the search calls it on arrays of candidates.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -245,3 +246,13 @@ def _row_pointers(model: ModelShape, rows: int) -> int:
     matrices = model.n_layer * (7 if model.mlp == "swiglu" else 6) + (0 if model.tied_embeddings else 1)
     return rows + matrices
 
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else 'unknown CPU': the machine a measured figure belongs to."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-from planner.costs import GPU_PEAKS
+from planner.costs import GPU_PEAKS, cpu_model
 from planner.plan import TrainingPlan
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -116,7 +115,7 @@ def cpu_peak(plan: TrainingPlan, cache_dir: Path, samples: int = 10, seconds: fl
     measured once per machine and cached; returns (FLOP/s, how it was obtained)."""
     threads, dtype = torch.get_num_threads(), plan.run.dtype
     shapes = gemm_shapes(plan)
-    key = f"{_cpu_name()} | torch {torch.__version__} | {threads} threads | {dtype} | {shapes}"
+    key = f"{cpu_model()} | torch {torch.__version__} | {threads} threads | {dtype} | {shapes}"
     path = Path(cache_dir) / "peak_flops.json"
     try:
         cache = json.loads(path.read_text())
@@ -145,13 +144,3 @@ def gpu_peak(device: torch.device, dtype: str) -> tuple[float | None, str]:
 
 def peak_flops(plan: TrainingPlan, device: torch.device, cache_dir: Path) -> tuple[float | None, str]:
     return gpu_peak(device, plan.run.dtype) if device.type == "cuda" else cpu_peak(plan, cache_dir)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
