@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import cpu_model, write_section  # noqa: E402
 from planner.pareto import pareto_mask  # noqa: E402
-from planner.laws import default_law  # noqa: E402
+from planner.laws import default_law, sardana_optimum  # noqa: E402
 from planner.search import (DEFAULT_D_MODELS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, FAMILY_D_MODELS,  # noqa: E402
                             budget_optimal, candidates, family_shape, lifetime_optimal)
 
@@ -43,24 +42,6 @@ def timed(fn, repeats=REPEATS):
         out = fn()
         times.append(time.perf_counter() - t0)
     return out, float(np.median(times)), float(min(times))
-
-
-def sardana_optimum(law, target, lifetime_tokens):
-    """Sardana et al.'s continuous dense optimum at loss `target`: (N*, N* (6 D* + 2 D_inf)) from the root of the
-    first-order condition of N (6 D(N) + 2 D_inf) with D(N) from the law."""
-    c = law.coefficients
-    E, A, B, alpha, beta = (c[k] for k in ("E", "A", "B", "alpha", "beta"))
-
-    def tokens(n):
-        return (B / (target - E - A * n ** -alpha)) ** (1 / beta)
-
-    def foc(log_n):
-        n = np.exp(log_n)
-        gap = target - E - A * n ** -alpha
-        return 6 * tokens(n) + 2 * lifetime_tokens - 6 * alpha * A * n ** -alpha * tokens(n) / (beta * gap)
-
-    n = np.exp(brentq(foc, np.log((A / (target - E)) ** (1 / alpha)) + 1e-6, np.log(1e14)))
-    return n, n * (6 * tokens(n) + 2 * lifetime_tokens)
 
 
 def optimality():

@@ -19,6 +19,7 @@ import math
 from typing import Literal
 
 import numpy as np
+from scipy.optimize import brentq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.errors import PlannerInputError
@@ -243,3 +244,23 @@ def resolve_law(spec: str, flag: str = "--law") -> Law:
 def default_law() -> Law:
     """The app's default: the Epoch replication of Chinchilla applied with N_avg (the unified hypothesis)."""
     return get_law(DEFAULT_LAW, form="unified")
+
+
+def sardana_optimum(law: Law, target: float, lifetime_tokens: float) -> tuple[float, float]:
+    """Continuous dense optimum of N (6 D + 2 D_inf) at loss `target` (Sardana et al. 2024): the root in N of its
+    first-order condition 6 D + 2 D_inf - 6 alpha A N^-alpha D / (beta (target - E - A N^-alpha)) = 0, with D(N) from
+    the law; returns (N*, its lifetime FLOPs N* (6 D* + 2 D_inf)). The reference the search is checked against."""
+    c = law.coefficients
+    E, A, B, alpha, beta = (c[k] for k in ("E", "A", "B", "alpha", "beta"))
+
+    def tokens(n):
+        return (B / (target - E - A * n ** -alpha)) ** (1 / beta)
+
+    def foc(log_n):
+        n = np.exp(log_n)
+        return 6 * tokens(n) + 2 * lifetime_tokens - 6 * alpha * A * n ** -alpha * tokens(n) / (
+            beta * (target - E - A * n ** -alpha))
+
+    floor = np.log((A / (target - E)) ** (1 / alpha))  # below this N the target is out of reach
+    n = np.exp(brentq(foc, floor + 1e-6, np.log(1e14)))
+    return n, n * (6 * tokens(n) + 2 * lifetime_tokens)

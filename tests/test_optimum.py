@@ -1,11 +1,9 @@
 """The optimum answers are the best over the whole shape family (refined from the grid), and in the dense case with
 attention FLOPs off they sit at Sardana et al.'s first-order condition, up to the family's own spacing."""
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
-from scipy.optimize import brentq
 
-from planner.laws import default_law
+from planner.laws import default_law, sardana_optimum
 from planner.search import (COST_COLUMNS, DENSE_CHINCHILLA, DENSE_INFERENCE_AWARE, FAMILY_D_MODELS, LIFETIME_OPTIMAL,
                             budget_optimal, family_shape, lifetime_optimal)
 
@@ -38,25 +36,6 @@ def test_budget_optimal_is_the_best_over_the_whole_family(budget):
     comp = budget_optimal(budget_flops=budget, lifetime_tokens=1e12, d_models=COARSE, **FEW)
     assert comp.best["loss"] == pytest.approx(brute.best["loss"], rel=1e-12)
     assert comp.table.iloc[1]["loss"] == pytest.approx(brute.table.iloc[1]["loss"], rel=1e-12)
-
-
-def sardana_optimum(law, target, lifetime_tokens):
-    """Continuous dense optimum of N (6 D + 2 D_inf) at loss `target` (Sardana et al. 2024): the root in N of its
-    first-order condition 6 D + 2 D_inf - 6 alpha A N^-alpha D / (beta (target - E - A N^-alpha)) = 0."""
-    c = law.coefficients
-    E, A, B, alpha, beta = (c[k] for k in ("E", "A", "B", "alpha", "beta"))
-
-    def tokens(n):
-        return (B / (target - E - A * n ** -alpha)) ** (1 / beta)
-
-    def foc(log_n):
-        n = np.exp(log_n)
-        return 6 * tokens(n) + 2 * lifetime_tokens - 6 * alpha * A * n ** -alpha * tokens(n) / (
-            beta * (target - E - A * n ** -alpha))
-
-    floor = np.log((A / (target - E)) ** (1 / alpha))  # below this N the target is out of reach
-    n = np.exp(brentq(foc, floor + 1e-6, np.log(1e14)))
-    return n, n * (6 * tokens(n) + 2 * lifetime_tokens)
 
 
 @pytest.mark.parametrize("target, lifetime", [(2.0, 0.0), (2.1, 1e12), (2.3, 1e12), (2.2, 1e13), (2.6, 1e11),
