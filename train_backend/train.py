@@ -165,12 +165,26 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
 def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
     """Train a plan (or resume a run) to completion, cancellation or failure; returns the summary dict."""
     previous_handler = Stop.install()  # first: SIGINT at any later moment exits in one line, never a traceback
+    saved = _torch_settings()
     try:
         return _run(plan, opts, source)
     finally:
         Stop.armed = False
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
+        _restore_torch_settings(saved)  # a caller's process (tests, benchmarks, the study) keeps its own settings
+
+
+def _torch_settings() -> tuple:
+    return (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.utils.deterministic.fill_uninitialized_memory, torch.get_num_threads())
+
+
+def _restore_torch_settings(saved: tuple):
+    deterministic, warn_only, fill, threads = saved
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.utils.deterministic.fill_uninitialized_memory = fill
+    torch.set_num_threads(threads)
 
 
 def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
@@ -179,7 +193,8 @@ def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
     if _launched() and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
+        torch.use_deterministic_algorithms(True)  # bit-identical resume
+        torch.utils.deterministic.fill_uninitialized_memory = False  # a debugging aid: NaN-fills every torch.empty
         if opts.threads:
             torch.set_num_threads(opts.threads)
     else:
