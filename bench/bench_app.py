@@ -114,8 +114,8 @@ def report(results: dict[str, list[float]]) -> str:
              "default search (5 schedules × 10 sparsities over the width grid, refined), each of 36 target changes a "
              "fresh search. Machine: "
              f"{os.cpu_count()} cores (nproc), {cpu_model()}, Python {platform.python_version()}; 1-minute load "
-             f"average {os.getloadavg()[0]:.1f} when measured (other engineers' tests and a training study share the "
-             "cores, so these are upper bounds). Target: keypress → headline ≤ 300 ms median.", "",
+             f"average {os.getloadavg()[0]:.1f} at the end (any other job on the two cores slows these figures: read them "
+             "as upper bounds when it is above 1). Target: keypress → headline ≤ 300 ms median.", "",
              "| measure | median ms | min ms | max ms | n |", "| --- | --- | --- | --- | --- |"]
     for name, times in results.items():
         lines.append(f"| {name} | {1000 * statistics.median(times):.0f} | {1000 * min(times):.0f} | "
