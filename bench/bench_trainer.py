@@ -15,6 +15,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from unittest import mock
@@ -36,6 +37,7 @@ from train_backend.pruning import Pruner  # noqa: E402
 from train_backend.resources import available_memory, cpu_peak, estimate_memory  # noqa: E402
 from train_backend.train import Options, make_optimizer, run  # noqa: E402
 
+CLIP = torch.nn.utils.clip_grad_norm_  # the minimal loop's own: the real loop's is wrapped while it runs
 BENCH = ModelShape(n_layer=8, d_model=512, n_head=8, d_ff=1408, vocab=256)
 TINY = ModelShape(n_layer=4, d_model=128, n_head=4, d_ff=384, vocab=256)
 med = statistics.median
@@ -62,10 +64,12 @@ class Probe:
     iteration and the seconds spent in the step's core (forward/backward, gradient clipping, AdamW's step). Between
     two starts lies the whole iteration, metrics lines and progress bar included."""
 
-    def __init__(self):
-        self.starts, self.core = [], []
+    def __init__(self, turn=None):
+        self.starts, self.core, self.turn = [], [], turn
 
     def start(self):
+        if self.turn:
+            self.turn()  # lockstep: the other loop runs one iteration meanwhile (this thread's clock stands still)
         self.starts.append(time.thread_time())
         self.core.append(0.0)
 
@@ -83,12 +87,12 @@ class Probe:
         return [(b - a, c) for a, b, c in zip(self.starts[1:], self.starts[2:], self.core[1:])]
 
 
-def loop_steps(plan, runs_dir, steps):
+def loop_steps(plan, runs_dir, steps, turn=None):
     """(iteration, core) CPU seconds of the real loop's steps. Each iteration starts at Batches.next_train (its one
     call per step, after the schedule and any pruning event); the core is timed around forward_backward,
     clip_grad_norm_ and the optimizer's step."""
     wait_for_memory(plan)
-    probe = Probe()
+    probe = Probe(turn)
 
     def next_train(self, _real=Batches.next_train):
         probe.start()
@@ -142,14 +146,14 @@ class Bare(nn.Module):
                                tgt.reshape(-1))
 
 
-def bare_steps(shape, seq, batch, steps, tokens, model_cls):
+def bare_steps(shape, seq, batch, steps, tokens, model_cls, turn=None):
     """(iteration, core) CPU seconds of a minimal loop (sample, forward/backward, clip, AdamW), first step left out."""
     torch.manual_seed(0)
     model = model_cls(shape)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     rng = np.random.default_rng(0)
-    probe = Probe()
-    step, clip = probe.timed(opt.step), probe.timed(torch.nn.utils.clip_grad_norm_)
+    probe = Probe(turn)
+    step, clip = probe.timed(opt.step), probe.timed(CLIP)
     backward = probe.timed(lambda x, y: model(x, y).backward())
     for _ in range(steps + 2):
         probe.start()
@@ -162,24 +166,71 @@ def bare_steps(shape, seq, batch, steps, tokens, model_cls):
     return probe.steps()[:steps]
 
 
-def compare(shape, seq, batch, steps, rounds, tokens, tmp, each_round=None):
-    """(iteration, core) CPU seconds of the real loop (dense, and 50%-masked) and of the minimal loop (our model,
-    the bare model), interleaved round by round, the order rotated each round: {kind: [[round 0's steps], ...]}."""
-    kinds = {
-        "ours, dense": lambda: loop_steps(plan_for(shape, seq, batch, 1000, False), tmp, steps),
-        "minimal loop, our model": lambda: bare_steps(shape, seq, batch, steps, tokens, Transformer),
-        "ours, 50% masked": lambda: loop_steps(plan_for(shape, seq, batch, 1000, True), tmp, steps),
-        "minimal loop, bare model": lambda: bare_steps(shape, seq, batch, steps, tokens, Bare),
+class Baton:
+    """Two loops in two threads taking turns, one iteration each: every pair of iterations runs seconds apart, so
+    this VM's speed drifting over tens of seconds hits both alike (its step-to-step scatter does not pair out)."""
+
+    def __init__(self, first: str):
+        self.turn, self.done, self.cv = first, set(), threading.Condition()
+
+    def wait(self, me: str):
+        with self.cv:
+            self.cv.wait_for(lambda: self.turn == me)
+
+    def hand_over(self, me: str, other: str):
+        with self.cv:
+            self.turn = other
+            self.cv.notify_all()
+            self.cv.wait_for(lambda: self.turn == me or other in self.done)
+
+    def finish(self, me: str, other: str):
+        with self.cv:
+            self.done.add(me)
+            self.turn = other
+            self.cv.notify_all()
+
+
+def lockstep(loops: dict) -> dict:
+    """{name: (iteration, core) steps} of two loops run in turn (each `loop(turn)` calls turn() as an iteration
+    starts). Each thread's CPU clock counts its own work only: torch runs one intra-op thread, in the caller."""
+    (a, run_a), (b, run_b) = loops.items()
+    baton, out, errors = Baton(a), {}, []
+
+    def worker(me, other, loop):
+        try:
+            baton.wait(me)
+            out[me] = loop(lambda: baton.hand_over(me, other))
+        except BaseException as exc:  # re-raised in the caller
+            errors.append(exc)
+        finally:
+            baton.finish(me, other)
+    threads = [threading.Thread(target=worker, args=(a, b, run_a)), threading.Thread(target=worker, args=(b, a, run_b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def compare(shape, seq, batch, steps, tokens, tmp, before_pair=None):
+    """Lockstep pairs at one shape: the real loop (dense, and 50% masked) and the bare model's minimal loop, each
+    against the minimal loop with our model: {pair: {name: (iteration, core) steps}}."""
+    loops = {
+        "ours, dense": lambda turn: loop_steps(plan_for(shape, seq, batch, 1000, False), tmp, steps, turn),
+        "ours, 50% masked": lambda turn: loop_steps(plan_for(shape, seq, batch, 1000, True), tmp, steps, turn),
+        "minimal loop, bare model": lambda turn: bare_steps(shape, seq, batch, steps, tokens, Bare, turn),
     }
-    out = {k: [] for k in kinds}
-    names = list(kinds)
-    for r in range(rounds):
-        if each_round:
-            each_round()
-        for name in names[r % 4:] + names[:r % 4]:
-            out[name].append(kinds[name]())
-        print({k: "round medians " + ", ".join(f"{med([it for it, _ in x]):.3f}" for x in v)
-               for k, v in out.items()}, flush=True)
+    ref = "minimal loop, our model"
+    out = {}
+    for name, loop in loops.items():
+        if before_pair:
+            before_pair()
+        out[name] = lockstep({name: loop, ref: lambda turn: bare_steps(shape, seq, batch, steps, tokens, Transformer,
+                                                                        turn)})
+        pair = out[name]
+        print(name, f"{med([x for x, _ in pair[name]]):.3f}", ref, f"{med([x for x, _ in pair[ref]]):.3f}", flush=True)
     return out
 
 
@@ -198,27 +249,27 @@ def event_seconds(tmp):
     return times, pruner.n
 
 
-def _iterations(rounds):
-    return [it for steps in rounds for it, _ in steps]
+REF = "minimal loop, our model"
 
 
-def _row(name, kinds, ref):
-    """The paired ratio: in each round, the median iteration of `name` over the median iteration of `ref` run next to
-    it (the host's speed drifts between rounds, so rounds are compared with themselves); its median and range."""
-    ratios = sorted(med([it for it, _ in a]) / med([it for it, _ in b]) for a, b in zip(kinds[name], kinds[ref]))
-    a, b = _iterations(kinds[name]), _iterations(kinds[ref])
-    return med(ratios), (f"{med(ratios):.3f}x (rounds {ratios[0]:.3f}-{ratios[-1]:.3f}x)",
-                         f"best step {min(a):.3f} s vs {min(b):.3f} s ({min(a) / min(b):.3f}x); all-step medians "
-                         f"{med(a):.3f} s vs {med(b):.3f} s; {len(ratios)} rounds of {len(kinds[name][0])} steps")
+def _row(steps_a, steps_b):
+    """The ratio of paired iterations (k-th of one loop over the k-th of the other, run next to each other): its
+    median over the pairs and a 95% bootstrap interval of that median (this VM's step time scatters ~15% step to
+    step, so the interval, not the median alone, says how well a few percent is resolved)."""
+    ratios = np.array([x / y for (x, _), (y, _) in zip(steps_a, steps_b)])
+    boot = np.median(np.random.default_rng(0).choice(ratios, (2000, len(ratios))), axis=1)
+    low, high = np.quantile(boot, [0.025, 0.975])
+    a, b = [x for x, _ in steps_a], [y for y, _ in steps_b]
+    return np.median(ratios), (f"{np.median(ratios):.3f}x (95% CI {low:.3f}-{high:.3f}x)",
+                               f"best step {min(a):.3f} s vs {min(b):.3f} s ({min(a) / min(b):.3f}x); medians "
+                               f"{med(a):.3f} s vs {med(b):.3f} s; {len(a)} pairs")
 
 
-def _overhead(name, kinds, ref):
-    """What the loop adds per step outside the core (iteration - core, median ms) and the ratio it implies at the
-    reference loop's median iteration: 1 + (ours - reference) / reference iteration. Unlike a ratio of step times
-    it does not move with the core's speed, which drifts with the host."""
-    def extra(k):
-        return med([it - core for steps in kinds[k] for it, core in steps])
-    ours, base, step = extra(name), extra(ref), med(_iterations(kinds[ref]))
+def _overhead(steps_a, steps_b):
+    """What a loop adds per step outside the core (iteration - core, median ms) and the ratio it implies at the
+    reference loop's median iteration: 1 + (ours - reference) / reference iteration."""
+    ours, base = med([it - core for it, core in steps_a]), med([it - core for it, core in steps_b])
+    step = med([it for it, _ in steps_b])
     implied = 1 + (ours - base) / step
     return implied, (f"{implied:.4f}x", f"outside forward/backward, clipping and AdamW's step: {ours * 1e3:.2f} ms "
                                         f"per step vs {base * 1e3:.2f} ms for the minimal loop (median iteration "
@@ -231,55 +282,55 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="bench_trainer_"))
     tokens = open_tokens("bible", tmp / ".cache", 256)
     load_start = open("/proc/loadavg").read().split()[:3]
-    shapes = {"tiny": (TINY, 128, 32, 12, 8), "bench": (BENCH, 256, 8, 4, 6)}
-    peaks = []  # the bench shape's CPU peak, sampled every round: the best over the whole run is the peak
+    shapes = {"tiny": (TINY, 128, 32, 60), "bench": (BENCH, 256, 8, 12)}
+    peaks = []  # the bench shape's CPU peak, sampled before every pair: the best over the whole run is the peak
 
     def sample_peak():
         peaks.append(cpu_peak(plan_for(BENCH, 256, 8, 100, False), tmp / ".peak", measurements=10**6))
-    results = {k: compare(s, seq, batch, steps, rounds, tokens, tmp, sample_peak if k == "bench" else None)
-               for k, (s, seq, batch, steps, rounds) in shapes.items()}
+    results = {k: compare(s, seq, batch, steps, tokens, tmp, sample_peak if k == "bench" else None)
+               for k, (s, seq, batch, steps) in shapes.items()}
     events, n_prunable = event_seconds(tmp)
     peak, how = peaks[-1]
     load_end = open("/proc/loadavg").read().split()[:3]
 
     rows = []
-    for key, (shape, seq, batch, *_) in shapes.items():
-        kinds = results[key]
+    for key, pairs in results.items():
         for name in ("ours, dense", "ours, 50% masked"):
-            ratio, (result, detail) = _row(name, kinds, "minimal loop, our model")
+            ratio, (result, detail) = _row(pairs[name][name], pairs[name][REF])
             rows.append((f"{key}: {name} / minimal loop (our model)", result, "<= 1.03x", ratio <= 1.03, detail))
-            implied, (result, detail) = _overhead(name, kinds, "minimal loop, our model")
+            implied, (result, detail) = _overhead(pairs[name][name], pairs[name][REF])
             rows.append((f"{key}: {name}, loop overhead as a ratio", result, "<= 1.03x", implied <= 1.03, detail))
-        _, (result, detail) = _row("minimal loop, our model", kinds, "minimal loop, bare model")
+        bare = pairs["minimal loop, bare model"]
+        _, (result, detail) = _row(bare[REF], bare["minimal loop, bare model"])
         rows.append((f"{key}: our model / bare model (both in the minimal loop)", result, "reference", None,
                      detail + "; the bare model fuses qkv and gate-up into one GEMM each"))
     fpt = model_train_flops_per_token(BENCH, 256) * 256 * 8
     for name in ("ours, dense", "ours, 50% masked", "minimal loop, bare model"):
-        step = min(_iterations(results["bench"][name]))
+        step = min(it for it, _ in results["bench"][name][name])
         rows.append((f"bench MFU: {name}", f"{fpt / step / peak:.1%}", "<= 100%", fpt / step / peak <= 1,
                      f"{fpt / step / 1e9:.1f} GFLOP per CPU second at the best step ({step:.3f} CPU s)"))
-    event = max(events) / min(_iterations(results["bench"]["ours, dense"]))
+    event = max(events) / min(it for it, _ in results["bench"]["ours, dense"]["ours, dense"])
     rows.append(("bench: global pruning event / dense step", f"{event:.3f}", "<= 1", event <= 1,
                  f"events {', '.join(f'{e * 1e3:.0f} ms' for e in events)} over {n_prunable / 1e6:.1f}M prunable "
                  "weights (chunked radix select, AdamW moments zeroed)"))
-    missed = [r[0] for r in rows if r[3] is False]
+    missed = [r[0] for r in rows if r[3] is not None and not r[3]]
     text = "\n".join([
         "## Trainer",
         "",
         f"Machine: {torch.get_num_threads()} torch threads, nproc {os.cpu_count()}, {cpu_model()}, "
         f"torch {torch.__version__}, Python {platform.python_version()}; load average {' '.join(load_start)} at the "
-        f"start and {' '.join(load_end)} at the end. The machine may be shared with other jobs: every loop runs "
-        "interleaved round by round with the others, the order rotated each round. A ratio is paired: in each round, "
-        "the median step of a loop over the median step of the minimal loop run next to it; the table gives its "
-        "median over rounds and its range (this VM's step time drifts by 10-30% between rounds even when the machine "
-        "is otherwise idle, so one best step or an unpaired median resolves a few percent poorly). The 'loop overhead' "
-        "rows take that drift out: each loop's iteration is split into its core (forward/backward, clipping, AdamW's "
-        "step, timed by wrapping those calls) and the rest (sampling, schedule, gradient masking, metrics lines, "
-        "progress bar), and the ratio the difference in the rest implies is given. Step times are CPU seconds of "
-        "the process's one thread (`time.thread_time`) from the start of one iteration to the next (for the real "
-        "loop: between its calls of Batches.next_train), which other jobs' load does not inflate the way it "
-        "inflates wall time.",
-        f"CPU peak for MFU: {peak / 1e9:.1f} GFLOP/s, sampled at the start of each bench-shape round ({how}).",
+        f"start and {' '.join(load_end)} at the end. Loops run in lockstep: two loops in two threads take turns, "
+        "one iteration each, so the k-th iteration of one runs next to the k-th of the other and this VM's speed "
+        "drifting over tens of seconds hits both alike (its step-to-step scatter, ~15% even on an idle machine, does "
+        "not pair out); a ratio is "
+        "the median over those pairs, with a 95% bootstrap interval. Step times are CPU seconds of each loop's own "
+        "thread (`time.thread_time`; torch runs one intra-op thread, in the caller) from the start of one iteration "
+        "to the next (for the real loop: between its calls of Batches.next_train), so metrics lines and the "
+        "progress bar count. The 'loop overhead' rows split each iteration into its core (forward/backward, "
+        "clipping, AdamW's step, timed by wrapping those calls) and the rest (sampling, schedule, gradient masking, "
+        "metrics lines, progress bar) and give the ratio the difference in the rest implies. The real loop turns on "
+        "torch's deterministic mode (process-wide), so the minimal loop beside it runs in it too.",
+        f"CPU peak for MFU: {peak / 1e9:.1f} GFLOP/s, sampled before each bench-shape pair ({how}).",
         "Bench shape: d_model 512, 8 layers, 8 heads, SwiGLU d_ff 1408, vocab 256, seq 256, batch 8, fp32; "
         "tiny shape: d_model 128, 4 layers, 4 heads, d_ff 384, seq 128, batch 32. 'ours' is the real loop "
         "(train_backend.train.run: data, pruning schedule, masked gradients, clipping, AdamW, metrics lines), "

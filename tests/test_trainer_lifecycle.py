@@ -101,3 +101,28 @@ def test_failure_before_any_later_checkpoint_says_step_0(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 1 and len(err.splitlines()) == 1 and "non-finite" in err
     assert "the last good checkpoint (step 0) is kept" in err
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_run_gives_back_the_callers_torch_settings(tmp_path, monkeypatch, fails):
+    """run() trains deterministically with its own thread count, then restores the process's settings, also when
+    the run fails."""
+    seen = {}
+
+    def step(*args, _real=train.forward_backward):
+        seen.update(deterministic=torch.are_deterministic_algorithms_enabled(), threads=torch.get_num_threads())
+        if fails:
+            raise RuntimeError("boom")
+        return _real(*args)
+    monkeypatch.setattr(train, "forward_backward", step)
+    torch.use_deterministic_algorithms(False)
+    try:
+        if fails:
+            with pytest.raises(train.RunFailed):
+                run(tiny_plan(steps=2), Options(runs_dir=tmp_path / "runs", threads=2))
+        else:
+            assert run(tiny_plan(steps=2), Options(runs_dir=tmp_path / "runs", threads=2))["threads"] == 2
+        assert seen == {"deterministic": True, "threads": 2}
+        assert not torch.are_deterministic_algorithms_enabled() and torch.get_num_threads() == 1
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -15,10 +15,8 @@ import json
 import math
 import os
 import re
-import signal
 import statistics
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -37,6 +35,8 @@ from train_backend.data import Batches, open_tokens
 from train_backend.model import Transformer, prunable_weights
 from train_backend.pruning import Pruner
 from train_backend.resources import available_memory, estimate_memory, peak_flops, peak_rss
+from train_backend.runtime import Cancelled, Stop, any_rank, broadcast, device_name, dist_env, launched, to_device, \
+    torch_settings
 
 SYNC_EVERY = 10  # CUDA: steps between host syncs (metrics lines, non-finite check, the stop flag across ranks)
 
@@ -59,13 +59,6 @@ class NonFinite(RuntimeError):
     def __init__(self, message: str, checkpoint_step: int | None = None):
         super().__init__(message)
         self.checkpoint_step = checkpoint_step  # step of the last good checkpoint; None when none was written
-
-
-class Cancelled(KeyboardInterrupt):
-    """SIGINT before the training loop started: nothing was trained. `run_id` is None when no run was created;
-    `resumable` says whether the run has a checkpoint (a fresh run's step 0, or the one a resume started from)."""
-    run_id: str | None = None
-    resumable = False
 
 
 class RunFailed(RuntimeError):
@@ -91,46 +84,6 @@ def make_optimizer(model: torch.nn.Module, plan: TrainingPlan) -> torch.optim.Ad
 def new_run_id(name: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]", "-", name).lstrip(".-")[:100] or "run"  # a plain folder name (registry.RUN_ID)
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
-
-
-class Stop:
-    """SIGINT during start-up raises Cancelled at once; inside the loop (armed) it sets the flag, and the loop
-    checkpoints at the end of the step and exits as cancelled."""
-    requested = armed = False
-
-    @classmethod
-    def handler(cls, *_):
-        if not cls.armed:
-            raise Cancelled()
-        cls.requested = True
-
-    @classmethod
-    def install(cls):
-        """Reset the flags (an earlier run in this process may have been cancelled); the previous handler, or None
-        off the main thread, where Python allows no signal handlers."""
-        cls.requested = cls.armed = False
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        return signal.signal(signal.SIGINT, cls.handler)
-
-
-def _launched() -> bool:
-    """Started by torchrun: DDP even on one rank (the path multi-GPU runs take)."""
-    return "RANK" in os.environ
-
-
-def _dist_env() -> tuple[int, int, int]:
-    if not _launched():
-        return 0, 1, 0
-    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def _broadcast(obj, rank: int, world: int):
-    if world == 1:
-        return obj
-    box = [obj if rank == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device, world: int
@@ -164,33 +117,14 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
 
 def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
     """Train a plan (or resume a run) to completion, cancellation or failure; returns the summary dict."""
-    previous_handler = Stop.install()  # first: SIGINT at any later moment exits in one line, never a traceback
-    saved = _torch_settings()
-    try:
+    with Stop.installed(), torch_settings():  # first: SIGINT at any later moment exits in one line
         return _run(plan, opts, source)
-    finally:
-        Stop.armed = False
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
-        _restore_torch_settings(saved)  # a caller's process (tests, benchmarks, the study) keeps its own settings
-
-
-def _torch_settings() -> tuple:
-    return (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-            torch.utils.deterministic.fill_uninitialized_memory, torch.get_num_threads())
-
-
-def _restore_torch_settings(saved: tuple):
-    deterministic, warn_only, fill, threads = saved
-    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-    torch.utils.deterministic.fill_uninitialized_memory = fill
-    torch.set_num_threads(threads)
 
 
 def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
-    rank, world, local_rank = _dist_env()
+    rank, world, local_rank = dist_env()
     device = torch.device(f"cuda:{local_rank}" if opts.device == "cuda" else "cpu")
-    if _launched() and not dist.is_initialized():
+    if launched() and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)  # bit-identical resume
@@ -205,7 +139,7 @@ def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
             prepared = prepare(plan, opts, source, device, world)
         except PlannerInputError as exc:
             prepared = exc
-    prepared = _broadcast(prepared, rank, world)
+    prepared = broadcast(prepared, rank, world)
     if isinstance(prepared, Exception):
         raise prepared
     run_id, run_dir, plan, resuming = prepared
@@ -231,7 +165,7 @@ def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
         where = details_note(exc, [run_dir])
         raise RunFailed(f"run {run_id} failed: {type(exc).__name__}: {one_line(exc)} ({where}; {recorded})") from exc
     finally:
-        if _launched():
+        if launched():
             dist.destroy_process_group()
 
 
@@ -241,7 +175,7 @@ def _check(plan: TrainingPlan, device: torch.device, world: int, opts: Options):
     if b.batch_size % world or (b.batch_size // world) % max(1, b.grad_accum // world):
         raise PlannerInputError(f"plan field 'budget.batch_size' ({b.batch_size}) does not split over {world} ranks "
                                 f"and grad_accum {b.grad_accum}")
-    need, have = estimate_memory(plan, world, device.type, _launched())["total"], available_memory(device)
+    need, have = estimate_memory(plan, world, device.type, launched())["total"], available_memory(device)
     if device.type == "cpu":
         need *= int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # ranks on one host share its RAM
     if need > have:
@@ -282,7 +216,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
         saved = step
         del state
     model = raw
-    if _launched():
+    if launched():
         model = torch.nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.index is not None
                                                           else None)
     fwd = torch.compile(model) if plan.run.compile else model
@@ -351,7 +285,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
             if event:
                 pruner.prune(target, optimizer)
             x, y = batches.next_train()
-            x, y = _to(x[rank * rows:(rank + 1) * rows], device), _to(y[rank * rows:(rank + 1) * rows], device)
+            x, y = to_device(x[rank * rows:(rank + 1) * rows], device), to_device(y[rank * rows:(rank + 1) * rows], device)
             loss = forward_backward(fwd, model, x, y, n_micro, world, autocast)
             pruner.mask_grads()
             grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), b.grad_clip)
@@ -383,7 +317,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
             bar.update(len(pending))
             bar.set_postfix(loss=f"{loss_val:.3f}", density=f"{alive / pruner.n:.3f}")
             pending.clear()
-            stop = _any_rank(Stop.requested, world, device)
+            stop = any_rank(Stop.requested, world, device)
             if stop or checkpointing:
                 save(step)
             if stop:
@@ -407,10 +341,10 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                "n_avg_planned": plan.derived.n_avg, "n_final_planned": plan.derived.n_final,
                "predicted_loss": plan.prediction.loss if plan.prediction else None,
                "wall_seconds": wall_before + time.perf_counter() - t_start, "run_dir": str(run_dir),
-               "dtype": plan.run.dtype, "device": _device_name(device), "threads": torch.get_num_threads(),
+               "dtype": plan.run.dtype, "device": device_name(device), "threads": torch.get_num_threads(),
                "peak_flops": peak, "peak_flops_source": peak_how,
                "mfu_median": statistics.median(measured_mfu) if measured_mfu else None,
-               "memory_estimate": estimate_memory(plan, world, device.type, _launched()),
+               "memory_estimate": estimate_memory(plan, world, device.type, launched()),
                "peak_memory_measured": (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                                         else peak_rss()),
                "peak_memory_measured_as": ("torch.cuda.max_memory_allocated" if device.type == "cuda"
@@ -428,15 +362,6 @@ def autocast_for(plan: TrainingPlan, device: torch.device):
     return torch.autocast(device.type, torch.bfloat16) if plan.run.dtype == "bfloat16" else nullcontext()
 
 
-def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """To the device without a host sync on CUDA (a pageable host-to-device copy waits for the GPU)."""
-    return x.to(device) if device.type == "cpu" else x.pin_memory().to(device, non_blocking=True)
-
-
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_properties(device).name if device.type == "cuda" else "cpu"
-
-
 def forward_backward(fwd, model, x, y, n_micro: int, world: int, autocast) -> torch.Tensor:
     """Gradients of the mean loss over this rank's rows, accumulated over micro-batches (DDP all-reduces on the
     last one, averaging over ranks); returns the global batch's mean loss as a 0-d tensor on the device (no sync)."""
@@ -451,14 +376,6 @@ def forward_backward(fwd, model, x, y, n_micro: int, world: int, autocast) -> to
         dist.all_reduce(total)
         total /= world
     return total
-
-
-def _any_rank(flag: bool, world: int, device: torch.device) -> bool:
-    if world == 1:
-        return flag
-    t = torch.tensor([float(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
 
 
 @torch.no_grad()

@@ -1,0 +1,96 @@
+"""The process a run lives in: SIGINT handling, torchrun's environment and collectives, devices, and the torch
+settings a run changes and gives back."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+
+
+class Cancelled(KeyboardInterrupt):
+    """SIGINT before the training loop started: nothing was trained. `run_id` is None when no run was created;
+    `resumable` says whether the run has a checkpoint (a fresh run's step 0, or the one a resume started from)."""
+    run_id: str | None = None
+    resumable = False
+
+
+class Stop:
+    """SIGINT during start-up raises Cancelled at once; inside the loop (armed) it sets the flag, and the loop
+    checkpoints at the end of the step and exits as cancelled."""
+    requested = armed = False
+
+    @classmethod
+    def handler(cls, *_):
+        if not cls.armed:
+            raise Cancelled()
+        cls.requested = True
+
+    @classmethod
+    @contextmanager
+    def installed(cls):
+        """The handler for the run's duration, flags reset (an earlier run in this process may have been
+        cancelled); off the main thread, where Python allows no signal handlers, nothing is installed."""
+        cls.requested = cls.armed = False
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, cls.handler) if main else None
+        try:
+            yield
+        finally:
+            cls.armed = False
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def torch_settings():
+    """Give back the process-wide settings a run changes (deterministic mode, threads): a caller's process (tests,
+    benchmarks, the study) keeps its own."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.utils.deterministic.fill_uninitialized_memory, torch.get_num_threads())
+    try:
+        yield
+    finally:
+        deterministic, warn_only, fill, threads = saved
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+        torch.set_num_threads(threads)
+
+
+def launched() -> bool:
+    """Started by torchrun: DDP even on one rank (the path multi-GPU runs take)."""
+    return "RANK" in os.environ
+
+
+def dist_env() -> tuple[int, int, int]:
+    if not launched():
+        return 0, 1, 0
+    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def broadcast(obj, rank: int, world: int):
+    if world == 1:
+        return obj
+    box = [obj if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def any_rank(flag: bool, world: int, device: torch.device) -> bool:
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """To the device without a host sync on CUDA (a pageable host-to-device copy waits for the GPU)."""
+    return x.to(device) if device.type == "cpu" else x.pin_memory().to(device, non_blocking=True)
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_properties(device).name if device.type == "cuda" else "cpu"
