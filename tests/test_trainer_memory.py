@@ -17,10 +17,7 @@ from train_backend.train import Options, run
 ROOT = Path(__file__).resolve().parents[1]
 
 # A real run in a fresh process: the runtime is warmed up first (a tiny model, AdamW and one step import and
-# initialise what any run needs), then the plan trains; printed: the anonymous memory the run added at its peak and
-# the estimate. Only anonymous memory is the run's: the file pages of torch's libraries it maps as code runs vary with
-# what else the machine runs (inside the parallel test suite they added ~110 MB more), so the peak RSS is taken less
-# the file-backed RSS at the end (file pages are mapped, not unmapped, as a run goes on).
+# initialise what any run needs), then the plan trains; printed: the RSS before, the peak RSS after, the estimate.
 SCRIPT = """
 import json, resource, sys, torch
 from planner.plan import Budget, RunConfig, make_plan, resolve_schedule
@@ -38,13 +35,11 @@ opt = make_optimizer(warm, plan)
 warm(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long)).backward()
 opt.step()
 del warm, opt
-def rss(kind):
-    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(kind + ":")) * 1024
-before = rss("RssAnon")
+before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
 summary = run(plan, Options(runs_dir=sys.argv[1], threads=1))
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"added": peak - rss("RssFile") - rss("RssShmem") - before, "estimate": estimate_memory(plan),
-                  "summary": summary["memory_estimate"], "status": summary["status"]}))
+print(json.dumps({"added": peak - before, "estimate": estimate_memory(plan), "summary": summary["memory_estimate"],
+                  "status": summary["status"]}))
 """
 
 
