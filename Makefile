@@ -16,7 +16,7 @@ app: .venv/stamp
 test: .venv/stamp
 	$(PY) -m pytest -q -n 2 tests --ignore=tests/test_trainer_memory.py
 	# peak-RSS tests run alone: inside the parallel suite their child adds ~110-190 MB more anonymous memory at its peak,
-	# also with glibc retention off (not file pages, not the environment; cause not found yet)
+	# also with glibc retention off (not file pages; cause not found yet)
 	$(PY) -m pytest -q -p no:xdist tests/test_trainer_memory.py
 
 # Speed benchmarks; each rewrites its own section of bench/RESULTS.md. (The validation study, `python -m
