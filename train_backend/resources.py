@@ -141,8 +141,8 @@ def cpu_peak(plan: TrainingPlan, cache_dir: Path, samples: int = 10, seconds: fl
         os.replace(tmp, path)  # concurrent runs: the last writer wins, each entry is whole
     how = (f"measured: best single torch.mm of {samples}+ samples at each of the model's {len(shapes)} GEMM shapes "
            f"(forward and both gradients, one micro-batch), {threads} threads, {dtype}; best of "
-           f"{entry['measurements']} measurement(s) by runs on this machine (the first {measurements} measure), last "
-           f"at {entry['measured_at']}; cached in {path}")
+           f"{entry['measurements']} measurement(s) by runs on this machine, the last at {entry['measured_at']}; "
+           f"cached in {path}")
     return entry["flops"], how
 
 
