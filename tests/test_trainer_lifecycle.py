@@ -1,4 +1,5 @@
-"""Start-up and end of a run: SIGINT at any moment exits 130 in one line, a fresh run checkpoints at step 0 (so it
+"""Start-up and end of a run: a stop signal (SIGINT, SIGTERM, SIGHUP) at any moment exits 128 + its number in one
+line, a fresh run checkpoints at step 0 (so it
 resumes from its start bit for bit), a failure says truthfully which checkpoint is kept."""
 import os
 import signal
@@ -21,36 +22,61 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _interrupt_at(monkeypatch, name):
-    """SIGINT this very process when the trainer calls `train.<name>` (a moment of its start-up)."""
+def _interrupt_at(monkeypatch, name, signals=(signal.SIGINT,)):
+    """Send this very process `signals` when the trainer calls `train.<name>` (a moment of its start-up)."""
     real = getattr(train, name)
 
     def interrupted(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # all pending at once: the second arrives while the
+        for sig in signals:                                 # first is being handled
+            os.kill(os.getpid(), sig)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
         return real(*args, **kwargs)
     monkeypatch.setattr(train, name, interrupted)
 
 
-@pytest.mark.parametrize("moment, outcome", [("load_batches", "no run was created"),
-                                             ("Transformer", "run r has no checkpoint to resume"),
-                                             ("forward_backward", "cancelled at step 1; resume with --resume r")])
-def test_sigint_during_start_up_or_first_step(tmp_path, monkeypatch, capsys, moment, outcome):
-    """Before the loop SIGINT stops at once (checking the plan: no run yet; building the model: a cancelled run with
-    no checkpoint); in the first step it checkpoints at the end of the step and cancels."""
-    _interrupt_at(monkeypatch, moment)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("moment, outcome", [("load_batches", "during start-up; no run was created"),
+                                             ("Transformer", "during start-up; run r has no checkpoint to resume"),
+                                             ("forward_backward", "at step 1; resume with --resume r")])
+def test_stop_signal_during_start_up_or_first_step(tmp_path, monkeypatch, capsys, moment, outcome, sig):
+    """Before the loop a stop signal stops at once (checking the plan: no run yet; building the model: a cancelled
+    run with no checkpoint); in the first step it checkpoints at the end of the step and cancels. Exit 128 + the
+    signal's number, as a shell reports a process the signal ended."""
+    _interrupt_at(monkeypatch, moment, (sig,))
     dump_plan(tiny_plan(steps=20), tmp_path / "plan.yaml")
-    callers = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN when started in the background
+    callers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     rc = main(["train", str(tmp_path / "plan.yaml"), "--runs-dir", str(tmp_path / "runs"), "--run-id", "r"])
     err = capsys.readouterr().err.strip()
-    assert rc == 130 and len(err.splitlines()) == 1 and outcome in err, err
+    name = signal.Signals(sig).name
+    assert rc == 128 + sig and len(err.splitlines()) == 1 and f"cancelled by {name} {outcome}" in err, err
     row = registry.get_run(tmp_path / "runs", "r")
     if moment == "load_batches":
         assert row is None
     else:
-        assert row["status"] == "cancelled"
+        assert row["status"] == "cancelled" and row["error"].startswith(name)
     if moment == "forward_backward":
         assert checkpoint.load(tmp_path / "runs" / "r")["step"] == 1 and row["step"] == 1
-    assert signal.getsignal(signal.SIGINT) is callers  # the caller's handler is back
+    assert {s: signal.getsignal(s) for s in callers} == callers  # the caller's handlers are back
+
+
+@pytest.mark.parametrize("moment", ["Transformer", "forward_backward"])
+def test_a_second_signal_still_leaves_the_run_resumable(tmp_path, monkeypatch, capsys, moment):
+    """SIGTERM then SIGINT at once (a scheduler's stop, then an impatient Ctrl-C): one line naming the first, the
+    row cancelled, and the run resumes to its end."""
+    _interrupt_at(monkeypatch, moment, (signal.SIGTERM, signal.SIGINT))
+    dump_plan(tiny_plan(steps=4), tmp_path / "plan.yaml")
+    runs = str(tmp_path / "runs")
+    rc = main(["train", str(tmp_path / "plan.yaml"), "--runs-dir", runs, "--run-id", "r", "--threads", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 143 and len(err.splitlines()) == 1 and "cancelled by SIGTERM" in err, err
+    assert registry.get_run(tmp_path / "runs", "r")["status"] == "cancelled"
+    monkeypatch.undo()
+    if moment == "Transformer":  # nothing was checkpointed: the run is not resumable, and says so
+        assert "has no checkpoint to resume" in err
+        return
+    assert main(["train", "--resume", "r", "--runs-dir", runs, "--threads", "1"]) == 0
+    assert registry.get_run(tmp_path / "runs", "r")["status"] == "finished"
 
 
 def test_cancelled_names_the_run_in_process(tmp_path, monkeypatch):
@@ -76,15 +102,16 @@ def _wait_until_importing_torch(pid: int, timeout: float = 60):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the child's memory map in /proc")
-def test_sigint_while_importing_is_one_line_130(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_while_importing_is_one_line(tmp_path, sig):
     dump_plan(tiny_plan(steps=20), tmp_path / "plan.yaml")
     proc = subprocess.Popen([sys.executable, "-m", "train_backend", "train", str(tmp_path / "plan.yaml"),
                              "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_until_importing_torch(proc.pid)
-    proc.send_signal(signal.SIGINT)  # while importing: torch's Python modules take a second or more
+    proc.send_signal(sig)  # while importing: torch's Python modules take a second or more
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert proc.returncode == 128 + sig and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
 def test_step_zero_checkpoint_resumes_bit_identically(tmp_path):

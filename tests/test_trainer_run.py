@@ -100,15 +100,21 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
 
 
-def test_sigint_cancels_with_checkpoint(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_stop_signal_cancels_with_checkpoint(tmp_path, sig):
+    """The app's cancel (SIGINT), a scheduler's stop (SIGTERM) and a closed terminal (SIGHUP) alike: checkpoint at
+    the end of the step, row cancelled, one line, exit 128 + the signal's number."""
     plan = _plan(tmp_path / "plan.yaml", steps=2000)
     run_id = "cancel-me"
     proc = _train(tmp_path, plan, "--ckpt-every", 1000, "--run-id", run_id, wait=False)
     _wait_lines(tmp_path / "runs" / run_id / "metrics.jsonl", 5, proc)
-    assert registry.cancel(tmp_path / "runs", run_id)
+    if sig == signal.SIGINT:
+        assert registry.cancel(tmp_path / "runs", run_id)
+    else:
+        proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert f"resume with --resume {run_id}" in err
+    assert proc.returncode == 128 + sig and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"cancelled by {signal.Signals(sig).name} at step" in err and f"resume with --resume {run_id}" in err
     row = registry.get_run(tmp_path / "runs", run_id)
     state = _final_state(tmp_path, run_id)
     assert row["status"] == "cancelled" and 5 <= state["step"] < 2000

@@ -1,13 +1,14 @@
 """`python -m train_backend train|runs|export`. Bad input: one line on stderr and exit code 2, never a traceback.
 
 Exit codes: 0 finished, 1 the run failed (a non-finite loss, a full disk, an internal error: one line saying
-where the traceback went and whether the registry recorded it), 2 bad input, 130 cancelled by SIGINT (in the
-loop: after its checkpoint).
+where the traceback went and whether the registry recorded it), 2 bad input, 128 + the signal's number when a
+stop signal cancelled it (130 SIGINT, 143 SIGTERM, 129 SIGHUP; in the loop: after its checkpoint).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -75,16 +76,17 @@ def _train(args) -> int:
         say(f"error: {exc}")
         return 1
     except Cancelled as exc:
-        print("cancelled during start-up; " + (
+        say(f"cancelled by {signal.Signals(exc.signum).name} during start-up; " + (
             "no run was created" if exc.run_id is None else f"resume with --resume {exc.run_id}" if exc.resumable
-            else f"run {exc.run_id} has no checkpoint to resume"), file=sys.stderr)
-        return 130
-    code = 130 if summary["status"] == "cancelled" else 0
+            else f"run {exc.run_id} has no checkpoint to resume"))
+        return 128 + exc.signum
+    stopped = summary["stop_signal"]
+    code = 128 + signal.Signals[stopped] if stopped else 0
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return code
     print(summary["run_id"])
-    if summary["status"] == "cancelled":
-        print(f"cancelled at step {summary['steps']}; resume with --resume {summary['run_id']}", file=sys.stderr)
+    if stopped:
+        say(f"cancelled by {stopped} at step {summary['steps']}; resume with --resume {summary['run_id']}")
     return code
 
 

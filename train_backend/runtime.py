@@ -1,5 +1,5 @@
-"""The process a run lives in: SIGINT handling, torchrun's environment and collectives, devices, and the torch
-settings a run changes and gives back."""
+"""The process a run lives in: stop signals (SIGINT, SIGTERM, SIGHUP), torchrun's environment and collectives,
+devices, and the torch settings a run changes and gives back."""
 from __future__ import annotations
 
 import os
@@ -11,38 +11,58 @@ import torch
 import torch.distributed as dist
 
 
+# A scheduler's stop (Slurm preemption, `docker stop`, `kill`, `timeout`) and a closed terminal stop a run as Ctrl-C
+# does; the exit code is the shell's 128 + signal number.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class Cancelled(KeyboardInterrupt):
-    """SIGINT before the training loop started: nothing was trained. `run_id` is None when no run was created;
-    `resumable` says whether the run has a checkpoint (a fresh run's step 0, or the one a resume started from)."""
+    """A stop signal before the training loop started: nothing was trained. `run_id` is None when no run was
+    created; `resumable` says whether the run has a checkpoint (a fresh run's step 0, or the one a resume started
+    from); `signum` is the signal."""
     run_id: str | None = None
     resumable = False
 
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
+
 
 class Stop:
-    """SIGINT during start-up raises Cancelled at once; inside the loop (armed) it sets the flag, and the loop
-    checkpoints at the end of the step and exits as cancelled."""
-    requested = armed = False
+    """A stop signal during start-up raises Cancelled at once (only the first: a second one while the cancellation
+    is recorded just sets the flag); inside the loop (armed) it sets the flag, and the loop checkpoints at the end
+    of the step and exits as cancelled. `signum` is the first signal received."""
+    requested = armed = raised = False
+    signum = signal.SIGINT
 
     @classmethod
-    def handler(cls, *_):
-        if not cls.armed:
-            raise Cancelled()
+    def handler(cls, signum, _frame):
+        if not cls.requested:
+            cls.signum = signum
         cls.requested = True
+        if not cls.armed and not cls.raised:
+            cls.raised = True
+            raise Cancelled(signum)
 
     @classmethod
     @contextmanager
     def installed(cls):
         """The handler for the run's duration, flags reset (an earlier run in this process may have been
-        cancelled); off the main thread, where Python allows no signal handlers, nothing is installed."""
-        cls.requested = cls.armed = False
-        main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, cls.handler) if main else None
+        cancelled); off the main thread, where Python allows no signal handlers, nothing is installed. A SIGTERM
+        or SIGHUP the caller ignores (nohup) stays ignored."""
+        cls.requested = cls.armed = cls.raised = False
+        cls.signum = signal.SIGINT
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                if sig == signal.SIGINT or signal.getsignal(sig) is not signal.SIG_IGN:
+                    previous[sig] = signal.signal(sig, cls.handler)
         try:
             yield
         finally:
             cls.armed = False
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @contextmanager

@@ -4,8 +4,9 @@ Per step: prune if the schedule says so (before the forward), forward/backward o
 the pruned weights' gradients (as the seed's forward with kernel * mask), clip, AdamW with warm-up + cosine LR, and
 a metrics line. Metrics lines are written, and the loss checked for non-finite values, every step on CPU and every
 SYNC_EVERY steps (and at every event, evaluation and checkpoint) on CUDA, so the GPU never waits for the host.
-A fresh run checkpoints at step 0, before any update, then on a fixed cadence. SIGINT during start-up stops at once
-(Cancelled); during the loop it checkpoints at the end of the step and stops (cancelled). On CPU a resumed run is
+A fresh run checkpoints at step 0, before any update, then on a fixed cadence. A stop signal (SIGINT, SIGTERM,
+SIGHUP) during start-up stops at once (Cancelled); during the loop it checkpoints at the end of the step and stops
+(cancelled). On CPU a resumed run is
 bit-identical to an uninterrupted one: deterministic kernels, fixed threads, and every RNG and the data position are
 checkpointed.
 """
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import re
+import signal
 import statistics
 import sys
 import time
@@ -117,7 +119,7 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
 
 def run(plan: TrainingPlan | None, opts: Options, source: str = "plan") -> dict:
     """Train a plan (or resume a run) to completion, cancellation or failure; returns the summary dict."""
-    with Stop.installed(), torch_settings():  # first: SIGINT at any later moment exits in one line
+    with Stop.installed(), torch_settings():  # first: a stop signal at any later moment exits in one line
         return _run(plan, opts, source)
 
 
@@ -150,7 +152,7 @@ def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
         exc.resumable = any((Path(run_dir) / name).exists() for name in (checkpoint.LATEST, checkpoint.PREVIOUS))
         if rank == 0:
             registry.update_run(opts.runs_dir, run_id, status="cancelled", finished_at=time.time(),
-                                error="interrupted during start-up")
+                                error=f"{signal.Signals(exc.signum).name} during start-up")
         raise
     except NonFinite:  # recorded where it is raised
         raise
@@ -343,6 +345,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                "wall_seconds": wall_before + time.perf_counter() - t_start, "run_dir": str(run_dir),
                "dtype": plan.run.dtype, "device": device_name(device), "threads": torch.get_num_threads(),
                "peak_flops": peak, "peak_flops_source": peak_how,
+               "stop_signal": signal.Signals(Stop.signum).name if status == "cancelled" else None,
                "mfu_median": statistics.median(measured_mfu) if measured_mfu else None,
                "memory_estimate": estimate_memory(plan, world, device.type, launched()),
                "peak_memory_measured": (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
@@ -352,6 +355,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
     if rank == 0:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         registry.update_run(opts.runs_dir, run_id, status=status, finished_at=time.time(), step=step,
+                            error=f"{summary['stop_signal']} at step {step}" if summary["stop_signal"] else None,
                             **{k: summary[k] for k in ("tokens", "final_train_loss", "final_val_loss", "n_avg_measured",
                                                        "n_final", "predicted_loss", "wall_seconds")})
     return summary
