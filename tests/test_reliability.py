@@ -287,6 +287,50 @@ def test_rebuild_restores_runs_from_their_folders(tmp_path, capsys, monkeypatch)
     assert [r for r in registry.list_runs(runs)] == list(after.values())
 
 
+def test_rebuild_swaps_in_a_complete_registry_and_names_folders_it_skips(tmp_path, capsys):
+    """A hostile plan.json (nested past the recursion limit) or an unreadable folder is skipped with one line
+    naming it; the others' rows are kept, and the old registry is replaced only by the complete new one."""
+    runs = tmp_path / "runs"
+    plan_json = plan_to_yaml(tiny_plan())
+    doc = json.dumps(plan_to_dict(tiny_plan()))
+    for run_id, text in [("good", doc), ("deep", "[" * 100_000 + "]" * 100_000), ("torn", doc[:50])]:
+        (runs / run_id).mkdir(parents=True)
+        (runs / run_id / "plan.json").write_text(text)
+    (runs / "nodir").mkdir()  # no plan.json
+    registry.create_run(runs, "listed", "tiny", plan_json, runs / "listed", 4, status="finished")
+    capsys.readouterr()
+    assert trainer_main(["runs", "--runs-dir", str(runs), "--rebuild"]) == 0
+    out, err = capsys.readouterr()
+    skipped = [line for line in err.splitlines() if line.startswith("skipped run folder")]
+    assert sorted(line.split()[3].rstrip(":") for line in skipped) == [str(runs / n) for n in ("deep", "nodir", "torn")]
+    assert "RecursionError" in err and "from 2 run folders" in err and "Traceback" not in err, err
+    assert {r["run_id"] for r in registry.list_runs(runs)} == {"good", "listed"}
+    assert not list(runs.glob(".rebuild-*"))
+
+
+def test_failed_rebuild_leaves_the_old_registry_in_place(tmp_path, capsys, monkeypatch):
+    runs = tmp_path / "runs"
+    registry.create_run(runs, "listed", "tiny", "{}", runs / "listed", 4, status="finished")
+    (runs / "good").mkdir()
+    (runs / "good" / "plan.json").write_text(json.dumps(plan_to_dict(tiny_plan())))
+
+    def full(*_):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(registry.os, "replace", full)  # the swap itself fails
+    assert trainer_main(["runs", "--runs-dir", str(runs), "--rebuild"]) == 2
+    assert "cannot rebuild the registry (No space left on device); the old one is untouched" in _one_line(capsys)
+    monkeypatch.undo()
+    assert [r["run_id"] for r in registry.list_runs(runs)] == ["listed"]
+    assert not list(runs.glob(".rebuild-*")) and not list(runs.glob("runs.db.broken-*"))
+
+
+def test_runs_dir_that_is_not_a_folder_is_refused(capsys, tmp_path):
+    (tmp_path / "f").write_text("x")
+    for path, what in [("/dev/null", "is a character device"), (tmp_path / "f", "is a file")]:
+        assert trainer_main(["runs", "--runs-dir", str(path)]) == 2
+        assert f"--runs-dir {path}: {what}, not a runs folder" in _one_line(capsys)
+
+
 def test_dead_running_rows_are_reconciled_on_next_start(tmp_path):
     runs = tmp_path / "runs"
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -320,11 +364,13 @@ def test_full_disk_fails_the_run_in_one_line_and_records_it(tmp_path, fault):
     if fault == "tmpfs":
         with small_disk(runs, "1m"):
             proc = _train_process(tmp_path, plan, runs)
-            for partial in (runs / "full").glob("*.tmp"):  # the user frees space; even reading SQLite needs some
-                partial.unlink()
+            assert not list((runs / "full").glob("*.tmp"))  # the failed write gave its space back
             row = registry.get_run(runs, "full")
             registry.reconcile(runs)
             reconciled = registry.get_run(runs, "full")
+            listed = subprocess.run([sys.executable, "-m", "train_backend", "runs", "--runs-dir", str(runs)],
+                                    cwd=tmp_path, env=ENV, capture_output=True, text=True)
+            assert listed.returncode == 0 and "full" in listed.stdout and listed.stderr == "", listed
     else:
         proc = _train_process(tmp_path, plan, runs, limit=1_000_000)
         row = reconciled = registry.get_run(runs, "full")
@@ -333,6 +379,23 @@ def test_full_disk_fails_the_run_in_one_line_and_records_it(tmp_path, fault):
     assert "run full failed" in err and ("No space left" in err or "File too large" in err), err
     assert ("recorded in" in err and row["status"] == "failed") or "NOT recorded" in err, (err, row)
     assert reconciled["status"] == "failed", reconciled
+
+
+def test_read_only_runs_folder_lists_and_exports(tmp_path, capsys, monkeypatch):
+    """A finished run's folder on a read-only disk (an archive, a shared mount): `runs` lists it and `export`
+    writes its Hugging Face folder elsewhere."""
+    monkeypatch.setattr("train_backend.train.peak_flops", lambda *a, **k: (1e12, "stubbed in the tests"))
+    runs = tmp_path / "runs"
+    plan = _tiny(tmp_path, corpus=_byte_corpus(tmp_path / "c.bin"))
+    assert trainer_main(["train", str(plan), "--runs-dir", str(runs), "--run-id", "done", "--threads", "1"]) == 0
+    capsys.readouterr()
+    with read_only(runs):
+        assert trainer_main(["runs", "--runs-dir", str(runs)]) == 0
+        out, err = capsys.readouterr()
+        assert "done" in out and "finished" in out and err == "", err
+        assert trainer_main(["export", "done", "--hf", str(tmp_path / "hf"), "--runs-dir", str(runs)]) == 0, \
+            capsys.readouterr().err
+        assert (tmp_path / "hf" / "model.safetensors").exists()
 
 
 def test_read_only_runs_folder_is_one_line(tmp_path, capsys):

@@ -51,12 +51,17 @@ def save(run_dir: Path, state: dict):
     torch.save(state, buf)
     payload = buf.getbuffer()  # a view: no second copy of the serialised state in memory
     tmp = run_dir / f"{LATEST}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(hashlib.sha256(payload).digest())
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    payload.release()
+    try:
+        with open(tmp, "wb") as f:
+            f.write(hashlib.sha256(payload).digest())
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # a full disk: give its space back (SQLite needs some to record the failure)
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        payload.release()
     if (run_dir / LATEST).exists():
         os.replace(run_dir / LATEST, run_dir / PREVIOUS)
     os.replace(tmp, run_dir / LATEST)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from planner.cli import OneLineParser, number, positive_int
 from planner.errors import PlannerInputError, guarded, say
+from planner.io import not_regular
 from planner.plan import load_plan, plan_from_text
 from train_backend import checkpoint, registry, study
 from train_backend.export import export_hf
@@ -91,6 +92,9 @@ def _train(args) -> int:
 
 
 def _runs(args) -> int:
+    if os.path.exists(args.runs_dir) and not args.runs_dir.is_dir():  # /dev/null would list an empty table
+        what = "a file" if args.runs_dir.is_file() else not_regular(args.runs_dir.stat().st_mode)
+        raise PlannerInputError(f"--runs-dir {args.runs_dir}: is {what}, not a runs folder")
     if args.rebuild:
         n, aside = registry.rebuild(args.runs_dir)
         say(f"rebuilt {args.runs_dir / registry.DB_NAME} from {n} run folders"

@@ -20,7 +20,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from planner.errors import PlannerInputError, one_line
+from planner.errors import PlannerInputError, one_line, say
 
 DB_NAME = "runs.db"
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
@@ -80,8 +80,37 @@ def _write(runs_dir: Path, sql: str, args: tuple):
             raise _fail(runs_dir, exc) from None
 
 
+def _connect_read_only(runs_dir: Path) -> sqlite3.Connection:
+    """A registry on a read-only folder or a full disk, where SQLite cannot create its WAL index: read-only, then
+    immutable (no locks, no WAL: what the main file holds, which is all of it once the last writer closed)."""
+    db = (Path(runs_dir) / DB_NAME).resolve().as_posix().replace("?", "%3f").replace("#", "%23")
+    error = None
+    for mode in ("mode=ro", "immutable=1"):
+        con = None
+        try:
+            con = sqlite3.connect(f"file:{db}?{mode}", uri=True, timeout=60)
+            con.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            if con is not None:
+                con.close()
+            error = exc
+            continue
+        con.row_factory = sqlite3.Row
+        return con
+    raise _fail(runs_dir, error)
+
+
 def _read(runs_dir: Path, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-    with closing(_connect(runs_dir)) as con:
+    try:
+        con = _connect(runs_dir)
+    except RegistryError as exc:
+        if not os.access(Path(runs_dir) / DB_NAME, os.R_OK):
+            raise
+        try:
+            con = _connect_read_only(runs_dir)
+        except RegistryError:
+            raise exc from None
+    with closing(con):
         try:
             return con.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
@@ -216,20 +245,18 @@ def reconcile(runs_dir: Path) -> list[str]:
     return [r["run_id"] for r in stale]
 
 
-def _folder_row(run_dir: Path) -> dict | None:
-    """A registry row from what a run folder holds: plan.json always, summary.json once the run ended."""
-    try:
-        plan_json = (run_dir / "plan.json").read_text()
-        plan = json.loads(plan_json)
-        row = {"run_id": run_dir.name, "name": plan.get("name"), "plan_json": plan_json,
-               "created_at": (run_dir / "plan.json").stat().st_mtime, "total_steps": plan["budget"]["steps"],
-               "run_dir": str(run_dir.resolve()), "step": len(read_metrics(run_dir)), "status": "failed",
-               "error": "rebuilt from the run folder: no summary.json (the run failed or was interrupted)"}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+def _folder_row(run_dir: Path) -> dict:
+    """A registry row from what a run folder holds: plan.json always, summary.json once the run ended. Raises what
+    reading them raised (any error: a hostile file may nest past the recursion limit)."""
+    plan_json = (run_dir / "plan.json").read_text()
+    plan = json.loads(plan_json)
+    row = {"run_id": run_dir.name, "name": plan.get("name"), "plan_json": plan_json,
+           "created_at": (run_dir / "plan.json").stat().st_mtime, "total_steps": plan["budget"]["steps"],
+           "run_dir": str(run_dir.resolve()), "step": len(read_metrics(run_dir)), "status": "failed",
+           "error": "rebuilt from the run folder: no summary.json (the run failed or was interrupted)"}
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return row
     row |= {k: summary.get(k) for k in ("final_train_loss", "final_val_loss", "n_avg_measured", "n_final",
                                          "predicted_loss", "wall_seconds", "tokens")}
@@ -238,10 +265,24 @@ def _folder_row(run_dir: Path) -> dict | None:
     return row
 
 
+def _folder_rows(runs_dir: Path, known: set[str]) -> list[dict]:
+    """Rows of the run folders not in `known`; a folder that cannot be read is skipped with one line naming it."""
+    rows = []
+    for d in sorted(runs_dir.iterdir()):
+        if not (RUN_ID.fullmatch(d.name) and d.is_dir()) or d.name in known:
+            continue
+        try:
+            rows.append(_folder_row(d))
+        except Exception as exc:  # noqa: BLE001 -- one bad folder must not cost the others their rows
+            say(f"skipped run folder {d}: {type(exc).__name__}: {one_line(exc)}")
+    return rows
+
+
 def rebuild(runs_dir: Path) -> tuple[int, Path | None]:
-    """Recreate runs.db from the run folders, keeping every row the old file still yields; the old file (and its
-    WAL) is kept aside as runs.db.broken-<time>. Returns (runs recorded, where the old registry went). Run it while
-    no trainer is writing."""
+    """Recreate runs.db from the run folders, keeping every row the old file still yields. The new registry is built
+    beside the old one and swapped in only once complete; the old file (and its WAL) is kept aside as
+    runs.db.broken-<time>. Returns (runs recorded, where the old registry went). Run it while no trainer is
+    writing."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise PlannerInputError(f"--runs-dir {runs_dir}: no such folder")
@@ -249,21 +290,25 @@ def rebuild(runs_dir: Path) -> tuple[int, Path | None]:
         old = [{k: r[k] for k in COLUMNS} for r in list_runs(runs_dir)]
     except RegistryError:
         old = []
-    aside = None
-    if (runs_dir / DB_NAME).exists():
-        aside = runs_dir / f"{DB_NAME}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
+    rows = old + _folder_rows(runs_dir, {r["run_id"] for r in old})
+    staging = runs_dir / f".rebuild-{os.getpid()}"  # not a run id: never listed as a run folder
+    shutil.rmtree(staging, ignore_errors=True)
     try:
+        for r in rows:
+            r["updated_at"] = r.get("updated_at") or time.time()
+            _write(staging, f"INSERT INTO runs ({', '.join(r)}) VALUES ({', '.join('?' * len(r))})",
+                   tuple(r.values()))
+        _read(staging, "SELECT 1")  # an empty, valid registry when there are no rows; closed: its WAL merged
+        aside = None
+        if os.path.lexists(runs_dir / DB_NAME):
+            aside = runs_dir / f"{DB_NAME}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
         for suffix in ("", "-wal", "-shm"):
-            if (runs_dir / f"{DB_NAME}{suffix}").exists():
+            if os.path.lexists(runs_dir / f"{DB_NAME}{suffix}"):
                 os.replace(runs_dir / f"{DB_NAME}{suffix}", f"{aside}{suffix}")
+        os.replace(staging / DB_NAME, runs_dir / DB_NAME)
     except OSError as exc:
-        raise PlannerInputError(f"--runs-dir {runs_dir}: cannot move the old registry aside ({exc.strerror})") from None
-    known = {r["run_id"] for r in old}
-    rows = old + [r for d in sorted(runs_dir.iterdir()) if d.is_dir() and RUN_ID.fullmatch(d.name)
-                  and d.name not in known if (r := _folder_row(d)) is not None]
-    for r in rows:
-        r["updated_at"] = r.get("updated_at") or time.time()
-        _write(runs_dir, f"INSERT INTO runs ({', '.join(r)}) VALUES ({', '.join('?' * len(r))})", tuple(r.values()))
-    if not rows:
-        _read(runs_dir, "SELECT 1")  # an empty, valid registry
+        raise PlannerInputError(f"--runs-dir {runs_dir}: cannot rebuild the registry ({exc.strerror or exc}); "
+                                f"the old one is untouched") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return len(rows), aside
