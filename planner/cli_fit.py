@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 
 from planner.cli import number
-from planner.errors import PlannerInputError
+from planner.errors import PlannerInputError, write_error
 from planner.io import write_model
 from planner.fit import LawFitter, bootstrap
 from planner.identify import degenerate_line
@@ -68,6 +69,22 @@ def preset_exponents(preset: str, form: str) -> dict[str, float]:
     return dict(zip(EXPONENTS[form], PRESETS[preset].exponents))
 
 
+def _fit(fitter: LawFitter, args):
+    """The fit and its bootstrap (none around an undetermined fit: its intervals would look certain), with numpy's
+    RuntimeWarnings (overflow, invalid values) collected for the one warning line rather than printed raw."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        fit = fitter.fit(args.runs)
+        boot = None
+        if args.bootstrap and not fit.degenerate:
+            boot = bootstrap(args.runs, args.form, n_boot=args.bootstrap, seed=args.seed, by_group=args.by_group,
+                             fit=fit)
+    for w in caught:
+        if not issubclass(w.category, RuntimeWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return fit, boot, sorted({str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)})
+
+
 def run(args) -> int:
     if args.bootstrap < 0:
         raise PlannerInputError(f"--bootstrap must be a non-negative count, got {args.bootstrap}")
@@ -82,24 +99,28 @@ def run(args) -> int:
         fitter = LawFitter(args.form, grid=args.grid, fixed=fixed)
     except ValueError as exc:  # a held value out of range (e.g. a negative coefficient)
         raise PlannerInputError(f"--fix: {exc}") from None
-    fit = fitter.fit(args.runs)
+    fit, boot, numeric = _fit(fitter, args)
     out = {"form": fit.form, "params": fit.params, "fixed": fit.fixed, "n_free_params": fit.n_free,
            "objective": fit.objective, "n_runs": fit.n_runs, "rmse": fit.rmse, "mae": fit.mae,
            "n_starts": fit.n_starts, "n_starts_at_best": fit.n_starts_at_best, "n_capped": fit.n_capped,
-           "optimal_n_exponent": fit.optimal_n_exponent, "degenerate": list(fit.degenerate)}
-    if args.bootstrap and not fit.degenerate:  # intervals around an undetermined fit would look certain
-        boot = bootstrap(args.runs, args.form, n_boot=args.bootstrap, seed=args.seed, by_group=args.by_group,
-                         fit=fit)
+           "optimal_n_exponent": fit.optimal_n_exponent, "degenerate": list(fit.degenerate),
+           "numeric_warnings": numeric}
+    if boot is not None:
         out["ci"] = {k: list(v) for k, v in boot.ci().items()}
         out["ci_level"], out["ci_method"] = boot.level, boot.method
     if args.save_law:
         law = fit.law.model_copy(update={"ci": {k: tuple(v) for k, v in out.get("ci", {}).items()} or None})
-        write_model(law, args.save_law)
+        try:
+            write_model(law, args.save_law)
+        except OSError as exc:
+            raise write_error(exc, "--save-law", args.save_law) from None
     if args.json:
         print(json.dumps(out))
         return 0
-    if fit.degenerate:
-        print(f"warning: {degenerate_line(fit.degenerate)}", file=sys.stderr)
+    notes = ([degenerate_line(fit.degenerate)] if fit.degenerate else []) + (
+        [f"numpy reported {'; '.join(numeric)} during the fit (check the values)"] if numeric else [])
+    if notes:
+        print(f"warning: {'; '.join(notes)}", file=sys.stderr)
     print(f"{fit.form} law fitted to {fit.n_runs} runs ({args.grid} grid, {fit.n_starts} starts, "
           f"{fit.n_free} free parameters)")
     ci = out.get("ci", {})

@@ -13,7 +13,7 @@ import pandas as pd
 from planner import search
 from planner.cli import MAX_COUNT, non_negative, number, positive, positive_int, sparsity
 from planner.costs import HARDWARE, LEDGER_COLUMNS, PATTERN_SPEEDUPS, PREFILL_SHARE, hardware_profile, this_machine
-from planner.errors import PlannerInputError
+from planner.errors import PlannerInputError, write_error
 from planner.ladder import scale_down, tiny_plan
 from planner.laws import DEFAULT_LAW, PRESETS as LAW_PRESETS, resolve_law
 from planner.plan import dump_plan, plan_to_yaml
@@ -180,7 +180,7 @@ def _write(plan, path: Path, flag: str) -> None:
     try:
         dump_plan(plan, path)
     except OSError as exc:
-        raise PlannerInputError(f"{flag} {path}: cannot write ({exc.strerror or exc})") from None
+        raise write_error(exc, flag, path) from None
 
 
 def _floats(text: str | None, flag: str):

@@ -1,11 +1,13 @@
 """Bad user input, and the error boundary both CLIs share.
 
-User errors (PlannerInputError) exit 2 with one line naming the file, column, field or flag. Anything else is a bug:
+User errors (PlannerInputError) exit 2 with one line naming the file, column, field or flag; a write the disk refused
+(WriteFailed: full, over quota, an I/O error) exits 1 with one line naming the flag and file. Anything else is a bug:
 it exits 1 with one line saying where its traceback was written, or that it could not be written. Nothing a user
 types reaches stderr as a traceback.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
@@ -13,11 +15,27 @@ import time
 import traceback
 from pathlib import Path
 
+# Characters str.splitlines() breaks at, written as escapes when they are inside a value (a path with a newline)
+_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
 MAX_LINE = 400  # characters of an error message: a 5,000-character value must not flood the terminal
 
 
 class PlannerInputError(ValueError):
     """Bad input from a user: a file, a column, a field or a flag. The message names which, and what is wrong."""
+
+
+class WriteFailed(RuntimeError):
+    """The disk refused a write the input was right to ask for (full, over quota, an I/O error): not bad input."""
+
+
+DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
+
+
+def write_error(exc: OSError, flag: str, path) -> Exception:
+    """The one-line error for a write to `path` (given by `flag`) that raised `exc`: WriteFailed when the disk
+    failed, PlannerInputError when the path cannot be written (no such folder, read-only, a folder)."""
+    kind = WriteFailed if exc.errno in DISK_FAILURES else PlannerInputError
+    return kind(f"{flag} {path}: cannot write ({exc.strerror or one_line(exc)})")
 
 
 def one_line(exc: BaseException | str) -> str:
@@ -30,6 +48,8 @@ def one_line(exc: BaseException | str) -> str:
             text = f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
         except Exception:  # noqa: BLE001 -- fall back to the text
             text = str(exc)
+    elif isinstance(exc, (PlannerInputError, WriteFailed)):  # our own one line: a newline is in a path, not a break
+        text = str(exc).strip().translate(_BREAKS)
     else:
         text = str(exc)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -81,7 +101,7 @@ def internal_line(exc: BaseException, folders) -> str:
 
 
 def guarded(body, folders=lambda: (), user_errors: tuple = (PlannerInputError,)) -> int:
-    """Run a CLI body: user errors exit 2 with one line, SIGINT 130, anything else 1 with one line. Never raises
+    """Run a CLI body: user errors exit 2 with one line, a failed write 1, SIGINT 130, anything else 1 with one line. Never raises
     (except SystemExit from the body itself). `folders()` names where an internal error's traceback may go."""
     try:
         return body()
@@ -91,6 +111,9 @@ def guarded(body, folders=lambda: (), user_errors: tuple = (PlannerInputError,))
         except Exception:  # noqa: BLE001
             pass
         return 141  # 128 + SIGPIPE, as a shell tool killed by the signal
+    except WriteFailed as exc:
+        say(f"error: {one_line(exc)}")
+        return 1
     except user_errors as exc:
         say(f"error: {one_line(exc)}")
         return 2

@@ -3,7 +3,8 @@
 Files are typed by hand, so YAML's `1e18` (no dot; a string in YAML 1.1) reads as the number it means. Hand edits go
 wrong in ways a loader must not paper over: a key given twice (the last silently winning) is refused with both lines;
 aliases (`*name`, the billion-laughs expansion) are refused; `true` is not the number 1 and "5" is not 5 (`Int`,
-`Real`); documents nested past Python's recursion limit are refused in one line.
+`Real`); documents nested past Python's recursion limit, integers past Python's digit limit and binary values
+(`!!binary`, which no field takes) are refused in one line.
 """
 from __future__ import annotations
 
@@ -44,7 +45,20 @@ class _Loader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  
                 pass
         return super().construct_mapping(node, deep)
 
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # past sys.get_int_max_str_digits(): no plan field is anywhere near
+            raise _Refused(problem=f"line {node.start_mark.line + 1}: an integer of {len(node.value):,} characters "
+                                   f"is too long to be a value", problem_mark=node.start_mark) from None
 
+    def construct_binary(self, node):
+        raise _Refused(problem=f"line {node.start_mark.line + 1}: the tag {node.tag.replace('tag:yaml.org,2002:', '!!')}"
+                               f" is not accepted (plans hold text and numbers)", problem_mark=node.start_mark)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:yaml.org,2002:binary", _Loader.construct_binary)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
@@ -102,8 +116,12 @@ def parse_mapping(text: str, source: str, fmt: str, what: str) -> dict:
         data = json.loads(text, object_pairs_hook=_json_object) if fmt == "json" else yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise PlannerInputError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
-    except ValueError as exc:  # JSONDecodeError, a duplicate key, or a number beyond Python's digit limit
+    except json.JSONDecodeError as exc:
         raise PlannerInputError(f"{source}: not valid JSON: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:  # a duplicate key, or an integer past Python's digit limit
+        digits = re.search(r"value has (\d+) digits", str(exc))
+        why = f"an integer of {digits[1]} digits is too long to be a value" if digits else str(exc).splitlines()[0]
+        raise PlannerInputError(f"{source}: {why}") from None
     except RecursionError:
         raise PlannerInputError(f"{source}: nested too deeply to be a {what}") from None
     if not isinstance(data, dict):

@@ -15,6 +15,7 @@ A form needs its N column (`planner.laws.N_COLUMN`): ``unified`` reads ``n_avg``
 """
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -38,10 +39,11 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
     """
     if form not in PARAM_NAMES:
         raise PlannerInputError(f"unknown law form {form!r}: use one of {sorted(PARAM_NAMES)}")
-    label, raw = _read(source)
+    label, raw, header = _read(source)
     raw = raw.rename(columns=lambda c: str(c).strip()).reset_index(drop=True)
-    dup = raw.columns[raw.columns.duplicated()]
-    if len(dup):  # ' loss' and 'loss' are one column once padding is stripped
+    names = [str(c).strip() for c in header]
+    dup = [c for i, c in enumerate(names) if c and c in names[:i]]
+    if dup:  # ' loss' and 'loss' are one column once padding is stripped; pandas would rename the second 'loss.1'
         raise PlannerInputError(f"{label}: column '{dup[0]}' appears more than once in the header")
     if "n" in raw.columns:  # a dense run's single count stands for both
         for col in ("n_avg", "n_final"):
@@ -90,15 +92,18 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
     return out
 
 
-def _read(source) -> tuple[str, pd.DataFrame]:
+def _read(source) -> tuple[str, pd.DataFrame, list]:
+    """(label, table, header as written): pandas renames a repeated column, so the header is read as text too."""
     if isinstance(source, pd.DataFrame):
-        return "runs table", source.copy()
+        return "runs table", source.copy(), list(source.columns)
     path = Path(source)
     if not path.is_file():
         raise PlannerInputError(f"{path}: is {not_regular(path.stat().st_mode)}, not a runs file" if path.exists()
                                 else f"{path}: runs file not found")
     try:
-        return path.name, pd.read_csv(path, dtype=str, skipinitialspace=True)
+        table = pd.read_csv(path, dtype=str, skipinitialspace=True)
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return path.name, table, next(csv.reader(f), [])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise PlannerInputError(f"{path.name}: not a readable CSV ({_csv_reason(exc)})") from None
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 import random
+import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +76,14 @@ def _read(path: Path) -> dict:
     digest, payload = blob[:32], blob[32:]
     if hashlib.sha256(payload).digest() != digest:
         raise CheckpointError("checksum mismatch")
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    try:
+        with warnings.catch_warnings():  # torch's advice to load untrusted files with weights_only=False: never
+            warnings.simplefilter("ignore")
+            return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        what = re.search(r"unsupported GLOBAL (\S+)", str(exc))
+        raise CheckpointError(f"holds {f'a {what[1]} object' if what else 'objects'} besides tensors and plain "
+                              f"values (refused, not run)") from None
 
 
 def load(run_dir: Path, quarantine: bool = True) -> dict:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from planner.cli import OneLineParser, number, positive_int
-from planner.errors import PlannerInputError, guarded, say
+from planner.errors import PlannerInputError, guarded, say, write_error
 from planner.io import not_regular
 from planner.plan import load_plan, plan_from_text
 from train_backend import checkpoint, registry, study
@@ -134,7 +134,7 @@ def _export(args) -> int:
     try:
         export_hf(state["model"], plan.model, args.hf, max(2048, plan.budget.seq_len), args.compressed)
     except OSError as exc:
-        raise PlannerInputError(f"--hf {args.hf}: cannot write ({exc.strerror or exc})") from None
+        raise write_error(exc, "--hf", args.hf) from None
     print(args.hf)
     return 0
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from planner.errors import write_error
 from planner.export import TARGETS, export_plan
 from planner.export.base import stem
 from planner.plan import load_plan
@@ -23,7 +24,10 @@ def register(sub) -> None:
 def run(a) -> int:
     plan = load_plan(a.plan)
     out = a.out or f"{stem(plan)}-{a.to}"
-    ex = export_plan(plan, a.to, out, a.devices, a.exact)
+    try:
+        ex = export_plan(plan, a.to, out, a.devices, a.exact)
+    except OSError as exc:
+        raise write_error(exc, "--out" if a.out else "export", out) from None
     if a.json:
         print(json.dumps({"target": ex.target, "out": out, "files": sorted(ex.files), "n_avg": ex.n_avg,
                           "plan_n_avg": plan.derived.n_avg, "exact": ex.exact, "approx": ex.approx,
