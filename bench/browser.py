@@ -29,8 +29,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(runs_dir: Path, timeout: float = 90):
-    """The app's URL while a streamlit server (its own process group, stopped on exit) serves it."""
+def serve_app(runs_dir: Path):
+    """The app's URL while a streamlit server (its own process group, stopped on exit) serves it. No wait here has a
+    clock limit (a busy machine is only slower; tests must not fail for it): the health poll ends when the server
+    answers or exits, Playwright's waits (timeout 0) when the page shows what they wait for."""
     port = free_port()
     env = {**os.environ, "SPARSEPLAN_RUNS_DIR": str(runs_dir)}
     proc = subprocess.Popen(
@@ -40,19 +42,18 @@ def serve_app(runs_dir: Path, timeout: float = 90):
         cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
         while True:
             try:
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
                     break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("streamlit did not become healthy") from None
+            except OSError:  # not listening yet (or a slow answer): ask again unless the server has gone
+                if proc.poll() is not None:
+                    raise RuntimeError(f"streamlit exited ({proc.returncode}) before it served the app") from None
                 time.sleep(0.5)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: started here
-        proc.wait(timeout=30)
+        proc.wait()
 
 
 @contextlib.contextmanager
@@ -70,7 +71,7 @@ def browser(profile: Path, width: int = 1440, height: int = 900):
             ctx.close()
 
 
-def settle(page, timeout=120_000, quiet_ms=600):
+def settle(page, timeout=0, quiet_ms=600):
     """Wait until the app has finished its rerun: the status widget (shown while a script runs, after a short
     delay) stays absent for `quiet_ms`."""
     idle = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
@@ -82,7 +83,7 @@ def settle(page, timeout=120_000, quiet_ms=600):
             return
 
 
-def open_app(page, url: str, timeout=120_000):
+def open_app(page, url: str, timeout=0):
     """The default page, loaded, with its first chart drawn."""
     page.goto(url)
     page.get_by_role("heading", name="Pareto planner").wait_for(timeout=timeout)
@@ -91,7 +92,7 @@ def open_app(page, url: str, timeout=120_000):
     settle(page, timeout)
 
 
-def go(page, title: str, timeout=180_000):
+def go(page, title: str, timeout=0):
     """Navigate with the sidebar link and wait for the page's heading and the end of its rerun."""
     page.get_by_role("link", name=title).click()
     page.get_by_role("heading", name=title).first.wait_for(timeout=timeout)

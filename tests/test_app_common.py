@@ -15,8 +15,9 @@ from planner.schedules import Schedule
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
-def open_page(page: str | None = None, timeout: float = 120) -> AppTest:
-    """The app from its entry point, switched to `page` (e.g. 'views/schedule.py'); None keeps the default page."""
+def open_page(page: str | None = None, timeout: float = 24 * 3600) -> AppTest:
+    """The app from its entry point, switched to `page` (e.g. 'views/schedule.py'); None keeps the default page.
+    AppTest needs a time limit per script run; a day is none in practice (a busy machine is only slower)."""
     at = AppTest.from_file(MAIN, default_timeout=timeout).run()
     if page:
         at.switch_page(page).run()

@@ -33,7 +33,7 @@ def test_quick_start_writes_the_tiny_plan(tmp_path):
     """The README's first command, as a user runs it."""
     out = tmp_path / "plan.yaml"
     proc = subprocess.run([sys.executable, "-m", "planner", "plan", "--preset", "tiny", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert load_plan(out) == tiny_plan()
 

@@ -10,7 +10,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -72,6 +71,33 @@ def read_only(path: Path):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@contextmanager
+def fifos_never_opened(*paths: Path):
+    """Fail if the code under test opens one of these FIFOs for reading: a watcher thread opens each for writing
+    without blocking, which succeeds only once a reader has it open; it then closes it (the reader sees the end of
+    the file, so nothing blocks) and records the event. A verdict from events, not from a clock."""
+    import threading
+    opened, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            for path in paths:
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                    opened.append(path)
+                except OSError:  # ENXIO: no reader
+                    pass
+            done.wait(0.001)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+    assert not opened, f"opened for reading: {sorted(set(map(str, opened)))}"
 
 
 def _byte_corpus(path: Path, n: int = 200_000) -> str:
@@ -142,22 +168,18 @@ def test_corpus_kinds_are_checked_without_reading(tmp_path):
     (tmp_path / "docs" / "a.txt").write_text("hello " * 50)
     os.mkfifo(tmp_path / "docs" / "b.txt")
     (tmp_path / "dir.bin").mkdir()
-    signal.alarm(20)  # a regression would block in open(): fail instead of hanging the suite
-    try:
+    with fifos_never_opened(tmp_path / "fifo.txt", tmp_path / "docs" / "b.txt"):  # an open() would block
         for corpus, message in [(tmp_path / "fifo.txt", "is a FIFO"), ("/dev/zero", "character device"),
                                 (tmp_path / "docs", "b.txt is a FIFO"), (tmp_path / "dir.bin", "is a folder"),
                                 (tmp_path / "nope.txt", "no such file")]:
             with pytest.raises(PlannerInputError, match=message):
                 corpus_tokens(str(corpus), 256)
-    finally:
-        signal.alarm(0)
 
 
 def test_files_that_would_block_are_refused(tmp_path, capsys):
     os.mkfifo(tmp_path / "p.yaml")
     os.mkfifo(tmp_path / "r.csv")
-    signal.alarm(60)
-    try:
+    with fifos_never_opened(tmp_path / "p.yaml", tmp_path / "r.csv"):
         for main, argv, message in [
                 (planner_main, ["check", tmp_path / "p.yaml"], "is a FIFO, not a plan file"),
                 (planner_main, ["check", "/dev/zero"], "is a character device"),
@@ -166,8 +188,6 @@ def test_files_that_would_block_are_refused(tmp_path, capsys):
                 (trainer_main, ["train", tmp_path / "p.yaml", "--runs-dir", tmp_path / "runs"], "not a plan file")]:
             assert main([str(a) for a in argv]) == 2
             assert message in _one_line(capsys)
-    finally:
-        signal.alarm(0)
 
 
 def test_preflight_counts_what_the_trainer_reads(tmp_path):
@@ -352,7 +372,7 @@ def _train_process(tmp_path, plan, runs, limit=None):
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     return subprocess.run([sys.executable, "-m", "train_backend", "train", str(plan), "--runs-dir", str(runs),
                            "--run-id", "full", "--threads", "1"], cwd=tmp_path, env=ENV, capture_output=True,
-                          text=True, timeout=300, preexec_fn=preexec)
+                          text=True, preexec_fn=preexec)
 
 
 @pytest.mark.parametrize("fault", ["tmpfs", "rlimit"])
@@ -418,11 +438,17 @@ def _state(pid: int) -> str | None:
         return None
 
 
+def _join_reapers(procs):
+    """Wait for the threads that reap these children (they end when the child has been waited for)."""
+    import threading
+    names = {f"reap-{p.pid}" for p in procs}
+    for t in [t for t in threading.enumerate() if t.name in names]:  # one that has gone has reaped already
+        t.join()
+
+
 def test_spawned_children_are_reaped_without_anyone_waiting(tmp_path):
     procs = [spawn([sys.executable, "-c", "pass"], tmp_path / f"{i}.log") for i in range(3)]
-    end = time.time() + 60
-    while time.time() < end and any(_state(p.pid) is not None for p in procs):
-        time.sleep(0.05)
+    _join_reapers(procs)
     assert [_state(p.pid) for p in procs] == [None] * 3  # gone from the process table: no zombie ('Z') left
     assert [p.returncode for p in procs] == [0, 0, 0]
 
@@ -432,9 +458,7 @@ def test_launch_runs_the_trainer_and_its_line_reaches_the_log(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"schema_version": 1}))
     proc = launch(bad, tmp_path / "runs", log_path=tmp_path / "train.log")
-    end = time.time() + 120
-    while proc.returncode is None and time.time() < end:  # set by the reaper thread, not by us
-        time.sleep(0.1)
+    _join_reapers([proc])  # returncode is set by the reaper thread, not by us
     assert proc.returncode == 2 and _state(proc.pid) is None
     log = (tmp_path / "train.log").read_text()
     assert log.count("\n") == 1 and "field 'model'" in log

@@ -89,16 +89,18 @@ def test_cancelled_names_the_run_in_process(tmp_path, monkeypatch):
     assert summary["status"] == "finished" and summary["steps"] == 5
 
 
-def _wait_until_importing_torch(pid: int, timeout: float = 60):
+def _wait_until_importing_torch(proc):
     """Until the child maps torch's library (/proc/PID/maps): it is then inside `from train_backend.cli import main`,
     the import the CLI guards. Earlier the interpreter itself is starting (a SIGINT then is Python's own fatal error
     or the OS default), which no program can turn into one line."""
-    end = time.time() + timeout
-    while time.time() < end:
-        if "libtorch" in Path(f"/proc/{pid}/maps").read_text():
-            return
+    while proc.poll() is None:
+        try:
+            if "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text():
+                return
+        except OSError:  # it ended meanwhile: poll() says so next
+            pass
         time.sleep(0.001)
-    raise AssertionError(f"process {pid} never loaded torch")
+    raise AssertionError(f"process {proc.pid} ended (exit {proc.returncode}) before it loaded torch")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the child's memory map in /proc")
@@ -108,9 +110,9 @@ def test_stop_signal_while_importing_is_one_line(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "train_backend", "train", str(tmp_path / "plan.yaml"),
                              "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_until_importing_torch(proc.pid)
+    _wait_until_importing_torch(proc)
     proc.send_signal(sig)  # while importing: torch's Python modules take a second or more
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate()
     assert proc.returncode == 128 + sig and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 

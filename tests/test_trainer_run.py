@@ -37,7 +37,7 @@ def _train(tmp_path, *args, wait=True, prefix=()):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if not wait:
         return proc
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate()
     return proc.returncode, out.strip(), err.strip()
 
 
@@ -49,9 +49,9 @@ def _final_state(tmp_path, run_id):
     return checkpoint.load(tmp_path / "runs" / run_id)
 
 
-def _wait_lines(path, n, proc, timeout=120):
-    end = time.time() + timeout
-    while time.time() < end and proc.poll() is None:
+def _wait_lines(path, n, proc):
+    """Until the run has written n metrics lines; fails if it ends first (no clock: a busy machine is only slow)."""
+    while proc.poll() is None:
         if path.exists() and path.read_bytes().count(b"\n") >= n:
             return
         time.sleep(0.005)
@@ -112,7 +112,7 @@ def test_stop_signal_cancels_with_checkpoint(tmp_path, sig):
         assert registry.cancel(tmp_path / "runs", run_id)
     else:
         proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate()
     assert proc.returncode == 128 + sig and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert f"cancelled by {signal.Signals(sig).name} at step" in err and f"resume with --resume {run_id}" in err
     row = registry.get_run(tmp_path / "runs", run_id)
