@@ -1,20 +1,30 @@
 """`python -m planner`: one dispatcher over the subcommands. Bad input exits 2 with one line, never a traceback.
 
-Each subcommand lives beside what it drives and registers itself with `register(subparsers)`.
+Each subcommand lives beside what it drives and registers itself with `register(subparsers)`. Only the subcommand
+being run is built (its module imported): `--help` and the light commands never pay for another's imports (scipy,
+pandas). This module itself imports the standard library only.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
+import sys
 
-from pydantic import ValidationError
+from planner.errors import MAX_COUNT, PlannerInputError, guarded
 
-from planner.errors import PlannerInputError, guarded
-from planner.plan import MAX_COUNT, load_plan
-from planner.preflight import BIN_DTYPES, preflight
-from planner.schedules import Schedule, compute_weighting
-from planner.shapes import PRESETS
+# Subcommand: (one-line help, "module:function" that adds its parser to the subparsers).
+COMMANDS = {
+    "schedule": ("mean and final density (and N_avg) of a sparsity schedule", "planner.cli:_register_schedule"),
+    "fit": ("fit a scaling law (Chinchilla approach 3, Epoch-corrected) to runs.csv", "planner.cli_fit:register"),
+    "plan": ("export a training plan (YAML, or JSON by suffix)", "planner.cli_search:register"),
+    "frontier": ("Pareto frontier and the lifetime-optimal plan beside dense baselines", "planner.cli_search:register"),
+    "check": ("validate a plan file (YAML or JSON) and its corpus: what `train` would refuse",
+              "planner.cli:_register_check"),
+    "export": ("write a plan as another stack's files (MaxText fork, torch.ao, llm-compressor, litgpt), with a "
+               "README saying what differs", "planner.export.cli:register"),
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -56,7 +66,8 @@ sparsity = number(0, 1, high_open=True)
 
 
 def _register_schedule(sub):
-    p = sub.add_parser("schedule", help="mean and final density (and N_avg) of a sparsity schedule")
+    from planner.shapes import PRESETS
+    p = sub.add_parser("schedule", help=COMMANDS["schedule"][0])
     p.add_argument("--shape", default="geometric", choices=["dense", "one_shot", "linear", "cubic", "geometric"])
     p.add_argument("--final-sparsity", type=sparsity, default=0.5)
     p.add_argument("--initial-sparsity", type=sparsity, default=0.0)
@@ -74,6 +85,8 @@ def _register_schedule(sub):
 
 
 def _schedule_from_args(a) -> dict:
+    from planner.schedules import Schedule, compute_weighting
+    from planner.shapes import PRESETS
     model = PRESETS[a.model] if a.model else None
     phi = 0.0 if model is None else compute_weighting(model)  # unpruned matrix work (a tied head); 0 without a model
     if not 0 <= a.final_sparsity < 1:
@@ -114,6 +127,7 @@ def _schedule_from_args(a) -> dict:
 
 
 def _run_schedule(a) -> int:
+    from pydantic import ValidationError
     try:
         out = _schedule_from_args(a)
     except ValidationError as exc:
@@ -127,7 +141,8 @@ def _run_schedule(a) -> int:
 
 
 def _register_check(sub):
-    p = sub.add_parser("check", help="validate a plan file (YAML or JSON) and its corpus: what `train` would refuse")
+    from planner.preflight import BIN_DTYPES
+    p = sub.add_parser("check", help=COMMANDS["check"][0])
     p.add_argument("plan")
     p.add_argument("--bin-dtype", choices=BIN_DTYPES, help="token dtype of a .bin corpus without sidecar (as train)")
     p.add_argument("--json", action="store_true")
@@ -135,6 +150,8 @@ def _register_check(sub):
 
 
 def _run_check(a) -> int:
+    from planner.plan import load_plan
+    from planner.preflight import preflight
     plan = load_plan(a.plan)
     try:
         corpus = preflight(plan, a.bin_dtype)  # the trainer runs the same checks before it allocates
@@ -159,23 +176,35 @@ def _run_check(a) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from planner import cli_fit, cli_search  # they import this module's flag types
-    from planner.export import cli as cli_export
+class _Only:
+    """Subparsers that take only `command`'s parser from a register function (which may add several)."""
+
+    def __init__(self, sub, command: str):
+        self.sub, self.command = sub, command
+
+    def add_parser(self, name, **kwargs):
+        return self.sub.add_parser(name, **kwargs) if name == self.command else OneLineParser(prog=name)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser with `command`'s arguments (every subcommand's when None); the others by name and help."""
     parser = OneLineParser(prog="python -m planner", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    _register_schedule(sub)
-    cli_fit.register(sub)
-    cli_search.register(sub)
-    _register_check(sub)
-    cli_export.register(sub)
+    for name, (summary, where) in COMMANDS.items():
+        if command is None or name == command:
+            module, function = where.split(":")
+            getattr(importlib.import_module(module), function)(_Only(sub, name))
+        else:
+            sub.add_parser(name, help=summary)
     return parser
 
 
 def main(argv=None) -> int:
     """Exit 0 done, 2 bad input (one line), 1 an internal error (one line naming where its traceback went)."""
     def body():
-        args = build_parser().parse_args(argv)
+        words = sys.argv[1:] if argv is None else argv
+        command = next((w for w in words if not str(w).startswith("-")), "")  # the top level has only -h
+        args = build_parser(command).parse_args(argv)
         return args.func(args)
     # ValueError and OSError stay user errors here: the numeric core raises the first for values a flag or file
     # carried in, and the second names the file a user asked to read or write.

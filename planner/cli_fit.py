@@ -6,7 +6,7 @@ import math
 import sys
 import warnings
 
-from planner.cli import number
+from planner.cli import COMMANDS, number
 from planner.errors import PlannerInputError, write_error
 from planner.io import write_model
 from planner.fit import LawFitter, bootstrap
@@ -15,7 +15,7 @@ from planner.laws import EXPONENTS, PARAM_NAMES, PRESETS
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("fit", help="fit a scaling law (Chinchilla approach 3, Epoch-corrected) to runs.csv",
+    p = subparsers.add_parser("fit", help=COMMANDS["fit"][0],
                               description="Fit a scaling law to a runs CSV (columns loss, tokens, n_avg or n, "
                                           "n_final, sparsity, group, name; see planner.runs).")
     p.add_argument("runs", help="runs CSV")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from planner import search
-from planner.cli import MAX_COUNT, non_negative, number, positive, positive_int, sparsity
+from planner.cli import COMMANDS, MAX_COUNT, non_negative, number, positive, positive_int, sparsity
 from planner.costs import HARDWARE, LEDGER_COLUMNS, PATTERN_SPEEDUPS, PREFILL_SHARE, hardware_profile, this_machine
 from planner.errors import PlannerInputError, write_error
 from planner.ladder import scale_down, tiny_plan
@@ -44,7 +44,7 @@ def _common(p) -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("plan", help="export a training plan (YAML, or JSON by suffix)")
+    p = sub.add_parser("plan", help=COMMANDS["plan"][0])
     p.add_argument("--preset", choices=sorted(PLAN_PRESETS), help="a ready plan (tiny: trains in seconds on a CPU)")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--model", choices=sorted(SHAPE_PRESETS), help="a model-shape preset")
@@ -70,7 +70,7 @@ def register(sub) -> None:
     _common(p)
     p.set_defaults(func=run_plan, plan_defaults=vars(p.parse_args([])))
 
-    f = sub.add_parser("frontier", help="Pareto frontier and the lifetime-optimal plan beside dense baselines")
+    f = sub.add_parser("frontier", help=COMMANDS["frontier"][0])
     mode = f.add_mutually_exclusive_group(required=True)
     mode.add_argument("--target-loss", type=positive, help="every candidate reaches this loss; minimise cost")
     mode.add_argument("--budget-flops", type=positive, help="fixed training budget in FLOPs; minimise loss")

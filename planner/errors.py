@@ -17,6 +17,7 @@ from pathlib import Path
 
 # Characters str.splitlines() breaks at, written as escapes when they are inside a value (a path with a newline)
 _BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
+MAX_COUNT = 2**62  # tokens, steps and other counts: products of them still fit the registry's int64 columns
 MAX_LINE = 400  # characters of an error message: a 5,000-character value must not flood the terminal
 
 

@@ -19,7 +19,6 @@ import math
 from typing import Literal
 
 import numpy as np
-from scipy.optimize import brentq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.errors import PlannerInputError
@@ -261,6 +260,7 @@ def sardana_optimum(law: Law, target: float, lifetime_tokens: float) -> tuple[fl
         return 6 * tokens(n) + 2 * lifetime_tokens - 6 * alpha * A * n ** -alpha * tokens(n) / (
             beta * (target - E - A * n ** -alpha))
 
+    from scipy.optimize import brentq  # here only: scipy.optimize costs every CLI command ~0.5 s to import
     floor = np.log((A / (target - E)) ** (1 / alpha))  # below this N the target is out of reach
     n = np.exp(brentq(foc, floor + 1e-6, np.log(1e14)))
     return n, n * (6 * tokens(n) + 2 * lifetime_tokens)

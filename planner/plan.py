@@ -13,14 +13,13 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from planner.errors import PlannerInputError
+from planner.errors import MAX_COUNT, PlannerInputError  # noqa: F401  (MAX_COUNT: the schema's bound on counts)
 from planner.io import Int, Real, fmt_of, number_only, parse_mapping, read_text, to_text, validate, write_model
 from planner.laws import Law
 from planner.schedules import Schedule, closest_step_window, compute_weighting
 from planner.shapes import MAX_PARAMS, ModelShape, matmul_params
 
 SCHEMA_VERSION = 1
-MAX_COUNT = 2**62  # tokens, steps and other counts: products of them still fit the registry's int64 columns
 # Seeds feed numpy's generator (any integer >= 0) and torch.manual_seed (at most 2^64 - 1): the range both take.
 SEED_MAX = 2**64 - 1
 # Every float in a plan is finite: nan compares false against every bound, and inf passes a one-sided one.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from planner.cli import COMMANDS
 from planner.errors import write_error
 from planner.export import TARGETS, export_plan
 from planner.export.base import stem
@@ -10,8 +11,7 @@ from planner.plan import load_plan
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="write a plan as another stack's files (MaxText fork, torch.ao, "
-                                      "llm-compressor, litgpt), with a README saying what differs")
+    p = sub.add_parser("export", help=COMMANDS["export"][0])
     p.add_argument("plan", help="plan file (YAML or JSON)")
     p.add_argument("--to", required=True, choices=TARGETS, help="target stack")
     p.add_argument("--out", help="output folder (default: <plan name>-<target>)")
