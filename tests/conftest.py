@@ -1,5 +1,12 @@
 """Shared fixtures."""
+import os
+import tempfile
+
 import pytest
+
+# The trainer caches this machine's CPU peak in the user's cache folder; the suite (and the trainers it starts, which
+# inherit the environment) uses one of its own per worker, so it neither reads nor writes the user's.
+os.environ["SPARSEPLAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="sparseplan-test-cache-")
 
 
 @pytest.fixture

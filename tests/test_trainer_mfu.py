@@ -25,6 +25,7 @@ def _with_dtype(plan, dtype, compile=False):
 
 def test_cpu_mfu_is_at_most_one_and_the_peak_is_the_best_of_the_first_runs_then_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(resources, "PEAK_MEASUREMENTS", 2)
+    monkeypatch.setenv(resources.CACHE_ENV, str(tmp_path / "machine"))  # the machine's cache, not the runs folder's
     plan = tiny_plan(steps=30)
     first = run(plan, Options(runs_dir=tmp_path / "runs", threads=1))
     lines = registry.read_metrics(tmp_path / "runs" / first["run_id"])
@@ -37,11 +38,41 @@ def test_cpu_mfu_is_at_most_one_and_the_peak_is_the_best_of_the_first_runs_then_
     second = run(plan, Options(runs_dir=tmp_path / "runs", threads=1))
     assert sampled and second["peak_flops"] == first["peak_flops"]  # the best is kept
     assert "best of 2 measurement" in second["peak_flops_source"]
-    cache = json.loads((tmp_path / "runs" / ".cache" / "peak_flops.json").read_text())
+    cache = json.loads((tmp_path / "machine" / "peak_flops.json").read_text())
     assert [(v["flops"], v["measurements"]) for v in cache.values()] == [(first["peak_flops"], 2)]
     monkeypatch.setattr(resources, "_best_rate", lambda *a: pytest.fail("the cached peak was measured again"))
-    again = run(plan, Options(runs_dir=tmp_path / "runs", threads=1))
+    again = run(plan, Options(runs_dir=tmp_path / "other-runs", threads=1))  # a fresh runs folder: no new sample
     assert again["peak_flops"] == first["peak_flops"]
+    assert not (tmp_path / "runs" / ".cache" / "peak_flops.json").exists()
+
+
+def test_a_peak_cache_that_cannot_be_written_costs_only_the_cache(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv(resources.CACHE_ENV, str(tmp_path / "file" / "cache"))  # under a file: mkdir fails
+    summary = run(tiny_plan(steps=2), Options(runs_dir=tmp_path / "runs", threads=1))
+    assert summary["status"] == "finished" and "not cached" in summary["peak_flops_source"]
+
+
+def test_threads_follow_the_gemm_sizes_and_the_idle_cores(monkeypatch):
+    """One thread for the tiny preset whatever the machine; a large model gets as many as are idle, never more;
+    --threads and OMP_NUM_THREADS override."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    tiny, big = tiny_plan(), tiny_plan()
+    big = big.model_copy(update={"model": big.model.model_copy(update={"d_model": 1024, "d_ff": 4096})})
+    for idle, tiny_threads, big_threads in [(8.0, 1, 8), (1.2, 1, 1), (0.0, 1, 1), (3.95, 1, 4), (3.8, 1, 3)]:
+        monkeypatch.setattr(resources, "idle_cores", lambda idle=idle: idle)
+        assert resources.choose_threads(tiny)[0] == tiny_threads
+        threads, how = resources.choose_threads(big)
+        assert threads == big_threads and f"{idle:.1f} cores idle" in how, how
+    assert resources.choose_threads(big, requested=5) == (5, "--threads")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert resources.choose_threads(big)[1] == "OMP_NUM_THREADS"
+
+
+def test_idle_cores_reads_the_machine():
+    import os
+    idle = resources.idle_cores(window=0.05)
+    assert 0 <= idle <= len(os.sched_getaffinity(0)) + 1e-9
 
 
 def test_gemm_shapes_are_the_models_forward_and_both_gradients():

@@ -1,5 +1,6 @@
-"""What a run needs and what the machine has: a memory estimate checked before allocation, and the peak FLOP/s that
-MFU divides by (a data-sheet table on known GPUs, a cached measurement at the model's own GEMM shapes on CPU)."""
+"""What a run needs and what the machine has: a memory estimate checked before allocation, the CPU threads a run
+uses (from its GEMM sizes and the idle cores), and the peak FLOP/s that MFU divides by (a data-sheet table on known
+GPUs, a measurement at the model's own GEMM shapes on CPU, cached per machine outside any runs folder)."""
 from __future__ import annotations
 
 import json
@@ -86,9 +87,10 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def gemm_shapes(plan: TrainingPlan, cap: int = 2048) -> list[tuple[int, int, int]]:
+def gemm_shapes(plan: TrainingPlan, cap: int | None = 2048) -> list[tuple[int, int, int]]:
     """(m, k, n) of the step's matmuls at one micro-batch: each linear forward, its input gradient and its weight
-    gradient. Dimensions are capped (a rate at 2048 rows is the rate at 8192; the sample stays short)."""
+    gradient. Dimensions are capped (a rate at 2048 rows is the rate at 8192; the sample stays short); None: exact."""
+    cap = cap or 2**62
     tokens = plan.budget.batch_size // plan.budget.grad_accum * plan.budget.seq_len
     shapes = set()
     for i, o, _ in _linears(plan.model):
@@ -110,13 +112,64 @@ def _best_rate(mkn: tuple[int, int, int], dtype: torch.dtype, samples: int, seco
     return 2.0 * mm * k * n / best
 
 
+# A GEMM shares out among threads only past this many multiply-adds per thread: below it the OpenMP hand-off and
+# the small element-wise ops between GEMMs (rms_norm on 16 x 128 x 64: 4.8 ms with two threads, most of it spinning)
+# cost more than a thread saves. The tiny preset's largest GEMM is 34M (2048 x 64 x 256): one thread, which ran its
+# 100 steps in 18.0 s against 20.6 s with two on a quiet 2-core VM.
+MACS_PER_THREAD = 2**26
+
+
+def idle_cores(window: float = 0.1) -> float:
+    """Cores the rest of the machine left idle over the last `window` seconds (/proc/stat; where that is missing,
+    the 1-minute load average), out of this process's allowed cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        before = _cpu_times()
+        time.sleep(window)
+        idle, total = (b - a for a, b in zip(before, _cpu_times()))
+        return cores * idle / total if total > 0 else float(cores)
+    except (OSError, ValueError):
+        return max(0.0, cores - os.getloadavg()[0])
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(idle + iowait, total) jiffies of all CPUs since boot (guest time is inside user time: not counted twice)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def choose_threads(plan: TrainingPlan, requested: int | None = None) -> tuple[int, str]:
+    """Intra-op threads for a CPU run and why: `requested` (--threads), else OMP_NUM_THREADS when set, else one per
+    MACS_PER_THREAD of the model's largest GEMM, never more than the idle cores (at least one)."""
+    if requested:
+        return requested, "--threads"
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads(), "OMP_NUM_THREADS"
+    largest = max(m * k * n for m, k, n in gemm_shapes(plan, cap=None))
+    by_size, idle = max(1, largest // MACS_PER_THREAD), idle_cores()
+    threads = max(1, min(by_size, int(idle + 0.1)))
+    return threads, (f"chosen: the largest GEMM has {largest / 1e6:.0f}M multiply-adds ({by_size} thread(s) at "
+                     f"{MACS_PER_THREAD / 2**20:.0f}M each), {idle:.1f} cores idle; --threads overrides")
+
+
+CACHE_ENV = "SPARSEPLAN_CACHE_DIR"
+
+
+def machine_cache() -> Path:
+    """This machine's cache folder (the CPU peak): $SPARSEPLAN_CACHE_DIR, else $XDG_CACHE_HOME/sparseplan, else
+    ~/.cache/sparseplan. Outside any runs folder: a fresh runs folder does not measure the machine again."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sparseplan"
+
 # Runs on one machine that sample the CPU peak before its cache is trusted: this VM's speed drifts by 10-30% over tens
 # of seconds, so one sample may fall in a slow phase (and MFU then reads high); the best of samples taken by
 # different runs, minutes apart, is the peak.
 PEAK_MEASUREMENTS = 3
 
 
-def cpu_peak(plan: TrainingPlan, cache_dir: Path, samples: int = 10, seconds: float = 0.1,
+def cpu_peak(plan: TrainingPlan, cache_dir: Path | None = None, samples: int = 10, seconds: float = 0.1,
              measurements: int | None = None) -> tuple[float, str]:
     """The CPU's peak FLOP/s for this plan: the fastest of its GEMM shapes at the run's thread count and dtype, the
     best of the first `measurements` runs' samples on this machine, then cached; returns (FLOP/s, how obtained)."""
@@ -124,7 +177,7 @@ def cpu_peak(plan: TrainingPlan, cache_dir: Path, samples: int = 10, seconds: fl
     measurements = measurements or PEAK_MEASUREMENTS
     shapes = gemm_shapes(plan)
     key = f"{cpu_model()} | torch {torch.__version__} | {threads} threads | {dtype} | {shapes}"
-    path = Path(cache_dir) / "peak_flops.json"
+    path = Path(cache_dir or machine_cache()) / "peak_flops.json"
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -135,15 +188,31 @@ def cpu_peak(plan: TrainingPlan, cache_dir: Path, samples: int = 10, seconds: fl
         entry = {"flops": max(rate, entry["flops"]), "measurements": entry.get("measurements", 0) + 1,
                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         cache[key] = entry
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, path)  # concurrent runs: the last writer wins, each entry is whole
+        cached = _write_cache(path, cache)
+    else:
+        cached = f"cached in {path}"
     how = (f"measured: best single torch.mm of {samples}+ samples at each of the model's {len(shapes)} GEMM shapes "
            f"(forward and both gradients, one micro-batch), {threads} threads, {dtype}; best of "
            f"{entry['measurements']} measurement(s) by runs on this machine, the last at {entry['measured_at']}; "
-           f"cached in {path}")
+           f"{cached}")
     return entry["flops"], how
+
+
+def _write_cache(path: Path, cache: dict) -> str:
+    """Write the peak cache whole (concurrent runs: the last writer wins); a read-only or full disk costs only the
+    cache, never the run."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder itself could not be made
+            pass
+        return f"not cached ({path}: {exc.strerror or exc})"
+    return f"cached in {path}"
 
 
 def gpu_peak(device: torch.device, dtype: str) -> tuple[float | None, str]:
@@ -155,5 +224,5 @@ def gpu_peak(device: torch.device, dtype: str) -> tuple[float | None, str]:
     return peak, f"data sheet: {name} dense {dtype} peak"
 
 
-def peak_flops(plan: TrainingPlan, device: torch.device, cache_dir: Path) -> tuple[float | None, str]:
+def peak_flops(plan: TrainingPlan, device: torch.device, cache_dir: Path | None = None) -> tuple[float | None, str]:
     return gpu_peak(device, plan.run.dtype) if device.type == "cuda" else cpu_peak(plan, cache_dir)

@@ -7,8 +7,8 @@ SYNC_EVERY steps (and at every event, evaluation and checkpoint) on CUDA, so the
 A fresh run checkpoints at step 0, before any update, then on a fixed cadence. A stop signal (SIGINT, SIGTERM,
 SIGHUP) during start-up stops at once (Cancelled); during the loop it checkpoints at the end of the step and stops
 (cancelled). On CPU a resumed run is
-bit-identical to an uninterrupted one: deterministic kernels, fixed threads, and every RNG and the data position are
-checkpointed.
+bit-identical to an uninterrupted one: deterministic kernels, and every RNG, the data position and the thread count
+(`resources.choose_threads`, unless --threads says otherwise) are checkpointed.
 """
 from __future__ import annotations
 
@@ -29,14 +29,14 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from planner.costs import model_train_flops_per_token
-from planner.errors import PlannerInputError, details_note, one_line
+from planner.errors import PlannerInputError, details_note, one_line, say
 from planner.preflight import preflight
 from planner.plan import TrainingPlan, plan_from_text, plan_to_json
 from train_backend import checkpoint, registry
 from train_backend.data import Batches, open_tokens
 from train_backend.model import Transformer, prunable_weights
 from train_backend.pruning import Pruner
-from train_backend.resources import available_memory, estimate_memory, peak_flops, peak_rss
+from train_backend.resources import available_memory, choose_threads, estimate_memory, peak_flops, peak_rss
 from train_backend.runtime import Cancelled, Stop, any_rank, broadcast, device_name, dist_env, launched, to_device, \
     torch_settings
 
@@ -131,8 +131,6 @@ def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)  # bit-identical resume
         torch.utils.deterministic.fill_uninitialized_memory = False  # a debugging aid: NaN-fills every torch.empty
-        if opts.threads:
-            torch.set_num_threads(opts.threads)
     else:
         torch.cuda.set_device(device)
     prepared = None
@@ -145,8 +143,14 @@ def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
     if isinstance(prepared, Exception):
         raise prepared
     run_id, run_dir, plan, resuming = prepared
+    threads_how = None
+    if device.type == "cpu":
+        threads, threads_how = choose_threads(plan, opts.threads)
+        torch.set_num_threads(threads)
+        if rank == 0 and sys.stderr.isatty():  # said where a person watches; recorded in summary.json always
+            say(f"threads: {threads} ({threads_how})")
     try:
-        return _train(plan, opts, run_id, Path(run_dir), resuming, device, rank, world)
+        return _train(plan, opts, run_id, Path(run_dir), resuming, device, rank, world, threads_how)
     except Cancelled as exc:
         exc.run_id = run_id
         exc.resumable = any((Path(run_dir) / name).exists() for name in (checkpoint.LATEST, checkpoint.PREVIOUS))
@@ -193,7 +197,7 @@ def load_batches(plan: TrainingPlan, opts: Options) -> Batches:
     return Batches(tokens, plan.budget.seq_len, plan.budget.batch_size, r.val_fraction, r.seed, r.corpus)
 
 
-def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
+def _train(plan, opts, run_id, run_dir, resuming, device, rank, world, threads_how) -> dict:
     b, m = plan.budget, plan.model
     batches = load_batches(plan, opts)
     torch.manual_seed(plan.run.seed)
@@ -215,6 +219,9 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
         checkpoint.set_rng_state(state["rng"])
         step, n_sum, wall_before = state["step"], state["n_sum"], state["wall_seconds"]
         offset, last_val = state["metrics_offset"], state["last_val"]
+        if threads_how and threads_how.startswith("chosen") and state.get("threads"):
+            torch.set_num_threads(state["threads"])  # the run's own choice: a resume replays it bit for bit
+            threads_how = f"the run's own, chosen when it started ({state['threads']})"
         saved = step
         del state
     model = raw
@@ -229,7 +236,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
     sync_every = 1 if device.type == "cpu" else SYNC_EVERY
     tokens_per_step = b.batch_size * b.seq_len
     flops_per_step = model_train_flops_per_token(m, b.seq_len) * tokens_per_step
-    peak, peak_how = peak_flops(plan, device, Path(opts.runs_dir) / ".cache") if rank == 0 else (None, "")
+    peak, peak_how = peak_flops(plan, device) if rank == 0 else (None, "")
     rows = b.batch_size // world
     n_micro = max(1, b.grad_accum // world)
     metrics = None
@@ -254,7 +261,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                 "step": next_step, "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
                 "pruner": pruner.state_dict(), "data": batches.state_dict(), "rng": checkpoint.rng_state(),
                 "n_sum": n_sum, "wall_seconds": wall_before + time.perf_counter() - t_start,
-                "metrics_offset": metrics.tell(), "last_val": last_val})
+                "metrics_offset": metrics.tell(), "last_val": last_val, "threads": torch.get_num_threads()})
             registry.update_run(opts.runs_dir, run_id, step=next_step, tokens=next_step * tokens_per_step)
         saved = next_step
 
@@ -344,6 +351,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world) -> dict:
                "predicted_loss": plan.prediction.loss if plan.prediction else None,
                "wall_seconds": wall_before + time.perf_counter() - t_start, "run_dir": str(run_dir),
                "dtype": plan.run.dtype, "device": device_name(device), "threads": torch.get_num_threads(),
+               "threads_source": threads_how,
                "peak_flops": peak, "peak_flops_source": peak_how,
                "stop_signal": signal.Signals(Stop.signum).name if status == "cancelled" else None,
                "mfu_median": statistics.median(measured_mfu) if measured_mfu else None,
