@@ -1,8 +1,15 @@
-"""Benchmark the approach-3 fit: batched multi-start vs a plain scipy loop, and 1000 bootstrap refits.
+"""Benchmark the approach-3 fit: batched multi-start vs per-start scipy loops, 1000 bootstrap refits, and a
+100,000-run table.
 
     python bench/bench_fit.py                          # synthetic 240 runs from the Epoch law
     python bench/bench_fit.py --runs data.csv          # also a CSV with columns 'Model Size', 'Training FLOP', loss
     python bench/bench_fit.py --runs data.csv --write  # and record the figures in bench/RESULTS.md
+
+Two per-start loops are the references: 'plain' as the Epoch replication's code runs it (scipy L-BFGS-B on
+scipy.special.logsumexp and huber, gradient by finite differences), and 'analytic' (scipy L-BFGS-B on this
+package's objective and analytic gradient). `--loop-every K` times them on every K-th grid start and scales by the
+4500 starts (the per-start cost varies little across the grid; the table says K). Times are CPU seconds of this
+process, so other jobs on a shared machine change them less than wall time.
 
 For a --runs CSV, tokens = FLOP / (6 * size) and the 5 highest-loss points are dropped, as the Epoch replication
 does with the points it extracted from the Chinchilla paper.
@@ -10,6 +17,7 @@ does with the points it extracted from the Chinchilla paper.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -49,18 +57,37 @@ def csv_runs(path, drop_highest=5) -> pd.DataFrame:
                          "loss": raw["loss"].to_numpy(float)})
 
 
-def scipy_loop(table):
-    """The reference: one scipy L-BFGS-B call per grid start on the same objective and gradient."""
+def scipy_loop(table, every=1):
+    """One scipy L-BFGS-B call per grid start on this package's objective and analytic gradient: (CPU seconds
+    scaled to every start, best objective of the starts run)."""
     prob = problem("chinchilla", table, {})
-    best = np.inf
-    t0 = time.perf_counter()
-    for start in start_grid("chinchilla", "chinchilla"):
+    starts = start_grid("chinchilla", "chinchilla")
+    best, c0 = np.inf, time.process_time()
+    for start in starts[::every]:
         res = minimize(lambda th: tuple(v[0] for v in evaluate(th, prob)), start, jac=True, method="L-BFGS-B")
         best = min(best, float(res.fun))
-    return time.perf_counter() - t0, best
+    return (time.process_time() - c0) * len(starts) / len(starts[::every]), best
 
 
-def bench(name, runs, n_boot, skip_loop, repeats=5):
+def plain_loop(table, every=1):
+    """The Epoch replication's way: per start, scipy L-BFGS-B on logsumexp + Huber(1e-3) summed, gradient by finite
+    differences; (CPU seconds scaled to every start, best objective of the starts run)."""
+    from scipy.special import huber, logsumexp
+    log_n, log_d = np.log(table["n_final"].to_numpy(float)), np.log(table["tokens"].to_numpy(float))
+    log_loss = np.log(table["loss"].to_numpy(float))
+
+    def objective(p):
+        e, a, b, alpha, beta = p
+        pred = logsumexp([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)], axis=0)
+        return np.sum(huber(1e-3, pred - log_loss))
+    starts = start_grid("chinchilla", "chinchilla")
+    best, c0 = np.inf, time.process_time()
+    for start in starts[::every]:
+        best = min(best, float(minimize(objective, start, method="L-BFGS-B").fun))
+    return (time.process_time() - c0) * len(starts) / len(starts[::every]), best
+
+
+def bench(name, runs, n_boot, skip_loop, every=1, repeats=5):
     table = load_runs(runs, "chinchilla")
     load = os.getloadavg()[0]
     walls, cpus = [], []
@@ -69,14 +96,16 @@ def bench(name, runs, n_boot, skip_loop, repeats=5):
         fit = LawFitter("chinchilla", grid="chinchilla").fit(table)
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
-    t_fit = float(np.median(walls))
+    t_fit, t_cpu = float(np.median(walls)), float(np.median(cpus))
     t0 = time.perf_counter()
     boot = bootstrap(table, "chinchilla", n_boot=n_boot, seed=0, fit=fit)
     t_boot = time.perf_counter() - t0
-    t_loop, loop_best = (np.nan, np.nan) if skip_loop else scipy_loop(table)
+    t_loop, loop_best = (np.nan, np.nan) if skip_loop else scipy_loop(table, every)
+    t_plain, plain_best = (np.nan, np.nan) if skip_loop else plain_loop(table, every)
     row = {"data": name, "runs": len(table), "starts": fit.n_starts, "batched_s": t_fit, "batched_best_s": min(walls),
-           "batched_cpu_s": float(np.median(cpus)), "load": load, "loop_s": t_loop,
-           "speedup": t_loop / t_fit, "batched_best": fit.objective, "loop_best": loop_best,
+           "batched_cpu_s": t_cpu, "load": load, "loop_s": t_loop, "every": every,
+           "speedup": t_loop / t_cpu, "plain_s": t_plain, "plain_speedup": t_plain / t_cpu, "plain_best": plain_best,
+           "batched_best": fit.objective, "loop_best": loop_best,
            "at_best": fit.n_starts_at_best, "capped": fit.n_capped, "boot_n": n_boot, "boot_s": t_boot,
            "exponent": fit.optimal_n_exponent, "exponent_ci": boot.ci()["optimal_n_exponent"], "params": fit.params}
     print(row, flush=True)
@@ -100,18 +129,27 @@ def section(rows) -> str:
              "median CPU time; 'loop' is one `scipy.optimize.minimize(method='L-BFGS-B')` per start on the same "
              "objective and analytic gradient. Bootstrap: resampled runs, refits warm-started from the full fit's "
              "basins, in one batch, each finished with batched damped Newton (`planner.optim.batched_newton`).", "",
-             "| data | runs | load (1 min) | batched fit, wall s [best] | batched fit, CPU s | scipy loop (s) | "
-             "speedup | best objective: batched / loop | starts at best (rel 1e-4) | capped (1000 it) | "
-             "bootstrap refits | bootstrap (s) | N_opt exponent [95% CI] |", "|" + "---|" * 13]
+             "| data | runs | load (1 min) | batched fit, wall s [best] | batched fit, CPU s | plain loop, CPU s | "
+             "speedup vs plain (CPU) | analytic loop, CPU s | speedup vs analytic (CPU) | loops timed on | "
+             "best objective: batched / plain / analytic | starts at best (rel 1e-4) | capped (1000 it) | "
+             "bootstrap refits | bootstrap (s) | N_opt exponent [95% CI] |", "|" + "---|" * 16]
     for r in rows:
         lo, hi = r["exponent_ci"]
         lines.append(f"| {r['data']} | {r['runs']} | {r['load']:.1f} | {r['batched_s']:.2f} [{r['batched_best_s']:.2f}] "
-                     f"| {r['batched_cpu_s']:.2f} | {r['loop_s']:.1f} | {r['speedup']:.1f}x "
-                     f"| {r['batched_best']:.10g} / {r['loop_best']:.10g} | {r['at_best']}/{r['starts']} | "
+                     f"| {r['batched_cpu_s']:.2f} | {r['plain_s']:.1f} | {r['plain_speedup']:.0f}x | {r['loop_s']:.1f} "
+                     f"| {r['speedup']:.1f}x | every {r['every']}th start, scaled to {r['starts']} "
+                     f"| {r['batched_best']:.10g} / {r['plain_best']:.10g} / {r['loop_best']:.10g} | "
+                     f"{r['at_best']}/{r['starts']} | "
                      f"{r['capped']} | {r['boot_n']} | {r['boot_s']:.2f} | {r['exponent']:.4f} [{lo:.3f}, {hi:.3f}] |")
     epoch = get_law("epoch-replication").params
     slowest = max(r["batched_s"] for r in rows)
     verdict = "met" if slowest <= 1.0 else f"NOT met: the slower dataset's median fit takes {slowest:.2f} s"
+    epoch_row = rows[-1]  # the Epoch data when given (the issue's benchmark), else the synthetic table
+    plain, analytic = epoch_row["plain_speedup"], epoch_row["speedup"]
+    lines += ["", f"Target of at least 150x the per-start scipy loop on {epoch_row['data']}: {plain:.0f}x the plain "
+              f"loop (the replication's own per-start code), {'met' if plain >= 150 else 'NOT met'}; against a "
+              f"per-start loop on this package's analytic gradient the batched fit is {analytic:.1f}x (NOT 150x: "
+              f"most of the gain over the plain loop is the analytic gradient, the rest the batching)."]
     lines += ["", "Fitted parameters (E, A, B, alpha, beta): " + "; ".join(
         f"{r['data']}: " + ", ".join(f"{k}={v:.6g}" for k, v in r["params"].items()) for r in rows), "",
         "For comparison, the Epoch replication's published fit on the extracted points: " + ", ".join(
@@ -135,19 +173,45 @@ def section(rows) -> str:
 
 
 
+def big_table(n_runs: int) -> str:
+    """`planner fit` end to end on a synthetic CSV of n_runs rows (no bootstrap), as a person runs it."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "runs.csv"
+        synthetic_runs(n_runs, seed=1).to_csv(path, index=False)
+        t0 = time.perf_counter()
+        before = os.times()
+        proc = subprocess.run([sys.executable, "-m", "planner", "fit", str(path), "--form", "chinchilla", "--json"],
+                              capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        after = os.times()
+        wall = time.perf_counter() - t0
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    out = json.loads(proc.stdout) if proc.returncode == 0 else {}
+    verdict = "met" if proc.returncode == 0 and cpu <= 30 else "NOT met"
+    return (f"\n`python -m planner fit` on a synthetic {n_runs:,}-run CSV (chinchilla form, full grid, no bootstrap): "
+            f"{cpu:.1f} s CPU, {wall:.1f} s wall at a 1-minute load of {os.getloadavg()[0]:.1f}; exit "
+            f"{proc.returncode}; fitted alpha {out.get('params', {}).get('alpha', float('nan')):.4f}, beta "
+            f"{out.get('params', {}).get('beta', float('nan')):.4f} (the law's 0.3478, 0.3658). The start grid fits "
+            f"a fixed 1,024-run sample and its best basins are refined on all runs (planner.fit.GRID_RUNS). Target "
+            f"of at most 30 s: {verdict} (in CPU time; wall time here is the shared machine's).\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", help="CSV with columns 'Model Size', 'Training FLOP', 'loss'")
     ap.add_argument("--drop-highest", type=int, default=5, help="highest-loss points dropped from --runs")
     ap.add_argument("--n-boot", type=int, default=1000)
-    ap.add_argument("--skip-loop", action="store_true", help="skip the slow scipy reference loop")
+    ap.add_argument("--skip-loop", action="store_true", help="skip the slow scipy reference loops")
+    ap.add_argument("--loop-every", type=int, default=1, help="time the loops on every K-th start (scaled)")
+    ap.add_argument("--big", type=int, default=100_000, help="runs in the large synthetic table (0: skip it)")
     ap.add_argument("--write", action="store_true", help=f"replace the '{HEADING}' section of bench/RESULTS.md")
     args = ap.parse_args(argv)
-    rows = [bench("synthetic (Epoch law, 240 runs)", synthetic_runs(), args.n_boot, args.skip_loop)]
+    rows = [bench("synthetic (Epoch law, 240 runs)", synthetic_runs(), args.n_boot, args.skip_loop, args.loop_every)]
     if args.runs:
         rows.append(bench(f"{Path(args.runs).name} (less {args.drop_highest} highest-loss)",
-                          csv_runs(args.runs, args.drop_highest), args.n_boot, args.skip_loop))
-    text = section(rows)
+                          csv_runs(args.runs, args.drop_highest), args.n_boot, args.skip_loop, args.loop_every))
+    text = section(rows) + (big_table(args.big) if args.big else "")
     print(text)
     if args.write:
         write_section(HEADING, text)

@@ -1,0 +1,120 @@
+"""Start-up benchmarks: what a person waits for before anything useful happens.
+
+* `python -m planner --help` (and the light subcommands): CPU seconds of the whole process and the modules
+  `-X importtime` shows as the heaviest;
+* the tiny preset end to end (`planner plan --preset tiny`, then `train_backend train`, 100 steps): wall and CPU
+  at `--threads 1` and at the trainer's own choice (train_backend.resources.choose_threads), run in alternation so
+  other jobs' load falls on both alike; the ratio of each pair is reported.
+
+    python bench/bench_startup.py [--rounds 3] [--write]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import cpu_model, write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADING = "## Start-up and threads"
+
+
+def timed(cmd: list[str], env: dict) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall s, CPU s of the child, the finished process)."""
+    before, t0 = os.times(), time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall, after = time.perf_counter() - t0, os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return wall, cpu, proc
+
+
+def heaviest_imports(args: list[str], env: dict, k: int = 3) -> str:
+    err = subprocess.run([sys.executable, "-X", "importtime", "-m", "planner", *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True).stderr
+    rows = [line.split("|") for line in err.splitlines() if line.startswith("import time:") and "cumulative" not in line]
+    top = sorted(((int(r[1]), r[2].strip()) for r in rows), reverse=True)[:k]
+    return ", ".join(f"{name} {us / 1e3:.0f} ms" for us, name in top)
+
+
+def cli_rows(env: dict, rounds: int) -> list[tuple[str, float, str]]:
+    cases = [["--help"], ["schedule", "--model", "tiny"], ["check", "--help"], ["export", "--help"]]
+    out = []
+    for args in cases:
+        cpus = [timed([sys.executable, "-m", "planner", *args], env)[1] for _ in range(rounds)]
+        out.append((" ".join(args), statistics.median(cpus), heaviest_imports(args, env)))
+    return out
+
+
+def tiny_runs(env: dict, rounds: int, tmp: Path) -> list[dict]:
+    plan = tmp / "tiny.yaml"
+    subprocess.run([sys.executable, "-m", "planner", "plan", "--preset", "tiny", "--out", str(plan)], cwd=ROOT,
+                   env=env, check=True)
+    train = [sys.executable, "-m", "train_backend", "train", str(plan)]
+    timed(train + ["--runs-dir", str(tmp / "warm")], env)  # measures this machine's CPU peak once (then cached)
+    rows = []
+    for i in range(rounds):
+        pair = {}
+        for label, flags in ([("one", ["--threads", "1"]), ("auto", [])] if i % 2 == 0
+                             else [("auto", []), ("one", ["--threads", "1"])]):
+            wall, cpu, proc = timed(train + flags + ["--runs-dir", str(tmp / f"{label}{i}")], env)
+            summary = json.loads((tmp / f"{label}{i}" / proc.stdout.strip() / "summary.json").read_text())
+            pair[label] = {"wall": wall, "cpu": cpu, "threads": summary["threads"], "load": os.getloadavg()[0]}
+        rows.append(pair)
+    return rows
+
+
+def section(cli, runs, rounds) -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    help_cpu = cli[0][1]
+    lines = [HEADING, "", f"Machine: {os.cpu_count()} cores (nproc), {cpu_model()}; load average (1, 5, 15 min) at "
+             f"the end {load}: BUSY (shared with other jobs), so the absolute times are upper bounds and the ratios "
+             f"are what carries over.", "",
+             f"CLI start-up, median CPU seconds of the whole process over {rounds} runs (only the subcommand being "
+             f"run is built and imported):", "", "| command | CPU s | heaviest imports (-X importtime, self) |",
+             "|---|---|---|"]
+    lines += [f"| `python -m planner {c}` | {cpu:.2f} | {imp} |" for c, cpu, imp in cli]
+    lines += ["", f"Target of at most 0.3 s CPU for `python -m planner --help`: "
+              f"{'met' if help_cpu <= 0.3 else 'NOT met'} ({help_cpu:.2f} s).", "",
+              "The tiny preset end to end (100 steps, ~100k parameters; the machine's CPU peak already cached), "
+              "`--threads 1` against the trainer's own choice, alternating which goes first:", "",
+              "| round | threads chosen | wall s: --threads 1 / chosen | CPU s: --threads 1 / chosen | wall ratio "
+              "chosen / one | 1-min load |", "|---|---|---|---|---|---|"]
+    for i, r in enumerate(runs):
+        one, auto = r["one"], r["auto"]
+        lines.append(f"| {i + 1} | {auto['threads']} | {one['wall']:.1f} / {auto['wall']:.1f} | {one['cpu']:.1f} / "
+                     f"{auto['cpu']:.1f} | {auto['wall'] / one['wall']:.2f} | {auto['load']:.0f} |")
+    ratios = [r["auto"]["wall"] / r["one"]["wall"] for r in runs]
+    walls = [r["auto"]["wall"] for r in runs]
+    lines += ["", f"Median wall ratio chosen / --threads 1: {statistics.median(ratios):.2f}; median wall of the "
+              f"chosen run {statistics.median(walls):.1f} s (the target of 10 s is for a quiet machine: "
+              f"{'met' if statistics.median(walls) <= 10 else 'not shown here'}).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--write", action="store_true", help=f"replace the '{HEADING}' section of bench/RESULTS.md")
+    args = ap.parse_args(argv)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the trainer chooses its own threads
+    env["PYTHONPATH"] = str(ROOT)
+    with tempfile.TemporaryDirectory() as tmp:
+        env["SPARSEPLAN_CACHE_DIR"] = str(Path(tmp) / "cache")
+        cli = cli_rows(env, args.rounds)
+        runs = tiny_runs(env, args.rounds, Path(tmp))
+    text = section(cli, runs, args.rounds)
+    print(text)
+    if args.write:
+        write_section(HEADING, text)
+
+
+if __name__ == "__main__":
+    main()
