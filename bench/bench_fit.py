@@ -142,8 +142,8 @@ def section(rows) -> str:
                      f"{r['at_best']}/{r['starts']} | "
                      f"{r['capped']} | {r['boot_n']} | {r['boot_s']:.2f} | {r['exponent']:.4f} [{lo:.3f}, {hi:.3f}] |")
     epoch = get_law("epoch-replication").params
-    slowest = max(r["batched_s"] for r in rows)
-    verdict = "met" if slowest <= 1.0 else f"NOT met: the slower dataset's median fit takes {slowest:.2f} s"
+    slowest = max(r["batched_cpu_s"] for r in rows)  # CPU: on a shared machine wall time measures the others too
+    verdict = "met" if slowest <= 1.0 else f"NOT met: the slower dataset's median fit takes {slowest:.2f} s of CPU"
     epoch_row = rows[-1]  # the Epoch data when given (the benchmark), else the synthetic table
     plain, analytic = epoch_row["plain_speedup"], epoch_row["speedup"]
     lines += ["", f"Target of at least 150x the per-start scipy loop on {epoch_row['data']}: {plain:.0f}x the plain "
