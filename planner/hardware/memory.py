@@ -10,13 +10,15 @@ the trainer's own memory check (`train_backend.resources.estimate_memory`) is `t
   ZeRO-1 shards the optimizer state over K devices, ZeRO-2 the gradients too, ZeRO-3 / FSDP the weights and masks too;
   DDP shards nothing and keeps a gradient-sized bucket (Rajbhandari et al. 2020).
 * **Masks as the trainer stores them**: a bool mask and a copy in the weights' dtype per prunable weight.
-* **Activations** (Korthikanti et al. 2022 style, derived from `train_backend/model.py`): per token and layer, autograd
-  keeps both RMSNorms' inputs (the residual stream) and outputs, q, k, v after RoPE and SDPA's output (SDPA keeps no
-  s x s attention matrix, only a log-sum-exp per head), the head-merged copy o_proj reads, and the MLP's gate, SiLU,
-  up and product (GELU: up and GELU). With d_attn = d_model, d_kv = d_model, d_ff = 8/3 d_model and 2-byte
-  activations this is s b h (2 r + 2 (2 + 3 + 2 + 4 * 8/3)) bytes per layer, r the residual's bytes: 54 s b h with
-  an fp32 residual (the trainer's), 50 s b h in pure bf16 — against GPT's s b h (34 + 5 a s / h). Activation
-  checkpointing keeps each block's input and recomputes one block at a time.
+* **Activations** (Korthikanti et al. 2022 style, derived from `train_backend/model.py` and checked against what
+  autograd saves): per token and layer, each RMSNorm keeps its input and its normalised input (the residual stream's
+  dtype: `F.rms_norm` is composite on CPU) and its output feeds the next matmul; q, k, v after RoPE and SDPA's output,
+  which o_proj reads head-merged without a copy (SDPA keeps no s x s attention matrix, only a log-sum-exp per head);
+  the MLP's gate, SiLU, up and product (GELU: up and GELU). Per layer that is s b h c bytes with
+  c = 4 r + a (2 + 2 d_attn / h + 2 d_kv / h + 4 d_ff / h), a the activations' bytes and r the residual's: with
+  d_attn = d_kv = h and d_ff = 8/3 h, c = 49.3 for bf16 activations on an fp32 residual (the trainer's autocast) and
+  41.3 in pure bf16 — against GPT's 34 + 5 a s / h, whose softmax term SDPA removes. Activation checkpointing keeps
+  each block's input and recomputes one block at a time.
 * **Serving weights**: dense at 2 (bf16, fp16) or 1 (fp8) byte; compressed-tensors' sparse-bitmask per matrix of
   (rows, cols): the non-zero values, a bit per weight packed by row (rows x ceil(cols / 8) bytes), int64 row offsets
   (8 bytes per row) and the int64 shape (16 bytes); sparse-24-bitmask: half the values, the same bitmask and shape.
@@ -119,18 +121,19 @@ def _layer_bytes(d: dict, precision: str):
     h = np.asarray(d["d_model"], float)
     q, kv = np.asarray(d["n_head"], float) * d["head_dim"], np.asarray(d["n_kv_head"], float) * d["head_dim"]
     mlp = np.where(d["swiglu"], 4.0, 2.0) * d["d_ff"]
-    return 2 * res * h + act * (2 * h + 3 * q + 2 * kv + mlp), 4.0 * (np.asarray(d["n_head"], float) + 2)
+    return 4 * res * h + act * (2 * h + 2 * q + 2 * kv + mlp), 4.0 * (np.asarray(d["n_head"], float) + 2)
 
 
 def activation_bytes_per_token(model, precision: str = "fp32", checkpointing: bool = False):
     """Activation bytes autograd keeps per token of the micro-batch: every layer's (see the module docstring), the
-    final norm's input and output, and the fp32 logits path (logits, log-softmax and its gradient: 12 vocab)."""
+    final norm's (input, normalised input, output) and the fp32 logits path (logits, log-softmax and its gradient:
+    12 vocab)."""
     d = dims(model)
     act, res = PRECISIONS[precision][3:]
     h, L = np.asarray(d["d_model"], float), np.asarray(d["n_layer"], float)
     layer = sum(_layer_bytes(d, precision))
     kept = L * res * h + layer if checkpointing else L * layer  # checkpointing: block inputs, one block recomputed
-    return kept + res * h + act * h + 12.0 * d["vocab"]
+    return kept + 2 * res * h + act * h + 12.0 * d["vocab"]
 
 
 def korthikanti_coefficient(model, precision: str = "bf16-mixed") -> float:
