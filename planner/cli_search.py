@@ -236,7 +236,7 @@ def run_frontier(a) -> int:
             raise PlannerInputError(f"--csv {a.csv}: cannot write ({exc.strerror or exc})") from None
     warnings = result.warnings
     if a.json:
-        records = (lambda df: json.loads(df.to_json(orient="records")))
+        records = (lambda df: json.loads(breakeven.json_ready(df).to_json(orient="records")))
         print(json.dumps({"mode": "target_loss" if a.target_loss is not None else "budget",
                           "objective": a.objective, "objectives": list(result.objectives),
                           "frontier": records(result.frontier),

@@ -198,8 +198,8 @@ def test_target_2_2_example_says_what_would_make_sparse_win_in_dollars():
     assert flops.best["final_sparsity"] > 0 and usd.best["final_sparsity"] == 0
     chosen = flops.best
     assert chosen["breakeven_all"] > 1 and set(BREAKEVEN_COLUMNS) <= set(flops.table.columns)
-    note = dense_wins_note(usd.candidates, "train_usd", "inference_usd", 1e16, "usd", 1e16)
-    assert "larger lifetime" not in note and FLOP_VS_DOLLAR in note and "breaks even" in note
+    note = dense_wins_note(usd.candidates, "train_usd", "inference_usd", 1e13, "usd", 1e16)
+    assert "larger lifetime" not in note and FLOP_VS_DOLLAR in note and "faster than on dense kernels by" in note
 
 
 def test_gpu_counts_parse_and_bad_ones_name_the_flag():
@@ -229,4 +229,6 @@ def test_frontier_fits_on_keeps_only_plans_that_fit(capsys):
     l4 = 0.9 * HARDWARE["l4"].memory_bytes
     assert all(16 * r["n_total"] < l4 for r in kept["frontier"])  # bf16 mixed-precision states alone must fit
     assert "breakeven_all" in kept["comparison"][0] and kept["flop_vs_dollar"] == FLOP_VS_DOLLAR
+    assert all(isinstance(r["breakeven_train"], float) or r["breakeven_train"] in (None, "unreachable")
+               for r in kept["frontier"])
     assert main(args + ["--fits-on", "h100y8"]) == 2 and "--fits-on" in capsys.readouterr().err

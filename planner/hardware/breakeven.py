@@ -77,7 +77,7 @@ def closest_sparse(df: pd.DataFrame) -> pd.Series | None:
 def speedups_text(row: pd.Series) -> str:
     """'training 1.8×, prefill inf, decode 4.2× (all phases at once 1.6×)'."""
     def fmt(x):
-        return "unreachable" if not np.isfinite(x) else f"{x:.2f}×"
+        return "unreachable" if not np.isfinite(x) else f"{x:.3f}×" if x < 10 else f"{x:.3g}×"
     return (f"training {fmt(row['breakeven_train'])}, prefill {fmt(row['breakeven_prefill'])}, decode "
             f"{fmt(row['breakeven_decode'])} (every phase at once {fmt(row['breakeven_all'])})")
 
@@ -97,5 +97,14 @@ def dense_wins_note(df: pd.DataFrame, train: str, infer: str, lifetime_tokens: f
     closest = closest_sparse(df)
     if units != "usd" or closest is None:
         return start + demand
-    return (start + demand + f" In US$ the nearest sparse plan breaks even when it runs faster than on dense "
-            f"kernels by: {speedups_text(closest)}. " + FLOP_VS_DOLLAR)
+    return (start + demand + f" In US$ the sparse plan nearest to breaking even (d_model {closest['d_model']:.0f}, "
+            f"{closest['final_sparsity']:.0%} sparse) does so when it runs faster than on dense kernels by: "
+            f"{speedups_text(closest)}. " + FLOP_VS_DOLLAR)
+
+
+def json_ready(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with infinite break-even speedups written 'unreachable' (JSON has no infinity; null stays 'dense')."""
+    cols = [c for c in BREAKEVEN_COLUMNS if c in df]
+    if not cols:
+        return df
+    return df.assign(**{c: df[c].astype(object).where(~np.isinf(df[c].to_numpy(float)), "unreachable") for c in cols})

@@ -16,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("--gpu", choices=sorted(HARDWARE), default="h100")
     p.add_argument("--devices", type=positive_int, help="training GPUs (default 8); the plan's micro-batch is split "
                                                         "over them")
+    p.add_argument("--micro-batch", type=positive_int, help="training sequences per GPU (default: the plan's "
+                                                            "micro-batch split over --devices)")
     p.add_argument("--batch", type=positive_int, help="serving batch (sequences); default 32")
     p.add_argument("--context", type=positive_int, help="serving context (tokens); default the plan's seq_len")
     p.add_argument("--precision", choices=sorted(PRECISIONS), help="default: the trainer's for the plan's dtype")
@@ -39,7 +41,7 @@ def run_memory(a) -> int:
         from planner.errors import PlannerInputError
         raise PlannerInputError(f"--headroom {a.headroom} leaves no memory; give a fraction below 1")
     r = memory_report(plan, hardware, a.devices, a.batch, a.context, a.precision, a.sharding, a.checkpointing,
-                      a.headroom)
+                      a.headroom, a.micro_batch)
     r["source"] = SOURCES[a.gpu]
     if a.json:
         print(json.dumps(r))

@@ -23,16 +23,18 @@ def _layout_ok(layout: str, final_density: float) -> bool:
 
 def memory_report(plan: TrainingPlan, hardware: Hardware, devices: int | None = None, batch: int | None = None,
                   context: int | None = None, precision: str | None = None, sharding: str = "zero3",
-                  checkpointing: bool = False, headroom: float = DEFAULT_HEADROOM) -> dict:
+                  checkpointing: bool = False, headroom: float = DEFAULT_HEADROOM, micro_batch: int | None = None
+                  ) -> dict:
     """Everything as plain numbers (JSON-ready). devices: training GPUs (default hardware.devices), the plan's
     micro-batch (batch_size / grad_accum sequences) split over them; batch, context: serving (default
-    hardware.serve_batch and the plan's seq_len); precision: default the trainer's for the plan's dtype."""
+    hardware.serve_batch and the plan's seq_len); precision: default the trainer's for the plan's dtype;
+    micro_batch: sequences per GPU instead (the rest of the batch by gradient accumulation)."""
     model, budget = plan.model, plan.budget
     devices = devices or hardware.devices
     batch, context = batch or hardware.serve_batch, context or budget.seq_len
     precision = precision or TRAINER_PRECISION[plan.run.dtype]
     density = plan.schedule.schedule().final_density
-    per_device = -(-budget.batch_size // budget.grad_accum // devices)
+    per_device = micro_batch or -(-budget.batch_size // budget.grad_accum // devices)
     tokens = per_device * budget.seq_len
     kw = dict(precision=precision, sharding=sharding, checkpointing=checkpointing)
     parts = {k: float(v) for k, v in training_parts(model, tokens, density < 1, devices=devices, **kw).items()}
