@@ -33,8 +33,9 @@ def serving_seconds(flops_prefill, flops_decode, moved_bytes, kv_per_token, cont
     batch = np.asarray(hardware.serve_batch if batch is None else batch, float)
     context = np.asarray(context, float)
     peak, bw = hardware.peak_flops, hardware.hbm_bandwidth
-    prefill, prefill_compute = roofline_seconds(flops_prefill, moved_bytes / (batch * context) + kv_per_token, peak,
-                                                bw, hardware.mfu_prefill)
+    prompt = batch * np.maximum(context, 1.0)  # tokens one prefill pass reads the weights for (context 0: no prompt)
+    prefill, prefill_compute = roofline_seconds(flops_prefill, moved_bytes / prompt + kv_per_token, peak, bw,
+                                                hardware.mfu_prefill)
     decode, decode_compute = roofline_seconds(flops_decode, moved_bytes / batch + context * kv_per_token, peak, bw,
                                               hardware.mfu_decode)
     return {"prefill": prefill, "decode": decode, "prefill_compute_bound": prefill_compute,
