@@ -232,3 +232,22 @@ def test_frontier_fits_on_keeps_only_plans_that_fit(capsys):
     assert all(isinstance(r["breakeven_train"], float) or r["breakeven_train"] in (None, "unreachable")
                for r in kept["frontier"])
     assert main(args + ["--fits-on", "h100y8"]) == 2 and "--fits-on" in capsys.readouterr().err
+
+
+def test_a_plans_derived_memory_and_roofline_round_trip_and_version_1_still_loads():
+    from planner.plan import plan_from_text, plan_to_dict, plan_to_yaml
+    plan = build_plan(PRESETS["llama2-70m"], 0.5, pattern="2:4", tokens=1e9)
+    mem, roof = plan.derived.memory, plan.derived.roofline
+    assert mem.serve_layout == "sparse-24" and mem.gpu_memory_bytes == HARDWARE["h100"].memory_bytes
+    assert mem.serve_weight_bytes == weight_bytes(plan.model, 0.5, "sparse-24")[0]
+    assert roof.decode_bound == "bandwidth" and roof.batch == plan.hardware.serve_batch
+    assert plan_from_text(plan_to_yaml(plan)) == plan
+    v1 = plan_to_dict(plan) | {"schema_version": 1}  # without any field version 2 added
+    for part, fields in (("derived", ("memory", "roofline")), ("hardware", ("memory_bytes", "hbm_bandwidth", "devices",
+                         "serve_batch", "serve_dtype", "sparse_layout", "sparse_kernel")),
+                         ("costs", [k for k in v1["costs"] if "hours_dense" in k or k in ("prefill_gpu_hours",
+                                                                                           "decode_gpu_hours",
+                                                                                           "train_days")])):
+        for field in fields:
+            del v1[part][field]
+    assert plan_from_text(json.dumps(v1), fmt="json").derived.memory is None
