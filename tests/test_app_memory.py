@@ -20,7 +20,7 @@ def test_memory_bars_add_up_to_the_planners_parts(design):
     serve = frame[frame["bar"].str.startswith("serving")]
     assert set(serve["part"]) == {"weights", "KV cache"}
     spec = mp.chart(frame, 80, 72).to_dict()
-    assert spec["layer"][0]["mark"]["type"] == "bar"  # stacked by part
+    assert spec["mark"]["type"] == "bar" and spec["encoding"]["color"]["field"] == "part"  # stacked by part
     lines = mp.verdicts(r)
     assert lines[0].startswith("Training (bf16-mixed, zero3 over 8 × H100 SXM)") and "fits" in lines[0]
 

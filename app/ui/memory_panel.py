@@ -32,16 +32,13 @@ def parts_frame(r: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["bar", "part", "GB"])
 
 
-def chart(frame: pd.DataFrame, gpu_gb: float, usable_gb: float) -> alt.LayerChart:
-    """Stacked horizontal bars by part against the GPU's capacity (solid) and what the head-room leaves (dashed)."""
-    bars = alt.Chart(frame).mark_bar().encode(
-        y=alt.Y("bar:N", title=None, axis=alt.Axis(labelLimit=200)), x=alt.X("sum(GB):Q", title="GB (1e9 bytes)"),
+def chart(frame: pd.DataFrame, gpu_gb: float, usable_gb: float) -> alt.Chart:
+    """Stacked horizontal bars by part; the axis title states the GPU's capacity and what the head-room leaves."""
+    return alt.Chart(frame).mark_bar().encode(
+        y=alt.Y("bar:N", title=None, axis=alt.Axis(labelLimit=220)),
+        x=alt.X("sum(GB):Q", title=f"GB (1e9 bytes); one GPU holds {gpu_gb:.3g}, {usable_gb:.3g} with head-room"),
         color=alt.Color("part:N", title="Part", legend=alt.Legend(orient="bottom", columns=4)),
-        tooltip=["bar:N", "part:N", alt.Tooltip("GB:Q", format=".3g")])
-    lines = pd.DataFrame({"GB": [gpu_gb, usable_gb], "line": ["GPU memory", "usable (head-room kept)"]})
-    rules = alt.Chart(lines).mark_rule(color="black").encode(
-        x="GB:Q", strokeDash=alt.StrokeDash("line:N", title=None, scale=alt.Scale(range=[[1, 0], [4, 4]])))
-    return (bars + rules).properties(height=140)
+        tooltip=["bar:N", "part:N", alt.Tooltip("GB:Q", format=".3g")]).properties(height=alt.Step(36))
 
 
 def verdicts(r: dict) -> list[str]:
