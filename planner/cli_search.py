@@ -36,6 +36,8 @@ def _common(p) -> None:
     p.add_argument("--pattern", choices=sorted(PATTERN_SPEEDUPS), default="unstructured",
                    help="sparsity pattern: sets the hardware's sparse-phase speedups")
     p.add_argument("--usd-per-gpu-hour", type=non_negative, help="override the hardware profile's price")
+    p.add_argument("--sparse-kernel", choices=["on", "off"], help="whether serving reads the sparse layout (2:4: "
+                   "sparse tensor cores; unstructured: a load-as-sparse kernel); default on for 2:4, off otherwise")
     p.add_argument("--lifetime-tokens", type=non_negative, default=DEFAULT_LIFETIME_TOKENS,
                    help="tokens served over the model's life (prefill + decode)")
     p.add_argument("--prefill-share", type=number(0, 1), default=PREFILL_SHARE,
@@ -102,6 +104,8 @@ def _setup(a) -> dict:
         raise PlannerInputError("--seq-len and --context must be positive")
     law = resolve_law(a.law)
     over = {} if a.usd_per_gpu_hour is None else {"usd_per_gpu_hour": a.usd_per_gpu_hour}
+    if a.sparse_kernel:
+        over["sparse_kernel"] = a.sparse_kernel == "on"
     if a.usd_per_gpu_hour is not None and a.usd_per_gpu_hour < 0:
         raise PlannerInputError(f"--usd-per-gpu-hour must be >= 0, got {a.usd_per_gpu_hour}")
     hardware = this_machine(None, a.pattern, **over) if a.hardware == THIS_MACHINE else \

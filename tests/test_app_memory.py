@@ -42,3 +42,10 @@ def test_dollar_advice_at_the_largest_lifetime_is_followable():
     note = pv.baseline_note(comp, comp.best["plan_id"], "usd", 1e16, 1e16)
     assert "larger lifetime" not in note and "when it runs faster than on dense kernels by" in note
     assert pv.speedup(float("inf")) == "unreachable" and pv.speedup(float("nan")) == "—"
+
+
+def test_sparse_kernel_switch_reaches_the_hardware():
+    assert pv.hardware(pv.PlannerInputs(pattern="2:4")).sparse_kernel  # 2:4 kernels exist: on by default
+    assert not pv.hardware(pv.PlannerInputs(pattern="2:4", sparse_kernel=False)).sparse_kernel
+    assert not pv.hardware(pv.PlannerInputs()).sparse_kernel and pv.hardware(pv.PlannerInputs(sparse_kernel=True))\
+        .sparse_kernel

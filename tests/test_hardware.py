@@ -251,3 +251,14 @@ def test_a_plans_derived_memory_and_roofline_round_trip_and_version_1_still_load
         for field in fields:
             del v1[part][field]
     assert plan_from_text(json.dumps(v1), fmt="json").derived.memory is None
+
+
+def test_frontier_sparse_kernel_flag_cuts_a_sparse_plans_serving_dollars(capsys):
+    args = ["frontier", "--target-loss", "2.6", "--sparsities", "0,0.9", "--json"]
+    usd = {}
+    for kernel in ("off", "on"):
+        assert main(args + ["--sparse-kernel", kernel]) == 0
+        best = json.loads(capsys.readouterr().out)["comparison"][0]
+        assert best["final_sparsity"] == 0.9  # FLOP objective: the sparse plan, whatever the kernel
+        usd[kernel] = best["inference_usd"]
+    assert usd["on"] < usd["off"]

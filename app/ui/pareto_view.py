@@ -36,6 +36,7 @@ class PlannerInputs:
     mfu_decode: float = 0.5  # efficiency against the roofline bound (planner.hardware.roofline), not MFU
     pattern: str = "unstructured"
     speedups: tuple[float, float, float] | None = None  # (train, prefill, decode); None: the pattern's defaults
+    sparse_kernel: bool | None = None  # serving reads the sparse layout; None: the pattern's default
     schedules: tuple[str, ...] = DEFAULT_SCHEDULES  # the CLI's default search too
     units: str = "flops"  # "flops" or "usd"
     machine_peak: float | None = None  # FLOP/s measured once for "this machine"
@@ -52,6 +53,8 @@ def hardware(inputs: PlannerInputs) -> Hardware:
         over |= dict(zip(("speedup_train", "speedup_prefill", "speedup_decode"), inputs.speedups))
     if inputs.usd_per_gpu_hour is not None:
         over["usd_per_gpu_hour"] = inputs.usd_per_gpu_hour
+    if inputs.sparse_kernel is not None:
+        over["sparse_kernel"] = inputs.sparse_kernel
     if inputs.hardware == THIS_MACHINE:
         return this_machine(inputs.machine_peak, inputs.pattern, **over)
     return hardware_profile(inputs.hardware, inputs.pattern, **over)
