@@ -51,6 +51,14 @@ def test_smallest_device_count_is_the_first_that_fits():
     assert np.isnan(min_devices(big, 2048, False, gpu, 0.1, precision="bf16-mixed", sharding="ddp"))
 
 
+def test_sequences_per_device_follow_the_trainers_split():
+    from planner.hardware.memory import sequences_per_device
+    # the trainer: batch_size / world rows per rank, in max(1, grad_accum / world) micro-batches
+    for batch, accum, world in [(512, 8, 4), (512, 1, 4), (512, 8, 1), (64, 4, 8), (16, 1, 1)]:
+        rows, micro = batch // world, max(1, accum // world)
+        assert sequences_per_device(batch, accum, world) == rows // micro
+
+
 def test_kv_cache_is_gqa_aware():
     context, batch = 4096, 16
     expected = 2 * 4 * context * batch * 2 * 64 * 2  # 2 n_layer context batch n_kv_head head_dim bytes (bf16)

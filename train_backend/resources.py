@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from planner.costs import GPU_PEAKS, cpu_model
-from planner.hardware.memory import training_parts
+from planner.hardware.memory import sequences_per_device, training_parts
 from planner.hardware.report import TRAINER_PRECISION
 from planner.plan import TrainingPlan
 
@@ -49,7 +49,7 @@ def estimate_memory(plan: TrainingPlan, world_size: int = 1, device: str = "cpu"
     c = m.counts()
     params, prunable = c["total"], c["prunable"]
     sparse = plan.schedule.schedule().final_density < 1
-    per_rank = -(-b.batch_size // b.grad_accum // world_size)
+    per_rank = sequences_per_device(b.batch_size, b.grad_accum, world_size)  # as _train splits the step
     parts = {k: int(v) for k, v in training_parts(
         m, per_rank * b.seq_len, sparse, TRAINER_PRECISION[plan.run.dtype], "ddp", world_size,
         ddp_buckets=world_size > 1 if ddp is None else ddp).items()}

@@ -142,6 +142,13 @@ def korthikanti_coefficient(model, precision: str = "bf16-mixed") -> float:
     return float(_layer_bytes(d, precision)[0] / d["d_model"])
 
 
+def sequences_per_device(batch_size: int, grad_accum: int, devices: int) -> int:
+    """Sequences one device holds per micro-batch, as the trainer splits a step: batch_size / devices rows per rank,
+    in max(1, grad_accum / devices) micro-batches (grad_accum counts micro-batches over all ranks)."""
+    rows = -(-batch_size // devices)
+    return max(1, -(-rows // max(1, grad_accum // devices)))
+
+
 def training_parts(model, tokens_per_device, sparse, precision: str = "fp32", sharding: str = "ddp", devices=1,
                    checkpointing: bool = False, ddp_buckets: bool | None = None) -> dict:
     """Bytes per device by part during a training step (forward and backward) at `tokens_per_device` micro-batch

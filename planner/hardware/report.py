@@ -8,8 +8,8 @@ import math
 import numpy as np
 
 from planner.hardware.costs import executed_inference_flops
-from planner.hardware.memory import (DEFAULT_HEADROOM, LAYOUTS, kv_bytes_per_token, min_devices, serving_layout,
-                                     serving_memory, training_parts, weight_bytes)
+from planner.hardware.memory import (DEFAULT_HEADROOM, LAYOUTS, kv_bytes_per_token, min_devices, sequences_per_device,
+                                     serving_layout, serving_memory, training_parts, weight_bytes)
 from planner.hardware.roofline import serving_seconds
 from planner.plan import Hardware, MemoryFigures, RooflineFigures, TrainingPlan
 from planner.shapes import matmul_params
@@ -34,7 +34,7 @@ def memory_report(plan: TrainingPlan, hardware: Hardware, devices: int | None = 
     batch, context = batch or hardware.serve_batch, context or budget.seq_len
     precision = precision or TRAINER_PRECISION[plan.run.dtype]
     density = plan.schedule.schedule().final_density
-    per_device = micro_batch or -(-budget.batch_size // budget.grad_accum // devices)
+    per_device = micro_batch or sequences_per_device(budget.batch_size, budget.grad_accum, devices)
     tokens = per_device * budget.seq_len
     kw = dict(precision=precision, sharding=sharding, checkpointing=checkpointing)
     parts = {k: float(v) for k, v in training_parts(model, tokens, density < 1, devices=devices, **kw).items()}
