@@ -104,3 +104,22 @@ def test_estimate_within_25_percent_of_cuda_max_memory_allocated(tmp_path, dtype
     est = estimate_memory(plan, device="cuda")
     assert summary["status"] == "finished" and est["total"] == est["live"]
     assert abs(est["total"] / added - 1) < 0.25, (est, added)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: compares with max_memory_allocated")
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_live_bytes_within_15_percent_of_cuda_max_memory_allocated(tmp_path, shape):
+    """The CPU check's three shapes on CUDA (bench/gpu_check.sh runs it): fp32, no heap to retain."""
+    cfg = SHAPES[shape]
+    model = ModelShape(**cfg["shape"])
+    seq, batch = cfg["seq_len"], cfg["batch_size"]
+    plan = make_plan(model, resolve_schedule(model, 3, "one_shot", 0.5, "steps", 1, 1),
+                     Budget(tokens=3 * batch * seq, seq_len=seq, batch_size=batch, steps=3, lr=1e-4), name="mem",
+                     run=RunConfig(eval_every=3, eval_batches=1))
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    summary = run(plan, Options(runs_dir=tmp_path / "runs", device="cuda"))
+    added = torch.cuda.max_memory_allocated() - base
+    est = estimate_memory(plan, device="cuda")
+    print(f"{shape} on CUDA: estimate/measured = {est['live'] / added:.3f}")
+    assert summary["status"] == "finished" and abs(est["live"] / added - 1) < 0.15, (est, added)
