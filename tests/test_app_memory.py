@@ -49,3 +49,10 @@ def test_sparse_kernel_switch_reaches_the_hardware():
     assert not pv.hardware(pv.PlannerInputs(pattern="2:4", sparse_kernel=False)).sparse_kernel
     assert not pv.hardware(pv.PlannerInputs()).sparse_kernel and pv.hardware(pv.PlannerInputs(sparse_kernel=True))\
         .sparse_kernel
+
+
+def test_budget_mode_never_points_at_lifetime_demand():
+    comp = pv.search(pv.PlannerInputs(mode="budget", budget_flops=1e19, units="usd"))
+    best = comp.best
+    assert best["final_sparsity"] == 0  # the dense compute-optimal plan has the lowest loss at 1e19 FLOP
+    assert pv.baseline_note(comp, best["plan_id"], "usd", 1e12, 1e16).endswith(pv.BUDGET_DENSE)

@@ -185,8 +185,13 @@ def baseline_note(comp: Comparison, plan_id: str, units: str = "flops", lifetime
             f"The selected plan is both the {same[0]} and the {same[1]} plan, so the savings against them are 0%.")
     if plan_id == comp.best["plan_id"] and row(comp, plan_id)["final_sparsity"] == 0:
         train, infer, _ = COST_COLUMNS[units]
-        note += " " + dense_wins_note(comp.candidates, train, infer, lifetime_tokens, units, largest_lifetime)
+        note += " " + (BUDGET_DENSE if "loss" in comp.objectives else
+                       dense_wins_note(comp.candidates, train, infer, lifetime_tokens, units, largest_lifetime))
     return note
+
+
+BUDGET_DENSE = ("At this training budget a dense plan predicts the lowest loss; the lifetime inference demand does not "
+                "change which plan that is (it moves only the inference-cost axis).")
 
 
 def breakeven_caption(comp: Comparison) -> str | None:
