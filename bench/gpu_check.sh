@@ -16,7 +16,7 @@ export PYTHONPATH=$PWD
 
 echo "== 1. CUDA tests"
 timeout 150 "$PY" -m pytest -q -p no:cacheprovider -p no:xdist -x -k "cuda" \
-    tests/test_trainer_mfu.py tests/test_trainer_memory.py 2>&1 | tail -15 || echo "CUDA tests FAILED (above)"
+    tests/test_trainer_mfu.py tests/test_trainer_memory.py -s 2>&1 | grep -v "^$" | tail -15 || echo "CUDA tests FAILED (above)"
 
 echo "== 2. 20M-parameter plan: bf16, compile, DDP on 1 GPU, export"
 "$PY" - "$OUT_DIR/plan.yaml" <<'EOF'

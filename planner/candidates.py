@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from planner.costs import (EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, hardware_profile, ledger_arrays, matmul_params,
-                           train_flops_per_token)
+                           serving_bytes, train_flops_per_token)
 from planner.errors import PlannerInputError
 from planner.laws import N_COLUMN, Law, default_law
 from planner.plan import Hardware
@@ -43,6 +43,15 @@ def family_shape(d_model: int, vocab: int = VOCAB) -> ModelShape:
         raise PlannerInputError(f"--d-model {d_model} is not a multiple of the family's head_dim {head_dim}")
     return ModelShape(n_layer=max(2, round(d_model / ASPECT)), d_model=d_model, n_head=d_model // head_dim,
                       head_dim=head_dim, d_ff=-(-8 * d_model // 3 // 256) * 256, vocab=vocab)
+
+
+def family_dims(d_models) -> dict:
+    """The family's shapes at these widths as (S, 1) arrays of dimensions (planner.hardware.memory.dims)."""
+    shapes = [family_shape(int(d)) for d in d_models]
+    col = {k: np.array([getattr(m, k) for m in shapes], np.int64)[:, None]
+           for k in ("n_layer", "d_model", "n_head", "d_ff")}
+    head_dim = np.array([m.head_size for m in shapes], np.int64)[:, None]
+    return {**col, "n_kv_head": col["n_head"], "head_dim": head_dim, "vocab": VOCAB, "tied": False, "swiglu": True}
 
 
 class ScheduleOption(NamedTuple):
@@ -160,7 +169,8 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
     n_law, s_law = law_inputs(law, n_avg, n_final, s)
     d_attn = col["n_head"] * col["head_dim"]
     ledger_args = (mm_fixed, mm_prunable, md, 1.0 - s, np.where(s > 0, 1.0 - t_end, 0.0), col["n_layer"], d_attn,
-                   seq_len, hardware, lifetime_tokens, context, prefill_share)
+                   seq_len, hardware, lifetime_tokens, context, prefill_share,
+                   serving_bytes(family_dims(d_models), 1.0 - s, hardware))
 
     if target_loss is not None:
         tok = law.tokens_for_loss(target_loss, n_law, s_law)[..., None]
@@ -172,7 +182,11 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
     else:
         tok = np.asarray(tokens_per_param, float) * n_avg[..., None]
     T = tok.shape[-1]
-    ledgers = ledger_arrays(tok, *(a[..., None] if isinstance(a, np.ndarray) else a for a in ledger_args))
+    def along_tokens(a):  # per-(shape, variant) arrays gain the tokens axis
+        if isinstance(a, dict):
+            return {k: along_tokens(v) for k, v in a.items()}
+        return a[..., None] if isinstance(a, np.ndarray) else a
+    ledgers = ledger_arrays(tok, *(along_tokens(a) for a in ledger_args))
     lo, hi = validated_region(runs, law.n_convention, N_COLUMN[law.form]).bounds(n_law)
     ratio = tok / n_avg[..., None]
     inside = (tok / n_law[..., None] >= lo[..., None]) & (tok / n_law[..., None] <= hi[..., None])

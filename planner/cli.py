@@ -24,6 +24,8 @@ COMMANDS = {
               "planner.cli:_register_check"),
     "export": ("write a plan as another stack's files (MaxText fork, torch.ao, llm-compressor, litgpt), with a "
                "README saying what differs", "planner.export.cli:register"),
+    "memory": ("training and serving memory per GPU, GPUs needed, roofline time per token",
+               "planner.hardware.cli:register"),
 }
 
 

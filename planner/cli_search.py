@@ -14,6 +14,9 @@ from planner import search
 from planner.cli import COMMANDS, MAX_COUNT, non_negative, number, positive, positive_int, sparsity
 from planner.costs import HARDWARE, LEDGER_COLUMNS, PATTERN_SPEEDUPS, PREFILL_SHARE, hardware_profile, this_machine
 from planner.errors import PlannerInputError, write_error
+from planner.hardware import breakeven
+from planner.hardware.fits import fits_mask
+from planner.hardware.profiles import parse_gpus
 from planner.ladder import scale_down, tiny_plan
 from planner.laws import DEFAULT_LAW, PRESETS as LAW_PRESETS, resolve_law
 from planner.plan import dump_plan, plan_to_yaml
@@ -33,6 +36,8 @@ def _common(p) -> None:
     p.add_argument("--pattern", choices=sorted(PATTERN_SPEEDUPS), default="unstructured",
                    help="sparsity pattern: sets the hardware's sparse-phase speedups")
     p.add_argument("--usd-per-gpu-hour", type=non_negative, help="override the hardware profile's price")
+    p.add_argument("--sparse-kernel", choices=["on", "off"], help="whether serving reads the sparse layout (2:4: "
+                   "sparse tensor cores; unstructured: a load-as-sparse kernel); default on for 2:4, off otherwise")
     p.add_argument("--lifetime-tokens", type=non_negative, default=DEFAULT_LIFETIME_TOKENS,
                    help="tokens served over the model's life (prefill + decode)")
     p.add_argument("--prefill-share", type=number(0, 1), default=PREFILL_SHARE,
@@ -78,6 +83,10 @@ def register(sub) -> None:
                    help="the training ledger the budget is counted in")
     f.add_argument("--sparsities", help="comma-separated final sparsities (default 0,0.1,...,0.9)")
     f.add_argument("--schedules", help=f"comma-separated schedule options from: {', '.join(search.SCHEDULE_OPTIONS)}")
+    f.add_argument("--fits-on", metavar="GPUxK", help="keep plans whose training fits K GPUs (bf16 mixed precision, "
+                                                      "ZeRO-3, one sequence per GPU), e.g. h100x8; K sets train_days")
+    f.add_argument("--serve-on", metavar="GPUxG", help="keep plans whose weights and KV cache (32 sequences at the "
+                                                       "context) fit G GPUs, e.g. h100x1")
     out = f.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object")
     out.add_argument("--csv", metavar="OUT", help="also write the frontier to this CSV file")
@@ -95,6 +104,8 @@ def _setup(a) -> dict:
         raise PlannerInputError("--seq-len and --context must be positive")
     law = resolve_law(a.law)
     over = {} if a.usd_per_gpu_hour is None else {"usd_per_gpu_hour": a.usd_per_gpu_hour}
+    if a.sparse_kernel:
+        over["sparse_kernel"] = a.sparse_kernel == "on"
     if a.usd_per_gpu_hour is not None and a.usd_per_gpu_hour < 0:
         raise PlannerInputError(f"--usd-per-gpu-hour must be >= 0, got {a.usd_per_gpu_hour}")
     hardware = this_machine(None, a.pattern, **over) if a.hardware == THIS_MACHINE else \
@@ -211,7 +222,12 @@ def run_frontier(a) -> int:
     if unknown:
         raise PlannerInputError(f"--schedules: unknown option {unknown[0]!r}; choose from "
                                 f"{', '.join(search.SCHEDULE_OPTIONS)}")
-    kw = dict(objective=a.objective, sparsities=sparsities, schedules=schedules, **setup)
+    train_on = parse_gpus(a.fits_on, "--fits-on") if a.fits_on else None
+    serve_on = parse_gpus(a.serve_on, "--serve-on") if a.serve_on else None
+    if train_on:
+        setup["hardware"] = setup["hardware"].model_copy(update={"devices": train_on[1]})
+    keep = fits_mask(train_on, serve_on, setup["hardware"], a.seq_len, a.context) if train_on or serve_on else None
+    kw = dict(objective=a.objective, sparsities=sparsities, schedules=schedules, keep=keep, **setup)
     if a.target_loss is not None:
         result = search.lifetime_optimal(target_loss=a.target_loss, **kw)
     else:
@@ -224,13 +240,13 @@ def run_frontier(a) -> int:
             raise PlannerInputError(f"--csv {a.csv}: cannot write ({exc.strerror or exc})") from None
     warnings = result.warnings
     if a.json:
-        records = (lambda df: json.loads(df.to_json(orient="records")))
+        records = (lambda df: json.loads(breakeven.json_ready(df).to_json(orient="records")))
         print(json.dumps({"mode": "target_loss" if a.target_loss is not None else "budget",
                           "objective": a.objective, "objectives": list(result.objectives),
                           "frontier": records(result.frontier),
                           "comparison": records(result.table.reset_index()),
                           "savings": records(result.savings.reset_index()), "warnings": warnings,
-                          "notes": list(result.notes),
+                          "notes": list(result.notes), "flop_vs_dollar": breakeven.FLOP_VS_DOLLAR,
                           "nearest_in_region": None if result.nearest_in_region is None else
                           json.loads(result.nearest_in_region.to_json())}))
         return 0
@@ -241,7 +257,11 @@ def run_frontier(a) -> int:
     flagged = [] if result.notes else ["extrapolated"]  # when every candidate extrapolates, the note says it once
     print(_format(result.frontier[SHOWN + costs + flagged]))
     print(f"\nComparison ({a.objective}; lifetime inference {a.lifetime_tokens:.3g} tokens on {setup['hardware'].name}):")
-    print(_format(result.table[SHOWN + costs + flagged]))
+    hardware_cols = [c for c in ("train_days", *breakeven.BREAKEVEN_COLUMNS) if c in result.table]
+    print(_format(result.table[SHOWN + costs + hardware_cols + flagged]))
+    if "breakeven_all" in result.table:
+        print(f"\nbreakeven_*: the speedup over dense kernels at which a sparse plan costs what the cheapest dense "
+              f"plan costs in US$ (train_days on {setup['hardware'].devices} GPUs). {breakeven.FLOP_VS_DOLLAR}")
     print("\nSaved by the first plan against each baseline:")
     print(_format(result.savings))
     for note in result.notes:

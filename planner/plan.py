@@ -19,7 +19,8 @@ from planner.laws import Law
 from planner.schedules import Schedule, closest_step_window, compute_weighting
 from planner.shapes import MAX_PARAMS, ModelShape, matmul_params
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added hardware memory/bandwidth/serving fields, phase hours and derived memory/roofline
+READABLE_VERSIONS = (1, 2)  # every field version 2 added is optional: a version-1 plan reads unchanged
 # Seeds feed numpy's generator (any integer >= 0) and torch.manual_seed (at most 2^64 - 1): the range both take.
 SEED_MAX = 2**64 - 1
 # Every float in a plan is finite: nan compares false against every bound, and inf passes a one-sided one.
@@ -100,15 +101,27 @@ class RunConfig(_Data):
 
 
 class Hardware(_Data):
+    """One accelerator, how well each phase uses it, and the serving assumptions priced on it (planner.hardware)."""
     name: str
     peak_flops: Real = Field(gt=0, description="dense peak FLOP/s of one accelerator at the training dtype")
     mfu_train: Real = Field(0.4, gt=0, le=1)
-    mfu_prefill: Real = Field(0.5, gt=0, le=1)
-    mfu_decode: Real = Field(0.05, gt=0, le=1)
+    mfu_prefill: Real = Field(0.5, gt=0, le=1, description="efficiency: achieved share of the roofline bound (of "
+                                                           "peak FLOP/s without a bandwidth)")
+    mfu_decode: Real = Field(0.5, gt=0, le=1, description="efficiency: achieved share of the roofline bound")
     usd_per_gpu_hour: Real = Field(2.0, ge=0)
     speedup_train: Real = Field(1.0, ge=1, description="sparse-phase training speedup of the sparsity pattern")
     speedup_prefill: Real = Field(1.0, ge=1)
     speedup_decode: Real = Field(1.0, ge=1)
+    memory_bytes: Real | None = Field(None, gt=0, description="memory of one accelerator, bytes")
+    hbm_bandwidth: Real | None = Field(None, gt=0, description="memory bandwidth, bytes/s; with it serving time is "
+                                                              "a roofline, without it FLOPs over peak")
+    devices: Int = Field(8, gt=0, le=MAX_COUNT, description="accelerators training runs on (days to train)")
+    serve_batch: Int = Field(32, gt=0, le=MAX_COUNT, description="sequences decoded together")
+    serve_dtype: Literal["bfloat16", "float16", "float8"] = "bfloat16"
+    sparse_layout: Literal["sparse-bitmask", "sparse-24"] = Field(
+        "sparse-bitmask", description="compressed-tensors format a pruned model is served in (2:4: sparse-24)")
+    sparse_kernel: bool = Field(False, description="a kernel reads the sparse layout (2:4: sparse tensor cores; "
+                                                   "unstructured: a load-as-sparse kernel); off: dense bytes")
 
 
 class CostLedgers(_Data):
@@ -124,6 +137,13 @@ class CostLedgers(_Data):
     inference_gpu_hours: Real = Field(ge=0)
     train_usd: Real = Field(ge=0)
     inference_usd: Real = Field(ge=0)
+    # Version 2: GPU-hours by phase as modelled, and on dense kernels (what break-even speedups divide).
+    prefill_gpu_hours: Real | None = Field(None, ge=0)
+    decode_gpu_hours: Real | None = Field(None, ge=0)
+    train_gpu_hours_dense_kernels: Real | None = Field(None, ge=0)
+    prefill_gpu_hours_dense_kernels: Real | None = Field(None, ge=0)
+    decode_gpu_hours_dense_kernels: Real | None = Field(None, ge=0)
+    train_days: Real | None = Field(None, ge=0, description="wall-clock days on hardware.devices accelerators")
 
 
 class Prediction(_Data):
@@ -140,6 +160,32 @@ class Pair(_Data):
     role: Literal["sparse", "dense_n_avg", "dense_n_final"]
 
 
+class MemoryFigures(_Data):
+    """Bytes per device (planner.hardware.memory) on the plan's hardware: training at its micro-batch, serving."""
+    gpu_memory_bytes: Real = Field(gt=0)
+    headroom: Real = Field(ge=0, lt=1)
+    train_sharding: str
+    train_devices: Int = Field(gt=0, le=MAX_COUNT)
+    train_bytes_per_device: Real = Field(ge=0)
+    train_fits: bool
+    train_min_devices: Int | None = Field(None, gt=0, description="smallest count that fits; None: none does")
+    serve_layout: str
+    serve_weight_bytes: Real = Field(ge=0)
+    kv_bytes_per_sequence: Real = Field(ge=0, description="at the inference context")
+    serve_max_batch_per_gpu: Int = Field(ge=0)
+    serve_min_gpus: Int | None = Field(None, gt=0, description="for hardware.serve_batch sequences")
+
+
+class RooflineFigures(_Data):
+    """Serving time per token on the plan's hardware (planner.hardware.roofline), efficiency included."""
+    batch: Int = Field(gt=0)
+    context: Int = Field(gt=0)
+    prefill_seconds_per_token: Real = Field(ge=0)
+    decode_seconds_per_token: Real = Field(ge=0)
+    prefill_bound: Literal["compute", "bandwidth"]
+    decode_bound: Literal["compute", "bandwidth"]
+
+
 class Derived(_Data):
     n_convention: Literal["total", "non_embedding"] = "total"
     n_total: Int = Field(ge=0, le=MAX_PARAMS)
@@ -149,6 +195,8 @@ class Derived(_Data):
     final_density: Real = Field(ge=0, le=1)
     n_avg: Real = Field(ge=0)
     n_final: Real = Field(ge=0)
+    memory: MemoryFigures | None = None  # version 2: filled by search.build_plan from the plan's hardware
+    roofline: RooflineFigures | None = None
 
 
 def derive(model: ModelShape, schedule: Schedule, n_convention: str = "total", prune_head: bool = True) -> Derived:
@@ -162,7 +210,7 @@ def derive(model: ModelShape, schedule: Schedule, n_convention: str = "total", p
 
 
 class TrainingPlan(_Data):
-    schema_version: Annotated[Literal[1], BeforeValidator(number_only)] = SCHEMA_VERSION
+    schema_version: Annotated[Literal[1, 2], BeforeValidator(number_only)] = SCHEMA_VERSION
     name: str = Field("plan", min_length=1, max_length=128, description="also the stem of the trainer's run ids")
     model: ModelShape
     schedule: PlanSchedule
@@ -214,9 +262,9 @@ def plan_from_text(text: str, source: str = "plan", fmt: str = "yaml") -> Traini
     """Parse and validate; bad input raises PlannerInputError with one line naming the source and field."""
     data = parse_mapping(text, source, fmt, "plan")
     version = data.get("schema_version")
-    if type(version) is not int or version != SCHEMA_VERSION:  # `true` == 1 in Python; it is not a version
-        raise PlannerInputError(f"{source}: field 'schema_version' is {version!r}; this planner reads version "
-                                f"{SCHEMA_VERSION}")
+    if type(version) is not int or version not in READABLE_VERSIONS:  # `true` == 1 in Python; not a version
+        raise PlannerInputError(f"{source}: field 'schema_version' is {version!r}; this planner reads versions "
+                                f"{', '.join(map(str, READABLE_VERSIONS))}")
     return validate(TrainingPlan, data, source)
 
 

@@ -23,6 +23,8 @@ from planner.candidates import (ASPECT, DEFAULT_BATCH, DEFAULT_D_MODELS, DEFAULT
                                 schedule_warnings)
 from planner.costs import EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, cost_ledgers, hardware_profile
 from planner.errors import PlannerInputError
+from planner.hardware.breakeven import with_breakeven
+from planner.hardware.report import derived_figures
 from planner.laws import N_COLUMN, Law, default_law
 from planner.pareto import pareto_front
 from planner.plan import Budget, Hardware, Prediction, TrainingPlan, make_plan, resolve_schedule
@@ -131,15 +133,28 @@ def refine_sizes(df: pd.DataFrame, criteria, d_models=DEFAULT_D_MODELS, **search
     return pd.concat([df, candidates(d_models=sorted(new), **search)], ignore_index=True)
 
 
+def _kept(df: pd.DataFrame, keep) -> pd.DataFrame:
+    """The candidates `keep` accepts (all without one); none kept is an input error naming the constraint."""
+    if keep is None or df.empty:
+        return df
+    kept = df[keep(df)].reset_index(drop=True)
+    if kept.empty or not (kept["final_sparsity"] == 0).any():
+        raise PlannerInputError(f"{getattr(keep, 'label', 'the constraint')}: no dense candidate meets it (the "
+                                f"baselines need one); allow more GPUs")
+    return kept
+
+
 def lifetime_optimal(law: Law | None = None, target_loss: float = 2.6, *, objective: str = "flops",
-                     d_models=DEFAULT_D_MODELS, refine: bool = True, **search) -> Comparison:
+                     d_models=DEFAULT_D_MODELS, refine: bool = True, keep=None, **search) -> Comparison:
     """Cheapest plan over training + lifetime inference at `target_loss` (Sardana et al. 2024 for sparse schedules).
 
     objective 'flops' sums effective training FLOPs and lifetime inference FLOPs (ideal sparse kernels); 'usd' sums
     dollars from wall-clock-equivalent training and the hardware's inference speedups. Baselines at the same loss:
     the dense Chinchilla-optimal plan (least training FLOPs) and the dense inference-aware plan (least lifetime
     cost), both within the same shape family. With `refine`, every plan is the best over the whole family of widths
-    (`refine_sizes`), not only the grid `d_models`. `search` passes on to `candidates` (lifetime_tokens, hardware...).
+    (`refine_sizes`), not only the grid `d_models`. `keep` (candidates -> bool mask, e.g. `planner.hardware.fits`)
+    drops candidates first. Every row carries its break-even speedups against the cheapest dense plan in dollars
+    (`planner.hardware.breakeven`). `search` passes on to `candidates` (lifetime_tokens, hardware...).
     """
     if objective not in COST_COLUMNS:
         raise PlannerInputError(f"objective {objective!r}: use one of {sorted(COST_COLUMNS)}")
@@ -150,6 +165,7 @@ def lifetime_optimal(law: Law | None = None, target_loss: float = 2.6, *, object
         df = candidates(law, target_loss=target_loss, d_models=d_models, **search) if d_models else df
     if refine and not df.empty:
         df = refine_sizes(df, (total, "train_flops_effective"), d_models, law=law, target_loss=target_loss, **search)
+    df = with_breakeven(_kept(df, keep))
     dense = df[df["final_sparsity"] == 0]
     if dense.empty:
         raise PlannerInputError(f"target loss {target_loss} is below what every candidate can reach; raise the target")
@@ -160,9 +176,9 @@ def lifetime_optimal(law: Law | None = None, target_loss: float = 2.6, *, object
 
 
 def budget_optimal(law: Law | None = None, budget_flops: float = 1e21, *, objective: str = "flops",
-                   d_models=DEFAULT_D_MODELS, refine: bool = True, **search) -> Comparison:
+                   d_models=DEFAULT_D_MODELS, refine: bool = True, keep=None, **search) -> Comparison:
     """Lowest predicted loss for a fixed training budget (FLOPs in `budget_ledger`, default effective), beside the
-    dense compute-optimal plan; the frontier trades loss against lifetime inference cost. `refine`: as in
+    dense compute-optimal plan; the frontier trades loss against lifetime inference cost. `refine`, `keep`: as in
     `lifetime_optimal`."""
     if objective not in COST_COLUMNS:
         raise PlannerInputError(f"objective {objective!r}: use one of {sorted(COST_COLUMNS)}")
@@ -172,6 +188,7 @@ def budget_optimal(law: Law | None = None, budget_flops: float = 1e21, *, object
     df = candidates(law, budget_flops=budget_flops, d_models=d_models, **search)
     if refine:
         df = refine_sizes(df, ("loss",), d_models, law=law, budget_flops=budget_flops, **search)
+    df = _kept(df, keep)
     dense = df[df["final_sparsity"] == 0]
     rows = {LOWEST_LOSS: df.loc[df["loss"].idxmin()], DENSE_COMPUTE_OPTIMAL: dense.loc[dense["loss"].idxmin()]}
     spent = LEDGER_COLUMNS[search.get("budget_ledger", EFFECTIVE)]
@@ -235,8 +252,10 @@ def build_plan(model: ModelShape, final_sparsity: float = 0.0, shape: str = "geo
     prediction = Prediction(loss=float(law.predict(n, budget.tokens, s)), ci_low=low, ci_high=high,
                             extrapolated=extrapolated, warnings=warnings)
     costs = cost_ledgers(draft, hardware, lifetime_tokens, context, prefill_share)
-    return make_plan(model, schedule, budget, law.n_convention, name=name, law=law, prediction=prediction,
+    plan = make_plan(model, schedule, budget, law.n_convention, name=name, law=law, prediction=prediction,
                      hardware=hardware, costs=costs)
+    return plan.model_copy(update={"derived": plan.derived.model_copy(update=derived_figures(plan, hardware,
+                                                                                               context))})
 
 
 def plan_from_candidate(row: pd.Series, law: Law | None = None, hardware: Hardware | None = None, **plan) -> \

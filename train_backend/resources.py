@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 
 from planner.costs import GPU_PEAKS, cpu_model
+from planner.hardware.memory import sequences_per_device, training_parts
+from planner.hardware.report import TRAINER_PRECISION
 from planner.plan import TrainingPlan
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -36,37 +38,26 @@ def estimate_memory(plan: TrainingPlan, world_size: int = 1, device: str = "cpu"
     """Bytes one rank adds to its process, by part; `live` is the largest of the loop's three phases and `total`
     what the device must have (on CPU: live times glibc's heap retention).
 
-    * step (forward/backward): weights, grads, AdamW's two moments, DDP's gradient buckets (`ddp`, by default
-      world_size > 1), masks, and the activations autograd keeps for one micro-batch: per token and layer the two
-      norms' inputs (fp32 residual stream) and outputs (2 d), q, k, v after RoPE, the attention output and its
-      head-merged copy (3 d_attn + 2 d_kv), the MLP's gate, SiLU, up and product (4 d_ff, 3 with GELU); then the
-      logits, their log-softmax and its gradient (3 vocab, fp32).
+    * step (forward/backward): `planner.hardware.memory.training_parts` — the planner's own definitions — at this
+      rank's micro-batch under DDP: weights, grads, AdamW's moments, DDP's gradient buckets (`ddp`, by default
+      world_size > 1), masks (a bool mask and a weights'-dtype copy), activations, and under bfloat16 autocast a
+      bf16 copy of every matmul weight.
     * pruning event (grads freed): the old masks and the new ones side by side, and one tensor's scores and keys.
     * checkpoint (grads freed): the serialised state (weights, moments, masks) in one buffer, in host memory (so
       not on a GPU's bill).
-
-    Masks are stored twice: a bool mask (1 byte) and the weights'-dtype copy that multiplies the gradients.
-    bfloat16 autocast keeps activations in 2 bytes and a bf16 copy of every matmul weight for the forward.
     """
     m, b = plan.model, plan.budget
     c = m.counts()
     params, prunable = c["total"], c["prunable"]
     sparse = plan.schedule.schedule().final_density < 1
-    act = 2 if plan.run.dtype == "bfloat16" else 4
-    q, kv = m.n_head * m.head_size, m.kv_heads * m.head_size
-    tokens = b.batch_size // b.grad_accum * b.seq_len
-    per_layer = 4 * 2 * m.d_model + act * (2 * m.d_model + 3 * q + 2 * kv + (4 if m.mlp == "swiglu" else 3) * m.d_ff)
-    parts = {
-        "weights": 4 * params, "grads": 4 * params, "adamw": 8 * params,
-        "ddp_buckets": 4 * params if (world_size > 1 if ddp is None else ddp) else 0,
-        "masks": 5 * prunable if sparse else 0,
-        "activations": tokens * (m.n_layer * per_layer + 4 * 2 * m.d_model + 4 * 3 * m.vocab),
-        "autocast_weights": 2 * sum(i * o * k for i, o, k in _linears(m)) if act == 2 else 0,
-    }
+    per_rank = sequences_per_device(b.batch_size, b.grad_accum, world_size)  # as _train splits the step
+    parts = {k: int(v) for k, v in training_parts(
+        m, per_rank * b.seq_len, sparse, TRAINER_PRECISION[plan.run.dtype], "ddp", world_size,
+        ddp_buckets=world_size > 1 if ddp is None else ddp).items()}
     largest = max(i * o for i, o, _ in _linears(m))
     parts["event_transient"] = (5 * prunable + 12 * largest) if sparse else 0
     parts["checkpoint_buffer"] = 12 * params + (prunable if sparse else 0) if device == "cpu" else 0
-    kept = parts["weights"] + parts["adamw"] + parts["masks"] + parts["ddp_buckets"]
+    kept = parts["weights"] + parts["optimizer"] + parts["masks"] + parts["ddp_buckets"]
     step = kept + parts["grads"] + parts["activations"] + parts["autocast_weights"]
     parts["live"] = max(step, kept + parts["event_transient"], kept + parts["checkpoint_buffer"])
     parts["total"] = int(parts["live"] * (CPU_HEAP_RETENTION if device == "cpu" else 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.ui.pareto_view import HARDWARE_CHOICES, SCHEDULE_CHOICES, THIS_MACHINE, PlannerInputs, pattern_speedups
+from planner.hardware.profiles import KERNELS, PATTERN_KERNEL
 from planner.search import DEFAULT_SCHEDULES
 from planner.shapes import PRESETS, ModelShape
 
@@ -76,6 +77,9 @@ def planner_inputs(saved: PlannerInputs, floor: float) -> PlannerInputs:
     c1, c2, c3 = sb.columns(3)
     speedups = tuple(c.number_input(label, value=float(value), step=0.05, key=f"p_speed_{label}_{pattern}")
                      for c, label, value in zip((c1, c2, c3), ("Speedup train", "prefill", "decode"), defaults))
+    kernel = sb.checkbox("Serving kernel reads the sparse weights", key=f"p_kernel_{pattern}",
+                         value=PATTERN_KERNEL[pattern] if saved.sparse_kernel is None or saved.pattern != pattern
+                         else saved.sparse_kernel, help=f"{KERNELS[pattern]}. Off: weights move as dense bytes")
     schedules = sb.multiselect("Schedules (window in training compute)", SCHEDULE_CHOICES, default=saved.schedules,
                                key="p_schedules", help="default: the planner's default search (as the CLI's)")
     if not schedules:
@@ -84,6 +88,7 @@ def planner_inputs(saved: PlannerInputs, floor: float) -> PlannerInputs:
     return PlannerInputs(mode=mode, target_loss=target, budget_flops=budget, lifetime_tokens=lifetime, hardware=hw,
                          usd_per_gpu_hour=price or None, mfu_train=mfu[0], mfu_prefill=mfu[1], mfu_decode=mfu[2],
                          pattern=pattern, speedups=None if speedups == pattern_speedups(pattern) else speedups,
+                         sparse_kernel=None if kernel == PATTERN_KERNEL[pattern] else kernel,
                          schedules=tuple(schedules), units=units, machine_peak=saved.machine_peak, law=saved.law)
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 from app.ui.common import human, usd
 from app.ui.working_law import DEFAULT, WorkingLaw
 from planner.costs import HARDWARE, PATTERN_SPEEDUPS, hardware_profile, this_machine
+from planner.hardware.breakeven import BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, dense_wins_note
 from planner.plan import Hardware, TrainingPlan
 from planner.search import COST_COLUMNS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, Comparison, \
     budget_optimal, lifetime_optimal, plan_from_candidate, savings
@@ -32,9 +33,10 @@ class PlannerInputs:
     usd_per_gpu_hour: float | None = None  # None: the profile's rate
     mfu_train: float = 0.4
     mfu_prefill: float = 0.5
-    mfu_decode: float = 0.05
+    mfu_decode: float = 0.5  # efficiency against the roofline bound (planner.hardware.roofline), not MFU
     pattern: str = "unstructured"
     speedups: tuple[float, float, float] | None = None  # (train, prefill, decode); None: the pattern's defaults
+    sparse_kernel: bool | None = None  # serving reads the sparse layout; None: the pattern's default
     schedules: tuple[str, ...] = DEFAULT_SCHEDULES  # the CLI's default search too
     units: str = "flops"  # "flops" or "usd"
     machine_peak: float | None = None  # FLOP/s measured once for "this machine"
@@ -51,6 +53,8 @@ def hardware(inputs: PlannerInputs) -> Hardware:
         over |= dict(zip(("speedup_train", "speedup_prefill", "speedup_decode"), inputs.speedups))
     if inputs.usd_per_gpu_hour is not None:
         over["usd_per_gpu_hour"] = inputs.usd_per_gpu_hour
+    if inputs.sparse_kernel is not None:
+        over["sparse_kernel"] = inputs.sparse_kernel
     if inputs.hardware == THIS_MACHINE:
         return this_machine(inputs.machine_peak, inputs.pattern, **over)
     return hardware_profile(inputs.hardware, inputs.pattern, **over)
@@ -169,17 +173,33 @@ def versus_baselines(comp: Comparison, plan_id: str, units: str) -> tuple[pd.Dat
     return plans, pd.DataFrame(shown)
 
 
-def baseline_note(comp: Comparison, plan_id: str) -> str | None:
-    """Why a saving reads 0%: the selected plan is one of the baselines (the search often picks a dense plan)."""
+def baseline_note(comp: Comparison, plan_id: str, units: str = "flops", lifetime_tokens: float = 0.0,
+                  largest_lifetime: float | None = None) -> str | None:
+    """Why a saving reads 0%: the selected plan is one of the baselines (the search often picks a dense plan); when
+    the search picked a dense plan, what would make a sparse one win (planner.hardware.breakeven), never advice
+    past `largest_lifetime`, the largest demand the page offers."""
     same = [name for name, r in comp.table.iloc[1:].iterrows() if r["plan_id"] == plan_id]
     if not same:
         return None
     note = (f"The selected plan is the {same[0]} plan itself, so the saving against it is 0%." if len(same) == 1 else
             f"The selected plan is both the {same[0]} and the {same[1]} plan, so the savings against them are 0%.")
     if plan_id == comp.best["plan_id"] and row(comp, plan_id)["final_sparsity"] == 0:
-        note += (" No sparse candidate beats the best dense model at these inputs; a larger lifetime inference "
-                 "demand shifts the optimum towards sparse models.")
+        train, infer, _ = COST_COLUMNS[units]
+        note += " " + (BUDGET_DENSE if "loss" in comp.objectives else
+                       dense_wins_note(comp.candidates, train, infer, lifetime_tokens, units, largest_lifetime))
     return note
+
+
+BUDGET_DENSE = ("At this training budget a dense plan predicts the lowest loss; the lifetime inference demand does not "
+                "change which plan that is (it moves only the inference-cost axis).")
+
+
+def breakeven_caption(comp: Comparison) -> str | None:
+    """What the break-even rows of the table mean, with the FLOP-vs-dollar sentence (loss mode only)."""
+    if "breakeven_all" not in comp.table:
+        return None
+    return ("Break-even speedup: how much faster than on dense kernels a sparse plan's phase must run for its "
+            "lifetime cost in US$ to equal the cheapest dense plan's (the other phases as modelled). " + FLOP_VS_DOLLAR)
 
 
 def clicked_plan(event, selection: str = "pick") -> str | None:
@@ -193,6 +213,11 @@ def sci(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}".replace("e+", "e")
 
 
+def speedup(x: float) -> str:
+    """Break-even speedups: '—' for a dense plan, 'unreachable' when no speedup of that phase alone suffices."""
+    return "—" if x != x else "unreachable" if x == float("inf") else f"{x:.3f}×" if x < 10 else f"{x:.3g}×"
+
+
 SUMMARY_FIELDS = {  # column: (label, format) of the side-by-side table
     "plan_id": ("plan", str), "n_layer": ("layers", "{:.0f}".format),
     "final_sparsity": ("final sparsity", "{:.0%}".format), "schedule": ("schedule", str),
@@ -202,15 +227,19 @@ SUMMARY_FIELDS = {  # column: (label, format) of the side-by-side table
     "train_flops_effective": ("training FLOP (effective)", sci),
     "lifetime_inference_flops": ("lifetime inference FLOP", sci), "lifetime_flops": ("lifetime FLOP", sci),
     "train_usd": ("training cost", usd), "inference_usd": ("inference cost", usd),
-    "lifetime_usd": ("lifetime cost", usd), "extrapolated": ("outside the validated regime", "{:}".format),
+    "lifetime_usd": ("lifetime cost", usd), "train_days": ("days to train on the profile's GPUs", "{:.3g}".format),
+    **{c: (f"break-even speedup, {c.removeprefix('breakeven_').replace('all', 'every phase')}", speedup)
+       for c in BREAKEVEN_COLUMNS},
+    "extrapolated": ("outside the validated regime", "{:}".format),
 }
+
 USD_FIELDS = ("train_usd", "inference_usd", "lifetime_usd")
 
 
 def side_by_side(plans: pd.DataFrame, intervals: dict | None = None, dollars: bool = True) -> pd.DataFrame:
     """The plans as formatted columns (one per plan), rows labelled, for st.table. `intervals` maps a plan's
     column name to its loss interval (low, high); `dollars` False drops the dollar rows (no price set)."""
-    fields = {k: v for k, v in SUMMARY_FIELDS.items() if dollars or k not in USD_FIELDS}
+    fields = {k: v for k, v in SUMMARY_FIELDS.items() if (dollars or k not in USD_FIELDS) and k in plans}
     table = pd.DataFrame({name: [fmt(r[k]) if k != "extrapolated" else ("yes" if r[k] else "no")
                                  for k, (_, fmt) in fields.items()] for name, r in plans.iterrows()},
                          index=[label for label, _ in fields.values()])

@@ -3,15 +3,17 @@ loss under the working law, the N(t) curves of its first figure, and the side-by
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
 from app.ui.common import error_message, human
-from app.ui.pareto_view import sci
+from app.ui.pareto_view import sci, speedup
 from app.ui.working_law import DEFAULT, WorkingLaw, loss_interval
 from planner.costs import LEDGER_COLUMNS, cost_ledgers, final_model_memory, hardware_profile
 from planner.errors import PlannerInputError
+from planner.hardware.breakeven import BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, breakeven_speedups  # noqa: F401
 from planner.laws import N_COLUMN
 from planner.plan import Budget, PlanSchedule, Prediction, TrainingPlan, make_plan, resolve_schedule
 from planner.schedules import Schedule, n_of_t
@@ -135,6 +137,28 @@ def final_memory_gb(plan: TrainingPlan, dtype: str = "bfloat16") -> dict[str, fl
     return {MEMORY_LABELS[k]: float(v) / 1e9 for k, v in sizes.items() if np.isfinite(v)}
 
 
+DESIGN_LIFETIME = 1e12  # lifetime inference tokens the designer prices break-even at (the CLI's default)
+
+
+def breakeven(plan: TrainingPlan, working: WorkingLaw = DEFAULT) -> dict[str, float] | None:
+    """Break-even speedups of a sparse design (planner.hardware.breakeven) against the dense model of the same shape
+    trained to the same predicted loss, both on the design's hardware serving DESIGN_LIFETIME tokens; None for a
+    dense design or when the dense shape cannot reach that loss."""
+    if plan.schedule.final_density >= 1:
+        return None
+    fixed, prunable = plan.model.n_params(working.law.n_convention)
+    n, s = law_inputs(working.law, fixed + prunable, fixed + prunable, 0.0)
+    tokens = float(working.law.tokens_for_loss(plan.prediction.loss, n, s))
+    if not np.isfinite(tokens):
+        return None
+    dense = SimpleNamespace(model=plan.model, schedule=Schedule(shape="dense"),
+                            budget=SimpleNamespace(tokens=tokens, seq_len=plan.budget.seq_len))
+    base = cost_ledgers(dense, plan.hardware, DESIGN_LIFETIME)
+    mine = cost_ledgers(plan, plan.hardware, DESIGN_LIFETIME).model_dump()
+    row = pd.DataFrame([{**mine, "final_sparsity": 1.0 - plan.schedule.final_density}])
+    return breakeven_speedups(row, base.train_gpu_hours + base.inference_gpu_hours).iloc[0].to_dict()
+
+
 def loss_text(p: Prediction) -> str:
     return f"{p.loss:.3f}" + ("" if p.ci_low is None else f" [{p.ci_low:.3f}, {p.ci_high:.3f}]")
 
@@ -147,8 +171,9 @@ def describe(plan: TrainingPlan) -> str:
     return f"{plan.model.d_model}d {s.shape} {1 - s.final_density:.0%} @ {s.compute_start:.0%}→{s.compute_end:.0%}"
 
 
-def comparison(plans: dict[str, TrainingPlan]) -> pd.DataFrame:
-    """Designs side by side (one column each): counts, predicted loss with its interval, ledgers, memory."""
+def comparison(plans: dict[str, TrainingPlan], working: WorkingLaw = DEFAULT) -> pd.DataFrame:
+    """Designs side by side (one column each): counts, predicted loss with its interval, ledgers, memory, break-even
+    speedups against the dense model of the same shape at the same loss."""
     rows = {}
     for label, plan in plans.items():
         d = plan.derived
@@ -159,5 +184,8 @@ def comparison(plans: dict[str, TrainingPlan]) -> pd.DataFrame:
                "predicted loss [95% CI] (nats/token)": loss_text(plan.prediction)}
         col |= {f"training FLOP, {k}": sci(v) for k, v in training_ledgers(plan).items()}
         col |= {f"final memory, {k} (GB)": f"{v:.3g}" for k, v in final_memory_gb(plan).items()}
+        even = breakeven(plan, working) or {}
+        col |= {f"break-even speedup, {c.removeprefix('breakeven_').replace('all', 'every phase')}":
+                speedup(even.get(c, float("nan"))) for c in BREAKEVEN_COLUMNS}
         rows[label] = col
     return pd.DataFrame(rows).fillna("—")

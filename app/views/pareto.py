@@ -3,9 +3,9 @@ import dataclasses
 
 import streamlit as st
 
-from app.ui import charts, downloads, pareto_view as pv, state
+from app.ui import charts, downloads, memory_panel, pareto_view as pv, state
 from app.ui.common import user_errors
-from app.ui.inputs import planner_inputs
+from app.ui.inputs import LIFETIMES, planner_inputs
 from app.ui.working_law import loss_interval
 from planner.costs import measure_matmul_flops
 
@@ -61,7 +61,8 @@ cols[0].caption("no interval (preset law)" if low is None else f"95% CI [{low:.3
 for col, (name, pct) in zip(cols[1:], savings[headline].items()):
     col.metric(f"vs {name.removeprefix('dense ')}", f"{pct:+.1f}%",
                help=f"{headline} against the {name} plan: positive means the selected plan is cheaper (or better)")
-for note in (*comp.notes, pv.baseline_note(comp, selected)):  # said once about the whole search, then the pick
+# said once about the whole search, then the pick
+for note in (*comp.notes, pv.baseline_note(comp, selected, units, inputs.lifetime_tokens, LIFETIMES[-1])):
     if note:
         st.info(note)
 
@@ -78,10 +79,13 @@ intervals = {name: loss_interval(working, r["n_avg"], r["n_final"], r["final_spa
              for name, r in plans.iterrows()}
 table = pv.side_by_side(plans, intervals, dollars=pv.priced(inputs))
 st.table(table)
+if pv.breakeven_caption(comp):
+    st.caption(pv.breakeven_caption(comp))
 with user_errors():
     plan = state.plan(inputs, selected)  # the full plan the Export and Runs pages use: its warnings
 for warning in plan.prediction.warnings:
     st.warning(warning)
+memory_panel.show(st, plan, "pareto", "Memory: does the selected plan fit, for training and for serving?")
 
 st.markdown("**Downloads**")
 d = st.columns(5)

@@ -2,7 +2,7 @@
 designs side by side."""
 import streamlit as st
 
-from app.ui import charts, downloads, schedule_view as sv, state
+from app.ui import charts, downloads, memory_panel, schedule_view as sv, state
 from app.ui.common import human, user_errors
 from app.ui.inputs import model_shape_input
 
@@ -69,6 +69,14 @@ st.table(sv.ledger_table(plan))
 st.markdown("**Final model memory** (bf16 values; sparse formats add their index overhead)")
 for col, (label, gb) in zip(st.columns(4), sv.final_memory_gb(plan).items()):
     col.metric(f"{label} (GB)", f"{gb:.3g}")
+even = sv.breakeven(plan, working)
+if even:
+    st.markdown(f"**Break-even speedups** against the dense model of this shape at the same predicted loss "
+                f"(US$, {sv.DESIGN_LIFETIME:.0e} lifetime inference tokens on an H100)")
+    for col, c in zip(st.columns(4), sv.BREAKEVEN_COLUMNS):
+        col.metric(c.removeprefix("breakeven_").replace("all", "every phase"), sv.speedup(even[c]))
+    st.caption(sv.FLOP_VS_DOLLAR)
+memory_panel.show(st, plan, "sched", "Memory: does this design fit, for training and for serving?")
 for warning in pred.warnings:
     st.caption(f"Prediction {warning}.")
 s = plan.schedule
@@ -88,7 +96,7 @@ b1.button("Keep this design", key="sched_keep", disabled=len(compared) >= sv.MAX
           on_click=lambda: compared.update({label: plan}),
           help=f"up to {sv.MAX_COMPARED} designs overlay the chart and sit side by side below")
 b2.button("Clear kept designs", key="sched_clear", disabled=not compared, on_click=compared.clear, width="stretch")
-table = sv.comparison(shown)
+table = sv.comparison(shown, working)
 st.table(table)
 d1, d2, d3, _ = st.columns(4)
 downloads.csv_button("Comparison (CSV)", table, "schedule-comparison", d1, index=True)
