@@ -1,0 +1,1 @@
+"""Uncertainty of scaling-law predictions and the decisions made under it."""
