@@ -162,6 +162,7 @@ def _run_check(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from planner import cli_fit, cli_search  # they import this module's flag types
     from planner.export import cli as cli_export
+    from planner.uncertainty import cli_decide
     parser = OneLineParser(prog="python -m planner", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     _register_schedule(sub)
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_search.register(sub)
     _register_check(sub)
     cli_export.register(sub)
+    cli_decide.register(sub)
     return parser
 
 

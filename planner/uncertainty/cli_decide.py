@@ -85,3 +85,64 @@ def print_choice(choice, post, columns) -> None:
     if choice.sensitive:
         print(f"its predicted loss hinges most on {choice.sensitive} (rank correlation {choice.correlation:+.2f} "
               f"across draws)")
+
+
+def register(sub) -> None:
+    """`next-runs`."""
+    p = sub.add_parser("next-runs", help="which runs narrow the target plan's predicted loss most per unit of cost")
+    p.add_argument("--law", default=DEFAULT_LAW, metavar="PRESET|FILE", help="the law (its form is fitted on --runs)")
+    p.add_argument("--runs", required=True, metavar="RUNS.csv", help="the runs so far (planner.runs columns)")
+    p.add_argument("--target", required=True, metavar="PLAN", help="the plan whose prediction should narrow")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-minutes", type=positive, help="one-thread CPU minutes (laptop recipe runs)")
+    budget.add_argument("--budget-gpu-hours", type=positive, help="training GPU-hours on --gpu (family runs)")
+    p.add_argument("--gpu", choices=sorted(HARDWARE), default="h100", help="with --budget-gpu-hours")
+    p.add_argument("--draws", type=number(3, 10_000, integer=True), default=200, help="bootstrap refits of the law")
+    p.add_argument("--noise-sd", type=number(0), help="run-to-run spread in nats (default: the fit's residual RMSE)")
+    p.add_argument("--max-runs", type=number(1, 1000, integer=True), default=8,
+                   help="most candidates chosen (a sparse pair counts once)")
+    p.add_argument("--out", metavar="DIR", help="write the chosen runs' plans here (YAML)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_next_runs)
+
+
+def run_next_runs(a) -> int:
+    from planner.uncertainty import next_runs as nr  # the ladder and trainer recipe only for this command
+    target = load_plan(a.target)
+    law = resolve_law(a.law)
+    post = fitted_draws(law, load_runs(a.runs, law.form), n_boot=a.draws, noise_sd=a.noise_sd)
+    if a.budget_minutes is not None:
+        options, budget = nr.laptop_options(post, target), a.budget_minutes
+    else:
+        hardware = hardware_profile(a.gpu, target.schedule.pattern)
+        options, budget = nr.gpu_options(post, target, hardware, a.budget_gpu_hours), a.budget_gpu_hours
+    point = nr.target_point(post, target)
+    chosen = nr.choose(post, point, options, budget, max_runs=a.max_runs)
+    table = nr.summary(chosen, options)
+    if a.out:
+        for plans in (options.plans[c] for c in chosen["candidate"]):
+            for plan in plans:
+                try:
+                    dump_plan(plan, Path(a.out) / f"{plan.name}.yaml")
+                except OSError as exc:
+                    raise PlannerInputError(f"--out {a.out}: cannot write ({exc.strerror or exc})") from None
+    before = chosen["width_before"].iloc[0] if len(chosen) else float("nan")
+    after = chosen["width_after"].iloc[-1] if len(chosen) else before
+    if a.json:
+        print(json.dumps({"target": target.name, "predicted_loss": float(post.law.predict(*point)),
+                          "interval_width_before": before, "interval_width_after": after, "cost_unit": options.unit,
+                          "budget": budget, "spent": float(chosen["cost"].sum()) if len(chosen) else 0.0,
+                          "draws": len(post.draws), "noise_sd": post.noise_sd,
+                          "runs": json.loads(table.to_json(orient="records"))}))
+        return 0
+    print(f"target {target.name}: predicted loss {post.law.predict(*point):.4f}, 90% interval width {before:.4g} "
+          f"nats over {len(post.draws)} draws ({post.source})")
+    if table.empty:
+        print(f"no run within {budget:g} {options.unit} narrows it", file=sys.stderr)
+        return 0
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(f"expected width after these runs: {after:.4g} nats, spending {chosen['cost'].sum():.3g} of {budget:g} "
+          f"{options.unit}")
+    if a.out:
+        print(f"wrote {len(table)} plans to {a.out}")
+    return 0
