@@ -3,7 +3,7 @@ import dataclasses
 
 import streamlit as st
 
-from app.ui import charts, downloads, pareto_view as pv, state
+from app.ui import charts, decide_view, downloads, pareto_view as pv, state
 from app.ui.common import user_errors
 from app.ui.inputs import planner_inputs
 from app.ui.working_law import loss_interval
@@ -34,7 +34,7 @@ st.caption(("Every point reaches the target loss; " if inputs.mode == "loss" els
            f"Searched: {len(inputs.schedules)} schedules × {len(inputs.sparsities)} sparsities.")
 
 with user_errors():
-    comp = state.search(inputs)
+    comp = decide_view.with_probability(state.search(inputs), working, inputs)  # p_reach when the law has draws
 df, front = comp.candidates, comp.frontier
 ax = pv.axes(inputs)
 ids = front["plan_id"].tolist()
@@ -66,6 +66,8 @@ for note in (*comp.notes, pv.baseline_note(comp, selected)):  # said once about 
         st.info(note)
 
 spec = charts.pareto_spec(df, front, ax, pv.view_domain(front, ax), selected)
+shade = "p_reach" in df and st.toggle("Shade by probability of reaching the target", key="pareto_shade")
+spec = decide_view.chart(spec, df, shade)
 st.vega_lite_chart(spec, on_select="rerun", selection_mode=charts.SELECTION, key="pareto_chart", width="stretch")
 options = ids if selected in ids else [selected, *ids]
 st.session_state["pareto_pick"] = selected
@@ -82,6 +84,7 @@ with user_errors():
     plan = state.plan(inputs, selected)  # the full plan the Export and Runs pages use: its warnings
 for warning in plan.prediction.warnings:
     st.warning(warning)
+decide_view.section(inputs, working)
 
 st.markdown("**Downloads**")
 d = st.columns(5)
