@@ -8,9 +8,10 @@ import sys
 from planner.cli import number
 from planner.errors import PlannerInputError
 from planner.io import write_model
-from planner.fit import LawFitter, bootstrap
+from planner.fit import LawFitter
 from planner.identify import degenerate_line
 from planner.laws import EXPONENTS, PARAM_NAMES, PRESETS
+from planner.uncertainty import bootstrap
 
 
 def register(subparsers) -> None:

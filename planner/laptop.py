@@ -109,7 +109,8 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
 def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int, recipe: dict, command: str,
                    n_boot: int = 200, seed: int = 0) -> LaptopLaw:
     """Fit the unified law to a runs table (planner format) with `n_boot` bootstrap refits over single runs."""
-    from planner.fit import LawFitter, bootstrap  # scipy only when fitting
+    from planner.fit import LawFitter  # scipy only when fitting
+    from planner.uncertainty import bootstrap
     from planner.runs import load_runs
     table = load_runs(runs, "unified")
     fit = LawFitter("unified").fit(table)

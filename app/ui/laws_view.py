@@ -9,10 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from planner.errors import PlannerInputError
-from planner.fit import BootstrapResult, FitResult, LawFitter, bootstrap, heldout_errors, predict_loss
+from planner.fit import FitResult, LawFitter, heldout_errors, predict_loss
 from planner.laws import DEFAULT_LAW, EXPONENTS, N_COLUMN, PARAM_NAMES, chinchilla_terms
 from planner.plan import TrainingPlan
 from planner.runs import load_runs
+from planner.uncertainty import BootstrapResult, bootstrap
 
 FORMS = ("unified", "chinchilla", "frantar")
 FORM_LABELS = {"unified": "unified (N_avg)", "chinchilla": "Chinchilla (N_final)", "frantar": "Frantar (S, N_final)"}

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from planner.fit import BootstrapResult, FitResult
+from planner.fit import FitResult
 from planner.laws import DEFAULT_LAW, PRESETS, Law, resolve_law
 from planner.search import law_inputs
+from planner.uncertainty import BootstrapResult
 
 
 @dataclass(frozen=True)

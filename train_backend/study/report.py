@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 
 from planner.errors import PlannerInputError
-from planner.fit import LawFitter, bootstrap, compare_forms
+from planner.fit import LawFitter, compare_forms
+from planner.uncertainty import bootstrap
 from planner.laptop import fit_laptop_law, interval, predictive_draws, recipe_of
 from train_backend import checkpoint, registry
 from train_backend.model import Transformer
