@@ -7,11 +7,12 @@ the default validation ladder, and does the 90% plan reach the true target 90% o
 Each replicate draws a true unified law around E 1.2, A 40, B 90, alpha 0.32, beta 0.30 (exponents +-0.04, A and B
 x lognormal(0.2), E in [1.0, 1.4]), measures twelve cheap runs (three smallest ladder sizes x 10 and 40 tokens per
 N_avg, sparse and dense partner) with 0.3% run-to-run noise, then spends ROUNDS rounds of BUDGET one-thread CPU
-minutes (planner.laptop's cost model) two ways, refitting (coarse grid, bootstrap draws) after every round:
+minutes (planner.laptop's cost model) two ways, refitting (coarse grid, parametric-bootstrap draws of
+`planner.uncertainty.posterior`) after every round:
 * next-runs: `next_runs.choose` over the laptop ladder rungs at every size x tokens per N_avg;
 * ladder: `planner.ladder.scale_down(target, budget_minutes=BUDGET)`, the default ladder, run again each round with
   fresh noise (what the product offers today).
-Width: the 90% bootstrap interval of the target's predicted loss. Hit: the plan of the target model at the tokens
+Width: the 90% interval of the target's predicted loss over the draws. Hit: the plan of the target model at the tokens
 that reach the target loss (the truth's loss at the target's own budget) with probability 0.9 under the final
 posterior; it hits when the truth plus one noise draw is at or below the target.
 The linearised narrowing is also checked against refits on outcomes drawn from the posterior for a few candidates.
@@ -29,10 +30,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import cpu_model, write_section  # noqa: E402
 from planner.ladder import BATCH_SIZE, LADDER_SIZES, SEQ_LEN, cpu_budget, rung, rung_cpu_minutes, scale_down  # noqa
-from planner.laws import Law, chinchilla  # noqa: E402
+from planner.laws import chinchilla  # noqa: E402
 from planner.plan import make_plan, resolve_schedule  # noqa: E402
 from planner.shapes import ModelShape  # noqa: E402
-from planner.uncertainty.decide import fitted_draws, tokens_at_confidence  # noqa: E402
+from planner.uncertainty.decide import fitted_posterior, tokens_at_confidence  # noqa: E402
 from planner.uncertainty.next_runs import choose, laptop_options, target_point  # noqa: E402
 
 HEADING = "## Next runs vs the default ladder (planner)"
@@ -65,11 +66,11 @@ def measure(plans, truth, rng) -> pd.DataFrame:
 
 
 def posterior(runs, seed):
-    return fitted_draws(Law(form="unified", params=BASE), runs, n_boot=DRAWS, seed=seed, grid="coarse")
+    return fitted_posterior("unified", runs, n_draws=DRAWS, seed=seed, grid="coarse")
 
 
 def width(post, point) -> float:
-    low, high = np.percentile(post.loss(*point), [5, 95])
+    low, high = np.percentile(post.loss_draws(*point), [5, 95])
     return float(high - low)
 
 
@@ -90,7 +91,7 @@ def replicate(seed: int, target, ladder) -> tuple[list[dict], dict]:
         point = target_point(post, target)
         true_loss = float(chinchilla(point[0], point[1], **truth))
         for r in range(ROUNDS + 1):
-            low, high = np.percentile(post.loss(*point), [5, 95])
+            low, high = np.percentile(post.loss_draws(*point), [5, 95])
             curve.append({"seed": seed, "strategy": strategy, "round": r, "cpu_minutes": spent,
                           "width": high - low, "covers": low <= true_loss <= high})
             if r == ROUNDS:
@@ -129,7 +130,7 @@ def linearised_vs_refit(seed: int, target, n_cases: int = 4, outcomes: int = 3) 
         refits = []
         for _ in range(outcomes):
             k = rng.integers(len(post.draws))
-            params = dict(zip(post.names, post.draws[k]))
+            params = {name: v[k] for name, v in post.params.items()}
             refits.append(width(posterior(pd.concat([runs, measure(options.plans[c], params, rng)],
                                                     ignore_index=True), seed), point))
         pair = options.plans[c][0]
@@ -200,8 +201,8 @@ def report(table, finals, checks, ladder, replicates, minutes) -> str:
         f"{HEADING}\n\n"
         f"`nice -n 10 python bench/bench_next_runs.py --write` on {cpu_model()}: {replicates} simulated truths "
         f"(seeds 0-{replicates - 1}), {ROUNDS} rounds of {BUDGET:g} CPU minutes after 12 starting runs, "
-        f"{DRAWS} bootstrap draws per refit (coarse grid); {minutes:.1f} minutes wall-clock. Setup in the script's "
-        f"docstring. The default ladder of the target is {len(ladder)} runs "
+        f"{DRAWS} parametric-bootstrap draws per refit (coarse grid); {minutes:.1f} minutes wall-clock. Setup in the "
+        f"script's docstring. The default ladder of the target is {len(ladder)} runs "
         f"({', '.join(sorted({p.name.rsplit('-', 1)[0] for p in ladder}))}).\n\n"
         f"Median 90% interval width of the target's predicted loss (nats) after each round, with its quartiles "
         f"and how often the interval contained the true loss:\n\n"

@@ -20,7 +20,8 @@ def runs_dir(tmp_path, monkeypatch):
 
 
 def finish_runs(folder, target, count, first=0):
-    """Runs `first` to `count` of twelve finished ladder runs (three small sizes x two run lengths) with losses from a known law."""
+    """Runs `first` to `count` of twelve finished ladder runs (three small sizes x two run lengths), their losses
+    from a known law."""
     plans = [p for i, (size, ratio) in enumerate((s, r) for s in LADDER_SIZES[:3] for r in (10, 40))
              for p in rung(target, i, size, SEQ_LEN, BATCH_SIZE, 100, ratio)][:count]
     noise = np.random.default_rng(0).normal(0, 0.003, len(plans))

@@ -9,7 +9,8 @@ import pytest
 from planner.cli import main
 from planner.laws import chinchilla, default_law
 from planner.search import lifetime_optimal
-from planner.uncertainty.decide import LawDraws, confidence_plan, sensitivity, tokens_at_confidence
+from planner.uncertainty.decide import confidence_plan, point_posterior, sensitivity, tokens_at_confidence
+from planner.uncertainty.posterior import LawPosterior
 
 FAST = dict(sparsities=(0.0, 0.5), schedules=("geometric 25-75",))
 TRUTH = dict(E=1.7, A=400.0, B=400.0, alpha=0.34, beta=0.28)
@@ -17,16 +18,16 @@ TRUTH = dict(E=1.7, A=400.0, B=400.0, alpha=0.34, beta=0.28)
 
 def jittered(law, k=300, scale=0.01, seed=0, only=None):
     """Draws of `law` with each parameter (or only `only`) scaled by lognormal noise."""
-    point = LawDraws.point(law)
+    point = point_posterior(law)
     noise = np.random.default_rng(seed).normal(0.0, scale, (k, point.draws.shape[1]))
     if only is not None:
-        noise[:, [i for i, name in enumerate(point.names) if name != only]] = 0.0
+        noise[:, [i for i, name in enumerate(point.params) if name != only]] = 0.0
     return point.draws * np.exp(noise)
 
 
 def test_a_law_without_uncertainty_gives_zero_or_one_at_the_boundary():
     law = default_law()
-    post = LawDraws.point(law)
+    post = point_posterior(law)
     n, target = 1e9, 2.4
     needed = float(law.tokens_for_loss(target, n))
     p = post.prob_below(target, n, needed * np.array([0.999, 1.001]))
@@ -36,19 +37,19 @@ def test_a_law_without_uncertainty_gives_zero_or_one_at_the_boundary():
 
 def test_probability_matches_simulated_runs_and_rises_with_tokens():
     law = default_law()
-    post = LawDraws(law, jittered(law, k=400), noise_sd=0.02)
+    post = LawPosterior(law, jittered(law, k=400), 0.01)
     n, target = 2e9, 2.3
     tokens = np.geomspace(2e10, 2e11, 5)
     p = post.prob_below(target, n, tokens)
     assert np.all(np.diff(p) > 0)
-    rng = np.random.default_rng(1)
-    measured = post.loss(n, tokens) + rng.normal(0, 0.02, (50, *post.loss(n, tokens).shape))
+    loss = post.loss_draws(n, tokens)
+    measured = loss * np.exp(np.random.default_rng(1).normal(0, 0.01, (50, *loss.shape)))
     assert np.abs((measured <= target).mean(axis=(0, 1)) - p).max() < 0.02
 
 
 def test_tokens_at_confidence_meet_it_or_are_infinite():
     law = default_law()
-    post = LawDraws(law, jittered(law), noise_sd=0.01)
+    post = LawPosterior(law, jittered(law), 0.005)
     n = np.array([1e8, 1e9, 1e10])
     tokens = tokens_at_confidence(post, 2.3, 0.9, n)
     assert np.isinf(tokens[0]) and np.all(np.isfinite(tokens[1:]))  # 1e8 parameters never reach 2.3 under the law
@@ -60,7 +61,7 @@ def test_tokens_at_confidence_meet_it_or_are_infinite():
 def test_confidence_one_half_under_symmetric_noise_is_the_median_plan():
     """No parameter uncertainty, normal run noise: reaching the target half the time is the point law's plan."""
     law = default_law()
-    choice = confidence_plan(LawDraws.point(law, noise_sd=0.02), 2.3, 0.5, **FAST)
+    choice = confidence_plan(point_posterior(law, 0.01), 2.3, 0.5, **FAST)
     best = lifetime_optimal(law, 2.3, **FAST).best
     for plan in choice.table.itertuples():
         assert (plan.d_model, plan.final_sparsity, plan.schedule) == (best["d_model"], best["final_sparsity"],
@@ -72,7 +73,7 @@ def test_confidence_one_half_under_symmetric_noise_is_the_median_plan():
 
 def test_more_confidence_costs_more_and_names_the_parameter_that_varies():
     law = default_law()
-    post = LawDraws(law, jittered(law, only="beta", scale=0.02), noise_sd=0.005)
+    post = LawPosterior(law, jittered(law, only="beta", scale=0.02), 0.002)
     choice = confidence_plan(post, 2.3, 0.9, **FAST)
     assert choice.table["p_reach"].iloc[0] == pytest.approx(0.9, abs=1e-6)
     assert choice.table["p_reach"].iloc[1] == pytest.approx(0.5, abs=1e-6)

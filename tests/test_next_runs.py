@@ -10,7 +10,8 @@ from planner.ladder import BATCH_SIZE, LADDER_SIZES, SEQ_LEN, cpu_budget, rung
 from planner.laws import Law, chinchilla
 from planner.plan import dump_plan, load_plan, make_plan, resolve_schedule
 from planner.shapes import ModelShape
-from planner.uncertainty.decide import LawDraws
+from planner.uncertainty.decide import point_posterior
+from planner.uncertainty.posterior import LawPosterior
 from planner.uncertainty.next_runs import RunOptions, choose, laptop_options, target_point
 
 TRUTH = dict(E=1.2, A=40.0, B=90.0, alpha=0.32, beta=0.30)
@@ -18,9 +19,9 @@ LAW = Law(form="unified", params=TRUTH)
 
 
 def draws(k=400, scale=0.03, seed=0):
-    point = LawDraws.point(LAW)
+    point = point_posterior(LAW)
     noise = np.random.default_rng(seed).normal(0.0, scale, (k, point.draws.shape[1]))
-    return LawDraws(LAW, point.draws * np.exp(noise), noise_sd=0.005)
+    return LawPosterior(LAW, point.draws * np.exp(noise), 0.002)
 
 
 def options(points, cost):
@@ -39,7 +40,7 @@ def test_prefers_runs_near_the_target_over_far_ones():
 
 
 def test_measuring_the_target_itself_without_noise_removes_its_uncertainty():
-    post = LawDraws(LAW, draws().draws, noise_sd=0.0)
+    post = LawPosterior(LAW, draws().draws, 0.0)
     target = (1e7, 4e8, 0.0)
     chosen = choose(post, target, options([(1e5, 4e6), target[:2]], [1.0, 1.0]), budget=1.0)
     assert chosen["candidate"].tolist() == [1]
@@ -51,8 +52,8 @@ def test_linearised_narrowing_matches_conditioning_the_draws():
     given the run's noisy outcome (binned): the update the refit would make, in the Gaussian limit."""
     post, target, run = draws(k=20000, scale=0.02), (1e7, 4e8, 0.0), (2e6, 8e7)
     width = choose(post, target, options([run], [1.0]), budget=1.0).iloc[0]
-    log_t = np.log(post.loss(*target[:2]))
-    y = np.log(post.loss(*run)) + np.random.default_rng(1).normal(0, post.noise_sd / LAW.predict(*run), len(log_t))
+    log_t = np.log(post.loss_draws(*target[:2]))
+    y = np.log(post.loss_draws(*run)) + np.random.default_rng(1).normal(0, post.rel_noise_sd, len(log_t))
     bins = np.quantile(y, np.linspace(0, 1, 41))
     which = np.clip(np.searchsorted(bins, y) - 1, 0, 39)
     within = np.mean([log_t[which == b].var() for b in range(40)])
@@ -67,7 +68,7 @@ def test_budget_max_runs_and_no_uncertainty():
     chosen = choose(post, target, options(pts, cost), budget=60.0, max_runs=3)
     assert chosen["cost"].sum() <= 60.0 and 1 <= len(chosen) <= 3 and chosen["candidate"].is_unique
     assert np.all(np.diff(chosen["width_after"]) < 0)
-    assert choose(LawDraws.point(LAW, 0.01), target, options(pts, cost), budget=60.0).empty
+    assert choose(point_posterior(LAW, 0.002), target, options(pts, cost), budget=60.0).empty
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,23 @@ from app.ui.pareto_view import PlannerInputs, cost_units, hardware, side_by_side
 from app.ui.working_law import WorkingLaw
 from planner.fit import predict_loss
 from planner.search import Comparison
-from planner.uncertainty.decide import ConfidenceChoice, LawDraws, confidence_plan, with_reach
+from planner.laws import PARAM_NAMES
+from planner.uncertainty.decide import ConfidenceChoice, confidence_plan, with_reach
+from planner.uncertainty.posterior import LawPosterior
 
 MAX_DRAWS = 200  # draws the page evaluates: a confidence plan over every width stays near a second
 P_REACH = {"field": "p_reach", "type": "quantitative", "format": ".0%", "title": "P(reach target)"}
 
 
-def draws(working: WorkingLaw) -> LawDraws | None:
-    """The working law's bootstrap refits (at most MAX_DRAWS) with the fit's residual RMSE as run-to-run noise;
+def draws(working: WorkingLaw) -> LawPosterior | None:
+    """The working law's bootstrap refits (at most MAX_DRAWS) with the fit's log-residual sd as run-to-run noise;
     None for a law without draws (a preset)."""
     if working.boot is None or working.runs is None:
         return None
-    form = working.law.form
-    resid = predict_loss(form, working.law.coefficients, working.runs) - working.runs["loss"].to_numpy(float)
-    post = LawDraws.from_bootstrap(working.law, working.boot, float(np.sqrt(np.mean(resid ** 2))))
-    return LawDraws(post.law, post.draws[:MAX_DRAWS], post.noise_sd, post.source)
+    runs, law = working.runs, working.law
+    resid = np.log(runs["loss"].to_numpy(float)) - np.log(predict_loss(law.form, law.coefficients, runs))
+    samples = working.boot.samples[list(PARAM_NAMES[law.form])].to_numpy(float)[:MAX_DRAWS]
+    return LawPosterior(law, samples, float(np.sqrt(np.mean(resid ** 2))), method=working.boot.method)
 
 
 def with_probability(comp: Comparison, working: WorkingLaw, inputs: PlannerInputs) -> Comparison:

@@ -9,9 +9,9 @@ import streamlit as st
 
 from app.ui.common import human
 from app.ui.runs_view import fit_table
-from planner.laws import Law
+from planner.runs import load_runs
 from planner.plan import TrainingPlan
-from planner.uncertainty.decide import fitted_draws
+from planner.uncertainty.decide import fitted_posterior
 from planner.uncertainty.next_runs import choose, laptop_options, summary, target_point
 
 MIN_RUNS = 6  # finished runs before a five-parameter fit has anything to bootstrap
@@ -24,8 +24,7 @@ def suggest(plan: TrainingPlan, folder: Path, budget_minutes: float) -> tuple[pd
     runs = fit_table(folder)
     if len(runs) < MIN_RUNS:
         return f"Suggestions need {MIN_RUNS} finished runs to fit the unified law on; {len(runs)} finished so far."
-    start = Law(form="unified", params={"E": 1.0, "A": 1.0, "B": 1.0, "alpha": 0.3, "beta": 0.3})  # only its form
-    post = fitted_draws(start, runs, n_boot=DRAWS, grid="coarse")
+    post = fitted_posterior("unified", load_runs(runs, "unified"), n_draws=DRAWS, grid="coarse")
     options = laptop_options(post, plan)
     chosen = choose(post, target_point(post, plan), options, budget_minutes)
     if chosen.empty:
@@ -43,7 +42,7 @@ def section(plan: TrainingPlan, folder: Path) -> dict[str, TrainingPlan]:
     with st.expander("What to run next"):
         st.caption(f"Ranks laptop runs (the validation ladder's sizes at several run lengths, sparse with its dense "
                    f"partner) by how much they are expected to narrow the 90% interval of {plan.name}'s predicted "
-                   f"loss per CPU minute, from the unified law fitted on the finished runs ({DRAWS} bootstrap draws).")
+                   f"loss per CPU minute, from the unified law fitted on the finished runs ({DRAWS} parametric-bootstrap draws).")
         budget = st.number_input("CPU minutes to spend", 1.0, 600.0, 30.0, 5.0, key="next_runs_budget")
         if st.button("Suggest runs", key="next_runs_go"):
             st.session_state[KEY] = suggest(plan, folder, budget)

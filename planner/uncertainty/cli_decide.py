@@ -14,31 +14,34 @@ from planner.errors import PlannerInputError
 from planner.laws import DEFAULT_LAW, resolve_law
 from planner.plan import dump_plan, load_plan
 from planner.runs import load_runs
-from planner.uncertainty.decide import LawDraws, confidence_plan, fitted_draws, with_reach
+from planner.uncertainty.decide import confidence_plan, fitted_posterior, with_reach
+from planner.uncertainty.posterior import LawPosterior
 
 
 def register_flags(p) -> None:
     """The frontier's uncertainty flags."""
     p.add_argument("--runs", metavar="RUNS.csv", help="fit --law's form on these runs: the fit replaces --law's "
-                                                      "numbers and its bootstrap refits give every candidate a "
+                                                      "numbers and its parametric-bootstrap draws give every "
+                                                      "candidate a "
                                                       "probability of reaching the target (column p_reach)")
     p.add_argument("--draws", type=number(2, 10_000, integer=True), default=200,
-                   help="bootstrap refits drawn with --runs")
-    p.add_argument("--noise-sd", type=number(0), help="run-to-run spread of a measured loss in nats (default: the "
-                                                      "fit's residual RMSE)")
+                   help="parametric-bootstrap refits drawn with --runs")
+    p.add_argument("--noise-sd", type=number(0), help="run-to-run sd of a run's log loss, e.g. 0.003 for 0.3%% "
+                                                      "(default: the fit's residual sd)")
     p.add_argument("--confidence", type=number(0, 1, low_open=True, high_open=True),
                    help="with --target-loss and --runs: also pick the cheapest plan that reaches the target with "
                         "this probability, beside the median (50%%) plan")
 
 
-def posterior(a, setup: dict) -> LawDraws | None:
+def posterior(a, setup: dict) -> LawPosterior | None:
     """Draws of the law from --runs (replacing setup's law by the fit), else None."""
     if a.runs is None:
         if a.confidence is not None:
-            raise PlannerInputError("--confidence needs draws of the law: give --runs RUNS.csv (its bootstrap refits)")
+            raise PlannerInputError("--confidence needs draws of the law: give --runs RUNS.csv (they are fitted)")
         return None
     table = load_runs(a.runs, setup["law"].form)
-    post = fitted_draws(setup["law"], table, n_boot=a.draws, noise_sd=a.noise_sd)
+    law = setup["law"]
+    post = fitted_posterior(law.form, table, n_draws=a.draws, rel_noise_sd=a.noise_sd, n_convention=law.n_convention)
     setup.update(law=post.law, runs=table)  # the search plans with the fit; its region is these runs
     return post
 
@@ -63,7 +66,7 @@ def decide(a, post, result, search_kw):
 def json_fields(post, choice) -> dict:
     if post is None:
         return {}
-    out = {"draws": {"n": len(post.draws), "noise_sd": post.noise_sd, "source": post.source}}
+    out = {"draws": {"n": len(post.draws), "rel_noise_sd": post.rel_noise_sd, "method": post.method}}
     if choice is not None:
         out["confidence"] = {"level": choice.confidence, "cost_column": choice.cost_column,
                              "extra_cost": choice.extra_cost, "extra_pct": choice.extra_pct,
@@ -75,8 +78,7 @@ def json_fields(post, choice) -> dict:
 def print_choice(choice, post, columns) -> None:
     if post is None:
         return
-    print(f"\np_reach: probability of reaching the target over {len(post.draws)} draws ({post.source}) with "
-          f"run-to-run noise sd {post.noise_sd:.3g}")
+    print(f"\np_reach: probability of reaching the target over {len(post.draws)} draws ({post.method})")
     if choice is None:
         return
     print(f"\nCheapest plan reaching the target with probability {choice.confidence:g}, beside the median plan:")
@@ -97,8 +99,9 @@ def register(sub) -> None:
     budget.add_argument("--budget-minutes", type=positive, help="one-thread CPU minutes (laptop recipe runs)")
     budget.add_argument("--budget-gpu-hours", type=positive, help="training GPU-hours on --gpu (family runs)")
     p.add_argument("--gpu", choices=sorted(HARDWARE), default="h100", help="with --budget-gpu-hours")
-    p.add_argument("--draws", type=number(3, 10_000, integer=True), default=200, help="bootstrap refits of the law")
-    p.add_argument("--noise-sd", type=number(0), help="run-to-run spread in nats (default: the fit's residual RMSE)")
+    p.add_argument("--draws", type=number(3, 10_000, integer=True), default=200,
+                   help="parametric-bootstrap refits of the law")
+    p.add_argument("--noise-sd", type=number(0), help="run-to-run sd of a run's log loss (default: the residuals')")
     p.add_argument("--max-runs", type=number(1, 1000, integer=True), default=8,
                    help="most candidates chosen (a sparse pair counts once)")
     p.add_argument("--out", metavar="DIR", help="write the chosen runs' plans here (YAML)")
@@ -110,7 +113,8 @@ def run_next_runs(a) -> int:
     from planner.uncertainty import next_runs as nr  # the ladder and trainer recipe only for this command
     target = load_plan(a.target)
     law = resolve_law(a.law)
-    post = fitted_draws(law, load_runs(a.runs, law.form), n_boot=a.draws, noise_sd=a.noise_sd)
+    post = fitted_posterior(law.form, load_runs(a.runs, law.form), n_draws=a.draws, rel_noise_sd=a.noise_sd,
+                            n_convention=law.n_convention)
     if a.budget_minutes is not None:
         options, budget = nr.laptop_options(post, target), a.budget_minutes
     else:
@@ -132,11 +136,11 @@ def run_next_runs(a) -> int:
         print(json.dumps({"target": target.name, "predicted_loss": float(post.law.predict(*point)),
                           "interval_width_before": before, "interval_width_after": after, "cost_unit": options.unit,
                           "budget": budget, "spent": float(chosen["cost"].sum()) if len(chosen) else 0.0,
-                          "draws": len(post.draws), "noise_sd": post.noise_sd,
+                          "draws": len(post.draws), "rel_noise_sd": post.rel_noise_sd,
                           "runs": json.loads(table.to_json(orient="records"))}))
         return 0
     print(f"target {target.name}: predicted loss {post.law.predict(*point):.4f}, 90% interval width {before:.4g} "
-          f"nats over {len(post.draws)} draws ({post.source})")
+          f"nats over {len(post.draws)} draws ({post.method})")
     if table.empty:
         print(f"no run within {budget:g} {options.unit} narrows it", file=sys.stderr)
         return 0

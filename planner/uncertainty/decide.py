@@ -1,9 +1,9 @@
 """Decisions under a law's uncertainty: the probability that each plan reaches its target loss, the cheapest plan
 at a confidence level beside the median plan, and the law parameter a decision hinges on.
 
-A plan reaches the target when its measured loss, the law's prediction under the true parameters plus run-to-run
-noise, is at or below it: P = mean over parameter draws k of Phi((target - L_k) / noise_sd), the indicator
-L_k <= target when noise_sd is 0. Everything is vectorised over candidates x draws.
+A plan reaches the target when its measured loss, the law's prediction under the true parameters times run-to-run
+noise, is below it: `LawPosterior.prob_below`, the mean over parameter draws of the noise's probability of landing
+below the target (the indicator when there is no noise). Everything is vectorised over candidates x draws.
 """
 from __future__ import annotations
 
@@ -12,63 +12,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr
 from scipy.stats import rankdata
 
 from planner.candidates import FAMILY_D_MODELS, candidates, law_inputs
-from planner.laws import PARAM_NAMES, Law, chinchilla, chinchilla_terms
+from planner.laws import PARAM_NAMES, Law
 from planner.search import COST_COLUMNS, Comparison
+from planner.uncertainty.posterior import LawPosterior, posterior_from_fit
 
-CHUNK = 1 << 21  # draws x points evaluated at once (16 MB of float64)
 TOLERANCE = 1e-9  # a probability this close below the confidence still meets it (the median plan sits on 0.5)
 
 
-@dataclass(frozen=True)
-class LawDraws:
-    """Parameter draws of a law: `draws` (k, params) on the natural scale in PARAM_NAMES order, `law` the point
-    law (form, units), `noise_sd` the run-to-run spread of a measured loss (nats)."""
-    law: Law
-    draws: np.ndarray
-    noise_sd: float = 0.0
-    source: str = ""
-
-    @classmethod
-    def point(cls, law: Law, noise_sd: float = 0.0) -> "LawDraws":
-        """The law with no parameter uncertainty: one draw, its own parameters."""
-        c = law.coefficients
-        return cls(law, np.array([[c[k] for k in PARAM_NAMES[law.form]]]), noise_sd, "point law")
-
-    @classmethod
-    def from_bootstrap(cls, law: Law, boot, noise_sd: float) -> "LawDraws":
-        """Bootstrap refits (planner.fit.BootstrapResult) of `law`'s form as draws."""
-        return cls(law, boot.samples[list(PARAM_NAMES[law.form])].to_numpy(float), noise_sd, boot.method)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return PARAM_NAMES[self.law.form]
-
-    def loss(self, n, tokens, sparsity=None) -> np.ndarray:
-        """Predicted loss under every draw, (k, *broadcast shape); n in the law's count, raw tokens."""
-        n = np.asarray(n, float) / self.law.n_unit
-        tokens = np.asarray(tokens, float) / self.law.d_unit
-        ndim = np.broadcast(n, tokens, np.asarray(0.0 if sparsity is None else sparsity)).ndim
-        coef = {k: self.draws[:, i].reshape((-1,) + (1,) * ndim) for i, k in enumerate(self.names)}
-        with np.errstate(over="ignore", invalid="ignore"):
-            return chinchilla(n, tokens, *chinchilla_terms(self.law.form, coef, sparsity))
-
-    def prob_below(self, target: float, n, tokens, sparsity=None, noise_sd: float | None = None) -> np.ndarray:
-        """P(measured loss <= target) at each point, chunked so that draws x points stays small."""
-        sd = self.noise_sd if noise_sd is None else noise_sd
-        n, tokens, s = np.broadcast_arrays(*(np.asarray(x, float) for x in
-                                             (n, tokens, 0.0 if sparsity is None else sparsity)))
-        out = np.empty(n.size)
-        step = max(1, CHUNK // len(self.draws))
-        for i in range(0, n.size, step):
-            part = slice(i, i + step)
-            gap = target - self.loss(n.ravel()[part], tokens.ravel()[part], s.ravel()[part])
-            gap = np.where(np.isnan(gap), -np.inf, gap)  # a draw that overflows does not reach anything
-            out[part] = (ndtr(gap / sd) if sd > 0 else gap >= 0).mean(axis=0)
-        return out.reshape(n.shape)
+def point_posterior(law: Law, rel_noise_sd: float = 0.0) -> LawPosterior:
+    """The law with no parameter uncertainty (one draw, its own parameters) and run-to-run noise only."""
+    c = law.coefficients
+    return LawPosterior(law, np.array([[c[k] for k in PARAM_NAMES[law.form]]]), rel_noise_sd,
+                        method="point law, no parameter uncertainty")
 
 
 def law_point(law: Law, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -78,41 +36,40 @@ def law_point(law: Law, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(n, float), np.asarray(s, float)
 
 
-def reach_probability(post: LawDraws, rows: pd.DataFrame, target: float) -> np.ndarray:
+def reach_probability(post: LawPosterior, rows: pd.DataFrame, target: float) -> np.ndarray:
     """P(reach target) of every candidate row at its own tokens."""
     n, s = law_point(post.law, rows)
-    return post.prob_below(target, n, rows["tokens"].to_numpy(float), s)
+    return post.prob_below(target, n, rows["tokens"].to_numpy(float), sparsity=s)
 
 
-def with_reach(comp: Comparison, post: LawDraws, target: float) -> Comparison:
+def with_reach(comp: Comparison, post: LawPosterior, target: float) -> Comparison:
     """The comparison with a `p_reach` column on its candidates, frontier and table."""
     return dataclasses.replace(comp, **{k: getattr(comp, k).assign(p_reach=reach_probability(post, getattr(comp, k),
                                                                                              target))
                                         for k in ("candidates", "frontier", "table")})
 
 
-def tokens_at_confidence(post: LawDraws, target: float, confidence: float, n, sparsity=None,
+def tokens_at_confidence(post: LawPosterior, target: float, confidence: float, n, sparsity=None,
                          bounds=(1e3, 1e17), iters: int = 36) -> np.ndarray:
     """Fewest tokens at which each (n, sparsity) reaches `target` with probability `confidence`; inf where even
     unlimited tokens do not (P rises with tokens towards its value at the floor). Bisection in log tokens."""
     n = np.asarray(n, float)
     s = np.broadcast_to(np.asarray(0.0 if sparsity is None else sparsity, float), n.shape)
-    ok = post.prob_below(target, n, np.inf, s) >= confidence - TOLERANCE
+    ok = post.prob_below(target, n, np.inf, sparsity=s) >= confidence - TOLERANCE
     lo, hi = np.full(n.shape, np.log(bounds[0])), np.full(n.shape, np.log(bounds[1]))
     for _ in range(iters):  # the bracket halves each step: 36 steps take 32 nats to 5e-10
         mid = (lo + hi) / 2
-        met = post.prob_below(target, n, np.exp(mid), s) >= confidence - TOLERANCE
+        met = post.prob_below(target, n, np.exp(mid), sparsity=s) >= confidence - TOLERANCE
         lo, hi = np.where(met, lo, mid), np.where(met, mid, hi)
     return np.where(ok, np.exp(hi), np.inf)
 
 
-def sensitivity(post: LawDraws, n, tokens, sparsity=None) -> dict[str, float]:
+def sensitivity(post: LawPosterior, n, tokens, sparsity=None) -> dict[str, float]:
     """Rank correlation, across draws, of each free parameter with the predicted loss at one point (held
     parameters, constant across draws, are left out): which parameter's uncertainty moves the prediction most."""
-    loss = rankdata(post.loss(n, tokens, sparsity).ravel())
+    loss = rankdata(post.loss_draws(n, tokens, sparsity).ravel())
     out = {}
-    for i, name in enumerate(post.names):
-        column = post.draws[:, i]
+    for name, column in post.params.items():
         if len(column) > 2 and np.ptp(column) > 0:
             out[name] = float(np.corrcoef(rankdata(column), loss)[0, 1])
     return out
@@ -158,7 +115,7 @@ def _row_at(law, row, tokens, search) -> pd.Series:
     return df.iloc[-1 if sparse else 0]
 
 
-def confidence_plan(post: LawDraws, target: float, confidence: float, objective: str = "flops",
+def confidence_plan(post: LawPosterior, target: float, confidence: float, objective: str = "flops",
                     **search) -> ConfidenceChoice | None:
     """Cheapest plan over every family width and schedule variant that reaches `target` with probability
     `confidence`, beside the median plan; None when no candidate gets there. `search` passes on to `candidates`."""
@@ -181,11 +138,11 @@ def confidence_plan(post: LawDraws, target: float, confidence: float, objective:
                             corr.get(name, float("nan")))
 
 
-def fitted_draws(law: Law, runs, n_boot: int = 200, seed: int = 0, noise_sd: float | None = None,
-                 grid: str = "chinchilla") -> LawDraws:
-    """Fit `law`'s form on a runs table and take bootstrap refits as draws; the run-to-run noise defaults to the
-    fit's residual RMSE."""
-    from planner.fit import LawFitter, bootstrap  # scipy's optimiser only when fitting
-    fit = LawFitter(law.form, grid=grid, n_convention=law.n_convention).fit(runs)
-    boot = bootstrap(runs, law.form, n_boot=n_boot, seed=seed, fit=fit, by_group=False)
-    return LawDraws.from_bootstrap(fit.law, boot, fit.rmse if noise_sd is None else noise_sd)
+def fitted_posterior(form: str, runs: pd.DataFrame, n_draws: int = 200, seed: int = 0,
+                     rel_noise_sd: float | None = None, grid: str = "chinchilla",
+                     n_convention: str = "total") -> LawPosterior:
+    """Fit `form` on a validated runs table (`planner.runs.load_runs`) and draw from its parametric bootstrap
+    (`posterior_from_fit`); the run-to-run noise defaults to the residuals'."""
+    from planner.fit import LawFitter  # scipy's optimiser only when fitting
+    fit = LawFitter(form, grid=grid, n_convention=n_convention).fit(runs)
+    return posterior_from_fit(fit, runs, n_draws=n_draws, seed=seed, rel_noise_sd=rel_noise_sd)

@@ -26,7 +26,7 @@ from planner.candidates import DEFAULT_D_MODELS, ScheduleOption, candidates, law
 from planner.ladder import BATCH_SIZE, LADDER_SIZES, SEQ_LEN, rung, rung_cpu_minutes, with_prediction
 from planner.plan import Hardware, TrainingPlan
 from planner.search import plan_from_candidate
-from planner.uncertainty.decide import LawDraws
+from planner.uncertainty.posterior import LawPosterior
 
 TOKENS_PER_N_AVG = tuple(np.geomspace(5, 320, 7))  # run lengths tried at every size
 
@@ -41,7 +41,7 @@ class RunOptions:
     unit: str
 
 
-def _points(post: LawDraws, plans: list[list[TrainingPlan]]) -> pd.DataFrame:
+def _points(post: LawPosterior, plans: list[list[TrainingPlan]]) -> pd.DataFrame:
     rows = []
     for c, group in enumerate(plans):
         for p in group:
@@ -50,7 +50,7 @@ def _points(post: LawDraws, plans: list[list[TrainingPlan]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def laptop_options(post: LawDraws, target: TrainingPlan, ratios=TOKENS_PER_N_AVG, sizes=LADDER_SIZES,
+def laptop_options(post: LawPosterior, target: TrainingPlan, ratios=TOKENS_PER_N_AVG, sizes=LADDER_SIZES,
                    min_steps: int = 100) -> RunOptions:
     """Ladder rungs of the laptop recipe at every size x tokens per N_avg, costed in one-thread CPU minutes; a dense
     target gives single dense runs."""
@@ -63,7 +63,7 @@ def laptop_options(post: LawDraws, target: TrainingPlan, ratios=TOKENS_PER_N_AVG
                       "CPU minutes (one thread)")
 
 
-def gpu_options(post: LawDraws, target: TrainingPlan, hardware: Hardware, budget: float, ratios=TOKENS_PER_N_AVG,
+def gpu_options(post: LawPosterior, target: TrainingPlan, hardware: Hardware, budget: float, ratios=TOKENS_PER_N_AVG,
                 d_models=DEFAULT_D_MODELS) -> RunOptions:
     """Family runs (dense, and sparse at the target's schedule) at every width x tokens per N_avg that fit
     `budget` training GPU-hours on `hardware`, one run per candidate."""
@@ -114,7 +114,7 @@ def _greedy(C, idx, real, noise, cost, budget, per_cost, max_runs, min_gain):
     return chosen, np.array(var)
 
 
-def choose(post: LawDraws, target_point, options: RunOptions, budget: float, level: float = 0.9, max_runs: int = 8,
+def choose(post: LawPosterior, target_point, options: RunOptions, budget: float, level: float = 0.9, max_runs: int = 8,
            min_gain: float = 0.01) -> pd.DataFrame:
     """Runs to add within `budget`: greedy by expected narrowing of the target's `level` interval per unit of cost,
     or greedy by narrowing alone when that ends narrower (the budgeted-coverage rule: per-cost greed alone can
@@ -123,12 +123,12 @@ def choose(post: LawDraws, target_point, options: RunOptions, budget: float, lev
     so such gains are noise). One row per chosen candidate, in order, with the width (nats) before and after."""
     pts = options.points
     n, tokens, s = (np.r_[x, pts[c].to_numpy(float)] for x, c in zip(target_point, ("n", "tokens", "sparsity")))
-    logs = np.log(post.loss(n, tokens, s))  # (draws, 1 + runs): column 0 is the target
+    logs = np.log(post.loss_draws(n, tokens, s))  # (draws, 1 + runs): column 0 is the target
     logs = logs[np.isfinite(logs).all(axis=1)]
     if len(logs) < 3:
         return pd.DataFrame(columns=["candidate", "cost", "width_before", "width_after"])
     C = np.cov(logs, rowvar=False)
-    noise = np.maximum((post.noise_sd / post.law.predict(n, tokens, s)) ** 2, 1e-12)
+    noise = np.full(len(n), max(post.rel_noise_sd ** 2, 1e-12))  # log-loss variance of one run
     idx, real = _groups(pts["candidate"].to_numpy())
     runs = [_greedy(C, idx + 1, real, noise, options.cost, budget, per_cost, max_runs, min_gain)  # C: target first
             for per_cost in (True, False)]
@@ -139,7 +139,7 @@ def choose(post: LawDraws, target_point, options: RunOptions, budget: float, lev
                          "width_before": width[:-1], "width_after": width[1:]})
 
 
-def target_point(post: LawDraws, plan: TrainingPlan) -> tuple[float, float, float]:
+def target_point(post: LawPosterior, plan: TrainingPlan) -> tuple[float, float, float]:
     """(n in the law's count, tokens, sparsity) of a plan."""
     n, s = law_inputs(post.law, plan.derived.n_avg, plan.derived.n_final, plan.schedule.final_sparsity)
     return float(n), float(plan.budget.tokens), float(s)
