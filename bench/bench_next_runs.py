@@ -108,7 +108,7 @@ def replicate(seed: int, target, ladder) -> tuple[list[dict], dict]:
         tokens = float(tokens_at_confidence(post, true_loss, 0.9, point[0], point[2]))
         reached = np.isfinite(tokens) and \
             chinchilla(point[0], tokens, **truth) * (1 + rng.normal(0, NOISE)) <= true_loss
-        final[strategy] = {"hit": bool(reached), "tokens_ratio": tokens / point[1]}
+        final[strategy] = {"hit": bool(reached), "plan": bool(np.isfinite(tokens)), "tokens_ratio": tokens / point[1]}
     return curve, final
 
 
@@ -211,7 +211,9 @@ def report(table, finals, checks, ladder, replicates, minutes) -> str:
         f"![next-runs vs ladder]({PNG.name})\n\n"
         f"The 90% plan (the target model at the tokens that reach the target with probability 0.9 under the final "
         f"posterior) reached the true target in {finals['next-runs_hit'].mean():.0%} of truths after next-runs and "
-        f"{finals['ladder_hit'].mean():.0%} after the ladder; its tokens were a median "
+        f"{finals['ladder_hit'].mean():.0%} after the ladder, a truth without such a plan (the posterior gives the "
+        f"target model under 90% even at unlimited tokens: {(~finals['next-runs_plan']).sum()} and "
+        f"{(~finals['ladder_plan']).sum()} truths) counting as a miss; its tokens were a median "
         f"{finals['next-runs_tokens_ratio'].median():.2f}x / {finals['ladder_tokens_ratio'].median():.2f}x the "
         f"target's own.\n\n"
         f"Linearised narrowing vs refits (one candidate pair added to the starting runs; refit width averaged over "

@@ -44,9 +44,9 @@ def reach_probability(post: LawPosterior, rows: pd.DataFrame, target: float) -> 
 
 def with_reach(comp: Comparison, post: LawPosterior, target: float) -> Comparison:
     """The comparison with a `p_reach` column on its candidates, frontier and table."""
-    return dataclasses.replace(comp, **{k: getattr(comp, k).assign(p_reach=reach_probability(post, getattr(comp, k),
-                                                                                             target))
-                                        for k in ("candidates", "frontier", "table")})
+    frames = {k: getattr(comp, k) for k in ("candidates", "frontier", "table")}
+    return dataclasses.replace(comp, **{k: df.assign(p_reach=reach_probability(post, df, target))
+                                        for k, df in frames.items()})
 
 
 def tokens_at_confidence(post: LawPosterior, target: float, confidence: float, n, sparsity=None,
@@ -122,7 +122,7 @@ def confidence_plan(post: LawPosterior, target: float, confidence: float, object
     train, _, total = COST_COLUMNS[objective]
     df = candidates(post.law, target_loss=target, d_models=FAMILY_D_MODELS, **search)
     rows = {}
-    for label, q in ((f"at {confidence:.0%}", confidence), ("median", 0.5)):
+    for label, q in ((f"at {100 * confidence:g}%", confidence), ("median", 0.5)):
         i, tokens = _cheapest(post, df, target, q, train, total)
         if i is None:
             return None
