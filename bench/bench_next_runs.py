@@ -188,6 +188,10 @@ def plot(table: pd.DataFrame) -> None:
     fig.savefig(PNG, dpi=120)
 
 
+def finite_median(x: pd.Series) -> float:
+    return float(x[np.isfinite(x)].median())
+
+
 def markdown(df: pd.DataFrame) -> str:
     cell = lambda x: f"{x:.4g}" if isinstance(x, float) else str(x)  # noqa: E731
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
@@ -197,6 +201,9 @@ def markdown(df: pd.DataFrame) -> str:
 def report(table, finals, checks, ladder, replicates, minutes) -> str:
     last = table[table["round"] == ROUNDS].set_index("strategy")
     ratio = last.loc["ladder", "median_width"] / last.loc["next-runs", "median_width"]
+    ours = table[table["strategy"] == "next-runs"]
+    spend = last.loc["ladder", "cpu_minutes"]  # next-runs' width at the ladder's total spend, log-interpolated
+    at_spend = float(np.exp(np.interp(spend, ours["cpu_minutes"], np.log(ours["median_width"]))))
     return (
         f"{HEADING}\n\n"
         f"`nice -n 10 python bench/bench_next_runs.py --write` on {cpu_model()}: {replicates} simulated truths "
@@ -207,15 +214,17 @@ def report(table, finals, checks, ladder, replicates, minutes) -> str:
         f"Median 90% interval width of the target's predicted loss (nats) after each round, with its quartiles "
         f"and how often the interval contained the true loss:\n\n"
         f"{markdown(table)}\n\n"
-        f"After {ROUNDS} rounds the ladder's median width is {ratio:.2f}x next-runs'. "
+        f"After {ROUNDS} rounds the ladder's median width is {ratio:.2f}x next-runs' (which spent more per round: "
+        f"the ladder fills at most its three rungs); at the ladder's total of {spend:.1f} CPU minutes, next-runs' "
+        f"median width was {at_spend:.3g} against the ladder's {last.loc['ladder', 'median_width']:.3g} nats. "
         f"![next-runs vs ladder]({PNG.name})\n\n"
         f"The 90% plan (the target model at the tokens that reach the target with probability 0.9 under the final "
         f"posterior) reached the true target in {finals['next-runs_hit'].mean():.0%} of truths after next-runs and "
         f"{finals['ladder_hit'].mean():.0%} after the ladder, a truth without such a plan (the posterior gives the "
         f"target model under 90% even at unlimited tokens: {(~finals['next-runs_plan']).sum()} and "
-        f"{(~finals['ladder_plan']).sum()} truths) counting as a miss; its tokens were a median "
-        f"{finals['next-runs_tokens_ratio'].median():.2f}x / {finals['ladder_tokens_ratio'].median():.2f}x the "
-        f"target's own.\n\n"
+        f"{(~finals['ladder_plan']).sum()} truths) counting as a miss; where it existed its tokens were a median "
+        f"{finite_median(finals['next-runs_tokens_ratio']):.2f}x / {finite_median(finals['ladder_tokens_ratio']):.2f}x "
+        f"the target's own.\n\n"
         f"Linearised narrowing vs refits (one candidate pair added to the starting runs; refit width averaged over "
         f"3 outcomes drawn from the posterior):\n\n{markdown(checks)}\n")
 
