@@ -83,8 +83,9 @@ class LawPosterior:
         """P(a run at (n, tokens) ends below ``target``): the mean over draws of the noise's probability of landing
         below it. ``noise_sd`` is the run-to-run sd in nats (loss units); None uses the posterior's own relative
         noise (log-normal about each draw's loss); 0 counts the draws alone."""
+        target, n, tokens = np.broadcast_arrays(np.asarray(target, float), np.asarray(n, float),
+                                                np.asarray(tokens, float))
         loss = self.loss_draws(n, tokens, sparsity)
-        target = np.asarray(target, float)
         with np.errstate(divide="ignore", invalid="ignore"):
             if noise_sd is None and self.rel_noise_sd > 0:
                 z = (np.log(target) - np.log(loss)) / self.rel_noise_sd
