@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from app.ui import charts, decide_view
 from app.ui.laws_view import fit_form
 from app.ui.pareto_view import PlannerInputs, axes, search, view_domain
-from app.ui.working_law import DEFAULT, fitted_law
+from app.ui.working_law import DEFAULT, fitted_law, preset_law
 from planner.laws import default_law
 from test_app_common import MAIN, assert_clean, chart_specs
 
@@ -31,7 +31,10 @@ def test_probability_only_with_draws_and_a_target(working):
     assert np.all((p >= 0) & (p <= 1)) and p.std() > 0
     assert "p_reach" in comp.frontier and "p_reach" in comp.table
     preset = decide_view.with_probability(search(PlannerInputs()), DEFAULT, PlannerInputs())
-    assert "p_reach" not in preset.candidates
+    assert preset.candidates["p_reach"].between(0, 1).all()  # the default preset's published uncertainty
+    hoffmann = preset_law("chinchilla-approach3-published")  # no published parameter uncertainty
+    inputs = PlannerInputs(law=hoffmann.key)
+    assert "p_reach" not in decide_view.with_probability(search(inputs, hoffmann), hoffmann, inputs).candidates
     budget = PlannerInputs(mode="budget", law=working.key)
     assert "p_reach" not in decide_view.with_probability(search(budget, working), working, budget).candidates
 
@@ -62,6 +65,9 @@ def test_page_offers_the_plan_at_a_confidence_level(working):
     points = next(layer for layer in chart_specs(at)[0]["layer"] if layer["mark"]["type"] == "point"
                   and "tooltip" in layer["encoding"])
     assert points["encoding"]["color"]["field"] == "p_reach"
+    assert not any("P(reach target)" in t.value.index for t in at.table)  # searched only on request
+    at.toggle(key="pareto_confident").set_value(True).run()
+    assert_clean(at)
     table = next(t.value for t in at.table if "P(reach target)" in t.value.index)
     assert list(table.columns) == ["at 90%", "median"]
     assert table.loc["P(reach target)"].tolist() == ["90%", "50%"]

@@ -107,8 +107,18 @@ def test_frontier_json_carries_probabilities_and_the_confident_plan(capsys, tmp_
     assert conf["most_sensitive_parameter"] in TRUTH and out["draws"]["n"] == 30
 
 
+def test_the_default_preset_gives_probabilities_from_its_published_uncertainty(capsys):
+    code = main(["frontier", "--target-loss", "2.4", "--sparsities", "0,0.5", "--schedules", "geometric 25-75",
+                 "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and "published uncertainty" in out["draws"]["method"]
+    p = np.array([r["p_reach"] for r in out["frontier"]])
+    assert np.all((p > 0) & (p < 1))  # the point law's plans sit near the middle of the draws
+
+
 @pytest.mark.parametrize("argv, needle", [
-    (["--target-loss", "3.0", "--confidence", "0.9"], "--confidence needs draws"),
+    (["--target-loss", "3.0", "--confidence", "0.9", "--law", "chinchilla-approach3-published"],
+     "chinchilla-approach3-published has no published uncertainty"),
     (["--budget-flops", "1e20", "--confidence", "0.9", "--runs", "RUNS"], "--confidence goes with --target-loss"),
     (["--target-loss", "3.0", "--confidence", "1.5"], "--confidence"),
 ])

@@ -3,6 +3,7 @@ and optional shading) and the cheapest plan at a confidence level beside the med
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -12,23 +13,28 @@ from app.ui.pareto_view import PlannerInputs, cost_units, hardware, side_by_side
 from app.ui.working_law import WorkingLaw
 from planner.fit import predict_loss
 from planner.search import Comparison
-from planner.laws import PARAM_NAMES
+from planner.laws import PARAM_NAMES, PRESETS, resolve_law
 from planner.uncertainty.decide import ConfidenceChoice, confidence_plan, with_reach
 from planner.uncertainty.posterior import LawPosterior
+from planner.uncertainty.priors import preset_posterior
 
 MAX_DRAWS = 200  # draws the page evaluates: a confidence plan over every width stays near a second
 P_REACH = {"field": "p_reach", "type": "quantitative", "format": ".0%", "title": "P(reach target)"}
 
 
 def draws(working: WorkingLaw) -> LawPosterior | None:
-    """The working law's bootstrap refits (at most MAX_DRAWS) with the fit's log-residual sd as run-to-run noise;
-    None for a law without draws (a preset)."""
+    """At most MAX_DRAWS draws of the working law: a fit's bootstrap refits with its log-residual sd as run-to-run
+    noise, a preset's published uncertainty (`planner.uncertainty.priors`), else None."""
+    law = working.law
     if working.boot is None or working.runs is None:
-        return None
-    runs, law = working.runs, working.law
-    resid = np.log(runs["loss"].to_numpy(float)) - np.log(predict_loss(law.form, law.coefficients, runs))
-    samples = working.boot.samples[list(PARAM_NAMES[law.form])].to_numpy(float)[:MAX_DRAWS]
-    return LawPosterior(law, samples, float(np.sqrt(np.mean(resid ** 2))), method=working.boot.method)
+        name = next((n for n in PRESETS if resolve_law(n) == law), None)
+        post = None if name is None else preset_posterior(name, law)
+    else:
+        runs = working.runs
+        resid = np.log(runs["loss"].to_numpy(float)) - np.log(predict_loss(law.form, law.coefficients, runs))
+        post = LawPosterior(law, working.boot.samples[list(PARAM_NAMES[law.form])].to_numpy(float),
+                            float(np.sqrt(np.mean(resid ** 2))), method=working.boot.method)
+    return None if post is None else dataclasses.replace(post, draws=post.draws[:MAX_DRAWS])
 
 
 def with_probability(comp: Comparison, working: WorkingLaw, inputs: PlannerInputs) -> Comparison:
@@ -82,11 +88,14 @@ def _plan_id(row) -> str:
 def section(inputs: PlannerInputs, working: WorkingLaw) -> None:
     """The page's 'plan at a confidence level' expander (a law with draws, target-loss mode)."""
     if draws(working) is None or inputs.mode != "loss":
-        st.caption("Probabilities of reaching the target need a working law with bootstrap draws: fit one on the "
-                   "Scaling laws page.")
+        st.caption("Probabilities of reaching the target need a law with draws (a fit, or a preset with published "
+                   "uncertainty) and a target loss.")
         return
     with st.expander("Plan at a confidence level"):
         q = st.slider("Probability of reaching the target", 0.5, 0.99, 0.9, 0.01, key="pareto_confidence")
+        if not st.toggle("Find the cheapest plan at this probability", key="pareto_confident",
+                         help="searches every family width under every draw: a few seconds, so only on request"):
+            return
         choice = _confident(inputs, q, working)
         if choice is None:
             st.warning(f"No candidate reaches {inputs.target_loss:g} with probability {q:.0%}.")
@@ -94,7 +103,7 @@ def section(inputs: PlannerInputs, working: WorkingLaw) -> None:
         st.table(choice_table(choice))
         st.caption(f"The extra certainty costs {choice.extra_pct:+.1f}% in {choice.cost_column} over the median "
                    f"plan. Its predicted loss hinges most on {choice.sensitive} (rank correlation "
-                   f"{choice.correlation:+.2f} across {min(len(working.boot.samples), MAX_DRAWS)} draws).")
+                   f"{choice.correlation:+.2f} across the law's draws).")
 
 
 @st.cache_resource(show_spinner="Finding the plan at that confidence…", max_entries=16)

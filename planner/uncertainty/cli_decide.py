@@ -2,6 +2,7 @@
 `next-runs` (which runs narrow the target plan's prediction most per unit of cost)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -11,34 +12,38 @@ import pandas as pd
 from planner.cli import number, positive
 from planner.costs import HARDWARE, hardware_profile
 from planner.errors import PlannerInputError
-from planner.laws import DEFAULT_LAW, resolve_law
+from planner.laws import DEFAULT_LAW, PRESETS, resolve_law
 from planner.plan import dump_plan, load_plan
 from planner.runs import load_runs
 from planner.uncertainty.decide import confidence_plan, fitted_posterior, with_reach
 from planner.uncertainty.posterior import LawPosterior
+from planner.uncertainty.priors import preset_posterior
 
 
 def register_flags(p) -> None:
     """The frontier's uncertainty flags."""
     p.add_argument("--runs", metavar="RUNS.csv", help="fit --law's form on these runs: the fit replaces --law's "
-                                                      "numbers and its parametric-bootstrap draws give every "
-                                                      "candidate a "
+                                                      "numbers and its parametric-bootstrap draws (else a preset's "
+                                                      "published uncertainty) give every candidate a "
                                                       "probability of reaching the target (column p_reach)")
     p.add_argument("--draws", type=number(2, 10_000, integer=True), default=200,
                    help="parametric-bootstrap refits drawn with --runs")
     p.add_argument("--noise-sd", type=number(0), help="run-to-run sd of a run's log loss, e.g. 0.003 for 0.3%% "
                                                       "(default: the fit's residual sd)")
     p.add_argument("--confidence", type=number(0, 1, low_open=True, high_open=True),
-                   help="with --target-loss and --runs: also pick the cheapest plan that reaches the target with "
+                   help="with --target-loss and draws (--runs, or a preset with published uncertainty): also pick the cheapest plan that reaches the target with "
                         "this probability, beside the median (50%%) plan")
 
 
 def posterior(a, setup: dict) -> LawPosterior | None:
-    """Draws of the law from --runs (replacing setup's law by the fit), else None."""
+    """Draws of the law: from --runs (the fit replaces setup's law), else a preset's published uncertainty, else
+    None."""
     if a.runs is None:
-        if a.confidence is not None:
-            raise PlannerInputError("--confidence needs draws of the law: give --runs RUNS.csv (they are fitted)")
-        return None
+        post = preset_posterior(a.law, setup["law"]) if a.law in PRESETS else None
+        if post is None and a.confidence is not None:
+            raise PlannerInputError(f"--confidence needs draws of the law: {a.law} has no published uncertainty; "
+                                    f"give --runs RUNS.csv (they are fitted)")
+        return post if post is None or a.noise_sd is None else dataclasses.replace(post, rel_noise_sd=a.noise_sd)
     table = load_runs(a.runs, setup["law"].form)
     law = setup["law"]
     post = fitted_posterior(law.form, table, n_draws=a.draws, rel_noise_sd=a.noise_sd, n_convention=law.n_convention)
@@ -78,7 +83,9 @@ def json_fields(post, choice) -> dict:
 def print_choice(choice, post, columns) -> None:
     if post is None:
         return
-    print(f"\np_reach: probability of reaching the target over {len(post.draws)} draws ({post.method})")
+    print(f"\np_reach: probability of reaching the target over {len(post.draws)} draws ({post.method}) and "
+          f"run-to-run noise of {post.rel_noise_sd:.2%} of the loss; like the loss, it extrapolates outside the "
+          f"law's runs")
     if choice is None:
         return
     print(f"\nCheapest plan reaching the target with probability {choice.confidence:g}, beside the median plan:")
