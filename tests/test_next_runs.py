@@ -129,3 +129,11 @@ def test_cli_names_a_missing_target(capsys, laptop_case):
                  "--budget-minutes", "5"])
     err = capsys.readouterr().err
     assert code == 2 and "nope.yaml" in err and err.count("\n") == 1
+
+
+def test_a_large_budget_buys_the_informative_run_over_cheap_ones():
+    """Per-cost greed alone would take the cheap far run; the budgeted rule compares it with greed by narrowing."""
+    post, target = draws(), (1e7, 4e8, 0.0)
+    opts = options([(1e5, 4e6), (0.7e7, 3e8)], [1.0, 50.0])
+    assert choose(post, target, opts, budget=50.0, max_runs=1)["candidate"].tolist() == [1]
+    assert choose(post, target, opts, budget=10.0, max_runs=1)["candidate"].tolist() == [0]

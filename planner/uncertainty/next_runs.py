@@ -33,8 +33,8 @@ TOKENS_PER_N_AVG = tuple(np.geomspace(5, 320, 7))  # run lengths tried at every 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Candidate runs: `points` one row per run (candidate id, n, tokens, sparsity), `cost` per candidate, `plans`
-    the plans of each candidate, `unit` what the cost counts."""
+    """Candidate runs: `points` one row per run (candidate id 0..C-1, a candidate's runs on consecutive rows; n,
+    tokens, sparsity), `cost` per candidate, `plans` the plans of each candidate, `unit` what the cost counts."""
     points: pd.DataFrame
     cost: np.ndarray
     plans: list[list[TrainingPlan]]
@@ -80,14 +80,12 @@ def gpu_options(post: LawPosterior, target: TrainingPlan, hardware: Hardware, bu
 
 
 def _groups(candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(C, m) row indices of each candidate's runs, padded with its first row, and the mask of real entries."""
-    codes, first, counts = np.unique(candidate, return_index=True, return_counts=True)
+    """(C, m) row indices of each candidate's runs (consecutive rows), padded with its first, and the mask of real
+    entries."""
+    _, first, counts = np.unique(candidate, return_index=True, return_counts=True)
     slot = np.arange(counts.max())
-    real = slot[None, :] < counts[:, None]
-    order = np.argsort(candidate, kind="stable")
-    idx = np.where(real, order[np.minimum(np.cumsum(counts)[:, None] - counts[:, None] + slot, len(order) - 1)],
-                   first[:, None])
-    return idx, real
+    real = slot < counts[:, None]
+    return first[:, None] + np.where(real, slot, 0), real
 
 
 def _greedy(C, idx, real, noise, cost, budget, per_cost, max_runs, min_gain):
