@@ -123,6 +123,14 @@ def test_cli_errors_are_one_line(capsys, laptop_case, extra, needle):
     assert code == 2 and err.count("\n") == 1 and needle in err, err
 
 
+def test_cli_without_runs_needs_a_preset_with_published_uncertainty(capsys, laptop_case):
+    folder, _ = laptop_case
+    code = main(["next-runs", "--target", str(folder / "target.yaml"), "--budget-minutes", "5", "--law",
+                 "chinchilla-approach3-published"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no published uncertainty" in err and err.count("\n") == 1
+
+
 def test_cli_names_a_missing_target(capsys, laptop_case):
     folder, _ = laptop_case
     code = main(["next-runs", "--runs", str(folder / "runs.csv"), "--target", str(folder / "nope.yaml"),

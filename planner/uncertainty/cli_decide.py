@@ -100,7 +100,8 @@ def register(sub) -> None:
     """`next-runs`."""
     p = sub.add_parser("next-runs", help="which runs narrow the target plan's predicted loss most per unit of cost")
     p.add_argument("--law", default=DEFAULT_LAW, metavar="PRESET|FILE", help="the law (its form is fitted on --runs)")
-    p.add_argument("--runs", required=True, metavar="RUNS.csv", help="the runs so far (planner.runs columns)")
+    p.add_argument("--runs", metavar="RUNS.csv", help="the runs so far (planner.runs columns); without them, the "
+                                                      "preset's published uncertainty")
     p.add_argument("--target", required=True, metavar="PLAN", help="the plan whose prediction should narrow")
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--budget-minutes", type=positive, help="one-thread CPU minutes (laptop recipe runs)")
@@ -120,8 +121,14 @@ def run_next_runs(a) -> int:
     from planner.uncertainty import next_runs as nr  # the ladder and trainer recipe only for this command
     target = load_plan(a.target)
     law = resolve_law(a.law)
-    post = fitted_posterior(law.form, load_runs(a.runs, law.form), n_draws=a.draws, rel_noise_sd=a.noise_sd,
-                            n_convention=law.n_convention)
+    if a.runs is not None:
+        post = fitted_posterior(law.form, load_runs(a.runs, law.form), n_draws=a.draws, rel_noise_sd=a.noise_sd,
+                                n_convention=law.n_convention)
+    else:
+        post = preset_posterior(a.law, law) if a.law in PRESETS else None
+        if post is None:
+            raise PlannerInputError(f"--law {a.law}: no published uncertainty to start from; give --runs RUNS.csv")
+        post = dataclasses.replace(post, rel_noise_sd=a.noise_sd or post.rel_noise_sd)
     if a.budget_minutes is not None:
         options, budget = nr.laptop_options(post, target), a.budget_minutes
     else:
