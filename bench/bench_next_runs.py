@@ -34,7 +34,7 @@ from planner.laws import chinchilla  # noqa: E402
 from planner.plan import make_plan, resolve_schedule  # noqa: E402
 from planner.shapes import ModelShape  # noqa: E402
 from planner.uncertainty.decide import fitted_posterior, tokens_at_confidence  # noqa: E402
-from planner.uncertainty.next_runs import choose, laptop_options, target_point  # noqa: E402
+from planner.uncertainty.next_runs import RunOptions, choose, laptop_options, target_point  # noqa: E402
 
 HEADING = "## Next runs vs the default ladder (planner)"
 BASE = dict(E=1.2, A=40.0, B=90.0, alpha=0.32, beta=0.30)
@@ -124,9 +124,9 @@ def linearised_vs_refit(seed: int, target, n_cases: int = 4, outcomes: int = 3) 
     ranked = choose(post, point, options, budget=np.inf, max_runs=n_cases - 1)["candidate"].tolist()
     rows = []
     for c in ranked + [0]:
-        predicted = choose(post, point, options.__class__(options.points[options.points["candidate"] == c],
-                                                          options.cost, options.plans, options.unit),
-                           budget=np.inf, max_runs=1, min_gain=0.0)
+        alone = RunOptions(options.points[options.points["candidate"] == c].assign(candidate=0),
+                           options.cost[[c]], [options.plans[c]], options.unit)
+        predicted = choose(post, point, alone, budget=np.inf, max_runs=1, min_gain=0.0)
         refits = []
         for _ in range(outcomes):
             k = rng.integers(len(post.draws))
@@ -145,30 +145,33 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--replicates", type=int, default=20)
     p.add_argument("--checks", type=int, default=2, help="replicates of the linearised-vs-refit check")
-    p.add_argument("--write", action="store_true")
+    p.add_argument("--write", action="store_true", help="record in bench/RESULTS.md (after every replicate)")
     a = p.parse_args()
     t0 = time.perf_counter()
     target = target_plan()
     ladder = scale_down(target, budget_minutes=BUDGET)
+    checks = pd.DataFrame([r for s in range(a.checks) for r in linearised_vs_refit(s, target)])
+    print(checks.to_string(index=False, float_format=lambda x: f"{x:.4g}"), flush=True)
     curves, finals = [], []
     for seed in range(a.replicates):
         curve, final = replicate(seed, target, ladder)
         curves += curve
         finals.append({"seed": seed, **{f"{k}_{m}": v[m] for k, v in final.items() for m in v}})
         print(f"replicate {seed}: {final}", flush=True)
-    curves, finals = pd.DataFrame(curves), pd.DataFrame(finals)
-    checks = pd.DataFrame([r for s in range(a.checks) for r in linearised_vs_refit(s, target)])
-    table = curves.groupby(["strategy", "round"]).agg(
+        table = summarise(pd.DataFrame(curves))
+        if a.write and seed >= 1:  # a replicate at a time: an interrupted run still records what it measured
+            plot(table)
+            write_section(HEADING, report(table, pd.DataFrame(finals), checks, ladder, seed + 1,
+                                          (time.perf_counter() - t0) / 60))
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(pd.DataFrame(finals).mean(numeric_only=True).to_string())
+
+
+def summarise(curves: pd.DataFrame) -> pd.DataFrame:
+    return curves.groupby(["strategy", "round"]).agg(
         cpu_minutes=("cpu_minutes", "median"), median_width=("width", "median"),
         q25_width=("width", lambda w: w.quantile(0.25)), q75_width=("width", lambda w: w.quantile(0.75)),
         coverage=("covers", "mean")).reset_index()
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    print(finals.mean(numeric_only=True).to_string())
-    print(checks.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    minutes = (time.perf_counter() - t0) / 60
-    if a.write:
-        plot(table)
-        write_section(HEADING, report(table, finals, checks, ladder, a.replicates, minutes))
 
 
 def plot(table: pd.DataFrame) -> None:
@@ -183,7 +186,7 @@ def plot(table: pd.DataFrame) -> None:
     ax.set_ylabel("90% interval width of the target's loss (nats)")
     ax.set_yscale("log")
     ax.legend()
-    ax.set_title("Target interval vs compute: next-runs vs the default ladder")
+    ax.set_title("Target interval vs compute: next-runs vs the default ladder", fontsize=10)
     fig.tight_layout()
     fig.savefig(PNG, dpi=120)
 

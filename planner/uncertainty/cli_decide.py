@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
 
 from planner.cli import number, positive
 from planner.costs import HARDWARE, hardware_profile
