@@ -20,8 +20,9 @@ run sets (the seed's eight ~1B runs) cannot identify five parameters; holding th
 leaves E, A, B to the runs.
 
 Identifiability: A and alpha (and B and beta) trade off against each other almost exactly over the range of N in a
-typical runs table, so their raw values and intervals are wide and strongly correlated. Report derived quantities
-(predicted loss, the compute-optimal exponent beta / (alpha + beta)); those are well determined.
+typical runs table, so their raw values are wide and strongly correlated. Intervals live in `planner.uncertainty`:
+profile likelihood for the exponents and beta / (alpha + beta) ('unidentified' when the runs do not bound them),
+parametric-bootstrap draws for the predicted loss inside the region the runs cover.
 """
 from __future__ import annotations
 

@@ -124,3 +124,16 @@ def test_leave_one_out_marks_runs_outside_the_others_region():
     assert corner.any() and loo.loc[corner, "low"].isna().all()
     s = coverage_summary(loo)
     assert s["n_inside"] + s["n_extrapolated"] == 12 and 0 <= s["coverage"] <= 1
+
+
+def test_cli_fit_prints_profile_intervals(tmp_path, capsys):
+    import json
+
+    from planner.cli import main as planner_main
+    path = tmp_path / "runs.csv"
+    twelve_runs().to_csv(path, index=False)
+    assert planner_main(["fit", str(path), "--grid", "coarse", "--profile", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["profile"]
+    assert set(out) == {"alpha", "beta", "optimal_n_exponent"}
+    for p in out.values():
+        assert p["status"] in ("identified", "unidentified") and (p["low"] is None) == (p["status"] != "identified")

@@ -6,7 +6,7 @@ import streamlit as st
 from app.ui import charts, decide_view, downloads, pareto_view as pv, state
 from app.ui.common import user_errors
 from app.ui.inputs import planner_inputs
-from app.ui.working_law import loss_interval
+from app.ui.working_law import interval_caption, loss_interval
 from planner.costs import measure_matmul_flops
 
 
@@ -53,11 +53,9 @@ plans, savings = pv.versus_baselines(comp, selected, units)
 headline = savings.columns[len(savings.columns) // 2]  # lifetime cost (loss mode) or loss (budget mode), in %
 cols = st.columns([1.3] + [1] * len(savings))
 chosen = plans.iloc[0]
-low, high = loss_interval(working, chosen["n_avg"], chosen["n_final"], chosen["final_sparsity"], chosen["tokens"])
-cols[0].metric("Selected plan: predicted loss", f"{chosen['loss']:.3f}",
-               help="nats/token under the working law" + ("" if low is None else
-                                                          f"; 95% bootstrap interval [{low:.3f}, {high:.3f}]"))
-cols[0].caption("no interval (preset law)" if low is None else f"95% CI [{low:.3f}, {high:.3f}]")
+cols[0].metric("Selected plan: predicted loss", f"{chosen['loss']:.3f}", help="nats/token under the working law")
+cols[0].caption(interval_caption(working, chosen["n_avg"], chosen["n_final"], chosen["final_sparsity"],
+                                 chosen["tokens"]))
 for col, (name, pct) in zip(cols[1:], savings[headline].items()):
     col.metric(f"vs {name.removeprefix('dense ')}", f"{pct:+.1f}%",
                help=f"{headline} against the {name} plan: positive means the selected plan is cheaper (or better)")

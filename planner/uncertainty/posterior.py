@@ -70,13 +70,15 @@ class LawPosterior:
         coef = {k: v.reshape((-1,) + (1,) * ndim) for k, v in self.params.items()}
         return chinchilla(n, tokens, *chinchilla_terms(self.form, coef, sparsity))
 
-    def predict(self, n, tokens, sparsity=None, quantiles=(0.025, 0.5, 0.975), noise: bool = False, seed: int = 0
-                ) -> np.ndarray:
+    def predict(self, n, tokens, sparsity=None, quantiles=(0.025, 0.5, 0.975), noise: bool = False,
+                noise_sd: float | None = None, seed: int = 0) -> np.ndarray:
         """Quantiles of the predicted loss at (n, tokens): shape (len(quantiles), *shape). With ``noise`` the loss
-        of one run (each draw times its own log-normal run-to-run noise, fixed ``seed``), else the law's mean."""
+        of one run: each draw plus its own run-to-run noise (fixed ``seed``), normal with sd ``noise_sd`` nats when
+        given, else log-normal with the posterior's relative sd; without it the law's mean."""
         loss = self.loss_draws(n, tokens, sparsity)
-        if noise and self.rel_noise_sd > 0:
-            loss = loss * np.exp(self.rel_noise_sd * np.random.default_rng(seed).standard_normal(loss.shape))
+        if noise:
+            z = np.random.default_rng(seed).standard_normal(loss.shape)
+            loss = loss + noise_sd * z if noise_sd is not None else loss * np.exp(self.rel_noise_sd * z)
         return np.quantile(loss, quantiles, axis=0)
 
     def prob_below(self, target, n, tokens, noise_sd=None, sparsity=None) -> np.ndarray:
@@ -95,12 +97,20 @@ class LawPosterior:
                 return (loss < target).mean(axis=0)
         return norm.cdf(z).mean(axis=0)
 
-    def interval(self, n, tokens, sparsity=None, level: float = 0.95, noise: bool = False) -> pd.DataFrame:
-        """One row per point: the point prediction, and inside the region its ``level`` interval; outside, no
-        interval (NaN), ``extrapolated`` True and the reason."""
+    def loss_ci(self, n, tokens, sparsity=None, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of the law's predicted loss at broadcast (n, tokens); NaN outside the region (no claim)."""
+        tail = (1 - level) / 2
+        low, high = self.predict(n, tokens, sparsity, (tail, 1 - tail))
+        inside = self.region.contains(n, tokens) if self.region else True
+        return np.where(inside, low, np.nan), np.where(inside, high, np.nan)
+
+    def interval(self, n, tokens, sparsity=None, level: float = 0.95, noise: bool = False,
+                 noise_sd: float | None = None) -> pd.DataFrame:
+        """One row per point: the point prediction, and inside the region its ``level`` interval (of one run's loss
+        with ``noise``, as in `predict`); outside, no interval (NaN), ``extrapolated`` True and the reason."""
         n, tokens = np.broadcast_arrays(np.atleast_1d(np.asarray(n, float)), np.atleast_1d(np.asarray(tokens, float)))
         tail = (1 - level) / 2
-        low, high = self.predict(n, tokens, sparsity, (tail, 1 - tail), noise)
+        low, high = self.predict(n, tokens, sparsity, (tail, 1 - tail), noise, noise_sd)
         inside = self.region.contains(n, tokens) if self.region else np.ones(n.shape, bool)
         reason = self.region.reasons(n, tokens) if self.region else np.full(n.shape, "", object)
         return pd.DataFrame({"n": n, "tokens": tokens, "loss": self.law.predict(n, tokens, sparsity),
