@@ -21,7 +21,7 @@ def working():
     loss = default_law().predict(n_avg, tokens) * (1 + rng.normal(0, 0.003, 12))
     runs = pd.DataFrame({"loss": loss, "tokens": tokens, "n_avg": n_avg, "n_final": n_avg, "sparsity": 0.0})
     r = fit_form(runs, "unified", "coarse", 60)
-    return fitted_law(r.fit, r.boot, r.table, "noisy runs")
+    return fitted_law(r.fit, r.posterior, r.profiles, r.table, "noisy runs")
 
 
 def test_probability_only_with_draws_and_a_target(working):

@@ -5,35 +5,23 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from app.ui.pareto_view import PlannerInputs, cost_units, hardware, side_by_side
 from app.ui.working_law import WorkingLaw
-from planner.fit import predict_loss
 from planner.search import Comparison
-from planner.laws import PARAM_NAMES, PRESETS, resolve_law
 from planner.uncertainty.decide import ConfidenceChoice, confidence_plan, with_reach
 from planner.uncertainty.posterior import LawPosterior
-from planner.uncertainty.priors import preset_posterior
 
 MAX_DRAWS = 200  # draws the page evaluates: a confidence plan over every width stays near a second
 P_REACH = {"field": "p_reach", "type": "quantitative", "format": ".0%", "title": "P(reach target)"}
 
 
 def draws(working: WorkingLaw) -> LawPosterior | None:
-    """At most MAX_DRAWS draws of the working law: a fit's bootstrap refits with its log-residual sd as run-to-run
-    noise, a preset's published uncertainty (`planner.uncertainty.priors`), else None."""
-    law = working.law
-    if working.boot is None or working.runs is None:
-        name = next((n for n in PRESETS if resolve_law(n) == law), None)
-        post = None if name is None else preset_posterior(name, law)
-    else:
-        runs = working.runs
-        resid = np.log(runs["loss"].to_numpy(float)) - np.log(predict_loss(law.form, law.coefficients, runs))
-        post = LawPosterior(law, working.boot.samples[list(PARAM_NAMES[law.form])].to_numpy(float),
-                            float(np.sqrt(np.mean(resid ** 2))), method=working.boot.method)
+    """The working law's posterior (a fit's parametric bootstrap, a preset's published uncertainty) with at most
+    MAX_DRAWS draws; None without one."""
+    post = working.posterior
     return None if post is None else dataclasses.replace(post, draws=post.draws[:MAX_DRAWS])
 
 
