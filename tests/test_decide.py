@@ -116,6 +116,15 @@ def test_the_default_preset_gives_probabilities_from_its_published_uncertainty(c
     assert np.all((p > 0) & (p < 1))  # the point law's plans sit near the middle of the draws
 
 
+def test_the_frontier_csv_carries_p_reach(capsys, tmp_path):
+    out = tmp_path / "front.csv"
+    code = main(["frontier", "--target-loss", "2.4", "--sparsities", "0,0.5", "--schedules", "geometric 25-75",
+                 "--csv", str(out)])
+    front = pd.read_csv(out)
+    assert code == 0 and front["p_reach"].between(0, 1).all()
+    assert "p_reach" in capsys.readouterr().out  # the printed frontier too
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--target-loss", "3.0", "--confidence", "0.9", "--law", "chinchilla-approach3-published"],
      "chinchilla-approach3-published has no published uncertainty"),
