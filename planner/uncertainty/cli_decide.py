@@ -11,7 +11,7 @@ from pathlib import Path
 from planner.cli import number, positive
 from planner.costs import HARDWARE, hardware_profile
 from planner.errors import PlannerInputError
-from planner.laws import DEFAULT_LAW, PRESETS, resolve_law
+from planner.laws import DEFAULT_LAW, PRESETS, Law, resolve_law
 from planner.plan import dump_plan, load_plan
 from planner.runs import load_runs
 from planner.uncertainty.decide import confidence_plan, fitted_posterior, with_reach
@@ -30,23 +30,30 @@ def register_flags(p) -> None:
     p.add_argument("--noise-sd", type=number(0), help="run-to-run sd of a run's log loss, e.g. 0.003 for 0.3%% "
                                                       "(default: the fit's residual sd)")
     p.add_argument("--confidence", type=number(0, 1, low_open=True, high_open=True),
-                   help="with --target-loss and draws (--runs, or a preset with published uncertainty): also pick the cheapest plan that reaches the target with "
-                        "this probability, beside the median (50%%) plan")
+                   help="with --target-loss and draws (--runs, or a preset with published uncertainty): also pick "
+                        "the cheapest plan that reaches the target with this probability, beside the median (50%%) "
+                        "plan")
+
+
+def law_posterior(spec: str, law: Law, runs, n_draws: int, rel_noise_sd: float | None) -> LawPosterior | None:
+    """Draws of `law`: its form fitted on a validated runs table, else the preset `spec`'s published uncertainty,
+    else None. `rel_noise_sd` overrides the run-to-run noise."""
+    if runs is not None:
+        return fitted_posterior(law.form, runs, n_draws=n_draws, rel_noise_sd=rel_noise_sd,
+                                n_convention=law.n_convention)
+    post = preset_posterior(spec, law) if spec in PRESETS else None
+    return post if post is None or rel_noise_sd is None else dataclasses.replace(post, rel_noise_sd=rel_noise_sd)
 
 
 def posterior(a, setup: dict) -> LawPosterior | None:
-    """Draws of the law: from --runs (the fit replaces setup's law), else a preset's published uncertainty, else
-    None."""
-    if a.runs is None:
-        post = preset_posterior(a.law, setup["law"]) if a.law in PRESETS else None
-        if post is None and a.confidence is not None:
-            raise PlannerInputError(f"--confidence needs draws of the law: {a.law} has no published uncertainty; "
-                                    f"give --runs RUNS.csv (they are fitted)")
-        return post if post is None or a.noise_sd is None else dataclasses.replace(post, rel_noise_sd=a.noise_sd)
-    table = load_runs(a.runs, setup["law"].form)
-    law = setup["law"]
-    post = fitted_posterior(law.form, table, n_draws=a.draws, rel_noise_sd=a.noise_sd, n_convention=law.n_convention)
-    setup.update(law=post.law, runs=table)  # the search plans with the fit; its region is these runs
+    """The frontier's draws; with --runs the fit replaces setup's law and its runs bound the region."""
+    table = None if a.runs is None else load_runs(a.runs, setup["law"].form)
+    post = law_posterior(a.law, setup["law"], table, a.draws, a.noise_sd)
+    if post is None and a.confidence is not None:
+        raise PlannerInputError(f"--confidence needs draws of the law: {a.law} has no published uncertainty; "
+                                f"give --runs RUNS.csv (they are fitted)")
+    if table is not None:
+        setup.update(law=post.law, runs=table)
     return post
 
 
@@ -120,14 +127,9 @@ def run_next_runs(a) -> int:
     from planner.uncertainty import next_runs as nr  # the ladder and trainer recipe only for this command
     target = load_plan(a.target)
     law = resolve_law(a.law)
-    if a.runs is not None:
-        post = fitted_posterior(law.form, load_runs(a.runs, law.form), n_draws=a.draws, rel_noise_sd=a.noise_sd,
-                                n_convention=law.n_convention)
-    else:
-        post = preset_posterior(a.law, law) if a.law in PRESETS else None
-        if post is None:
-            raise PlannerInputError(f"--law {a.law}: no published uncertainty to start from; give --runs RUNS.csv")
-        post = dataclasses.replace(post, rel_noise_sd=a.noise_sd or post.rel_noise_sd)
+    post = law_posterior(a.law, law, None if a.runs is None else load_runs(a.runs, law.form), a.draws, a.noise_sd)
+    if post is None:
+        raise PlannerInputError(f"--law {a.law}: no published uncertainty to start from; give --runs RUNS.csv")
     if a.budget_minutes is not None:
         options, budget = nr.laptop_options(post, target), a.budget_minutes
     else:
@@ -152,11 +154,12 @@ def run_next_runs(a) -> int:
                           "draws": len(post.draws), "rel_noise_sd": post.rel_noise_sd,
                           "runs": json.loads(table.to_json(orient="records"))}))
         return 0
-    print(f"target {target.name}: predicted loss {post.law.predict(*point):.4f}, 90% interval width {before:.4g} "
-          f"nats over {len(post.draws)} draws ({post.method})")
+    print(f"target {target.name}: predicted loss {post.law.predict(*point):.4f} over {len(post.draws)} draws "
+          f"({post.method})")
     if table.empty:
-        print(f"no run within {budget:g} {options.unit} narrows it", file=sys.stderr)
+        print(f"no run within {budget:g} {options.unit} narrows its interval", file=sys.stderr)
         return 0
+    print(f"90% interval width {before:.4g} nats now; the runs to add, in order:")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"expected width after these runs: {after:.4g} nats, spending {chosen['cost'].sum():.3g} of {budget:g} "
           f"{options.unit}")
