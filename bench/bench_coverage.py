@@ -115,20 +115,47 @@ def main(argv=None) -> int:
     table = summarise(pd.DataFrame(records))
     print(table.to_string(index=False))
     if args.write:
-        write_section("## Interval coverage (planner.uncertainty)", f"""\
-`python bench/bench_coverage.py --replicates {args.replicates} --draws {args.draws} --write` \
-({time.time() - start:.0f} s on {machine}). Synthetic runs from E 1.7, A 400, alpha 0.34, B 400, beta 0.28: \
-**weak-12** is issue #18's example (12 runs: 4 sizes 5e7-4e8 x 10/20/40 tokens per parameter, 0.3% noise), \
-**grid-30** a well-identified grid (6 sizes 3e7-3e9 x 5 token counts 1e9-1e11, 0.5% noise). \
-{args.replicates} replicates per design (seeds 0-{args.replicates - 1}); nominal level {LEVEL:.0%}. \
-*identified*: share of cases with an interval (profile: bounded inside the plausible range; predicted loss: the \
-three untrained test points lie inside the runs' region); *coverage*: share of those intervals that contain the \
-truth (Monte Carlo sd about {100 * np.sqrt(LEVEL * (1 - LEVEL) / args.replicates):.0f} points per row at \
-{args.replicates} cases).
-
-{table.to_markdown(index=False)}
-""")
+        write_section(HEADING, coverage_section(table, args.replicates, args.draws,
+                                                f"{time.time() - start:.0f} s on {machine}"))
     return 0
+
+
+HEADING = "## Interval coverage (planner.uncertainty)"
+
+
+def markdown(table: pd.DataFrame) -> str:
+    rows = [list(table.columns), ["---"] * len(table.columns), *table.astype(str).itertuples(index=False)]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def coverage_section(table: pd.DataFrame, replicates: int, draws: int, timing: str) -> str:
+    return f"""\
+`python bench/bench_coverage.py --replicates {replicates} --draws {draws} --write` ({timing}). Synthetic runs \
+from E 1.7, A 400, alpha 0.34, B 400, beta 0.28: **weak-12** is issue #18's example (12 runs: 4 sizes 5e7-4e8 x \
+10/20/40 tokens per parameter, 0.3% noise), **grid-30** a well-identified grid (6 sizes 3e7-3e9 x 5 token counts \
+1e9-1e11, 0.5% noise). {replicates} replicates per design (seeds 0-{replicates - 1}); nominal level {LEVEL:.0%}; \
+{draws} draws or resamples per interval. *identified*: share of cases with an interval (profile: bounded inside the \
+plausible range; predicted loss: the three untrained test points inside the runs' region); *coverage*: share of \
+those intervals that contain the truth (Monte Carlo sd about {100 * np.sqrt(LEVEL * (1 - LEVEL) / replicates):.0f} \
+points per row at {replicates} cases, {100 * np.sqrt(LEVEL * (1 - LEVEL) / (3 * replicates)):.0f} at \
+{3 * replicates}).
+
+{markdown(table)}
+
+{comparison(table)}
+"""
+
+
+def comparison(table: pd.DataFrame) -> str:
+    """What the table says about the percentile bootstrap the app showed before, against the profile intervals."""
+    t = table.set_index(["design", "quantity", "method"])["median width"].astype(float)
+    ratios = [t[d, q, "percentile bootstrap (before)"] / t[d, q, "profile likelihood"]
+              for d in table["design"].unique() for q in ("alpha", "beta", "optimal_n_exponent")]
+    return (f"In these designs the percentile bootstrap over single runs covered the exponents too, with intervals "
+            f"{min(ratios):.1f}-{max(ratios):.1f}x the profile intervals' median width; they do not reproduce the "
+            f"one-sided intervals issue #18 reports, whose sizes and token counts the issue does not give. Every "
+            f"profile here was bounded (identified); the unidentified path is tested on a design whose token counts "
+            f"barely vary (tests/test_uncertainty.py).")
 
 
 def loo_main(args, machine) -> int:

@@ -124,5 +124,6 @@ def run(args) -> int:
         print(f"  profile 95% {name:<20}{shown}" + (f"  ({p['note']})" if p["status"] == "unidentified" else ""))
     if ci:
         print(f"  intervals: {out['ci_method']}")
-        print("  (A and alpha trade off: trust the intervals on the exponent and on predictions, not on A or alpha)")
+        print("  (A and alpha trade off, so their own intervals are wide; --profile gives the exponents' profile "
+              "intervals, checked in bench/RESULTS.md)")
     return 0

@@ -1,8 +1,8 @@
 """Nonparametric bootstrap of a fit (runs or groups resampled with replacement, each resample refitted).
 
-Kept for the per-parameter percentile intervals a saved law carries (`Law.ci`). The simulation study
-(bench/bench_coverage.py) found these intervals miss the truth under weak identification; predictions use
-`planner.uncertainty.posterior` and exponents `planner.uncertainty.profile` instead.
+Kept for the per-parameter percentile intervals `fit --bootstrap` prints and a saved law carries (`Law.ci`). Issue
+#18 saw them exclude the truth on a 12-run design; in bench/bench_coverage.py's designs they covered it but were wider
+than the profile intervals. Predictions use `planner.uncertainty.posterior`, exponents `planner.uncertainty.profile`.
 """
 from __future__ import annotations
 

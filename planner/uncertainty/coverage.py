@@ -2,7 +2,6 @@
 falls inside the interval the others predict for it (where they may predict it: inside their region)."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from planner.errors import PlannerInputError

@@ -8,9 +8,10 @@ and Watts), calibrated for few runs. q is *unidentified* when that set reaches a
 (`planner.identify.PLAUSIBLE_EXPONENT`; for a = beta / (alpha + beta), the range those exponents allow): the runs do
 not bound it, and no interval is shown.
 
-A held quantity is reported as held. Profiles are traced on a grid of values (log-spaced for exponents), each refit
-started from the unconstrained optimum moved to v and from the coarse start grid, then the crossings are refined on a
-finer grid and interpolated.
+A held quantity is reported as held. Profiles are traced on a grid of values (log-spaced for exponents), walking out
+from the estimate: each refit starts from the unconstrained optimum, the fit's basins and the neighbouring value's
+optimum, each moved to v along the valley A and alpha trade along (optionally also from the coarse start grid: the
+same profiles in the tests, at three times the cost). The crossings are refined on a finer grid and interpolated.
 """
 from __future__ import annotations
 
@@ -60,20 +61,19 @@ class _Profiler:
 
     def __init__(self, fit: FitResult, table: pd.DataFrame, grid: bool = False):
         self.fit, self.F, self.y = fit, *design(fit.form, table)
-        self.grid = grid
         names = PARAM_NAMES[fit.form]
         self.held = {names.index(k) for k in fit.fixed}
         self.free = [i for i in range(len(names)) if i not in self.held]
         self.center = self.F.mean(axis=1)  # (terms, params): the design at the runs' geometric centre
-        self.grid = True  # the unconstrained optimum from every coarse start too
-        theta, self.s_min = self.solve([], {}, np.vstack([fit.theta, fit.basins]))
+        theta, self.s_min = self.solve([], {}, np.vstack([fit.theta, fit.basins]), grid=True)
         self.grid = grid
         self.theta = theta if theta is not None else fit.theta
         self.dof = len(self.y) - len(self.free)
 
-    def solve(self, tied, values, seeds):
+    def solve(self, tied, values, seeds, grid=False):
         """Least S with parameters in ``values`` ({index: value}) held and each (i, j, k) in ``tied`` setting
-        theta_j = k theta_i; seeds are full theta vectors (moved to satisfy the constraints by the caller)."""
+        theta_j = k theta_i; seeds are full theta vectors (moved to satisfy the constraints by the caller), plus the
+        coarse start grid with ``grid``."""
         p = self.F.shape[2]
         fixed = {i: self.fit.theta[i] for i in self.held} | values
         dropped = set(fixed) | {j for _, j, _ in tied}
@@ -85,7 +85,7 @@ class _Profiler:
         c[list(fixed)] = list(fixed.values())
         prob = make_problem(self.F @ T, self.y, self.F @ c)
         starts = np.asarray(seeds)[:, keep]
-        if self.grid:
+        if grid:
             starts = np.vstack([starts, start_grid(self.fit.form, "coarse", held=dropped)])
         theta, f = _minimise(prob, starts)
         return (None if theta is None else T @ theta + c), 2 * f
@@ -124,9 +124,9 @@ class _Profiler:
         if name == "optimal_n_exponent":
             total = seeds[:, i] + seeds[:, j]
             return self.solve([(i, j, v / (1 - v))], {}, self.moved(self.moved(seeds, i, (1 - v) * total), j,
-                                                                    v * total))
+                                                                    v * total), self.grid)
         col = i if name == "alpha" else j
-        return self.solve([], {col: v}, self.moved(seeds, col, v))
+        return self.solve([], {col: v}, self.moved(seeds, col, v), self.grid)
 
 
 def _range(name: str) -> tuple[float, float]:
