@@ -31,7 +31,8 @@ from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import cpu_model, write_section  # noqa: E402
-from planner.fit import LawFitter, bootstrap, problem, start_grid  # noqa: E402
+from planner.fit import LawFitter, problem, start_grid  # noqa: E402
+from planner.uncertainty import bootstrap  # noqa: E402
 from planner.laws import get_law  # noqa: E402
 from planner.optim import evaluate  # noqa: E402
 from planner.runs import load_runs  # noqa: E402

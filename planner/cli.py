@@ -26,6 +26,8 @@ COMMANDS = {
                "README saying what differs", "planner.export.cli:register"),
     "memory": ("training and serving memory per GPU, GPUs needed, roofline time per token",
                "planner.hardware.cli:register"),
+    "next-runs": ("which runs narrow the target plan's predicted loss most per unit of cost",
+                  "planner.uncertainty.cli_decide:register"),
 }
 
 

@@ -14,6 +14,7 @@ from planner import search
 from planner.cli import COMMANDS, MAX_COUNT, non_negative, number, positive, positive_int, sparsity
 from planner.costs import HARDWARE, LEDGER_COLUMNS, PATTERN_SPEEDUPS, PREFILL_SHARE, hardware_profile, this_machine
 from planner.errors import PlannerInputError, write_error
+from planner.uncertainty import cli_decide as uncertainty
 from planner.hardware import breakeven
 from planner.hardware.fits import fits_mask
 from planner.hardware.profiles import parse_gpus
@@ -90,6 +91,7 @@ def register(sub) -> None:
     out = f.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object")
     out.add_argument("--csv", metavar="OUT", help="also write the frontier to this CSV file")
+    uncertainty.register_flags(f)
     _common(f)
     f.set_defaults(func=run_frontier)
 
@@ -227,11 +229,13 @@ def run_frontier(a) -> int:
     if train_on:
         setup["hardware"] = setup["hardware"].model_copy(update={"devices": train_on[1]})
     keep = fits_mask(train_on, serve_on, setup["hardware"], a.seq_len, a.context) if train_on or serve_on else None
+    post = uncertainty.posterior(a, setup)  # with --runs: the fitted law replaces --law's numbers in setup
     kw = dict(objective=a.objective, sparsities=sparsities, schedules=schedules, keep=keep, **setup)
     if a.target_loss is not None:
         result = search.lifetime_optimal(target_loss=a.target_loss, **kw)
     else:
         result = search.budget_optimal(budget_flops=a.budget_flops, budget_ledger=a.budget_ledger, **kw)
+    result, choice = uncertainty.decide(a, post, result, kw)
     costs = list(search.COST_COLUMNS[a.objective])
     if a.csv:
         try:
@@ -248,13 +252,15 @@ def run_frontier(a) -> int:
                           "savings": records(result.savings.reset_index()), "warnings": warnings,
                           "notes": list(result.notes), "flop_vs_dollar": breakeven.FLOP_VS_DOLLAR,
                           "nearest_in_region": None if result.nearest_in_region is None else
-                          json.loads(result.nearest_in_region.to_json())}))
+                          json.loads(result.nearest_in_region.to_json()),
+                          **uncertainty.json_fields(post, choice)}))
         return 0
     head = (f"target loss {a.target_loss}" if a.target_loss is not None else
             f"training budget {a.budget_flops:.3g} FLOPs ({a.budget_ledger})")
     print(f"Pareto frontier at {head}: {len(result.frontier)} of {len(result.candidates):,} candidates, "
           f"minimising {' and '.join(result.objectives)}")
     flagged = [] if result.notes else ["extrapolated"]  # when every candidate extrapolates, the note says it once
+    flagged += ["p_reach"] if post is not None and a.target_loss is not None else []
     print(_format(result.frontier[SHOWN + costs + flagged]))
     print(f"\nComparison ({a.objective}; lifetime inference {a.lifetime_tokens:.3g} tokens on {setup['hardware'].name}):")
     hardware_cols = [c for c in ("train_days", *breakeven.BREAKEVEN_COLUMNS) if c in result.table]
@@ -266,6 +272,7 @@ def run_frontier(a) -> int:
     print(_format(result.savings))
     for note in result.notes:
         print(f"\nnote: {note}")
+    uncertainty.print_choice(choice, post, SHOWN + costs)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

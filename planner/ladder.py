@@ -62,12 +62,14 @@ def dense_partner_shape(n_layer: int, n_head: int, target: float, d_model_max: i
     return best[1]
 
 
-def _rung(plan: TrainingPlan, i: int, size: tuple[int, int, int], seq_len: int, batch_size: int, min_steps: int
-          ) -> list[TrainingPlan]:
-    """Rung `i`: a sparse run of `size` with the parent's schedule and D/N_avg, and its dense partner at its N_avg."""
+def rung(plan: TrainingPlan, i: int, size: tuple[int, int, int], seq_len: int, batch_size: int, min_steps: int,
+          ratio: float | None = None) -> list[TrainingPlan]:
+    """Rung `i`: a sparse run of `size` with the parent's schedule and D/N_avg (or `ratio`), and its dense partner
+    at its N_avg."""
     n_layer, d_model, n_head = size
     parent, convention = plan.schedule, plan.derived.n_convention
-    ratio = plan.budget.tokens / plan.derived.n_avg
+    parent_ratio = plan.budget.tokens / plan.derived.n_avg
+    ratio = ratio or parent_ratio
     model = ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=3 * d_model, vocab=BYTE_VOCAB)
     fixed, prunable = model.n_params(convention)
     n_avg = parent.schedule().n_avg(fixed, prunable)
@@ -81,7 +83,8 @@ def _rung(plan: TrainingPlan, i: int, size: tuple[int, int, int], seq_len: int, 
                                 pattern=parent.pattern) if parent.shape != "piecewise" else \
         PlanSchedule(**{**parent.model_dump(), "start_step": None, "end_step": None, "every_steps": None})
     budget = cpu_budget(steps, batch_size, seq_len)
-    notes = [f"validation rung {i} of {plan.name}: D/N_avg = {budget.tokens / n_avg:.1f} (parent {ratio:.1f})"]
+    notes = [f"validation rung {i} of {plan.name}: D/N_avg = {budget.tokens / n_avg:.1f} "
+             f"(parent {parent_ratio:.1f})"]
     run = RunConfig(seed=plan.run.seed, eval_every=max(1, steps // 5), eval_batches=64, val_fraction=VAL_FRACTION)
     pair = f"{plan.name}-r{i}"
     sparse = make_plan(model, schedule, budget, convention, name=f"{pair}-sparse", run=run, notes=notes,
@@ -110,7 +113,7 @@ def scale_down(plan: TrainingPlan, rungs: int = 3, seq_len: int = SEQ_LEN, batch
     """
     if not 1 <= rungs <= len(LADDER_SIZES):
         raise ValueError(f"rungs must be within 1..{len(LADDER_SIZES)}")
-    built = [_rung(plan, i, size, seq_len, batch_size, min_steps) for i, size in enumerate(LADDER_SIZES)]
+    built = [rung(plan, i, size, seq_len, batch_size, min_steps) for i, size in enumerate(LADDER_SIZES)]
     minutes = [rung_cpu_minutes(r) for r in built]
     fits = [k for k in range(len(built) - rungs + 1) if sum(minutes[k:k + rungs]) <= budget_minutes]
     if not fits:
@@ -119,7 +122,7 @@ def scale_down(plan: TrainingPlan, rungs: int = 3, seq_len: int = SEQ_LEN, batch
     k = fits[-1]
     ladder = []
     for i, m in enumerate(minutes[k:k + rungs]):  # renumbered from 0: rung i of the chosen ladder
-        for p in _rung(plan, i, LADDER_SIZES[k + i], seq_len, batch_size, min_steps):
+        for p in rung(plan, i, LADDER_SIZES[k + i], seq_len, batch_size, min_steps):
             ladder.append(with_prediction(p.model_copy(update={"notes": p.notes + [
                 f"CPU estimate of this rung (both runs, one thread): {m:.1f} min"]})))
     return ladder

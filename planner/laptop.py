@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.costs import model_train_flops_per_token
-from planner.laws import Law, chinchilla, chinchilla_terms
+from planner.laws import Law
 from planner.plan import Prediction
 from planner.shapes import ModelShape
 
@@ -40,10 +41,11 @@ LAW_PATH = Path(__file__).parent / "data" / "laptop_law.json"
 class LaptopLaw(BaseModel):
     """The unified law fitted to a study's runs, with what its prediction intervals need.
 
-    `draws` are bootstrap refits (parameter uncertainty). `noise_sd` is the run-to-run spread across seeds measured
-    at the study's evaluation (`eval_batches` validation batches); a plan evaluated on fewer batches adds
-    `val_batch_sd`^2 (1/b - 1/eval_batches) of evaluation noise. Outside the fitted N_avg, tokens and tokens-per-N_avg
-    ranges a prediction is flagged extrapolated.
+    `draws` are refits (parameter uncertainty). `noise_sd` is the run-to-run spread across seeds measured at the
+    study's evaluation (`eval_batches` validation batches); a plan evaluated on fewer batches adds
+    `val_batch_sd`^2 (1/b - 1/eval_batches) of evaluation noise. `points` are the fitted runs' (N_avg, tokens):
+    outside their region (`planner.uncertainty.region`) a prediction is an extrapolation with no interval (a law
+    file without points falls back to the corners of its N_avg and token ranges).
     """
     model_config = ConfigDict(extra="forbid")
 
@@ -58,27 +60,30 @@ class LaptopLaw(BaseModel):
     recipe: dict[str, float | int | str]
     n_runs: int
     command: str
+    points: list[tuple[float, float]] | None = None
 
 
-def predictive_draws(form: str, draws: dict, n, tokens, noise_sd: float, seed: int = 0) -> np.ndarray:
-    """Loss draws at (n, tokens): one per bootstrap refit, each plus a run-to-run noise draw; (draws, *shape)."""
-    n, tokens = np.asarray(n, float), np.asarray(tokens, float)
-    coef = {k: np.asarray(v, float).reshape((-1,) + (1,) * n.ndim) for k, v in draws.items()}
-    loss = chinchilla(n, tokens, *chinchilla_terms(form, coef))
-    return loss + np.random.default_rng(seed).normal(0.0, noise_sd, loss.shape)
-
-
-def interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    tail = 50 * (1 - level)
-    low, high = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
-    return low, high
+def laptop_posterior(law: LaptopLaw):
+    """The laptop law as a `planner.uncertainty.LawPosterior`: its draws and the region of its runs."""
+    from planner.laws import PARAM_NAMES
+    from planner.uncertainty import LawPosterior, Region
+    (n_lo, n_hi), (d_lo, d_hi) = law.n_avg_range, law.tokens_range
+    n, d = np.array(law.points).T if law.points else (np.array([n_lo, n_lo, n_hi, n_hi]), np.array([d_lo, d_hi] * 2))
+    draws = np.column_stack([law.draws[k] for k in PARAM_NAMES[law.law.form]])
+    return LawPosterior(law.law, draws, 0.0, Region(n, d, source=f"the laptop law's {law.n_runs} runs"),
+                        f"{len(draws)} refits ({law.command})")
 
 
 def load_laptop_law(path: Path = LAW_PATH) -> LaptopLaw | None:
     """The bundled laptop law, or None before a study has written one."""
     if not Path(path).exists():
         return None
-    return LaptopLaw.model_validate_json(Path(path).read_text())
+    law = LaptopLaw.model_validate_json(Path(path).read_text())
+    runs = Path(path).with_name(Path(path).stem + "_runs.csv")  # written beside the law by the study
+    if law.points is None and runs.exists():
+        table = pd.read_csv(runs)
+        law = law.model_copy(update={"points": list(zip(table["n_avg"], table["tokens"]))})
+    return law
 
 
 def recipe_of(plan) -> dict:
@@ -95,29 +100,27 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
     n, tokens = plan.derived.n_avg, plan.budget.tokens
     extra = law.val_batch_sd ** 2 * max(0.0, 1 / plan.run.eval_batches - 1 / law.eval_batches)
     noise = float(np.sqrt(law.noise_sd ** 2 + extra))
-    low, high = interval(predictive_draws(law.law.form, law.draws, n, tokens, noise), level)
-    ranges = ((n, law.n_avg_range), (tokens, law.tokens_range), (tokens / n, law.ratio_range))
-    outside = [lo > x * (1 + 1e-9) or x > hi * (1 + 1e-9) for x, (lo, hi) in ranges]
-    warnings = []
-    if any(outside):
-        names = [k for k, o in zip(("N_avg", "tokens", "tokens per N_avg"), outside) if o]
-        warnings.append(f"extrapolated: {', '.join(names)} outside the study's runs")
-    return Prediction(loss=float(law.law.predict(n, tokens)), ci_low=float(low), ci_high=float(high),
-                      extrapolated=any(outside), warnings=warnings)
+    iv = laptop_posterior(law).interval(n, tokens, level=level, noise=True, noise_sd=noise).iloc[0]
+    if iv["extrapolated"]:  # the number stays, marked, with no interval claimed for it
+        return Prediction(loss=float(iv["loss"]), extrapolated=True,
+                          warnings=[f"extrapolated, no interval: {iv['reason']}"])
+    return Prediction(loss=float(iv["loss"]), ci_low=float(iv["low"]), ci_high=float(iv["high"]))
 
 
 def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int, recipe: dict, command: str,
                    n_boot: int = 200, seed: int = 0) -> LaptopLaw:
-    """Fit the unified law to a runs table (planner format) with `n_boot` bootstrap refits over single runs."""
-    from planner.fit import LawFitter, bootstrap  # scipy only when fitting
+    """Fit the unified law to a runs table (planner format): `n_boot` parametric-bootstrap draws
+    (`planner.uncertainty.posterior_from_fit`) and profile intervals of the exponents, where identified, in `ci`."""
+    from planner.fit import LawFitter  # scipy only when fitting
     from planner.runs import load_runs
+    from planner.uncertainty import posterior_from_fit, profile_intervals
     table = load_runs(runs, "unified")
     fit = LawFitter("unified").fit(table)
-    boot = bootstrap(table, "unified", n_boot=n_boot, seed=seed, fit=fit, by_group=False)  # 4-5 sizes: too few groups
+    post = posterior_from_fit(fit, table, n_draws=n_boot, seed=seed)
+    ci = {k: (p.low, p.high) for k, p in profile_intervals(fit, table).items() if p.identified and k in fit.params}
     n, d = table["n_avg"].to_numpy(float), table["tokens"].to_numpy(float)
-    law = fit.law.model_copy(update={"ci": {k: tuple(v) for k, v in boot.ci().items() if k in fit.params},
-                                     "provenance": f"laptop law: {fit.provenance}; {command}"})
-    return LaptopLaw(law=law, draws={k: boot.samples[k].tolist() for k in boot.samples}, noise_sd=noise_sd,
+    law = fit.law.model_copy(update={"ci": ci or None, "provenance": f"laptop law: {fit.provenance}; {command}"})
+    return LaptopLaw(law=law, draws={k: v.tolist() for k, v in post.params.items()}, noise_sd=noise_sd,
                      val_batch_sd=val_batch_sd, eval_batches=eval_batches, n_avg_range=(n.min(), n.max()),
                      tokens_range=(d.min(), d.max()), ratio_range=((d / n).min(), (d / n).max()), recipe=recipe,
-                     n_runs=len(table), command=command)
+                     n_runs=len(table), command=command, points=list(zip(n.tolist(), d.tolist())))

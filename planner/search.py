@@ -210,7 +210,7 @@ def build_plan(model: ModelShape, final_sparsity: float = 0.0, shape: str = "geo
 
     Give `tokens`, or `tokens_per_param` (D / N_avg in the law's convention). Tokens round to whole optimizer steps
     of batch_size x seq_len. `start`/`end` are read in `window_basis` (see plan.resolve_schedule). `bootstrap` (a
-    planner.fit.BootstrapResult) adds a loss interval; `runs` (the table the law was fitted on) sets the
+    planner.uncertainty LawPosterior or BootstrapResult) adds a loss interval, none outside a posterior's region; `runs` (the table the law was fitted on) sets the
     extrapolation region, else the seed's validated range. The hardware defaults to an H100 with the pattern's
     speedups.
     """
@@ -249,6 +249,8 @@ def build_plan(model: ModelShape, final_sparsity: float = 0.0, shape: str = "geo
     low = high = None
     if bootstrap is not None:
         low, high = (float(x) for x in bootstrap.loss_ci(n, budget.tokens, s))
+        if not np.isfinite(low + high):  # outside the law's region (a LawPosterior's): an extrapolation, no interval
+            low = high = None
     prediction = Prediction(loss=float(law.predict(n, budget.tokens, s)), ci_low=low, ci_high=high,
                             extrapolated=extrapolated, warnings=warnings)
     costs = cost_ledgers(draft, hardware, lifetime_tokens, context, prefill_share)

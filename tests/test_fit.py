@@ -10,11 +10,12 @@ from scipy.optimize import minimize
 from planner import cli_fit
 from planner.cli import main as planner_main
 from planner.errors import PlannerInputError
-from planner.fit import (LawFitter, bootstrap, compare_forms, design, held_theta, heldout_errors, objective, problem,
+from planner.fit import (LawFitter, compare_forms, design, held_theta, heldout_errors, objective, problem,
                          refit_weighted, start_grid)
 from planner.laws import Law, get_law
 from planner.optim import batched_bfgs, batched_newton, evaluate, make_problem
 from planner.runs import load_runs, seed_pairs
+from planner.uncertainty import bootstrap
 
 TRUTH = get_law("epoch-replication")
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from planner.costs import cost_ledgers, hardware_profile
 from planner.errors import PlannerInputError
-from planner.fit import BootstrapResult
+from planner.uncertainty import BootstrapResult
 from planner.laws import default_law, get_law
 from planner.plan import load_plan, dump_plan
 from planner.runs import seed_pairs

@@ -5,14 +5,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from planner.errors import PlannerInputError
-from planner.fit import BootstrapResult, FitResult, LawFitter, bootstrap, heldout_errors, predict_loss
+from planner.fit import FitResult, LawFitter, heldout_errors, predict_loss
 from planner.laws import DEFAULT_LAW, EXPONENTS, N_COLUMN, PARAM_NAMES, chinchilla_terms
 from planner.plan import TrainingPlan
 from planner.runs import load_runs
+from planner.uncertainty import LawPosterior, posterior_from_fit, profile_intervals
 
 FORMS = ("unified", "chinchilla", "frantar")
 FORM_LABELS = {"unified": "unified (N_avg)", "chinchilla": "Chinchilla (N_final)", "frantar": "Frantar (S, N_final)"}
@@ -63,21 +65,27 @@ def off_reason(message: str) -> str:
 @dataclass(frozen=True)
 class FormFit:
     fit: FitResult
-    boot: BootstrapResult
+    posterior: LawPosterior | None  # parametric-bootstrap draws: the loss interval inside the runs' region
+    profiles: dict  # planner.uncertainty.ProfileInterval per exponent and the compute-optimal exponent
     heldout: dict
     table: pd.DataFrame  # the validated runs table the form was fitted on
+    no_interval: str = ""  # why there is no posterior (no degree of freedom left to measure the noise)
 
 
-def fit_form(source, form: str, grid: str = "coarse", n_boot: int = 100, seed: int = 0,
+def fit_form(source, form: str, grid: str = "coarse", n_draws: int = 100, seed: int = 0,
              exponents: tuple[float, float] | None = None) -> FormFit:
-    """Fit, bootstrap and held-out error of one form, its N and D exponents held at ``exponents`` (alpha, beta)
-    if given. PlannerInputError (a named column, fewer runs than free parameters) propagates for the page."""
+    """Fit, posterior, profile intervals and held-out error of one form, its N and D exponents held at
+    ``exponents`` (alpha, beta) if given. PlannerInputError (a named column, fewer runs than free parameters, none
+    left to measure the noise) propagates for the page."""
     fixed = dict(zip(EXPONENTS[form], exponents)) if exponents is not None else None
     table = load_runs(source, form, n_held=len(fixed or {}))
     fit = LawFitter(form, grid=grid, fixed=fixed).fit(table)
-    by_group = "group" in table.columns and table["group"].nunique() > 1  # resample whole pairs / sizes
-    boot = bootstrap(table, form, n_boot=n_boot, seed=seed, by_group=by_group, fit=fit)
-    return FormFit(fit, boot, heldout_errors(table, form, fit=fit), table)
+    try:
+        posterior, why = posterior_from_fit(fit, table, n_draws=n_draws, seed=seed), ""
+    except PlannerInputError as exc:  # as many free parameters as runs: nothing left to measure the noise with
+        posterior, why = None, off_reason(str(exc))
+    profiles = profile_intervals(fit, table, n_grid=16, n_refine=6)  # a coarser trace than the bench's: page speed
+    return FormFit(fit, posterior, profiles, heldout_errors(table, form, fit=fit), table, why)
 
 
 def plan_point(form: str, plan: TrainingPlan) -> dict:
@@ -86,12 +94,14 @@ def plan_point(form: str, plan: TrainingPlan) -> dict:
     return {"n": n, "tokens": plan.budget.tokens, "sparsity": plan.schedule.final_sparsity if form == "frantar" else None}
 
 
-def predicted_loss(result: FormFit, plan: TrainingPlan) -> tuple[float, float, float]:
-    """(loss, ci_low, ci_high) the form predicts for the plan: the well-determined quantity to show."""
+def predicted_loss(result: FormFit, plan: TrainingPlan) -> tuple[float, float | None, float | None]:
+    """(loss, ci_low, ci_high) the form predicts for the plan; the interval is None outside the runs' region."""
     point = plan_point(result.fit.form, plan)
     loss = float(result.fit.law.predict(**point))
-    low, high = result.boot.loss_ci(**point)
-    return loss, float(low), float(high)
+    if result.posterior is None:
+        return loss, None, None
+    low, high = (float(x) for x in result.posterior.loss_ci(point["n"], point["tokens"], point["sparsity"]))
+    return (loss, low, high) if np.isfinite(low + high) else (loss, None, None)
 
 
 def comparison(results: dict[str, FormFit]) -> pd.DataFrame:
@@ -138,11 +148,19 @@ def predictions(source, results: dict[str, FormFit]) -> pd.DataFrame:
 
 
 def params_table(result: FormFit) -> pd.DataFrame:
-    """Raw parameters in the form's order (unrounded) with bootstrap percentile intervals."""
-    names, ci = PARAM_NAMES[result.fit.form], result.boot.ci()
+    """Raw parameters in the form's order (unrounded), with profile intervals for the exponents only: the
+    coefficients' intervals were not checked by the simulation study, so none is shown."""
+    names, fixed = PARAM_NAMES[result.fit.form], result.fit.fixed
+    by_name = dict(zip(EXPONENTS[result.fit.form], (result.profiles["alpha"], result.profiles["beta"])))
     return pd.DataFrame({"parameter": names, "value": [result.fit.params[k] for k in names],
-                         "CI low": [ci[k][0] for k in names], "CI high": [ci[k][1] for k in names],
-                         "source": ["held" if k in result.fit.fixed else "fitted" for k in names]})
+                         "95% profile interval": [interval_text(by_name[k]) if k in by_name and k not in fixed else
+                                                  "" for k in names],
+                         "source": ["held" if k in fixed else "fitted" for k in names]})
+
+
+def interval_text(p) -> str:
+    """A profile interval as the page shows it: the interval, 'unidentified' or 'held'."""
+    return f"[{p.low:.3g}, {p.high:.3g}]" if p.identified else p.status
 
 
 def support_warning(fit: FitResult) -> str | None:
@@ -151,22 +169,36 @@ def support_warning(fit: FitResult) -> str | None:
     if fit.n_runs >= 3 * k:
         return None
     free = "free parameters" if fit.fixed else "parameters"
-    return (f"{fit.n_runs} runs for {k} {free}: the fit interpolates these runs but cannot identify the raw "
-            f"coefficients; trust the derived quantities and their intervals, not the raw coefficients.")
+    return (f"{fit.n_runs} runs for {k} {free}: the raw coefficients are not identified. The page shows intervals "
+            f"only for what the simulation study (bench/RESULTS.md) checked: exponents by profile likelihood "
+            f"('unidentified' where the runs do not bound them) and the predicted loss inside the runs' region.")
+
+
+def degenerate_problems(fit: FitResult) -> list[str]:
+    """The coefficients driven to ~0 and the exponents at or below 0 that stop a fit from planning."""
+    _, A, B, alpha, beta = (float(x) for x in chinchilla_terms(fit.form, fit.params))
+    frantar = fit.form == "frantar"
+    problems = [f"{name} = {v:.2g}" for name, v in ((("a, c" if frantar else "A"), A), ("e" if frantar else "B", B))
+                if v < 1e-6]
+    return problems + [f"{name} = {v:.2g} ≤ 0" for name, v in ((("d" if frantar else "α"), alpha),
+                                                                ("f" if frantar else "β", beta)) if v <= 0]
 
 
 def degenerate_warning(fit: FitResult) -> str | None:
     """Why a fit cannot plan, if it cannot: a coefficient driven to ~0 (the runs do not identify that term, e.g. runs
     on one compute budget leave the data term B free) or an exponent at or below 0 (loss that does not fall with
-    more parameters or data). Planning with such a law picks sizes or token counts the runs never tested."""
-    _, A, B, alpha, beta = (float(x) for x in chinchilla_terms(fit.form, fit.params))
-    frantar = fit.form == "frantar"
-    problems = [f"{name} = {v:.2g}" for name, v in ((("a, c" if frantar else "A"), A), ("e" if frantar else "B", B))
-                if v < 1e-6]
-    problems += [f"{name} = {v:.2g} ≤ 0" for name, v in ((("d" if frantar else "α"), alpha),
-                                                          ("f" if frantar else "β", beta)) if v <= 0]
+    more parameters or data). Planning with such a law picks sizes or token counts the runs never tested. The
+    advice names only remedies not already taken: with the exponents held it does not say to hold them."""
+    problems = degenerate_problems(fit)
     if not problems:
         return None
+    B = float(chinchilla_terms(fit.form, fit.params)[2])
+    held = set(EXPONENTS[fit.form]) <= set(fit.fixed)
+    if held:
+        return (f"{'; '.join(problems)} with the exponents already held: in these runs loss does not fall as "
+                f"{'tokens' if B < 1e-6 else 'parameters'} grow (e.g. each smaller model trained on more tokens), so "
+                f"the fit cannot plan: it would pick sizes or token counts the runs never tested. Add runs that vary "
+                f"model size and tokens independently.")
     return (f"{'; '.join(problems)}: these runs do not pin down how loss falls with parameters and data (they vary "
             f"too little), so this fit cannot plan: it would pick sizes or token counts the runs never tested. Hold "
             f"the exponents, or add runs that vary model size and tokens independently.")

@@ -152,7 +152,7 @@ def selected_plan(inputs: PlannerInputs, comp: Comparison, plan_id: str, working
     interval, costs) for export and runs."""
     name = re.sub(r"[^a-z0-9]+", "-", plan_id.lower()).strip("-")
     return plan_from_candidate(row(comp, plan_id), working.law, hardware(inputs),
-                               lifetime_tokens=inputs.lifetime_tokens, name=name, bootstrap=working.boot,
+                               lifetime_tokens=inputs.lifetime_tokens, name=name, bootstrap=working.posterior,
                                runs=working.runs)
 
 
@@ -244,7 +244,7 @@ def side_by_side(plans: pd.DataFrame, intervals: dict | None = None, dollars: bo
                                  for k, (_, fmt) in fields.items()] for name, r in plans.iterrows()},
                          index=[label for label, _ in fields.values()])
     if intervals:
-        level = "95% interval of the loss (bootstrap)"
+        level = "95% interval of the loss"
         shown = {name: "—" if iv is None or iv[0] is None else f"[{iv[0]:.3f}, {iv[1]:.3f}]"
                  for name, iv in intervals.items()}
         at = list(table.index).index(SUMMARY_FIELDS["loss"][0]) + 1

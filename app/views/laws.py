@@ -4,7 +4,7 @@ import tempfile
 
 import streamlit as st
 
-from app.ui import charts, downloads, laws_view as lv, state
+from app.ui import charts, downloads, laws_view as lv, state, uncertainty_view as uv
 from app.ui.common import user_errors
 from app.ui.runs_view import fit_table, runs_dir
 from app.ui.working_law import fitted_law, planning_presets, preset_law
@@ -16,8 +16,8 @@ SOURCES = {"seed": "Seed's ~1B pairs (bundled)", "registry": "This project's val
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _fit(source, form, grid, n_boot, exponents, digest):  # digest: content hash of an upload (its path could be stale)
-    return lv.fit_form(source, form, grid, n_boot, exponents=exponents)
+def _fit(source, form, grid, n_draws, exponents, digest):  # digest: content hash of an upload (its path could be stale)
+    return lv.fit_form(source, form, grid, n_draws, exponents=exponents)
 
 
 st.title("Scaling laws")
@@ -30,8 +30,9 @@ with st.container(border=True):
                                help="presets whose D counts tokens (the Frantar T5 law counts training steps)")
     p2.button("Use preset", key="laws_use_preset", on_click=lambda: state.set_working_law(preset_law(preset_name)),
               width="stretch")
-    st.caption("Or fit a form below and make it the working law: its bootstrap then puts an interval on every "
-               "predicted loss.")
+    st.caption("Or fit a form below and make it the working law: its parametric bootstrap then puts an interval on "
+               "every predicted loss inside the region its runs cover; outside, the number is marked as an "
+               "extrapolation.")
 
 kind = st.radio("Runs to fit", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="laws_source")
 digest = ""
@@ -79,12 +80,14 @@ for form, reason in reasons.items():
         c1.caption(f"{lv.FORM_LABELS[form]} is off: {lv.off_reason(reason)}.")
 grid = c2.radio("Start grid", ["coarse", "chinchilla"], horizontal=True, key="laws_grid",
                 help="coarse: a few hundred starts; chinchilla: Hoffmann et al.'s 4500-point grid")
-n_boot = c3.select_slider("Bootstrap resamples", [50, 100, 200, 500], value=100, key="laws_boot")
+n_boot = c3.select_slider("Posterior draws", [50, 100, 200, 500], value=100, key="laws_boot",
+                          help="refits of tables simulated from the fit with its own run-to-run noise")
 h1, h2 = st.columns([1, 1])
 hold = h1.checkbox("Hold α, β at a preset", value=n_runs < lv.HOLD_BELOW, key=hold_key,
                    help=f"On by default below {lv.HOLD_BELOW} runs: a handful of runs cannot identify five "
-                        "parameters (a free fit of the seed's eight runs leaves the compute-optimal exponent's "
-                        "bootstrap interval several units wide). Holding the N and D exponents (Frantar: d, f) "
+                        "parameters (a free fit of the seed's eight runs leaves both exponents and the "
+                        "compute-optimal exponent unidentified: their profiles stay flat to the plausible range's "
+                        "end). Holding the N and D exponents (Frantar: d, f) "
                         "leaves E, A, B to the runs.")
 preset = h2.selectbox("Preset for α, β", list(PRESETS), index=list(PRESETS).index(lv.DEFAULT_EXPONENT_PRESET),
                       key="laws_preset", disabled=not hold)
@@ -115,30 +118,31 @@ for form, r in fits.items():
     for note in (lv.support_warning(r.fit), lv.degenerate_warning(r.fit)):
         if note:
             st.warning(note)
-    low, high = r.boot.ci()["optimal_n_exponent"]
     m1, m2 = st.columns(2)
     m1.metric("Compute-optimal exponent a", f"{r.fit.optimal_n_exponent:.3f}",
-              help=f"N_opt ∝ C^a; {r.boot.level:.0%} bootstrap interval [{low:.3f}, {high:.3f}]")
-    m1.caption(f"set by the held exponents ({preset})" if exponents else
-               f"{r.boot.level:.0%} CI [{low:.3f}, {high:.3f}]")
+              help="N_opt ∝ C^a; interval: profile likelihood, unidentified when the runs do not bound it")
+    m1.caption(uv.exponent_caption(r, preset if exponents else None))
     if plan is not None:
-        loss, lo, hi = lv.predicted_loss(r, plan)
+        loss, _, _ = lv.predicted_loss(r, plan)
         m2.metric("Selected plan's loss", f"{loss:.3f}", help=f"the Pareto page's selected plan ({plan.name}) "
                                                               f"under this fit, nats/token")
-        m2.caption(f"{r.boot.level:.0%} CI [{lo:.3f}, {hi:.3f}]")
+        m2.caption(uv.loss_caption(r, plan))
     m3, m4 = st.columns(2)
     m3.metric("Held-out RMSE (nats)", f"{r.heldout['heldout_rmse']:.4f}", help=r.heldout["scheme"])
     m4.metric("Starts at the best objective", f"{r.fit.n_starts_at_best} / {r.fit.n_starts}")
-    working = fitted_law(r.fit, r.boot, r.table, described)
+    working = fitted_law(r.fit, r.posterior, r.profiles, r.table, described, r.no_interval)
     in_force = state.working_law().key == working.key
     cannot = lv.degenerate_warning(r.fit)
-    st.button("Working law ✓" if in_force else "Use as the working law", key=f"laws_use_{form}",
+    b1, b2 = st.columns([1, 2], vertical_alignment="center")
+    b1.button("Working law ✓" if in_force else "Use as the working law", key=f"laws_use_{form}",
               type="secondary" if in_force else "primary", disabled=in_force or cannot is not None,
               on_click=state.set_working_law, args=(working,),
               help="this fit cannot plan (see the warning above)" if cannot else
-              "Every page (Pareto, Schedule designer, Export, Runs) then plans with this fit and shows its bootstrap "
-              "interval")
-    with st.expander("Raw parameters with bootstrap intervals (A trades off against α, B against β)"):
+              "Every page (Pareto, Schedule designer, Export, Runs) then plans with this fit and shows its interval "
+              "inside the region of its runs")
+    if note := uv.use_note(r, in_force):
+        b2.caption(note)
+    with st.expander("Raw parameters (exponents with profile intervals; A trades off against α, B against β)"):
         st.dataframe(lv.params_table(r), hide_index=True)
 
 pairs = lv.pair_points(source)

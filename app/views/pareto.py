@@ -3,10 +3,10 @@ import dataclasses
 
 import streamlit as st
 
-from app.ui import charts, downloads, memory_panel, pareto_view as pv, state
+from app.ui import charts, decide_view, downloads, memory_panel, pareto_view as pv, state
 from app.ui.common import user_errors
 from app.ui.inputs import LIFETIMES, planner_inputs
-from app.ui.working_law import loss_interval
+from app.ui.working_law import interval_caption, loss_interval
 from planner.costs import measure_matmul_flops
 
 
@@ -34,7 +34,7 @@ st.caption(("Every point reaches the target loss; " if inputs.mode == "loss" els
            f"Searched: {len(inputs.schedules)} schedules × {len(inputs.sparsities)} sparsities.")
 
 with user_errors():
-    comp = state.search(inputs)
+    comp = decide_view.with_probability(state.search(inputs), working, inputs)  # p_reach when the law has draws
 df, front = comp.candidates, comp.frontier
 ax = pv.axes(inputs)
 ids = front["plan_id"].tolist()
@@ -53,11 +53,9 @@ plans, savings = pv.versus_baselines(comp, selected, units)
 headline = savings.columns[len(savings.columns) // 2]  # lifetime cost (loss mode) or loss (budget mode), in %
 cols = st.columns([1.3] + [1] * len(savings))
 chosen = plans.iloc[0]
-low, high = loss_interval(working, chosen["n_avg"], chosen["n_final"], chosen["final_sparsity"], chosen["tokens"])
-cols[0].metric("Selected plan: predicted loss", f"{chosen['loss']:.3f}",
-               help="nats/token under the working law" + ("" if low is None else
-                                                          f"; 95% bootstrap interval [{low:.3f}, {high:.3f}]"))
-cols[0].caption("no interval (preset law)" if low is None else f"95% CI [{low:.3f}, {high:.3f}]")
+cols[0].metric("Selected plan: predicted loss", f"{chosen['loss']:.3f}", help="nats/token under the working law")
+cols[0].caption(interval_caption(working, chosen["n_avg"], chosen["n_final"], chosen["final_sparsity"],
+                                 chosen["tokens"]))
 for col, (name, pct) in zip(cols[1:], savings[headline].items()):
     col.metric(f"vs {name.removeprefix('dense ')}", f"{pct:+.1f}%",
                help=f"{headline} against the {name} plan: positive means the selected plan is cheaper (or better)")
@@ -67,6 +65,8 @@ for note in (*comp.notes, pv.baseline_note(comp, selected, units, inputs.lifetim
         st.info(note)
 
 spec = charts.pareto_spec(df, front, ax, pv.view_domain(front, ax), selected)
+shade = "p_reach" in df and st.toggle("Shade by probability of reaching the target", key="pareto_shade")
+spec = decide_view.chart(spec, df, shade)
 st.vega_lite_chart(spec, on_select="rerun", selection_mode=charts.SELECTION, key="pareto_chart", width="stretch")
 options = ids if selected in ids else [selected, *ids]
 st.session_state["pareto_pick"] = selected
@@ -86,6 +86,7 @@ with user_errors():
 for warning in plan.prediction.warnings:
     st.warning(warning)
 memory_panel.show(st, plan, "pareto", "Memory: does the selected plan fit, for training and for serving?")
+decide_view.section(inputs, working)
 
 st.markdown("**Downloads**")
 d = st.columns(5)

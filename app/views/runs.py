@@ -1,7 +1,7 @@
 """Runs: train validation plans in subprocesses, watch them live, cancel them, compare loss with prediction."""
 import streamlit as st
 
-from app.ui import charts, downloads, runs_view as rv, state
+from app.ui import charts, downloads, next_runs_view, runs_view as rv, state
 from app.ui.common import human, user_errors
 from train_backend import registry
 
@@ -11,6 +11,7 @@ st.caption(f"Runs folder `{folder}` (set ${rv.RUNS_DIR_ENV} to change it). Each 
            f"back from the registry, so runs survive an app restart. At most {rv.MAX_CONCURRENT} train at once.")
 
 choices, ladder_error = rv.launch_choices(state.current_plan())
+choices |= next_runs_view.section(state.current_plan(), folder)  # runs that narrow the plan's prediction most
 if ladder_error:
     st.warning(ladder_error)
 c1, c2 = st.columns([3, 1], vertical_alignment="bottom")

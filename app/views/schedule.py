@@ -5,6 +5,7 @@ import streamlit as st
 from app.ui import charts, downloads, memory_panel, schedule_view as sv, state
 from app.ui.common import human, user_errors
 from app.ui.inputs import model_shape_input
+from app.ui.working_law import interval_caption
 
 COMPARED = "sched_compared"  # {label: plan} of the designs kept for comparison
 
@@ -62,8 +63,7 @@ m3.metric("Compression", f"{d.n_avg / d.n_final:.3f}×", help="N_avg / N_final")
 m4, m5, _ = st.columns(3)
 m4.metric("Training tokens", human(plan.budget.tokens))
 m5.metric("Predicted loss", f"{pred.loss:.3f}", help=f"nats/token under the working law: {working.label}")
-m5.caption("no interval (preset law)" if pred.ci_low is None else
-           f"95% CI [{pred.ci_low:.3f}, {pred.ci_high:.3f}]")
+m5.caption(interval_caption(working, d.n_avg, d.n_final, plan.schedule.final_sparsity, plan.budget.tokens))
 st.markdown("**Training compute** in three ledgers")
 st.table(sv.ledger_table(plan))
 st.markdown("**Final model memory** (bf16 values; sparse formats add their index overhead)")

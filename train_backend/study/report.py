@@ -1,6 +1,6 @@
 """A study's analysis: runs.csv (the planner's runs format), fits and held-out errors of the three law forms, pair
 gaps, the dense-only law's prediction of every sparse run from its N_avg, plots and REPORT.md. The laws, fitter and
-intervals are the planner's (`planner.fit`, `planner.laptop`); nothing here re-derives a formula.
+intervals are the planner's (`planner.fit`, `planner.uncertainty`); nothing here re-derives a formula.
 
 Losses are validation losses on the last 10% of the corpus, `eval_batches` fixed windows drawn from the run's seed;
 each pair run's final checkpoint is re-evaluated batch by batch (cached in `<out>/val/`) for standard errors and paired
@@ -17,8 +17,10 @@ import pandas as pd
 import torch
 
 from planner.errors import PlannerInputError
-from planner.fit import LawFitter, bootstrap, compare_forms
-from planner.laptop import fit_laptop_law, interval, predictive_draws, recipe_of
+from planner.fit import LawFitter, compare_forms
+from planner.runs import load_runs
+from planner.uncertainty import posterior_from_fit
+from planner.laptop import fit_laptop_law, recipe_of
 from train_backend import checkpoint, registry
 from train_backend.model import Transformer
 from train_backend.study.design import StudyRun
@@ -134,18 +136,18 @@ def pair_gaps(df: pd.DataFrame, per_batch: dict, sd: float, seed: int = 0) -> pd
 
 def dense_law_predictions(df: pd.DataFrame, sd: float) -> tuple[pd.DataFrame, object]:
     """Fit the unified law to the dense ladder (and its repeated seeds) only, then predict every sparse run from its
-    N_avg (and, for contrast, from its N_final) with a 95% interval: bootstrap refits plus run-to-run noise."""
-    dense = df[df["kind"].isin(["ladder", "noise"])]
+    N_avg (and, for contrast, from its N_final) with a 95% interval inside the dense runs' region: parametric-bootstrap
+    draws (`planner.uncertainty`) plus run-to-run noise."""
+    dense = load_runs(df[df["kind"].isin(["ladder", "noise"])], "unified")
     fit = LawFitter("unified").fit(dense)
-    boot = bootstrap(dense, "unified", n_boot=N_BOOT, fit=fit, by_group=False)
-    draws = {k: boot.samples[k].to_numpy() for k in boot.samples}
+    post = posterior_from_fit(fit, dense, n_draws=N_BOOT)
     sparse = df[df["role"] == "sparse"].copy()
     noise = sd if np.isfinite(sd) else 0.0
     for col, n_col in (("pred", "n_avg"), ("pred_n_final", "n_final")):
         n, d = sparse[n_col].to_numpy(), sparse["tokens"].to_numpy(float)
-        sparse[col] = fit.law.predict(n, d)
-        low, high = interval(predictive_draws("unified", draws, n, d, noise), LEVEL)
-        sparse[f"{col}_low"], sparse[f"{col}_high"] = low, high
+        iv = post.interval(n, d, level=LEVEL, noise=True, noise_sd=noise)  # NaN outside the dense runs' region
+        sparse[col], sparse[f"{col}_low"], sparse[f"{col}_high"] = iv["loss"].to_numpy(), iv["low"].to_numpy(), \
+            iv["high"].to_numpy()
     sparse["error"] = sparse["loss"] - sparse["pred"]
     sparse["inside"] = (sparse["loss"] >= sparse["pred_low"]) & (sparse["loss"] <= sparse["pred_high"])
     return sparse, fit

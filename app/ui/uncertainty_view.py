@@ -1,0 +1,40 @@
+"""The Scaling laws page's interval lines: the compute-optimal exponent's profile interval, the selected plan's loss
+interval (or why there is none), and why a fit is not offered as the working law."""
+from __future__ import annotations
+
+import numpy as np
+
+from app.ui.laws_view import FormFit, degenerate_problems, plan_point, predicted_loss
+from planner.plan import TrainingPlan
+
+
+def exponent_caption(result: FormFit, preset: str | None) -> str:
+    """The line under the compute-optimal exponent: held, its 95% profile interval, or unidentified and why."""
+    p = result.profiles["optimal_n_exponent"]
+    if p.status == "held":
+        return f"set by the held exponents ({preset})"
+    if p.identified:
+        return f"95% profile interval [{p.low:.3f}, {p.high:.3f}]"
+    return f"unidentified, no interval: {p.note}"
+
+
+def loss_caption(result: FormFit, plan: TrainingPlan) -> str:
+    """The line under the selected plan's predicted loss: its 95% interval, or the extrapolation's reason."""
+    _, low, high = predicted_loss(result, plan)
+    if low is not None:
+        return f"95% interval [{low:.3f}, {high:.3f}]"
+    if result.posterior is None:
+        return f"no interval: {result.no_interval}"
+    point = plan_point(result.fit.form, plan)
+    reason = np.ravel(result.posterior.region.reasons(point["n"], point["tokens"]))[0]
+    return f"extrapolation, no interval: {reason}"
+
+
+def use_note(result: FormFit, in_force: bool) -> str:
+    """What stands beside the 'Use as the working law' button: why it is disabled, or nothing."""
+    if in_force:
+        return "In force on every page."
+    problems = degenerate_problems(result.fit)
+    if problems:
+        return f"Not offered: this fit cannot plan ({'; '.join(problems)}; see the warning above)."
+    return ""
