@@ -136,3 +136,17 @@ def test_frontier_confidence_errors_are_one_line(capsys, tmp_path, argv, needle)
     code = main(["frontier", *argv, "--draws", "5", "--sparsities", "0", "--schedules", "geometric 25-75"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and needle in err, err
+
+
+def test_confident_plan_respects_the_fits_on_constraint(capsys, tmp_path):
+    """--confidence searches the family again: a `keep` mask (what --fits-on/--serve-on pass) must bind its plans
+    too. Here the mask refuses the widths the unconstrained search chose."""
+    from planner.uncertainty.cli_decide import law_posterior
+    from planner.runs import load_runs
+    runs = load_runs(runs_csv(tmp_path / "runs.csv"))
+    post = law_posterior("unified", default_law(), runs, 30, None)
+    kw = dict(sparsities=[0.0, 0.5], schedules=["geometric 25-75"])
+    free = confidence_plan(post, 3.0, 0.8, **kw).table
+    banned = set(free["d_model"].astype(int))
+    tight = confidence_plan(post, 3.0, 0.8, keep=lambda df: ~df["d_model"].isin(banned).to_numpy(), **kw).table
+    assert banned.isdisjoint(set(tight["d_model"].astype(int)))

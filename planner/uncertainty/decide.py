@@ -118,9 +118,13 @@ def _row_at(law, row, tokens, search) -> pd.Series:
 def confidence_plan(post: LawPosterior, target: float, confidence: float, objective: str = "flops",
                     **search) -> ConfidenceChoice | None:
     """Cheapest plan over every family width and schedule variant that reaches `target` with probability
-    `confidence`, beside the median plan; None when no candidate gets there. `search` passes on to `candidates`."""
+    `confidence`, beside the median plan; None when no candidate gets there. `search` passes on to `candidates`;
+    its `keep` (the fits-on/serve-on mask, which does not depend on tokens) filters the candidates first."""
     train, _, total = COST_COLUMNS[objective]
+    keep = search.pop("keep", None)
     df = candidates(post.law, target_loss=target, d_models=FAMILY_D_MODELS, **search)
+    if keep is not None:
+        df = df[keep(df)].reset_index(drop=True)
     rows = {}
     for label, q in ((f"at {100 * confidence:g}%", confidence), ("median", 0.5)):
         i, tokens = _cheapest(post, df, target, q, train, total)
