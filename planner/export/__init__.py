@@ -17,16 +17,18 @@ from planner.export import litgpt, llm_compressor, maxtext, torchao
 from planner.export.base import Export, readme
 from planner.plan import TrainingPlan
 
-BUILDERS = {"maxtext": maxtext.build, "torchao": torchao.build, "llm-compressor": llm_compressor.build,
+BUILDERS = {"maxtext": maxtext.build, "torch-ao": torchao.build, "llm-compressor": llm_compressor.build,
             "litgpt": litgpt.build}
 TARGETS = tuple(BUILDERS)
-__all__ = ["TARGETS", "Export", "export_plan"]
+ALIASES = {"torchao": "torch-ao"}  # the target's first name; it writes PyTorch's torch.ao.pruning, not torchao
+__all__ = ["ALIASES", "TARGETS", "Export", "export_plan"]
 
 
 def export_plan(plan: TrainingPlan, target: str, out_dir: str | Path | None = None, devices: int = 1,
                 exact: bool = False) -> Export:
     """Build the target's files (with README.md) and write them into out_dir when given; `exact` refuses any
     approximation of the pruning."""
+    target = ALIASES.get(target, target)
     if target not in BUILDERS:
         raise PlannerInputError(f"export --to {target!r}: use one of {', '.join(TARGETS)}")
     if devices < 1:

@@ -40,6 +40,11 @@ def stem(plan: TrainingPlan) -> str:
     return re.sub(r"[^\w.-]+", "_", plan.name)
 
 
+def module_name(plan: TrainingPlan, suffix: str) -> str:
+    """A Python module name for one of the plan's files: the name's non-word characters become '_'."""
+    return re.sub(r"\W", "_", plan.name).lstrip("0123456789") + suffix
+
+
 def plan_window(plan: TrainingPlan) -> tuple[int, int, int | None]:
     """(start_step, end_step, every_steps) of the plan's window; a hand-written plan may give only fractions."""
     s, steps = plan.schedule, plan.budget.steps

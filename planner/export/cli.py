@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import json
 
-from planner.export import TARGETS, export_plan
+from planner.export import ALIASES, TARGETS, export_plan
 from planner.export.base import stem
 from planner.plan import load_plan
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="write a plan as another stack's files (MaxText fork, torch.ao, "
+    p = sub.add_parser("export", help="write a plan as another stack's files (MaxText fork, PyTorch torch.ao, "
                                       "llm-compressor, litgpt), with a README saying what differs")
     p.add_argument("plan", help="plan file (YAML or JSON)")
-    p.add_argument("--to", required=True, choices=TARGETS, help="target stack")
+    p.add_argument("--to", required=True, choices=TARGETS + tuple(ALIASES),
+                   help="target stack (torchao: the old name of torch-ao)")
     p.add_argument("--out", help="output folder (default: <plan name>-<target>)")
     p.add_argument("--devices", type=int, default=1, help="accelerators the batch is split over (per-device batch)")
     p.add_argument("--exact", action="store_true", help="refuse (exit 2) rather than approximate the pruning")
