@@ -43,7 +43,7 @@ def test_a_full_plan_round_trips_through_files(tmp_path):
     assert plan.law and plan.prediction and plan.hardware and plan.costs
     for suffix in (".yaml", ".json"):
         assert load_plan(dump_plan(plan, tmp_path / f"p{suffix}")) == plan
-    assert json.loads((tmp_path / "p.json").read_text())["schema_version"] == 1
+    assert json.loads((tmp_path / "p.json").read_text())["schema_version"] == 2
 
 
 def test_hand_typed_exponents_load_as_numbers():
@@ -71,7 +71,7 @@ def test_stale_derived_n_avg_is_rejected_naming_the_field():
     (lambda d: d["schedule"].update(final_sparsity=1.0), "schedule.final_sparsity"),
     (lambda d: d["budget"].update(tokens=123), "budget"),
     (lambda d: d["model"].update(colour="red"), "model.colour"),
-    (lambda d: d.update(schema_version=2), "schema_version"),
+    (lambda d: d.update(schema_version=3), "schema_version"),
 ])
 def test_bad_fields_give_one_line_naming_them(edit, field):
     data = plan_to_dict(tiny_plan())

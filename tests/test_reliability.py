@@ -100,7 +100,7 @@ def test_duplicate_yaml_key_is_refused_naming_key_and_both_lines():
 
 @pytest.mark.parametrize("version", ["true", "'1'", "1.0"])
 def test_schema_version_must_be_the_integer(version):
-    text = plan_to_yaml(tiny_plan()).replace("schema_version: 1", f"schema_version: {version}")
+    text = plan_to_yaml(tiny_plan()).replace("schema_version: 2", f"schema_version: {version}")
     with pytest.raises(PlannerInputError, match="schema_version"):
         plan_from_text(text)
 

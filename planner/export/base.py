@@ -66,6 +66,35 @@ def change_points(densities: np.ndarray) -> list[tuple[int, float]]:
     return [(int(s), float(densities[s])) for s in steps]
 
 
+KNOT_TOL = 1e-6  # how far a knot table may stray from the per-step density (1,000 weights of a 1B model)
+
+
+def _fits(densities: np.ndarray, i: int, j: int, tol: float) -> bool:
+    """Whether the straight line from step i to step j stays within tol of every step's density between them."""
+    line = densities[i] + (densities[j] - densities[i]) / (j - i) * np.arange(j - i + 1)
+    return bool(np.max(np.abs(line - densities[i:j + 1])) <= tol)
+
+
+def knots(densities: np.ndarray, tol: float = KNOT_TOL) -> list[tuple[int, float]]:
+    """(step, density) knots whose linear interpolation is within tol of the density at every step: exact (two
+    knots per jump) for a piecewise-constant schedule, a few hundred for a continuous one however many steps."""
+    n, i, out = len(densities), 0, [0]
+    while i < n - 1:  # the longest line from i that fits: doubling its length, then bisecting
+        lo, span, hi = i + 1, 1, None
+        while lo < n - 1:
+            cand = min(i + 2 * span, n - 1)
+            if not _fits(densities, i, cand, tol):
+                hi = cand
+                break
+            lo, span = cand, 2 * span
+        while hi is not None and hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if _fits(densities, i, mid, tol) else (lo, mid)
+        out.append(lo)
+        i = lo
+    return [(s, float(densities[s])) for s in out]
+
+
 def step_n_avg(plan: TrainingPlan, densities) -> float:
     """N_avg of a per-step density table: the mean over steps, counted as the plan counts."""
     fixed, prunable = plan.model.n_params(plan.derived.n_convention)

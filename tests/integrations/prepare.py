@@ -61,7 +61,10 @@ def hf(out: Path) -> None:
 
 
 def litgpt(out: Path) -> None:
-    export_plan(tiny_plan(steps=20), "litgpt", out)
+    plan = tiny_plan(steps=20)
+    ex = export_plan(plan, "litgpt", out)
+    params = {f"{plan.name}-dense-partner.yaml": int(ex.n_avg), f"{plan.name}-same-shape.yaml": plan.model.total}
+    (out / "expect.json").write_text(json.dumps({"params": params}))
     text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text(encoding="utf-8")
     (out / "data").mkdir(exist_ok=True)
     for i, part in enumerate((text[:20_000], text[20_000:])):  # TextFiles: the first file is the validation split

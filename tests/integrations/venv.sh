@@ -12,5 +12,8 @@ python3 -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 nice -n 10 "${pip[@]}" torch==2.13.0
 nice -n 10 "${pip[@]}" -r "$pins" torch==2.13.0
+# `# drop: NAME` in the pins: a dependency pulled in that cannot load beside the CPU torch and is never imported
+drop=$(sed -n 's/^# drop: \([A-Za-z0-9_.-]*\).*/\1/p' "$pins")
+if [[ -n "$drop" ]]; then "$venv/bin/python" -m pip uninstall --quiet --yes $drop; fi
 "$venv/bin/python" -m pip freeze > "$venv/freeze.txt"
 touch "$venv/stamp"
