@@ -12,7 +12,7 @@ from planner.errors import PlannerInputError
 from planner.export import export_plan, torchao
 from planner.export.base import KNOT_TOL, step_densities, step_n_avg
 from planner.ladder import tiny_plan
-from planner.plan import Budget, PlanSchedule, make_plan, resolve_schedule
+from planner.plan import Budget, PlanSchedule, dump_plan, make_plan, resolve_schedule
 from planner.shapes import PRESETS
 
 STEPS = 120
@@ -173,3 +173,11 @@ def test_the_files_prunable_set_is_the_planners_on_our_model_and_on_hf_llama(tie
     assert set(module.prunable(ours)) == {n for n, _ in prunable_weights(ours)}
     hf = LlamaForCausalLM(hf_config(shape, 64))
     assert sum(hf.get_parameter(f).numel() for f in module.prunable(hf)) == shape.prunable
+
+
+def test_the_old_target_name_is_an_alias(tmp_path):
+    from planner.cli import main
+    assert export_plan(plan_of("geometric", 0.5), "torchao").target == "torch-ao"
+    plan = dump_plan(tiny_plan(), tmp_path / "p.yaml")
+    assert main(["export", str(plan), "--to", "torchao", "--out", str(tmp_path / "out")]) == 0
+    assert [p.name for p in (tmp_path / "out").glob("*.py")] == [f"{torchao.module_name(tiny_plan())}.py"]

@@ -2,16 +2,19 @@
 
 Our module names are HF's minus the `model.` prefix and our RoPE uses HF's rotate_half layout, so weights are copied
 as they are (pruned zeros included); no q/k permutation is needed. The config is built by `transformers.LlamaConfig`.
-A pruned model's config carries compressed-tensors' `sparsity_config` (inside `quantization_config`, where vLLM and
-transformers look for it): structure unstructured or 2:4, global sparsity over all parameters, the Linear targets.
+A pruned model's plain folder states compressed-tensors' `sparsity_config` (structure unstructured or 2:4, global
+sparsity over all parameters, the Linear targets) at the top level of config.json, for reading only: inside a
+`quantization_config` without quantization it broke transformers 5.17 + compressed-tensors 0.19.
 
-`compressed=True` stores every pruned matrix in compressed-tensors' sparse-bitmask layout (`<name>.compressed`: the
-non-zero values in row-major order, `.bitmask`: one bit per weight packed by `compressed_tensors.utils.pack_bitmasks`,
-`.row_offsets`, `.shape`), about (4 d + 1/8) / 4 of the float32 bytes at density d; a 2:4 model in its
-sparse-24-bitmask layout (two values of every four, (rows, cols / 2), and the bitmask), what 2:4 kernels read.
-Tensor for tensor these are what compressed-tensors 0.13's BitmaskCompressor and Sparse24BitMaskCompressor write.
-compressed-tensors 0.15+ (the releases transformers 5 accepts) no longer decompresses sparse formats on load, so
-`load_hf` does it with the package's `unpack_bitmasks` and hands transformers the dense weights.
+`compressed=True` stores every pruned matrix in compressed-tensors' sparse-bitmask layout under the names its
+compressor writes (the module's: `...q_proj.compressed`, the non-zero values in row-major order; `.bitmask`, one bit
+per weight packed by `compressed_tensors.utils.pack_bitmasks`; `.row_offsets`; `.shape`), about (4 d + 1/8) / 4 of the
+float32 bytes at density d; a 2:4 model in its sparse-24-bitmask layout (two values of every four, (rows, cols / 2),
+and the bitmask), what 2:4 kernels read; `quantization_config.sparsity_config` names the format. Beside the parts
+each pruned matrix keeps an empty `.weight`: transformers 5 with compressed-tensors >= 0.15 no longer decompresses
+sparse formats, and without it initialised those matrices randomly; with it, it refuses on their size. `load_hf`
+decompresses with the package's `unpack_bitmasks` and hands transformers the dense weights (tests/integrations runs
+both loaders, and the native one of transformers 4.57 + compressed-tensors 0.14).
 """
 from __future__ import annotations
 

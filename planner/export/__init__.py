@@ -1,11 +1,11 @@
-"""Export a plan to the stacks people train with: the seed's MaxText fork, torch.ao, llm-compressor and litgpt.
+"""Export a plan to the stacks people train with: the seed's MaxText fork, PyTorch torch.ao, llm-compressor and litgpt.
 
 `export_plan(plan, target, out_dir, devices)` is the one entry the CLI (`python -m planner export`) and the app's
 Export page both call. Each target module's `build(plan, devices)` returns an `Export`: the target's own files as
 text, what the files preserve exactly, where their pruning approximates the plan (with the numbers: what differs and
 the planner's N_avg of what the files run), the target's other differences (optimizer details, rounding), and the
 command that launches them. A plan the target cannot express faithfully raises PlannerInputError with one line (the
-CLI's exit 2); so does any approximation when `exact=True`. Everything here is pure: the torchao file imports torch
+CLI's exit 2); so does any approximation when `exact=True`. Everything here is pure: the torch-ao file imports torch
 only when the user runs it.
 """
 from __future__ import annotations

@@ -114,5 +114,5 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
                  f"{plan.derived.n_avg:,.0f} {(n_partner / plan.derived.n_avg - 1) * 100:+.3f}%",
                  f"{name}-same-shape: the plan's own shape (N {m.total:,}), dense"]
     approx = ["litgpt has no pruning: neither file is the sparse plan (the partner matches its N_avg); prune it with "
-              "--to maxtext, torchao or llm-compressor"]
+              "--to maxtext, torch-ao or llm-compressor"]
     return Export("litgpt", files, launch.format(f"{pname}.yaml"), n_partner, exact, approx, notes)

@@ -94,7 +94,7 @@ def recipe(plan: TrainingPlan) -> tuple[dict, np.ndarray]:
     s, steps = plan.schedule, plan.budget.steps
     if s.pattern == "2:4":
         raise PlannerInputError("llm-compressor: MagnitudePruningModifier has no 2:4 mask structure (unstructured, "
-                                "channel, filter, block only); export it --to torchao or --to maxtext")
+                                "channel, filter, block only); export it --to torch-ao or --to maxtext")
     densities = step_densities(plan)
     if np.all(densities == 1.0):
         raise PlannerInputError(f"llm-compressor: plan '{plan.name}' is dense, nothing to prune; export it --to litgpt")

@@ -41,13 +41,13 @@ def _window(plan: TrainingPlan) -> tuple[int, int, int, list[str]]:
     s, steps = plan.schedule, plan.budget.steps
     if s.granularity != "global":
         raise PlannerInputError(f"maxtext: the fork prunes with one global magnitude threshold; plan '{plan.name}' is "
-                                f"{s.granularity} (export it --to torchao or --to llm-compressor)")
+                                f"{s.granularity} (export it --to torch-ao or --to llm-compressor)")
     if s.shape == "dense" or s.final_sparsity == 0:
         return steps, steps, FORK_FREQUENCY, ["dense: gmp_start_step = steps, past the last step, so no pruning "
                                                  "event fires"]
     if s.shape not in ("geometric", "one_shot"):
         raise PlannerInputError(f"maxtext: the fork prunes only on a geometric schedule (event k keeps "
-                                f"(1-s)^((k+1)/n)); plan '{plan.name}' is {s.shape} (export it --to torchao)")
+                                f"(1-s)^((k+1)/n)); plan '{plan.name}' is {s.shape} (export it --to torch-ao)")
     start, end, every = plan_window(plan)
     if s.shape == "one_shot":  # one event at `start`: geometric with start == end, at a frequency dividing start
         return start, start, math.gcd(start, FORK_FREQUENCY), ["one_shot as the fork's single event (n = 1)"]

@@ -25,7 +25,6 @@ from planner.export.base import KNOT_TOL, Export, knots, n_avg_note, step_densit
 from planner.export.base import module_name as base_module_name
 from planner.plan import TrainingPlan
 
-DIGITS = 12  # significant digits of a knot's density: 1e-12 relative, far inside KNOT_TOL
 _FILE = Template('''"""Gradual magnitude pruning of plan '$name' with torch.ao.pruning (exported by sparseplan).
 
 $summary
@@ -193,7 +192,7 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
     if np.all(densities == 1.0):
         raise PlannerInputError(f"torchao: plan '{plan.name}' is dense, nothing to prune; export it --to litgpt")
     table = knots(densities)
-    rows = [", ".join(f"({a}, {d:.{DIGITS}g})" for a, d in table[i:i + 4]) + "," for i in range(0, len(table), 4)]
+    rows = [", ".join(f"({a}, {d!r})" for a, d in table[i:i + 4]) + "," for i in range(0, len(table), 4)]
     module = module_name(plan)
     summary = (f"{s.shape} schedule to final sparsity {1 - densities[-1]:g} over {steps:,} optimizer steps, "
                f"{len(table)} knots, {s.granularity} magnitude pruning, {s.pattern}; plan N_avg "
