@@ -20,7 +20,8 @@ test: .venv/stamp
 	$(PY) -m pytest -q -p no:xdist tests/test_trainer_memory.py
 
 # Each export run by the real tool, each in its own venv under .venv-int/ (built from tests/integrations/*.txt on
-# first use: about 10 minutes of installs, then about 12 minutes of checks on two cores); TOOLS="litgpt" runs one.
+# first use, about 1.5 GB each; a run took 24 minutes on two shared cores rebuilding three of the five venvs);
+# TOOLS="litgpt" runs one.
 test-integrations: .venv/stamp
 	bash tests/integrations/run.sh $(TOOLS)
 

@@ -132,8 +132,9 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
                       f"this repository's validation ladder {PER_LAYER_COST}")
     notes = ["each tensor prunes int(s x n) weights (floor); this repository's trainer keeps round(d x N) in total: "
              "at most one weight per tensor apart",
-             f"verified with llmcompressor {VERSION}; its session callbacks (`active_session()`, `callbacks.*`) and "
-             f"`oneshot` leave the model dense with this or any scheduled recipe: use {module}.PlanPruning"]
+             f"verified with llmcompressor {VERSION} (tests/integrations); its session callbacks alone "
+             f"(`active_session().initialize`, `callbacks.*`) leave the model dense with this recipe: use "
+             f"{module}.PlanPruning"]
     if abs(n_avg - plan.derived.n_avg) > 1e-9 * plan.derived.n_avg:
         notes.append(f"the plan's {s.shape} density is continuous in tokens; the recipe holds it constant over each "
                      f"step, as any step-based loop does: {n_avg_note(plan, n_avg)}")

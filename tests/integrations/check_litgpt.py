@@ -19,6 +19,7 @@ def main(folder, steps):
     folder = Path(folder)
     expect = json.loads((folder / "expect.json").read_text())
     litgpt_bin = Path(sys.executable).with_name("litgpt")
+    results = []
     for config, n_params in expect["params"].items():
         train = yaml.safe_load((folder / config).read_text())["train"]
         tokens = steps * train["global_batch_size"] * train["max_seq_length"]
@@ -31,8 +32,8 @@ def main(folder, steps):
         assert total == n_params, f"{config}: litgpt counts {total:,} parameters, the export {n_params:,}"
         assert f"step {steps} |" in log, f"{config}: no step {steps} in litgpt's log"
         val = float(re.search(r"Final evaluation \| val loss: ([\d.]+)", log).group(1))
-        print(f"litgpt {version('litgpt')} {config}: {steps} steps from the export folder, {total:,} parameters "
-              f"(the export's), final val loss {val:.3f}")
+        results.append(f"{config}: {total:,} parameters (the export's), final val loss {val:.3f}")
+    print(f"litgpt {version('litgpt')}, {steps} steps from the export folder: {'; '.join(results)}")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ if [[ -f "$venv/stamp" && "$venv/stamp" -nt "$pins" ]]; then exit 0; fi
 rm -rf "$venv"
 python3 -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
-nice -n 10 "${pip[@]}" torch==2.13.0
-nice -n 10 "${pip[@]}" -r "$pins" torch==2.13.0
+quiet() { sed '/is ignored: it is neither a file nor a directory/d'; }  # this machine's absent extra indexes
+nice -n 10 "${pip[@]}" torch==2.13.0 2>&1 | quiet
+nice -n 10 "${pip[@]}" -r "$pins" torch==2.13.0 2>&1 | quiet
 # `# drop: NAME` in the pins: a dependency pulled in that cannot load beside the CPU torch and is never imported
 drop=$(sed -n 's/^# drop: \([A-Za-z0-9_.-]*\).*/\1/p' "$pins")
 if [[ -n "$drop" ]]; then "$venv/bin/python" -m pip uninstall --quiet --yes $drop; fi
