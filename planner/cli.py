@@ -22,7 +22,7 @@ COMMANDS = {
     "frontier": ("Pareto frontier and the lifetime-optimal plan beside dense baselines", "planner.cli_search:register"),
     "check": ("validate a plan file (YAML or JSON) and its corpus: what `train` would refuse",
               "planner.cli:_register_check"),
-    "export": ("write a plan as another stack's files (MaxText fork, torch.ao, llm-compressor, litgpt), with a "
+    "export": ("write a plan as another stack's files (MaxText fork, PyTorch torch.ao, llm-compressor, litgpt), with a "
                "README saying what differs", "planner.export.cli:register"),
     "memory": ("training and serving memory per GPU, GPUs needed, roofline time per token",
                "planner.hardware.cli:register"),

@@ -3,6 +3,10 @@
 A plan is plain data (pydantic v2, extra fields forbidden). YAML and JSON both round-trip exactly:
 load(dump(plan)) == plan. `derived` is recomputed on load and must agree with the model and schedule, so a
 hand-edited plan cannot carry a stale N_avg into the trainer.
+
+Schema 2 (schema 1 files still load, meaning what they meant): run fields a plan leaves out default by the model's
+scale, `run_defaults`. A byte-vocabulary model is a laptop plan (the bundled corpus, byte tokenizer, float32); any
+other is GPU scale: bfloat16, and corpus and tokenizer "yours", which the trainer refuses until they are set.
 """
 from __future__ import annotations
 
@@ -16,13 +20,18 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from planner.errors import MAX_COUNT, PlannerInputError  # noqa: F401  (MAX_COUNT: the schema's bound on counts)
 from planner.io import Int, Real, fmt_of, number_only, parse_mapping, read_text, to_text, validate, write_model
 from planner.laws import Law
+from planner.preflight import BYTE_VOCAB, YOURS
 from planner.schedules import Schedule, closest_step_window, compute_weighting
 from planner.shapes import MAX_PARAMS, ModelShape, matmul_params
 
-SCHEMA_VERSION = 2  # 2 added hardware memory/bandwidth/serving fields, phase hours and derived memory/roofline
-READABLE_VERSIONS = (1, 2)  # every field version 2 added is optional: a version-1 plan reads unchanged
+# 2: hardware memory/bandwidth/serving fields, phase hours and derived memory/roofline (all optional), and run
+# defaults by scale (`run_defaults`: a version-1 plan keeps the laptop defaults it meant)
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 # Seeds feed numpy's generator (any integer >= 0) and torch.manual_seed (at most 2^64 - 1): the range both take.
 SEED_MAX = 2**64 - 1
+FORK_FREQUENCY = 100  # the seed's MaxText fork prunes every 100 steps (its base.yml and released runs) ...
+FORK_MIN_STEPS = 1000  # ... a default for plans this long; shorter (laptop) plans prune every 1% of their steps
 # Every float in a plan is finite: nan compares false against every bound, and inf passes a one-sided one.
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -91,8 +100,10 @@ class RunConfig(_Data):
     """How the trainer runs the plan: data, seed, evaluation. planner.preflight checks it against the corpus."""
     seed: Int = Field(0, ge=0, le=SEED_MAX)
     corpus: str = Field("bible", min_length=1, max_length=4096,
-                        description="'bible' (bundled World English Bible), a text file, a folder, or .bin")
-    tokenizer: Literal["byte"] = "byte"
+                        description="'bible' (bundled World English Bible), a text file, a folder, or .bin; "
+                                    "'yours': not chosen yet (GPU-scale plans)")
+    tokenizer: Literal["byte", "yours"] = Field("byte", description="'byte': text is byte-encoded (vocab 256); "
+                                                                    "'yours': a .bin of your tokenizer's ids")
     val_fraction: Real = Field(0.05, gt=0, lt=1)
     eval_every: Int = Field(50, gt=0, le=MAX_COUNT, description="steps between validation evaluations")
     eval_batches: Int = Field(4, gt=0, le=MAX_COUNT, description="bounded by the validation split (preflight)")
@@ -209,6 +220,12 @@ def derive(model: ModelShape, schedule: Schedule, n_convention: str = "total", p
                    n_avg=schedule.n_avg(fixed, prunable), n_final=schedule.n_final(fixed, prunable))
 
 
+def run_defaults(model: ModelShape) -> dict:
+    """The run fields a schema-2 plan leaves out, by the model's scale: a byte-vocabulary (laptop) model keeps
+    RunConfig's defaults; any other trains in bfloat16 on the user's corpus and tokenizer."""
+    return {} if model.vocab == BYTE_VOCAB else {"corpus": YOURS, "tokenizer": YOURS, "dtype": "bfloat16"}
+
+
 class TrainingPlan(_Data):
     schema_version: Annotated[Literal[1, 2], BeforeValidator(number_only)] = SCHEMA_VERSION
     name: str = Field("plan", min_length=1, max_length=128, description="also the stem of the trainer's run ids")
@@ -223,6 +240,22 @@ class TrainingPlan(_Data):
     derived: Derived
     pair: Pair | None = None
     notes: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scale_defaults(cls, data):
+        """Fill the run fields left out by the model's scale (schema 2; schema 1 meant the laptop defaults)."""
+        if not isinstance(data, dict) or data.get("schema_version", SCHEMA_VERSION) == 1:
+            return data
+        try:
+            model = data["model"] if isinstance(data["model"], ModelShape) else ModelShape(**data["model"])
+        except (KeyError, TypeError, ValueError):
+            return data  # the field validation names what is wrong
+        run = data.get("run", {})
+        given = run.model_dump(include=run.model_fields_set) if isinstance(run, RunConfig) else run
+        if isinstance(given, dict):
+            data = {**data, "run": {**run_defaults(model), **given}}
+        return data
 
     @model_validator(mode="after")
     def _check_derived(self):
@@ -277,6 +310,14 @@ def dump_plan(plan: TrainingPlan, path: str | Path) -> Path:
     return write_model(plan, path)
 
 
+def fork_window(start: int, end: int, every: int, total_steps: int) -> tuple[int, int]:
+    """A geometric window moved onto multiples of `every`, where the seed's fork prunes (step % frequency == 0): the
+    nearest start that keeps its number of intervals within training."""
+    intervals = (end - start) // every
+    new = min(every * round(start / every), every * ((total_steps - intervals * every) // every))
+    return new, new + intervals * every
+
+
 def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometric", final_sparsity: float = 0.5,
                      window_basis: str = "compute", start: float = 0.25, end: float = 0.75,
                      every_steps: int | None = None, **mask) -> PlanSchedule:
@@ -290,8 +331,9 @@ def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometri
     """
     if shape == "dense":
         final_sparsity = 0.0
-    if every_steps is None and shape == "geometric":
-        every_steps = max(1, min(100, total_steps // 100))  # the seed's code prunes every 100 steps
+    on_fork_grid = every_steps is None and shape == "geometric" and total_steps >= FORK_MIN_STEPS
+    if every_steps is None and shape == "geometric":  # the seed's fork: every 100 steps; a laptop plan every 1%
+        every_steps = FORK_FREQUENCY if on_fork_grid else max(1, total_steps // 100)
     phi = compute_weighting(model)
     if not mask.get("prune_head", True) and not model.tied_embeddings:  # a dense head multiplies, never pruned
         fixed, prunable = matmul_params(model)
@@ -314,6 +356,8 @@ def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometri
             end_step = min(end_step, start_step + every_steps * ((total_steps - start_step) // every_steps))
         if shape == "one_shot":
             end_step = start_step
+    if on_fork_grid:
+        start_step, end_step = fork_window(start_step, end_step, every_steps, total_steps)
     bare = Schedule.from_steps(shape, final_sparsity, start_step, end_step, total_steps,
                                every_steps if shape == "geometric" else None)
     c0, c1 = (float(x) for x in bare.compute_fraction(np.array([bare.start, bare.end]), phi))

@@ -25,6 +25,7 @@ from planner.errors import PlannerInputError
 from planner.io import not_regular
 
 BYTE_VOCAB = 256
+YOURS = "yours"  # run.corpus / run.tokenizer that a GPU-scale plan leaves to its user
 BIN_DTYPES = ("uint16", "uint32")
 BIBLE = "bible"
 
@@ -134,6 +135,12 @@ def split_sizes(n_tokens: int, val_fraction: float, seq_len: int, batch_size: in
 def preflight(plan, bin_dtype: str | None = None) -> dict:
     """Check a TrainingPlan against its corpus; returns the corpus figures. PlannerInputError names the field."""
     b, r = plan.budget, plan.run
+    if r.corpus == YOURS:
+        raise PlannerInputError("plan field 'run.corpus' is 'yours': set it to your corpus (a .bin of token ids, or "
+                                "text for a byte-level model) before training")
+    if r.tokenizer == YOURS and not r.corpus.endswith(".bin"):
+        raise PlannerInputError(f"plan field 'run.tokenizer' is 'yours': the trainer reads your tokenizer's ids "
+                                f"from a .bin corpus, and {r.corpus} is text (byte-encoded: tokenizer 'byte')")
     n, dtype = corpus_tokens(r.corpus, plan.model.vocab, bin_dtype)
     n_train, n_val = split_sizes(n, r.val_fraction, b.seq_len, b.batch_size, r.corpus)
     rows = b.batch_size // b.grad_accum  # evaluation runs micro-batches of this many rows

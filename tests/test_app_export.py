@@ -87,7 +87,7 @@ def test_target_downloads_hold_the_files_the_cli_writes(tmp_path):
             assert all(zf.read(n).decode() == (tmp_path / target / n).read_text() for n in zf.namelist())
     model, schedule, _ = maxtext.read_schedule(exports["maxtext"].files[f"{plan.name}.yml"])
     assert abs(derive(model, schedule).n_avg / exports["maxtext"].n_avg - 1) < 1e-12
-    densities, steps = torchao.read_schedule(exports["torchao"].files[f"{torchao.module_name(plan)}.py"])
+    densities, steps = torchao.read_schedule(exports["torch-ao"].files[f"{torchao.module_name(plan)}.py"])
     assert steps == plan.budget.steps and densities[-1] == 1 - plan.schedule.final_sparsity
 
 

@@ -55,9 +55,27 @@ def test_dense_and_compressed_folders_load_with_identical_logits(density, tied, 
         ours, a, b = model(x), plain(x).logits, load_hf(packed)(x).logits
     assert torch.equal(a, b)
     assert torch.allclose(ours, a, atol=1e-4)
-    assert config_of(dense)["quantization_config"]["sparsity_config"]["format"] == "dense"
+    # the plain folder's sparsity is informational: a quantization_config without quantization breaks loaders
+    assert "quantization_config" not in config_of(dense) and config_of(dense)["sparsity_config"]["format"] == "dense"
     fmt = "sparse-24-bitmask" if pattern == "2:4" else "sparse-bitmask"
     assert config_of(packed)["quantization_config"]["sparsity_config"]["format"] == fmt
+    # transformers 5 with compressed-tensors >= 0.15 does not decompress sparse formats: it must refuse, not
+    # initialise the pruned matrices randomly
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        transformers.AutoModelForCausalLM.from_pretrained(packed, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("pattern", ["unstructured", "2:4"])
+def test_compressed_keys_are_what_compressed_tensors_writes(pattern, tmp_path, one_torch_thread):
+    from safetensors.torch import load_file
+    packed = export_hf(pruned_model(0.5, pattern=pattern).state_dict(), SHAPE, tmp_path / "hf", max_positions=64,
+                       compressed=True)
+    stored = load_file(str(packed / "model.safetensors"))
+    parts = ("bitmask", "compressed", "shape") + (() if pattern == "2:4" else ("row_offsets",))
+    for base in ("model.layers.1.self_attn.q_proj", "model.layers.0.mlp.down_proj", "lm_head"):
+        assert {k for k in stored if k.startswith(f"{base}.")} == {f"{base}.{p}" for p in parts} | {f"{base}.weight"}
+        assert stored[f"{base}.weight"].numel() == 0  # the empty guard, never read by a decompressing loader
+    assert stored["model.embed_tokens.weight"].shape == (SHAPE.vocab, SHAPE.d_model)
 
 
 @pytest.mark.parametrize("pattern", ["unstructured", "2:4"])
@@ -83,7 +101,7 @@ def test_compressed_folder_is_smaller_by_the_formats_exact_bytes(pattern, tmp_pa
 def test_sparsity_config_states_structure_global_sparsity_and_targets(tmp_path, one_torch_thread):
     tied = SHAPE.model_copy(update={"tied_embeddings": True})
     model = pruned_model(0.5, tied, pattern="2:4")
-    cfg = config_of(export_hf(model.state_dict(), tied, tmp_path / "hf", max_positions=64))
+    cfg = config_of(export_hf(model.state_dict(), tied, tmp_path / "hf", max_positions=64, compressed=True))
     sparsity = cfg["quantization_config"]["sparsity_config"]
     zeros = sum(int((w == 0).sum()) for _, w in prunable_weights(model))
     total = sum(p.numel() for p in model.parameters())

@@ -164,3 +164,13 @@ def test_the_70m_preset_exports_the_forks_llama2_70m_model_keys():
     plan = build_plan(PRESETS["llama2-70m"], 0.6, tokens=2e9, batch_size=256, seq_len=2048)
     keys, _ = keys_of(export_plan(plan, "maxtext", devices=4))
     assert {k: keys[k] for k in released} == released and keys["per_device_batch_size"] == 64.0
+
+
+def test_a_default_gpu_plan_exports_the_forks_frequency_on_its_grid():
+    steps = 9950  # steps // 100 would be 99: the fork's runs all prune every 100 steps, on multiples of 100
+    plan = build_plan(PRESETS["llama2-1b"], 0.8, "geometric", tokens=steps * 512 * 2048, batch_size=512, seq_len=2048,
+                      name="gpu")
+    ex = export_plan(plan, "maxtext")
+    keys, _ = keys_of(ex)
+    assert keys["gmp_pruning_frequency"] == 100 and keys["gmp_start_step"] % 100 == 0 and not ex.approx
+    assert keys["dtype"] == "bfloat16"  # a GPU-scale plan's default

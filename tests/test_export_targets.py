@@ -1,4 +1,6 @@
-"""Export to llm-compressor (a per-layer recipe on the plan's events) and litgpt (the dense partner and the shape)."""
+"""Export to llm-compressor (a per-layer recipe on the plan's events and its driver) and litgpt (the dense partner and
+the shape, with a byte-level tokenizer for byte plans)."""
+import json
 import re
 import subprocess
 import sys
@@ -10,7 +12,7 @@ import yaml
 
 from planner.cli import main
 from planner.errors import PlannerInputError
-from planner.export import TARGETS, export_plan, llm_compressor
+from planner.export import TARGETS, export_plan, litgpt
 from planner.ladder import tiny_plan
 from planner.plan import Budget, dump_plan, make_plan, resolve_schedule
 from planner.shapes import PRESETS
@@ -34,11 +36,11 @@ def test_recipe_steps_are_the_plans_events_and_it_is_labelled_per_layer():
     ex = export_plan(plan, "llm-compressor")
     mod, text = modifier(ex)
     steps = np.array(mod["scheduler_args"]["steps"])
-    event_steps = steps[:, 0] * plan.budget.steps
-    assert np.allclose(event_steps, np.arange(2500, 12601, 100), atol=1e-6)
-    planned = plan.schedule.schedule().density_at_step(np.round(event_steps), plan.budget.steps)
+    assert np.array_equal(steps[:, 0], np.arange(2500, 12601, 100))  # indices are optimizer steps
+    planned = plan.schedule.schedule().density_at_step(steps[:, 0], plan.budget.steps)
     assert np.allclose(1 - steps[:, 1], planned, rtol=0, atol=1e-15)
-    assert mod["update_scheduler"] == "multi_step" and mod["final_sparsity"] == 0.8 and mod["end"] == 1.0
+    assert mod["update_scheduler"] == "multi_step" and mod["final_sparsity"] == 0.8
+    assert mod["start"] == 2500 and mod["end"] == plan.budget.steps  # masks stay on through the last step
     assert "apply_globally" not in mod and mod["mask_structure"] == "unstructured"
     assert "re:lm_head" in mod["targets"]
     # llm-compressor re.match-es targets against module names and full parameter names: both must hit
@@ -50,12 +52,14 @@ def test_recipe_steps_are_the_plans_events_and_it_is_labelled_per_layer():
     assert abs(ex.n_avg / plan.derived.n_avg - 1) < 1e-9
 
 
-def test_recipe_indices_compare_equal_to_llm_compressors_step_over_steps_per_epoch():
+def test_the_driver_names_its_recipe_and_passes_the_step_in_every_event():
     plan = small()
-    mod, _ = modifier(export_plan(plan, "llm-compressor"))
-    for index, _ in mod["scheduler_args"]["steps"]:
-        step = round(index * plan.budget.steps)
-        assert step / float(plan.budget.steps) == index  # Event.current_index at that global step
+    ex = export_plan(plan, "llm-compressor")
+    driver = ex.files["geometric_llmcompressor.py"]
+    compile(driver, "geometric_llmcompressor.py", "exec")
+    assert 'with_name("geometric.recipe.yaml")' in driver and f"TOTAL_STEPS = {plan.budget.steps}" in driver
+    assert "Event(type_=kind, global_step=step)" in driver and "apply_mask_weight" in driver
+    assert "from geometric_llmcompressor import PlanPruning" in ex.launch
 
 
 def test_recipe_refuses_2_4_and_dense_plans():
@@ -96,8 +100,25 @@ def test_litgpt_exports_the_dense_partner_at_matched_n_avg_and_the_plans_shape()
 def test_litgpt_exports_a_dense_plan_as_itself():
     plan = small("dense", 0.0)
     ex = export_plan(plan, "litgpt")
-    assert list(ex.files) == ["dense.yaml", "README.md"] and ex.n_avg == plan.derived.n_avg
-    assert yaml.safe_load(ex.files["dense.yaml"])["model_config"]["n_embd"] == plan.model.d_model
+    assert sorted(ex.files) == ["README.md", "dense.yaml", "tokenizer.json", "tokenizer_config.json"]
+    assert ex.n_avg == plan.derived.n_avg
+    cfg = yaml.safe_load(ex.files["dense.yaml"])
+    assert cfg["model_config"]["n_embd"] == plan.model.d_model and cfg["model_name"] == "dense"
+    assert cfg["tokenizer_dir"] == "." and cfg["data"]["class_path"] == "litgpt.data.TextFiles"
+
+
+def test_litgpts_byte_tokenizer_gives_each_byte_its_own_id_and_other_vocabularies_bring_theirs():
+    tokenizers = pytest.importorskip("tokenizers")
+    files = export_plan(small(), "litgpt").files
+    tok = tokenizers.Tokenizer.from_str(files["tokenizer.json"])
+    text = "Ünïcode\n\t and\x00 bytes ~"
+    assert tok.encode(text).ids == list(text.encode()) and tok.decode(list(text.encode())) == text
+    assert tok.get_vocab_size() == 256
+    bos = json.loads(files["tokenizer_config.json"])["bos_token"]
+    assert tok.token_to_id(bos) == litgpt.BOS_BYTE
+    seed = export_plan(seed_80p_plan(), "litgpt")  # vocab 32,000: the user's tokenizer
+    assert "tokenizer.json" not in seed.files and "--tokenizer_dir <your tokenizer folder>" in seed.launch
+    assert any("bring your own with vocabulary 32000" in n for n in seed.notes)
 
 
 @pytest.mark.parametrize("target", TARGETS)

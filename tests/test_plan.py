@@ -7,8 +7,8 @@ from hypothesis import given, settings, strategies as st
 
 from planner.errors import PlannerInputError
 from planner.ladder import scale_down, tiny_plan
-from planner.plan import (Budget, load_plan, make_plan, plan_from_text, plan_to_dict, plan_to_json, plan_to_yaml,
-                          dump_plan, resolve_schedule)
+from planner.plan import (Budget, RunConfig, dump_plan, load_plan, make_plan, plan_from_text, plan_to_dict,
+                          plan_to_json, plan_to_yaml, resolve_schedule)
 from planner.search import build_plan
 from planner.shapes import PRESETS, ModelShape
 
@@ -106,3 +106,50 @@ def test_scale_down_gives_dense_partners_at_matched_n_avg(plan):
         assert abs(dense.derived.n_avg / sparse.derived.n_avg - 1) < 0.005
         assert dense.budget.tokens == sparse.budget.tokens
         assert sparse.schedule.final_sparsity == plan.schedule.final_sparsity
+
+
+def gpu_plan(**fields):
+    model = PRESETS["llama2-1b"]
+    steps = 9950
+    sched = resolve_schedule(model, steps, "geometric", 0.8)
+    return make_plan(model, sched, Budget(tokens=steps * 512 * 2048, seq_len=2048, batch_size=512, steps=steps),
+                     name="gpu", **fields)
+
+
+def test_run_defaults_follow_the_models_scale_and_explicit_fields_win():
+    gpu = gpu_plan()
+    assert (gpu.run.dtype, gpu.run.corpus, gpu.run.tokenizer) == ("bfloat16", "yours", "yours")
+    laptop = tiny_plan()
+    assert (laptop.run.dtype, laptop.run.corpus, laptop.run.tokenizer) == ("float32", "bible", "byte")
+    mine = gpu_plan(run=RunConfig(seed=7, corpus="tokens.bin"))
+    assert (mine.run.seed, mine.run.corpus, mine.run.tokenizer, mine.run.dtype) == (7, "tokens.bin", "yours", "bfloat16")
+    assert plan_from_text(plan_to_yaml(gpu)) == gpu
+
+
+def test_a_schema_1_file_keeps_the_laptop_defaults_it_meant():
+    data = plan_to_dict(gpu_plan())
+    del data["run"]
+    assert plan_from_text(yaml.safe_dump(data)).run.dtype == "bfloat16"  # schema 2: by scale
+    data["schema_version"] = 1
+    old = plan_from_text(yaml.safe_dump(data))
+    assert (old.schema_version, old.run.dtype, old.run.corpus, old.run.tokenizer) == (1, "float32", "bible", "byte")
+
+
+def test_the_trainer_refuses_a_corpus_or_tokenizer_left_to_the_user(tmp_path):
+    from planner.preflight import preflight
+    with pytest.raises(PlannerInputError, match="^plan field 'run.corpus' is 'yours'"):
+        preflight(gpu_plan())
+    text = tmp_path / "a.txt"
+    text.write_text("x" * 1000)
+    with pytest.raises(PlannerInputError, match="^plan field 'run.tokenizer' is 'yours'.*a.txt is text"):
+        preflight(gpu_plan(run=RunConfig(corpus=str(text))))
+
+
+def test_a_default_geometric_window_prunes_every_100_steps_on_multiples_of_100():
+    plan = gpu_plan()  # 9,950 steps: a frequency of steps // 100 would be 99, which the seed's fork never runs
+    s = plan.schedule
+    assert s.every_steps == 100 and s.start_step % 100 == 0 and (s.end_step - s.start_step) % 100 == 0
+    assert abs(s.compute_start - 0.25) < 0.01 and abs(s.compute_end - 0.75) < 0.01
+    seed = resolve_schedule(PRESETS["llama2-1b"], 25050, "geometric", 0.8)  # 25% -> 75% of compute
+    assert (seed.start_step, seed.end_step) == (2500, 12600)  # the seed's released 1B window, exactly
+    assert resolve_schedule(PRESETS["tiny"], 300, "geometric", 0.5).every_steps == 3  # a laptop plan: 1% of steps

@@ -2,16 +2,19 @@
 
 Our module names are HF's minus the `model.` prefix and our RoPE uses HF's rotate_half layout, so weights are copied
 as they are (pruned zeros included); no q/k permutation is needed. The config is built by `transformers.LlamaConfig`.
-A pruned model's config carries compressed-tensors' `sparsity_config` (inside `quantization_config`, where vLLM and
-transformers look for it): structure unstructured or 2:4, global sparsity over all parameters, the Linear targets.
+A pruned model's plain folder states compressed-tensors' `sparsity_config` (structure unstructured or 2:4, global
+sparsity over all parameters, the Linear targets) at the top level of config.json, for reading only: inside a
+`quantization_config` without quantization it broke transformers 5.17 + compressed-tensors 0.19.
 
-`compressed=True` stores every pruned matrix in compressed-tensors' sparse-bitmask layout (`<name>.compressed`: the
-non-zero values in row-major order, `.bitmask`: one bit per weight packed by `compressed_tensors.utils.pack_bitmasks`,
-`.row_offsets`, `.shape`), about (4 d + 1/8) / 4 of the float32 bytes at density d; a 2:4 model in its
-sparse-24-bitmask layout (two values of every four, (rows, cols / 2), and the bitmask), what 2:4 kernels read.
-Tensor for tensor these are what compressed-tensors 0.13's BitmaskCompressor and Sparse24BitMaskCompressor write.
-compressed-tensors 0.15+ (the releases transformers 5 accepts) no longer decompresses sparse formats on load, so
-`load_hf` does it with the package's `unpack_bitmasks` and hands transformers the dense weights.
+`compressed=True` stores every pruned matrix in compressed-tensors' sparse-bitmask layout under the names its
+compressor writes (the module's: `...q_proj.compressed`, the non-zero values in row-major order; `.bitmask`, one bit
+per weight packed by `compressed_tensors.utils.pack_bitmasks`; `.row_offsets`; `.shape`), about (4 d + 1/8) / 4 of the
+float32 bytes at density d; a 2:4 model in its sparse-24-bitmask layout (two values of every four, (rows, cols / 2),
+and the bitmask), what 2:4 kernels read; `quantization_config.sparsity_config` names the format. Beside the parts
+each pruned matrix keeps an empty `.weight`: transformers 5 with compressed-tensors >= 0.15 no longer decompresses
+sparse formats, and without it initialised those matrices randomly; with it, it refuses on their size. `load_hf`
+decompresses with the package's `unpack_bitmasks` and hands transformers the dense weights (tests/integrations runs
+both loaders, and the native one of transformers 4.57 + compressed-tensors 0.14).
 """
 from __future__ import annotations
 
@@ -51,8 +54,8 @@ def _two_four(tensors: dict, names: list[str]) -> bool:
 
 
 def sparsity_config(tensors: dict, shape: ModelShape, compressed: bool) -> dict | None:
-    """compressed-tensors' quantization_config holding the sparsity_config; None for a model with no zeros."""
-    import compressed_tensors
+    """compressed-tensors' sparsity_config (format dense, sparse-bitmask or sparse-24-bitmask); None for a model with
+    no zeros."""
     from compressed_tensors.config import BitmaskConfig, DenseSparsityConfig, Sparse24BitMaskConfig
     names = _pruned(tensors, shape)
     zeros = sum(int((tensors[k] == 0).sum()) for k in names)
@@ -63,9 +66,7 @@ def sparsity_config(tensors: dict, shape: ModelShape, compressed: bool) -> dict 
     sparsity = kind(global_sparsity=zeros / sum(v.numel() for v in tensors.values()),
                     sparsity_structure="2:4" if two_four else "unstructured", targets=["Linear"],
                     ignore=["lm_head"] if shape.tied_embeddings else [])
-    # the keys compressed-tensors' ModelCompressor writes for a sparse model with no quantization
-    return {"quant_method": "compressed-tensors", "version": compressed_tensors.__version__,
-            "sparsity_config": sparsity.model_dump(exclude={"registry_requires_subclass"})}
+    return sparsity.model_dump(exclude={"registry_requires_subclass"})
 
 
 def _bitmask(name: str, w: torch.Tensor, two_four: bool) -> dict:
@@ -75,13 +76,17 @@ def _bitmask(name: str, w: torch.Tensor, two_four: bool) -> dict:
         groups = w.reshape(-1, 4)
         kept = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, groups.abs().topk(2, dim=1).indices, True)
         kept = kept.view(w.shape)
-        base = name.removesuffix(".weight")
-        return {f"{base}.shape": torch.tensor(list(w.shape)).reshape(-1, 1),
-                f"{base}.compressed": w[kept].reshape(w.shape[0], -1), f"{base}.bitmask": pack_bitmasks(kept)}
-    nonzero = w != 0
-    counts = nonzero.sum(dim=1)
-    return {f"{name}.compressed": w[nonzero], f"{name}.bitmask": pack_bitmasks(nonzero),
-            f"{name}.row_offsets": torch.cumsum(counts, 0) - counts, f"{name}.shape": torch.tensor(list(w.shape))}
+        parts = {"shape": torch.tensor(list(w.shape)).reshape(-1, 1), "compressed": w[kept].reshape(w.shape[0], -1),
+                 "bitmask": pack_bitmasks(kept)}
+    else:
+        nonzero = w != 0
+        counts = nonzero.sum(dim=1)
+        parts = {"compressed": w[nonzero], "bitmask": pack_bitmasks(nonzero),
+                 "row_offsets": torch.cumsum(counts, 0) - counts, "shape": torch.tensor(list(w.shape))}
+    base = name.removesuffix(".weight")  # the compressors key the parts by module: `...q_proj.compressed`
+    # An empty `.weight` beside them: a loader that does not decompress sparse formats stops on its size instead of
+    # initialising the matrix randomly; one that does replaces the module's weight by the parts and never reads it.
+    return {name: w.new_empty(0)} | {f"{base}.{k}": v for k, v in parts.items()}
 
 
 def export_hf(state_dict: dict, shape: ModelShape, out_dir: Path, max_positions: int = 2048,
@@ -97,14 +102,17 @@ def export_hf(state_dict: dict, shape: ModelShape, out_dir: Path, max_positions:
             continue  # HF re-ties it to the embedding
         tensors[key if key == "lm_head.weight" else f"model.{key}"] = value.detach().to("cpu", torch.float32)
     config = hf_config(shape, max_positions)
-    quant = sparsity_config(tensors, shape, compressed)
-    if quant is not None:
-        config.quantization_config = quant
-        if compressed:
-            names = _pruned(tensors, shape)
-            two_four = _two_four(tensors, names)
-            for name in names:
-                tensors |= _bitmask(name, tensors.pop(name), two_four)
+    sparsity = sparsity_config(tensors, shape, compressed)
+    if sparsity is not None and compressed:  # what compressed-tensors' ModelCompressor writes for a sparse model
+        import compressed_tensors
+        config.quantization_config = {"quant_method": "compressed-tensors", "version": compressed_tensors.__version__,
+                                      "sparsity_config": sparsity}
+        names = _pruned(tensors, shape)
+        two_four = _two_four(tensors, names)
+        for name in names:
+            tensors |= _bitmask(name, tensors.pop(name), two_four)
+    elif sparsity is not None:  # informational only: a quantization_config without quantization breaks loaders
+        config.sparsity_config = sparsity
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / "model.safetensors"),
               metadata={"format": "pt"})
     config.save_pretrained(out_dir)

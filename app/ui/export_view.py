@@ -52,7 +52,7 @@ def ladder_table(plans: list[TrainingPlan]) -> pd.DataFrame:
                           "tokens": p.budget.tokens} for p in plans])
 
 
-LABELS = {"maxtext": "MaxText fork (seed)", "torchao": "PyTorch torch.ao", "llm-compressor": "llm-compressor",
+LABELS = {"maxtext": "MaxText fork (seed)", "torch-ao": "PyTorch torch.ao", "llm-compressor": "llm-compressor",
           "litgpt": "litgpt"}
 
 

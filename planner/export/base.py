@@ -40,6 +40,11 @@ def stem(plan: TrainingPlan) -> str:
     return re.sub(r"[^\w.-]+", "_", plan.name)
 
 
+def module_name(plan: TrainingPlan, suffix: str) -> str:
+    """A Python module name for one of the plan's files: the name's non-word characters become '_'."""
+    return re.sub(r"\W", "_", plan.name).lstrip("0123456789") + suffix
+
+
 def plan_window(plan: TrainingPlan) -> tuple[int, int, int | None]:
     """(start_step, end_step, every_steps) of the plan's window; a hand-written plan may give only fractions."""
     s, steps = plan.schedule, plan.budget.steps
@@ -59,6 +64,35 @@ def change_points(densities: np.ndarray) -> list[tuple[int, float]]:
     """(first step, density) at step 0 and wherever the per-step density changes."""
     steps = np.flatnonzero(np.concatenate([[True], densities[1:] != densities[:-1]]))
     return [(int(s), float(densities[s])) for s in steps]
+
+
+KNOT_TOL = 1e-6  # how far a knot table may stray from the per-step density (1,000 weights of a 1B model)
+
+
+def _fits(densities: np.ndarray, i: int, j: int, tol: float) -> bool:
+    """Whether the straight line from step i to step j stays within tol of every step's density between them."""
+    line = densities[i] + (densities[j] - densities[i]) / (j - i) * np.arange(j - i + 1)
+    return bool(np.max(np.abs(line - densities[i:j + 1])) <= tol)
+
+
+def knots(densities: np.ndarray, tol: float = KNOT_TOL) -> list[tuple[int, float]]:
+    """(step, density) knots whose linear interpolation is within tol of the density at every step: exact (two
+    knots per jump) for a piecewise-constant schedule, a few hundred for a continuous one however many steps."""
+    n, i, out = len(densities), 0, [0]
+    while i < n - 1:  # the longest line from i that fits: doubling its length, then bisecting
+        lo, span, hi = i + 1, 1, None
+        while lo < n - 1:
+            cand = min(i + 2 * span, n - 1)
+            if not _fits(densities, i, cand, tol):
+                hi = cand
+                break
+            lo, span = cand, 2 * span
+        while hi is not None and hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if _fits(densities, i, mid, tol) else (lo, mid)
+        out.append(lo)
+        i = lo
+    return [(s, float(densities[s])) for s in out]
 
 
 def step_n_avg(plan: TrainingPlan, densities) -> float:

@@ -5,7 +5,7 @@ import json
 
 from planner.cli import COMMANDS
 from planner.errors import write_error
-from planner.export import TARGETS, export_plan
+from planner.export import ALIASES, TARGETS, export_plan
 from planner.export.base import stem
 from planner.plan import load_plan
 
@@ -13,7 +13,8 @@ from planner.plan import load_plan
 def register(sub) -> None:
     p = sub.add_parser("export", help=COMMANDS["export"][0])
     p.add_argument("plan", help="plan file (YAML or JSON)")
-    p.add_argument("--to", required=True, choices=TARGETS, help="target stack")
+    p.add_argument("--to", required=True, choices=TARGETS + tuple(ALIASES),
+                   help="target stack (torchao: the old name of torch-ao)")
     p.add_argument("--out", help="output folder (default: <plan name>-<target>)")
     p.add_argument("--devices", type=int, default=1, help="accelerators the batch is split over (per-device batch)")
     p.add_argument("--exact", action="store_true", help="refuse (exit 2) rather than approximate the pruning")

@@ -17,12 +17,11 @@ import yaml
 from planner.errors import PlannerInputError
 from planner.export.base import Export, exported_n_avg, n_avg_note, plan_window, stem
 from planner.io import parse_mapping
-from planner.plan import TrainingPlan
+from planner.plan import FORK_FREQUENCY, TrainingPlan, fork_window
 from planner.schedules import Schedule
 from planner.shapes import ModelShape
 
 FORK = "tjingrant/sparse-llm-code"
-DEFAULT_FREQUENCY = 100  # the fork's gmp_pruning_frequency default
 SWIGLU, GELU = ["silu", "linear"], ["gelu"]
 
 
@@ -42,16 +41,16 @@ def _window(plan: TrainingPlan) -> tuple[int, int, int, list[str]]:
     s, steps = plan.schedule, plan.budget.steps
     if s.granularity != "global":
         raise PlannerInputError(f"maxtext: the fork prunes with one global magnitude threshold; plan '{plan.name}' is "
-                                f"{s.granularity} (export it --to torchao or --to llm-compressor)")
+                                f"{s.granularity} (export it --to torch-ao or --to llm-compressor)")
     if s.shape == "dense" or s.final_sparsity == 0:
-        return steps, steps, DEFAULT_FREQUENCY, ["dense: gmp_start_step = steps, past the last step, so no pruning "
+        return steps, steps, FORK_FREQUENCY, ["dense: gmp_start_step = steps, past the last step, so no pruning "
                                                  "event fires"]
     if s.shape not in ("geometric", "one_shot"):
         raise PlannerInputError(f"maxtext: the fork prunes only on a geometric schedule (event k keeps "
-                                f"(1-s)^((k+1)/n)); plan '{plan.name}' is {s.shape} (export it --to torchao)")
+                                f"(1-s)^((k+1)/n)); plan '{plan.name}' is {s.shape} (export it --to torch-ao)")
     start, end, every = plan_window(plan)
     if s.shape == "one_shot":  # one event at `start`: geometric with start == end, at a frequency dividing start
-        return start, start, math.gcd(start, DEFAULT_FREQUENCY), ["one_shot as the fork's single event (n = 1)"]
+        return start, start, math.gcd(start, FORK_FREQUENCY), ["one_shot as the fork's single event (n = 1)"]
     if not every:
         raise PlannerInputError(f"maxtext: plan '{plan.name}' has no pruning interval in steps "
                                 f"(schedule.every_steps); the fork prunes on a step grid")
@@ -59,8 +58,7 @@ def _window(plan: TrainingPlan) -> tuple[int, int, int, list[str]]:
     if start % every == 0:
         return start, start + (n - 1) * every, every, []
     # The fork fires only on multiples of the frequency: move the window to the nearest multiple, same event count.
-    new = every * round(start / every)
-    new = min(new, every * ((steps - (n - 1) * every) // every))
+    new, _ = fork_window(start, end, every, steps)
     if new < 0:
         raise PlannerInputError(f"maxtext: {n} events every {every} steps do not fit in {steps} steps on multiples "
                                 f"of {every}")

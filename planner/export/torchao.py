@@ -1,23 +1,28 @@
-"""PyTorch's torch.ao.pruning: a runnable Python file that prunes the user's own nn.Module on the plan's schedule.
+"""PyTorch's torch.ao.pruning (target `torch-ao`, formerly `torchao`): a runnable Python file that prunes the user's
+own nn.Module on the plan's schedule.
 
-The file carries the plan's density at every optimizer step as a table of change points computed here by the
-planner's schedule (the one definition; the file has no second copy of a formula) and drives torch.ao's masks from it
-through a LambdaSL scheduler. Global granularity (and any 2:4 plan) uses a BaseSparsifier subclass with one magnitude
-threshold over all pruned weights, or one per tensor (this repository's trainer's rules: exact keep count, pruned
-weights never regrow, 2:4 candidates are the two smallest of each four inputs; torch.ao's WeightNormSparsifier picks
-2:4 groups by norm and can bring pruned weights back); per-layer unstructured uses torch.ao's own
-WeightNormSparsifier. `read_schedule` reads the table back (the round trip the tests check).
+It uses PyTorch's own torch.ao.pruning, not the torchao package: torchao's sparsity API (`sparsify_` with
+`semi_sparse_weight`) converts an already-pruned 2:4 model to CUDA kernels and schedules nothing, so the target is
+named for what it runs. The file carries the plan's density at every optimizer step as a table of knots computed here
+from the planner's schedule (the one definition; the file has no second copy of a formula): linear between knots,
+two knots one step apart at each jump, so a piecewise-constant schedule is exact and a continuous one stays within
+base.KNOT_TOL of every step with a few hundred knots. It drives torch.ao's masks through a LambdaSL scheduler. Global
+granularity (and any 2:4 plan) uses a BaseSparsifier subclass with one magnitude threshold over all pruned weights, or
+one per tensor (this repository's trainer's rules: exact keep count, pruned weights never regrow, 2:4 candidates are
+the two smallest of each four inputs; torch.ao's WeightNormSparsifier picks 2:4 groups by norm and can bring pruned
+weights back); per-layer unstructured uses torch.ao's own WeightNormSparsifier. `read_schedule` reads the table back
+(the round trip the tests check).
 """
 from __future__ import annotations
 
 import ast
-import re
 from string import Template
 
 import numpy as np
 
 from planner.errors import PlannerInputError
-from planner.export.base import Export, change_points, n_avg_note, step_densities, step_n_avg
+from planner.export.base import KNOT_TOL, Export, knots, n_avg_note, step_densities, step_n_avg
+from planner.export.base import module_name as base_module_name
 from planner.plan import TrainingPlan
 
 _FILE = Template('''"""Gradual magnitude pruning of plan '$name' with torch.ao.pruning (exported by sparseplan).
@@ -49,23 +54,25 @@ from torch.ao.pruning.scheduler.lambda_scheduler import LambdaSL
 TOTAL_STEPS = $steps
 GRANULARITY = "$granularity"  # global: one magnitude threshold over all pruned weights; per_layer: per tensor
 PATTERN = "$pattern"  # 2:4: the two smallest of each 4 consecutive inputs are the candidates
-# (first step, density of the pruned weights) at every change of the plan's density; it holds until the next entry.
-CHANGES = [
-$changes
+# (step, density of the pruned weights): linear in the step between two knots (a jump is two knots one step apart),
+# held after the last.
+KNOTS = [
+$knots
 ]
-_STEPS = [s for s, _ in CHANGES]
+_STEPS = [s for s, _ in KNOTS]
 
 
 def density_at(step):
-    return CHANGES[bisect.bisect_right(_STEPS, step) - 1][1]
+    i = bisect.bisect_right(_STEPS, step) - 1
+    if i + 1 == len(KNOTS):
+        return KNOTS[-1][1]
+    (s0, d0), (s1, d1) = KNOTS[i], KNOTS[i + 1]
+    return (d1 - d0) / (s1 - s0) * (step - s0) + d0
 
 
 def is_event(step):
-    """Step 0 and every step at which the density changes: the only steps whose masks differ from the last."""
-    return step == 0 or step in _EVENTS
-
-
-_EVENTS = set(_STEPS)
+    """Step 0 and every step whose density differs from the step before: the only steps whose masks change."""
+    return step == 0 or density_at(step) != density_at(step - 1)
 
 
 def prunable(model):
@@ -161,8 +168,8 @@ if __name__ == "__main__":
 
 
 def module_name(plan: TrainingPlan) -> str:
-    """A Python module name for the plan's file."""
-    return re.sub(r"\W", "_", plan.name).lstrip("0123456789") + "_sparsity"
+    """The Python module name of the plan's file."""
+    return base_module_name(plan, "_sparsity")
 
 
 def read_schedule(text: str, source: str = "torchao file") -> tuple[np.ndarray, int]:
@@ -171,14 +178,12 @@ def read_schedule(text: str, source: str = "torchao file") -> tuple[np.ndarray, 
     try:
         for node in ast.parse(text).body:
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and \
-                    node.targets[0].id in ("TOTAL_STEPS", "CHANGES"):
+                    node.targets[0].id in ("TOTAL_STEPS", "KNOTS"):
                 values[node.targets[0].id] = ast.literal_eval(node.value)
-        steps, changes = values["TOTAL_STEPS"], values["CHANGES"]
+        steps, table = values["TOTAL_STEPS"], np.array(values["KNOTS"], dtype=float)
     except (SyntaxError, ValueError, KeyError) as exc:
-        raise PlannerInputError(f"{source}: not an exported torchao file ({type(exc).__name__}: {exc})") from None
-    starts = [s for s, _ in changes]
-    index = np.searchsorted(starts, np.arange(steps), side="right") - 1
-    return np.array([d for _, d in changes])[index], steps
+        raise PlannerInputError(f"{source}: not an exported torch-ao file ({type(exc).__name__}: {exc})") from None
+    return np.interp(np.arange(steps), table[:, 0], table[:, 1]), steps  # linear between knots, held after
 
 
 def build(plan: TrainingPlan, devices: int = 1) -> Export:
@@ -186,18 +191,20 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
     densities = step_densities(plan)
     if np.all(densities == 1.0):
         raise PlannerInputError(f"torchao: plan '{plan.name}' is dense, nothing to prune; export it --to litgpt")
-    changes = change_points(densities)
-    rows = [", ".join(f"({a}, {d!r})" for a, d in changes[i:i + 4]) + "," for i in range(0, len(changes), 4)]
+    table = knots(densities)
+    rows = [", ".join(f"({a}, {d!r})" for a, d in table[i:i + 4]) + "," for i in range(0, len(table), 4)]
     module = module_name(plan)
-    summary = (f"{s.shape} schedule to final sparsity {1 - changes[-1][1]:g} over {steps:,} optimizer steps, "
-               f"{len(changes) - 1} density changes, {s.granularity} magnitude pruning, {s.pattern}; plan N_avg "
+    summary = (f"{s.shape} schedule to final sparsity {1 - densities[-1]:g} over {steps:,} optimizer steps, "
+               f"{len(table)} knots, {s.granularity} magnitude pruning, {s.pattern}; plan N_avg "
                f"{plan.derived.n_avg:,.0f}.")
     text = _FILE.substitute(name=plan.name, summary=summary, module=module, steps=steps, granularity=s.granularity,
-                            pattern=s.pattern, changes="\n".join(f"    {r}" for r in rows))
+                            pattern=s.pattern, knots="\n".join(f"    {r}" for r in rows))
     back, _ = read_schedule(text, f"{module}.py")
     n_avg = step_n_avg(plan, back)
+    changes = int(np.count_nonzero(np.diff(densities)))
     exact = [f"density at every one of the {steps:,} optimizer steps: the planner's d(step / steps) "
-             f"({len(changes) - 1} changes), applied before the step's forward as this repository's trainer does",
+             f"({changes} changes, {len(table)} knots, within {KNOT_TOL:g} at every step), applied before the step's "
+             f"forward as this repository's trainer does",
              "prunable set: every nn.Linear weight (attention, MLP, untied LM head); embeddings, norms and a tied "
              "head stay dense",
              "pruned weights get zero gradient (torch.ao's mask parametrization) and never regrow"]
@@ -210,11 +217,11 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
     notes = []  # all the pruning is the plan's: what remains is how any step-based loop, ours included, runs it
     if abs(n_avg - plan.derived.n_avg) > 1e-9 * plan.derived.n_avg:
         notes.append(f"the plan's {s.shape} density is continuous in tokens; a step-based loop holds it constant "
-                     f"over each step: {n_avg_note(plan, n_avg)}")
+                     f"over each step, and the knot table follows that within {KNOT_TOL:g}: {n_avg_note(plan, n_avg)}")
     if s.granularity == "per_layer":
         notes.append("per tensor, round(d x n) weights are kept (torch.ao's WeightNormSparsifier for unstructured: "
                      "n - round(s x n)); this repository's trainer splits round(d x N) by largest remainder: at most "
                      "one weight per tensor apart")
     notes.append("AdamW moments of newly pruned weights are not zeroed (the masked weights stay zero either way)")
     launch = f"python {module}.py  # checks the masks on a toy model; then use sparsify() in your training loop"
-    return Export("torchao", {f"{module}.py": text}, launch, n_avg, exact, [], notes)
+    return Export("torch-ao", {f"{module}.py": text}, launch, n_avg, exact, [], notes)
