@@ -14,10 +14,7 @@ app: .venv/stamp
 	$(PY) -m streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: .venv/stamp
-	$(PY) -m pytest -q -n 2 tests --ignore=tests/test_trainer_memory.py
-	# peak-RSS tests run alone: inside the parallel suite their child adds ~110-190 MB more anonymous memory at its peak,
-	# also with glibc retention off (not file pages; cause not found yet)
-	$(PY) -m pytest -q -p no:xdist tests/test_trainer_memory.py
+	$(PY) -m pytest -q -n 2 tests
 
 # Speed benchmarks; each rewrites its own section of bench/RESULTS.md. (The validation study, `python -m
 # train_backend study --preset quick|full --jobs 2`, trains for about an hour or three and is run by hand.)

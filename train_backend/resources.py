@@ -82,9 +82,14 @@ def available_memory(device: torch.device) -> int:
 
 
 def peak_rss() -> int:
-    """This process's peak resident set so far, bytes (Linux reports kilobytes)."""
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's peak resident set so far, bytes: VmHWM of its own memory map. Not ru_maxrss, which Linux
+    carries over exec from the parent (a child of a 600 MB process reports 600 MB before it allocates anything)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024
+    except (OSError, StopIteration):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
 
 
 def gemm_shapes(plan: TrainingPlan, cap: int | None = 2048) -> list[tuple[int, int, int]]:

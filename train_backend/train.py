@@ -359,7 +359,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world, threads_h
                "peak_memory_measured": (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                                         else peak_rss()),
                "peak_memory_measured_as": ("torch.cuda.max_memory_allocated" if device.type == "cuda"
-                                           else "peak RSS of the process (ru_maxrss), runtime included")}
+                                           else "peak RSS of the process (VmHWM), runtime included")}
     if rank == 0:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         registry.update_run(opts.runs_dir, run_id, status=status, finished_at=time.time(), step=step,
