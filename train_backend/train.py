@@ -6,9 +6,8 @@ a metrics line. Metrics lines are written, and the loss checked for non-finite v
 SYNC_EVERY steps (and at every event, evaluation and checkpoint) on CUDA, so the GPU never waits for the host.
 A fresh run checkpoints at step 0, before any update, then on a fixed cadence. A stop signal (SIGINT, SIGTERM,
 SIGHUP) during start-up stops at once (Cancelled); during the loop it checkpoints at the end of the step and stops
-(cancelled). On CPU a resumed run is
-bit-identical to an uninterrupted one: deterministic kernels, and every RNG, the data position and the thread count
-(`resources.choose_threads`, unless --threads says otherwise) are checkpointed.
+(cancelled). On CPU a resumed run is bit-identical to an uninterrupted one: deterministic kernels, and every RNG, the
+data position and the thread count (`resources.choose_threads`, unless --threads says otherwise) are checkpointed.
 """
 from __future__ import annotations
 
