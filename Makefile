@@ -14,10 +14,7 @@ app: .venv/stamp
 	$(PY) -m streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: .venv/stamp
-	$(PY) -m pytest -q -n 2 tests --ignore=tests/test_trainer_memory.py
-	# peak-RSS tests run alone: inside the parallel suite their child adds ~110-190 MB more anonymous memory at its peak,
-	# also with glibc retention off (not file pages; cause not found yet)
-	$(PY) -m pytest -q -p no:xdist tests/test_trainer_memory.py
+	$(PY) -m pytest -q -n 2 tests
 
 # Each export run by the real tool, each in its own venv under .venv-int/ (built from tests/integrations/*.txt on
 # first use, about 1.5 GB each; a run took 24 minutes on two shared cores rebuilding three of the five venvs);

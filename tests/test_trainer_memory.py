@@ -23,7 +23,7 @@ import json, resource, sys, torch
 from planner.plan import Budget, RunConfig, make_plan, resolve_schedule
 from planner.shapes import ModelShape
 from train_backend.model import Transformer
-from train_backend.resources import estimate_memory
+from train_backend.resources import estimate_memory, peak_rss
 from train_backend.train import Options, make_optimizer, run
 torch.set_num_threads(1)
 cfg = json.loads(sys.argv[2])
@@ -39,7 +39,7 @@ opt.step()
 del warm, opt
 before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
 summary = run(plan, Options(runs_dir=sys.argv[1], threads=1))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = peak_rss()  # VmHWM: ru_maxrss would carry the parent's (the pytest worker's) peak over exec
 print(json.dumps({"added": peak - before, "estimate": estimate_memory(plan), "summary": summary["memory_estimate"],
                   "status": summary["status"]}))
 """
@@ -123,3 +123,17 @@ def test_live_bytes_within_15_percent_of_cuda_max_memory_allocated(tmp_path, sha
     est = estimate_memory(plan, device="cuda")
     print(f"{shape} on CUDA: estimate/measured = {est['live'] / added:.3f}")
     assert summary["status"] == "finished" and abs(est["live"] / added - 1) < 0.15, (est, added)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/status")
+def test_a_childs_peak_rss_is_its_own(tmp_path):
+    """Linux carries ru_maxrss over exec: a trainer started by a large process (a pytest worker, the app) would
+    report its parent's peak. peak_rss reads the child's own high-water mark; this is why the peak-RSS tests can
+    run inside the parallel suite."""
+    ballast = bytearray(1 << 30)  # 1 GiB resident in this process
+    ballast[::4096] = b"\1" * len(ballast[::4096])
+    out = subprocess.run([sys.executable, "-c", "from train_backend.resources import peak_rss; print(peak_rss())"],
+                         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) < len(ballast) // 2, int(out.stdout)  # torch imported: a few hundred MB, not 1 GiB
+    del ballast

@@ -6,10 +6,11 @@ def _stop(signum, _frame):
     raise KeyboardInterrupt(signum)
 
 
-# A scheduler's SIGTERM or a closed terminal's SIGHUP while torch imports: one line, as for SIGINT (the trainer
-# installs its own handlers once imported; an ignored signal, as under nohup, stays ignored).
-for _sig in (signal.SIGTERM, signal.SIGHUP):
-    if signal.getsignal(_sig) is not signal.SIG_IGN:
+# A stop signal while torch imports: one line. SIGINT always, as the trainer's own handler does once imported (a
+# shell starts background jobs with SIGINT ignored; the app's cancel sends SIGINT); a SIGTERM or SIGHUP the caller
+# ignores (nohup) stays ignored.
+for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    if _sig == signal.SIGINT or signal.getsignal(_sig) is not signal.SIG_IGN:
         signal.signal(_sig, _stop)
 try:
     from train_backend.cli import main

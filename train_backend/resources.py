@@ -73,9 +73,14 @@ def available_memory(device: torch.device) -> int:
 
 
 def peak_rss() -> int:
-    """This process's peak resident set so far, bytes (Linux reports kilobytes)."""
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's peak resident set so far, bytes: VmHWM of its own memory map. Not ru_maxrss, which Linux
+    carries over exec from the parent (a child of a 600 MB process reports 600 MB before it allocates anything)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024
+    except (OSError, StopIteration):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
 
 
 def gemm_shapes(plan: TrainingPlan, cap: int | None = 2048) -> list[tuple[int, int, int]]:
@@ -132,13 +137,14 @@ def _cpu_times() -> tuple[int, int]:
 
 def choose_threads(plan: TrainingPlan, requested: int | None = None) -> tuple[int, str]:
     """Intra-op threads for a CPU run and why: `requested` (--threads), else OMP_NUM_THREADS when set, else one per
-    MACS_PER_THREAD of the model's largest GEMM, never more than the idle cores (at least one)."""
+    MACS_PER_THREAD of the model's largest GEMM, never more than the idle cores (shared by the ranks torchrun put on
+    this host), at least one."""
     if requested:
         return requested, "--threads"
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads(), "OMP_NUM_THREADS"
     largest = max(m * k * n for m, k, n in gemm_shapes(plan, cap=None))
-    by_size, idle = max(1, largest // MACS_PER_THREAD), idle_cores()
+    by_size, idle = max(1, largest // MACS_PER_THREAD), idle_cores() / int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     threads = max(1, min(by_size, int(idle + 0.1)))
     return threads, (f"chosen: the largest GEMM has {largest / 1e6:.0f}M multiply-adds ({by_size} thread(s) at "
                      f"{MACS_PER_THREAD / 2**20:.0f}M each), {idle:.1f} cores idle; --threads overrides")

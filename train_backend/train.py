@@ -6,9 +6,8 @@ a metrics line. Metrics lines are written, and the loss checked for non-finite v
 SYNC_EVERY steps (and at every event, evaluation and checkpoint) on CUDA, so the GPU never waits for the host.
 A fresh run checkpoints at step 0, before any update, then on a fixed cadence. A stop signal (SIGINT, SIGTERM,
 SIGHUP) during start-up stops at once (Cancelled); during the loop it checkpoints at the end of the step and stops
-(cancelled). On CPU a resumed run is
-bit-identical to an uninterrupted one: deterministic kernels, and every RNG, the data position and the thread count
-(`resources.choose_threads`, unless --threads says otherwise) are checkpointed.
+(cancelled). On CPU a resumed run is bit-identical to an uninterrupted one: deterministic kernels, and every RNG, the
+data position and the thread count (`resources.choose_threads`, unless --threads says otherwise) are checkpointed.
 """
 from __future__ import annotations
 
@@ -359,7 +358,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world, threads_h
                "peak_memory_measured": (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                                         else peak_rss()),
                "peak_memory_measured_as": ("torch.cuda.max_memory_allocated" if device.type == "cuda"
-                                           else "peak RSS of the process (ru_maxrss), runtime included")}
+                                           else "peak RSS of the process (VmHWM), runtime included")}
     if rank == 0:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         registry.update_run(opts.runs_dir, run_id, status=status, finished_at=time.time(), step=step,
