@@ -31,7 +31,7 @@ shape = ModelShape(**cfg["shape"])
 seq, batch = cfg["seq_len"], cfg["batch_size"]
 plan = make_plan(shape, resolve_schedule(shape, 3, "one_shot", 0.5, "steps", 1, 1),
                  Budget(tokens=3 * batch * seq, seq_len=seq, batch_size=batch, steps=3, lr=1e-4), name="mem",
-                 run=RunConfig(eval_every=3, eval_batches=1))
+                 run=RunConfig(eval_every=3, eval_batches=1, corpus="bible", tokenizer="byte", dtype="float32"))
 warm = Transformer(ModelShape(n_layer=1, d_model=16, n_head=1, d_ff=16, vocab=256))
 opt = make_optimizer(warm, plan)
 warm(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long)).backward()
