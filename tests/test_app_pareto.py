@@ -149,7 +149,8 @@ def test_a_plan_equal_to_its_baselines_says_so():
 def test_downloads_are_offered():
     at = open_page()
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Frontier (CSV)", "All candidates (CSV)", "Comparison (CSV)", "Chart as PNG", "Chart as SVG"]
+    assert labels == ["Frontier (CSV)", "All candidates (CSV)", "Comparison (CSV)", "Chart (PNG)", "Chart (SVG)",
+                      "Save session (JSON)"]
 
 
 def test_clicked_plan_reads_the_chart_selection():

@@ -75,6 +75,9 @@ def watch(run: dict):
         loss, low, high, source = pred
         m2.metric("Predicted loss", f"{loss:.4f}", help=f"from {source}")
         m2.caption(f"95% CI [{low:.4f}, {high:.4f}] ({source})" if low is not None else f"no interval ({source})")
+        note = rv.law_note(rv.run_plan(run).law, state.working_law().law)
+        if note and source.startswith("the plan's"):
+            st.caption(note)
     metrics = rv.metrics_frame(run)
     if metrics.empty:
         return

@@ -19,6 +19,7 @@ import torch
 from planner.errors import PlannerInputError
 from planner.fit import LawFitter, bootstrap, compare_forms
 from planner.laptop import fit_laptop_law, interval, predictive_draws, recipe_of
+from planner.runs import in_regime
 from train_backend import checkpoint, registry
 from train_backend.model import Transformer
 from train_backend.study.design import StudyRun
@@ -149,12 +150,6 @@ def dense_law_predictions(df: pd.DataFrame, sd: float) -> tuple[pd.DataFrame, ob
     sparse["error"] = sparse["loss"] - sparse["pred"]
     sparse["inside"] = (sparse["loss"] >= sparse["pred_low"]) & (sparse["loss"] <= sparse["pred_high"])
     return sparse, fit
-
-
-def in_regime(df: pd.DataFrame) -> pd.DataFrame:
-    """The runs the law comparison uses: the ladder, its seeds and the pairs (quick, full: >= 20 tokens per N_avg);
-    not the tiny preset (2 tokens per N_avg) nor the ablations."""
-    return df[~df["kind"].isin(["tiny", "ablation"])]
 
 
 def form_comparison(df: pd.DataFrame) -> pd.DataFrame:
