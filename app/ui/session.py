@@ -24,7 +24,7 @@ _TUPLES = ("speedups", "schedules")  # PlannerInputs fields that JSON gives back
 
 
 def _frame(df: pd.DataFrame | None) -> dict | None:
-    return None if df is None else json.loads(df.to_json(orient="split", index=False, double_precision=17))
+    return None if df is None else df.to_dict(orient="split", index=False)
 
 
 def _unframe(d: dict | None) -> pd.DataFrame | None:
@@ -57,9 +57,10 @@ def session_json(inputs: PlannerInputs, working: WorkingLaw, selected: str | Non
     """The session as one JSON document (a fitted law keeps its bootstrap samples and runs: intervals survive)."""
     doc = {"sparseplan_session": VERSION, "inputs": dataclasses.asdict(inputs), "working_law": law_to_dict(working),
            "selected": selected,
-           "pins": [{"label": name, "row": json.loads(p.row.to_json(double_precision=17)),
-                     "plan": json.loads(plan_to_json(p.plan))} for name, p in pins.items()]}
-    return json.dumps(doc, indent=1).encode("utf-8")
+           "pins": [{"label": name, "row": p.row.to_dict(), "plan": json.loads(plan_to_json(p.plan))}
+                    for name, p in pins.items()]}
+    # Python's float repr round-trips exactly (numpy scalars in frames and rows become Python numbers).
+    return json.dumps(doc, indent=1, default=lambda x: x.item()).encode("utf-8")
 
 
 def load_session(data: bytes, name: str) -> tuple[PlannerInputs, WorkingLaw, str | None, dict[str, Pin]]:
