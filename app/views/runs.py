@@ -87,7 +87,7 @@ def watch(run: dict):
     for name, chart in (("loss", loss_chart), ("density", density_chart)):  # stacked: readable at laptop widths
         st.altair_chart(chart, width="stretch")
         if not rv.is_active(run):  # downloads of a finished run (a live chart changes every poll)
-            downloads.chart_buttons(chart, f"run-{run['run_id']}-{name}", st.columns(4)[:2])
+            downloads.chart_buttons(chart, f"run-{run['run_id']}-{name}")
 
 
 @st.cache_data(show_spinner="Fitting the unified law on the other runs…", max_entries=32)
