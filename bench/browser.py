@@ -70,10 +70,15 @@ def browser(profile: Path, width: int = 1440, height: int = 900):
             ctx.close()
 
 
+# No script running: neither the status widget nor the header's Stop button (shown while a cached function runs).
+IDLE = ("!document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+        "![...document.querySelectorAll('header button')].some(b => b.innerText.trim() === 'Stop')")
+
+
 def settle(page, timeout=120_000, quiet_ms=600):
     """Wait until the app has finished its rerun: the status widget (shown while a script runs, after a short
     delay) stays absent for `quiet_ms`."""
-    idle = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+    idle = IDLE
     page.wait_for_timeout(300)
     while True:
         page.wait_for_function(idle, timeout=timeout)
@@ -141,10 +146,13 @@ VIEWS_JS = """() => {
 }"""
 
 # Per chart (after VIEWS_JS): marks cut by the plot's edge (a symbol partly inside, partly outside the plotting
-# area), and texts (titles, axis titles, tick and legend labels) that run past the drawing or are shortened by a
-# length limit.
+# area), and texts (titles, axis titles, tick and legend labels) that run past what is shown of the drawing (the
+# drawing, inside the chart's element) or are shortened by a length limit.
 CLIPPED_JS = """() => window.__views.map(view => {
   const canvas = view.container().querySelector('canvas, svg').getBoundingClientRect();
+  const element = view.container().closest('[data-testid="stVegaLiteChart"]').getBoundingClientRect();
+  const shown = {left: Math.max(canvas.left, element.left), right: Math.min(canvas.right, element.right),
+                 top: Math.max(canvas.top, element.top), bottom: Math.min(canvas.bottom, element.bottom)};
   const [ox, oy] = view.origin();
   const ctx = document.createElement('canvas').getContext('2d');
   const out = {cut: [], texts: []};
@@ -167,8 +175,12 @@ CLIPPED_JS = """() => window.__views.map(view => {
         const font = item.font || 'sans-serif';
         ctx.font = `${item.fontStyle || ''} ${item.fontWeight || ''} ${item.fontSize || 11}px ${font}`;
         const shortened = item.limit > 0 && ctx.measureText(text).width > item.limit + 1;
-        const left = ox + x + b.x1, right = ox + x + b.x2;
-        if (shortened || left < -3 || right > canvas.width + 3) out.texts.push(text);  // bounds carry ~1 px of padding
+        const left = canvas.left + ox + x + b.x1, right = canvas.left + ox + x + b.x2;
+        const top = canvas.top + oy + y + b.y1, bottom = canvas.top + oy + y + b.y2;
+        const frame = node.role === 'title-text' ? canvas : shown;  // the chart's title sits above its element
+        const cut = left < frame.left - 3 || right > frame.right + 3 || top < frame.top - 3
+          || bottom > frame.bottom + 3;
+        if (shortened || cut) out.texts.push(text);  // 3 px: bounds carry ~1 px of padding
       }
     }
   };

@@ -74,12 +74,12 @@ def residual_chart(preds: pd.DataFrame) -> alt.Chart:
     points = alt.Chart(preds).mark_point(filled=True, size=70).encode(
         x=alt.X("N:Q", title="Parameter count the form reads (N_avg or N_final, count)",
                 scale=log_domain(preds["N"]), axis=COUNT_AXIS),
-        y=alt.Y("residual:Q", title="Predicted − measured loss (nats/token)"),
+        y=alt.Y("residual:Q", title="Residual (nats/token)"),  # a title longer than the plot would cut the chart's
         color=alt.Color("form:N", title="Form", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
         shape=alt.Shape("form:N", legend=None),
         tooltip=["run:N", "form:N", alt.Tooltip("residual:Q", format="+.4f")],
     )
-    return (zero + points).properties(height=340, title="Residuals")
+    return (zero + points).properties(height=340, title="Residuals: predicted − measured loss")
 
 
 def log_domain(values: pd.Series, pad: float = 1.25) -> alt.Scale:
@@ -99,7 +99,7 @@ def pairs_charts(points: pd.DataFrame) -> dict[str, alt.LayerChart]:
     lo, hi = points["loss"].min(), points["loss"].max()
     pad = 0.1 * (hi - lo or 0.1)
     y = alt.Y("loss:Q", title="Measured loss (nats/token)", scale=alt.Scale(domain=[lo - pad, hi + pad]))
-    color = alt.Color("pair:N", title="Pair", legend=alt.Legend(orient="right"))  # right: never wider than the chart
+    color = alt.Color("pair:N", title="Pair", legend=alt.Legend(orient="bottom", columns=2))
     n_scale = log_domain(points["N"])  # one frame for both charts, so horizontal spreads compare
     out = {}
     for count, title in PAIR_AXES.items():
@@ -107,10 +107,10 @@ def pairs_charts(points: pd.DataFrame) -> dict[str, alt.LayerChart]:
         x = alt.X("N:Q", title=title, scale=n_scale, axis=COUNT_AXIS)
         line = alt.Chart(data).mark_line(strokeWidth=2, opacity=0.6).encode(x=x, y=y, color=color, detail="pair:N")
         dots = alt.Chart(data).mark_point(filled=True, size=90).encode(
-            x=x, y=y, color=color, shape=alt.Shape("run:N", title="Run", legend=alt.Legend(orient="right")),
+            x=x, y=y, color=color, shape=alt.Shape("run:N", title="Run", legend=alt.Legend(orient="bottom", columns=3)),
             tooltip=["name:N", "run:N", alt.Tooltip("N:Q", format=".4s", title=count),
                      alt.Tooltip("loss:Q", format=".3f")])
-        out[count] = alt.layer(line, dots).properties(height=300, title=f"Loss against {count}")
+        out[count] = alt.layer(line, dots).properties(height=440, title=f"Loss against {count}")  # with legends
     return out
 
 
