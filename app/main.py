@@ -22,13 +22,12 @@ page = st.navigation(pages)
 from app.ui import state  # noqa: E402  (after the path set-up above)
 
 st.sidebar.caption(f"**Law in force:** {state.working_law().label}. Change it on the Scaling laws page.")
-slot = st.sidebar.container()  # filled after the page, so the page's numbers come first
 try:
     page.run()
-finally:  # also after st.stop() in the page
+finally:  # also after st.stop() in the page; at the sidebar's foot, after the page's own inputs
     if state.LINK_ERROR in st.session_state:
-        slot.error(f"{st.session_state.pop(state.LINK_ERROR)}: the link's inputs were not used.")
-    with slot.expander("Session: save, load, share"):
+        st.sidebar.error(f"{st.session_state.pop(state.LINK_ERROR)}: the link's inputs were not used.")
+    with st.sidebar.expander("Session: save, load, share"):
         st.download_button("Save session (JSON)", state.session_file(), "sparseplan-session.json", "application/json",
                            key="session_save", on_click="ignore", icon=":material/save:")
         st.file_uploader("Load a saved session", type="json", key="session_upload", on_change=state.load_upload)
