@@ -22,4 +22,16 @@ page = st.navigation(pages)
 from app.ui import state  # noqa: E402  (after the path set-up above)
 
 st.sidebar.caption(f"**Law in force:** {state.working_law().label}. Change it on the Scaling laws page.")
-page.run()
+try:
+    page.run()
+finally:  # also after st.stop() in the page; at the sidebar's foot, after the page's own inputs
+    if state.LINK_ERROR in st.session_state:
+        st.sidebar.error(f"{st.session_state.pop(state.LINK_ERROR)}: the link's inputs were not used.")
+    with st.sidebar.expander("Session: save, load, share"):
+        st.download_button("Save session (JSON)", state.session_file(), "sparseplan-session.json", "application/json",
+                           key="session_save", on_click="ignore", icon=":material/save:")
+        st.file_uploader("Load a saved session", type="json", key="session_upload", on_change=state.load_upload)
+        kind, message = st.session_state.pop("session_message", (None, None))
+        if kind:
+            getattr(st, kind)(message)
+        st.caption("The address bar holds the Pareto page's inputs and selected plan: copy it to share the view.")

@@ -71,10 +71,15 @@ def browser(profile: Path, width: int = 1440, height: int = 900):
             ctx.close()
 
 
+# No script running: neither the status widget nor the header's Stop button (shown while a cached function runs).
+IDLE = ("!document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+        "![...document.querySelectorAll('header button')].some(b => b.innerText.trim() === 'Stop')")
+
+
 def settle(page, timeout=0, quiet_ms=600):
     """Wait until the app has finished its rerun: the status widget (shown while a script runs, after a short
     delay) stays absent for `quiet_ms`."""
-    idle = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+    idle = IDLE
     page.wait_for_timeout(300)
     while True:
         page.wait_for_function(idle, timeout=timeout)
@@ -116,3 +121,90 @@ OVERFLOW_JS = """() => {
   }
   return out;
 }"""
+
+
+# The Vega views of the page's charts, in page order (Streamlit keeps each in a React hook's ref; Vega exposes no
+# other handle), as window.__views; returns how many were found. Lets a test read what a canvas chart drew.
+VIEWS_JS = """() => {
+  const isView = o => o && typeof o === 'object' && typeof o.scenegraph === 'function'
+    && typeof o.signal === 'function';
+  window.__views = [];
+  for (const chart of document.querySelectorAll('[data-testid="stVegaLiteChart"]')) {
+    let found = null;
+    for (const node of [chart, ...chart.querySelectorAll('*')]) {
+      const key = Object.keys(node).find(k => k.startsWith('__reactFiber'));
+      for (let f = key && node[key], i = 0; f && !found && i < 40; f = f.return, i++) {
+        for (let h = f.memoizedState, j = 0; h && typeof h === 'object' && !found && j < 200; h = h.next, j++) {
+          const v = h.memoizedState;
+          found = isView(v) ? v : isView(v && v.current) ? v.current : null;
+        }
+      }
+      if (found) break;
+    }
+    if (found) window.__views.push(found);
+  }
+  return window.__views.length;
+}"""
+
+# Per chart (after VIEWS_JS): marks cut by the plot's edge (a symbol partly inside, partly outside the plotting
+# area), and texts (titles, axis titles, tick and legend labels) that run past what is shown of the drawing (the
+# drawing, inside the chart's element) or are shortened by a length limit.
+CLIPPED_JS = """() => window.__views.map(view => {
+  const canvas = view.container().querySelector('canvas, svg').getBoundingClientRect();
+  const element = view.container().closest('[data-testid="stVegaLiteChart"]').getBoundingClientRect();
+  const shown = {left: Math.max(canvas.left, element.left), right: Math.min(canvas.right, element.right),
+                 top: Math.max(canvas.top, element.top), bottom: Math.min(canvas.bottom, element.bottom)};
+  const [ox, oy] = view.origin();
+  const ctx = document.createElement('canvas').getContext('2d');
+  const out = {cut: [], texts: []};
+  const walk = (node, x, y, inPlot) => {
+    for (const item of node.items || []) {
+      if (node.marktype === 'group') {  // the frame a clipped mark is cut by: its nearest sized group
+        const frame = item.width > 0 && item.height > 0 ? item : inPlot;
+        for (const child of item.items || []) walk(child, x + (item.x || 0), y + (item.y || 0), frame);
+        continue;
+      }
+      const b = item.bounds;
+      if (!b || b.x1 > b.x2) continue;
+      if (node.marktype === 'symbol' && node.clip && inPlot) {
+        const inside = b.x1 >= -0.5 && b.y1 >= -0.5 && b.x2 <= inPlot.width + 0.5 && b.y2 <= inPlot.height + 0.5;
+        const outside = b.x2 < 0 || b.y2 < 0 || b.x1 > inPlot.width || b.y1 > inPlot.height;
+        if (!inside && !outside) out.cut.push(JSON.stringify(item.datum).slice(0, 80));
+      }
+      if (node.marktype === 'text' && item.text != null && item.text !== '') {
+        const text = Array.isArray(item.text) ? item.text.join(' ') : String(item.text);
+        const font = item.font || 'sans-serif';
+        ctx.font = `${item.fontStyle || ''} ${item.fontWeight || ''} ${item.fontSize || 11}px ${font}`;
+        const shortened = item.limit > 0 && ctx.measureText(text).width > item.limit + 1;
+        const left = canvas.left + ox + x + b.x1, right = canvas.left + ox + x + b.x2;
+        const top = canvas.top + oy + y + b.y1, bottom = canvas.top + oy + y + b.y2;
+        const frame = node.role === 'title-text' ? canvas : shown;  // the chart's title sits above its element
+        const cut = left < frame.left - 3 || right > frame.right + 3 || top < frame.top - 3
+          || bottom > frame.bottom + 3;
+        if (shortened || cut) out.texts.push(text);  // 3 px: bounds carry ~1 px of padding
+      }
+    }
+  };
+  walk(view.scenegraph().root, 0, 0, null);
+  return out;
+})"""
+
+# Buttons (download buttons included) whose label the page shortens with an ellipsis.
+CUT_BUTTONS_JS = """() => {
+  const out = [];
+  for (const button of document.querySelectorAll('[data-testid="stMain"] button')) {
+    for (const el of [button, ...button.querySelectorAll('*')]) {
+      if (getComputedStyle(el).textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1) {
+        out.push(button.innerText.trim());
+        break;
+      }
+    }
+  }
+  return out;
+}"""
+
+
+def clipped(page) -> dict:
+    """{'charts': per chart {'cut': marks cut by the plot's edge, 'texts': texts cut}, 'buttons': cut labels}."""
+    page.evaluate(VIEWS_JS)
+    return {"charts": page.evaluate(CLIPPED_JS), "buttons": page.evaluate(CUT_BUTTONS_JS)}

@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.browser import OVERFLOW_JS, PAGES, browser, go, open_app, serve_app  # noqa: E402
 
 
-def shoot(out: Path, widths: list[int], pages: list[str], height: int = 1800, runs: Path | None = None) -> None:
+def shoot(out: Path, widths: list[int], pages: list[str], height: int = 6400, runs: Path | None = None) -> None:
+    """Each page at each width; the window is tall enough to hold a whole page (Streamlit scrolls inside it)."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, serve_app(runs or Path(tmp) / "runs") as url:
         for width in widths:

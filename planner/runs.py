@@ -87,7 +87,8 @@ def load_runs(source, form: str = "unified", n_held: int = 0) -> pd.DataFrame:
     n_params = len(PARAM_NAMES[form]) - n_held
     if len(out) < n_params:
         free = f" free parameters ({n_held} held)" if n_held else " parameters"
-        raise PlannerInputError(f"{label}: {len(out)} runs, but the {form} form has {n_params}{free}; "
+        runs = f"{len(out)} run" + "s" * (len(out) != 1)
+        raise PlannerInputError(f"{label}: {runs}, but the {form} form has {n_params}{free}; "
                                 f"give at least {n_params} runs")
     return out
 
@@ -152,3 +153,9 @@ def seed_pairs() -> pd.DataFrame:
         "name": card["model"],
     })
     return load_runs(table, form="frantar")
+
+
+def in_regime(df: pd.DataFrame) -> pd.DataFrame:
+    """A study's runs (train_backend.study's runs.csv) that the law comparison uses: the ladder, its seeds and the
+    pairs (quick, full: >= 20 tokens per N_avg); not the tiny preset (2 tokens per N_avg) nor the ablations."""
+    return df[~df["kind"].isin(["tiny", "ablation"])]

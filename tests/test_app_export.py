@@ -34,7 +34,7 @@ def test_page_exports_the_selected_plan():
     at = export_page()
     plan = default_plan()
     assert plan.name in at.markdown[0].value
-    labels = [b.label for b in at.get("download_button")]
+    labels = [b.label for b in at.main.get("download_button")]  # the sidebar holds the session's
     assert labels == ["Download plan (YAML)", "Download plan (JSON)", "MaxText fork (seed) (zip)",
                       "PyTorch torch.ao (zip)", "llm-compressor (zip)", "litgpt (zip)",
                       "Download ladder (zip of YAML)", "Download ladder (multi-document YAML)"]

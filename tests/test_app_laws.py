@@ -104,7 +104,7 @@ def test_free_fit_when_the_hold_is_off():
 @pytest.mark.parametrize("csv, message", [
     ("loss,tokens\n2.5,1e9\n", "missing column 'n_avg'"),
     ("loss,tokens,n_avg\n2.5,1e9,abc\n", "column 'n_avg' has a non-numeric value 'abc'"),
-    ("loss,tokens,n_avg\n2.5,1e9,1e8\n", "1 runs, but the unified form has 3 free parameters (2 held)"),
+    ("loss,tokens,n_avg\n2.5,1e9,1e8\n", "1 run, but the unified form has 3 free parameters (2 held)"),
 ])
 def test_bad_uploads_name_the_problem(csv, message):
     at = upload(laws_page(), "mine.csv", csv)

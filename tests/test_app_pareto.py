@@ -148,8 +148,9 @@ def test_a_plan_equal_to_its_baselines_says_so():
 
 def test_downloads_are_offered():
     at = open_page()
-    labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Frontier (CSV)", "All candidates (CSV)", "Comparison (CSV)", "Chart as PNG", "Chart as SVG"]
+    labels = [b.label for b in at.main.get("download_button")]
+    assert labels == ["Frontier (CSV)", "All candidates (CSV)", "Comparison (CSV)", "Chart (PNG)", "Chart (SVG)"]
+    assert [b.label for b in at.sidebar.get("download_button")] == ["Save session (JSON)"]
 
 
 def test_clicked_plan_reads_the_chart_selection():

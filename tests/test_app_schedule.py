@@ -118,11 +118,14 @@ def test_kept_designs_overlay_and_sit_side_by_side():
     at.button(key="sched_keep").click().run()
     assert_clean(at)
     table = at.table[-1].value
+    # the current design is the last one kept: one column and one line, marked, not an identical copy
     assert list(table.columns) == ["1: 2048d geometric 60% @ 25%→75%", "2: 2048d geometric 80% @ 25%→75%",
-                                   "3: 2048d cubic 80% @ 25%→75%", "this design"]
+                                   "3: 2048d cubic 80% @ 25%→75% (this design)"]
     assert {"N_avg (parameters)", "N_final (parameters)", "training FLOP, effective"} <= set(table.index)
     assert at.button(key="sched_keep").disabled  # three at most
     frames = [pa.ipc.open_stream(d.data.data).read_pandas() for d in at.get("vega_lite_chart")[0].proto.datasets]
     assert set(pd.concat([f for f in frames if "design" in f])["design"]) == set(table.columns)  # one line each
+    at.selectbox(key="sched_shape").set_value("linear").run()  # a new design beside the kept ones
+    assert list(at.table[-1].value.columns)[-1] == "this design" and len(at.table[-1].value.columns) == 4
     at.button(key="sched_clear").click().run()
     assert list(at.table[-1].value.columns) == ["this design"]

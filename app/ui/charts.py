@@ -7,6 +7,8 @@ import functools
 import altair as alt
 import pandas as pd
 
+from app.ui.pareto_view import SUMMARY_FIELDS
+
 WIDTH_LABEL_LIMIT = 260  # px: long tooltips and legend labels wrap rather than being cut
 
 # Counts (parameters, tokens) as people write them: SI prefixes, with "B" for billions instead of SI's "G".
@@ -14,8 +16,10 @@ COUNT_AXIS = alt.Axis(labelExpr="replace(format(datum.value, '~s'), 'G', 'B')")
 # FLOP in scientific notation (1e20, 3e21): SI prefixes read "30E", "1Z", and E collides with the law's E.
 # Log axes label only the 1x and 3x ticks of each decade: evenly spaced, never crowded, whatever the zoom.
 _ROUND_TICK = "indexof([1, 3], round(datum.value / pow(10, floor(log(datum.value) / LN10 + 1e-6)))) >= 0"
-SCI_AXIS = alt.Axis(labelExpr=f"{_ROUND_TICK} ? replace(format(datum.value, '.0e'), 'e+', 'e') : ''")
-USD_AXIS = alt.Axis(labelExpr=f"{_ROUND_TICK} ? '$' + replace(format(datum.value, '~s'), 'G', 'B') : ''")
+# labelFlush: the labels at the ends of a frame that ends on a tick stay inside the drawing.
+SCI_AXIS = alt.Axis(labelExpr=f"{_ROUND_TICK} ? replace(format(datum.value, '.0e'), 'e+', 'e') : ''", labelFlush=True)
+USD_AXIS = alt.Axis(labelExpr=f"{_ROUND_TICK} ? '$' + replace(format(datum.value, '~s'), 'G', 'B') : ''",
+                    labelFlush=True)
 
 
 def cost_axis(column: str) -> alt.Axis:
@@ -23,15 +27,13 @@ def cost_axis(column: str) -> alt.Axis:
     return USD_AXIS if column.endswith("_usd") else SCI_AXIS
 
 
-def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.LayerChart:
+def schedule_chart(curves: pd.DataFrame, window: tuple[float, float] | None = None) -> alt.LayerChart:
     """The seed's first figure: N(t) of each design (solid) against the dense model with the same N_avg (dashed),
-    the current design's pruning window shaded. ``curves`` is `schedule_view.n_curves`."""
-    band = alt.Chart(pd.DataFrame({"start": [window[0]], "end": [window[1]]})).mark_rect(
-        opacity=0.08, color="gray").encode(x="start:Q", x2="end:Q")
+    the current design's pruning window shaded (if given). ``curves`` is `schedule_view.n_curves`."""
     lines = alt.Chart(curves).mark_line(interpolate="step-after", strokeWidth=2.5).encode(
         x=alt.X("tokens:Q", title="Training tokens", axis=COUNT_AXIS),
         y=alt.Y("params:Q", title="Parameters N(t) (count)", axis=COUNT_AXIS, scale=alt.Scale(zero=False)),
-        color=alt.Color("design:N", title="Design", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT,
+        color=alt.Color("design:N", title="Design", legend=alt.Legend(orient="bottom", labelLimit=0,
                                                                       columns=1)),
         strokeDash=alt.StrokeDash(
             "line:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT),
@@ -40,6 +42,10 @@ def schedule_chart(curves: pd.DataFrame, window: tuple[float, float]) -> alt.Lay
         tooltip=[alt.Tooltip("design:N"), alt.Tooltip("line:N"), alt.Tooltip("tokens:Q", format=".3s", title="tokens"),
                  alt.Tooltip("params:Q", format=".4s", title="parameters")],
     )
+    if window is None:
+        return alt.layer(lines).properties(height=380, title="Parameter count over training")
+    band = alt.Chart(pd.DataFrame({"start": [window[0]], "end": [window[1]]})).mark_rect(
+        opacity=0.08, color="gray").encode(x="start:Q", x2="end:Q")
     return (band + lines).properties(height=380, title="Parameter count over training (shaded: pruning window)")
 
 
@@ -68,12 +74,12 @@ def residual_chart(preds: pd.DataFrame) -> alt.Chart:
     points = alt.Chart(preds).mark_point(filled=True, size=70).encode(
         x=alt.X("N:Q", title="Parameter count the form reads (N_avg or N_final, count)",
                 scale=log_domain(preds["N"]), axis=COUNT_AXIS),
-        y=alt.Y("residual:Q", title="Predicted − measured loss (nats/token)"),
+        y=alt.Y("residual:Q", title="Residual (nats/token)"),  # a title longer than the plot would cut the chart's
         color=alt.Color("form:N", title="Form", legend=alt.Legend(orient="bottom", labelLimit=WIDTH_LABEL_LIMIT)),
         shape=alt.Shape("form:N", legend=None),
         tooltip=["run:N", "form:N", alt.Tooltip("residual:Q", format="+.4f")],
     )
-    return (zero + points).properties(height=340, title="Residuals")
+    return (zero + points).properties(height=340, title="Residuals: predicted − measured loss")
 
 
 def log_domain(values: pd.Series, pad: float = 1.25) -> alt.Scale:
@@ -93,7 +99,7 @@ def pairs_charts(points: pd.DataFrame) -> dict[str, alt.LayerChart]:
     lo, hi = points["loss"].min(), points["loss"].max()
     pad = 0.1 * (hi - lo or 0.1)
     y = alt.Y("loss:Q", title="Measured loss (nats/token)", scale=alt.Scale(domain=[lo - pad, hi + pad]))
-    color = alt.Color("pair:N", title="Pair", legend=alt.Legend(orient="bottom"))
+    color = alt.Color("pair:N", title="Pair", legend=alt.Legend(orient="bottom", columns=2))
     n_scale = log_domain(points["N"])  # one frame for both charts, so horizontal spreads compare
     out = {}
     for count, title in PAIR_AXES.items():
@@ -101,25 +107,29 @@ def pairs_charts(points: pd.DataFrame) -> dict[str, alt.LayerChart]:
         x = alt.X("N:Q", title=title, scale=n_scale, axis=COUNT_AXIS)
         line = alt.Chart(data).mark_line(strokeWidth=2, opacity=0.6).encode(x=x, y=y, color=color, detail="pair:N")
         dots = alt.Chart(data).mark_point(filled=True, size=90).encode(
-            x=x, y=y, color=color, shape=alt.Shape("run:N", title="Run", legend=alt.Legend(orient="bottom")),
+            x=x, y=y, color=color, shape=alt.Shape("run:N", title="Run", legend=alt.Legend(orient="bottom", columns=3)),
             tooltip=["name:N", "run:N", alt.Tooltip("N:Q", format=".4s", title=count),
                      alt.Tooltip("loss:Q", format=".3f")])
-        out[count] = alt.layer(line, dots).properties(height=300, title=f"Loss against {count}")
+        out[count] = alt.layer(line, dots).properties(height=440, title=f"Loss against {count}")  # with legends
     return out
 
 
+# Counts, FLOP and dollars appear in the tooltip as the comparison table writes them (pareto_view.SUMMARY_FIELDS):
+# one formatter, so a plan reads "1.784B" in both places.
+TEXT_FIELDS = ("n_avg", "n_final", "tokens", "train_flops_effective", "lifetime_inference_flops", "train_usd",
+               "inference_usd")
 PARETO_TOOLTIP = [
     alt.Tooltip("plan_id:N", title="plan"), alt.Tooltip("n_layer:Q", title="layers"),
     alt.Tooltip("final_sparsity:Q", format=".0%", title="final sparsity"),
-    alt.Tooltip("n_avg:Q", format=".3s", title="N_avg"), alt.Tooltip("n_final:Q", format=".3s", title="N_final"),
-    alt.Tooltip("tokens:Q", format=".3s", title="training tokens"), alt.Tooltip("loss:Q", format=".3f"),
-    alt.Tooltip("train_flops_effective:Q", format=".3e", title="training FLOP (effective)"),
-    alt.Tooltip("lifetime_inference_flops:Q", format=".3e", title="lifetime inference FLOP"),
-    alt.Tooltip("train_usd:Q", format="$,.0f", title="training $"),
-    alt.Tooltip("inference_usd:Q", format="$,.0f", title="inference $"),
+    alt.Tooltip("n_avg_text:N", title="N_avg"), alt.Tooltip("n_final_text:N", title="N_final"),
+    alt.Tooltip("tokens_text:N", title="training tokens"), alt.Tooltip("loss:Q", format=".3f"),
+    alt.Tooltip("train_flops_effective_text:N", title="training FLOP (effective)"),
+    alt.Tooltip("lifetime_inference_flops_text:N", title="lifetime inference FLOP"),
+    alt.Tooltip("train_usd_text:N", title="training $"),
+    alt.Tooltip("inference_usd_text:N", title="inference $"),
     alt.Tooltip("validated:N", title="regime"),
 ]
-TOOLTIP_FIELDS = [t.to_dict()["field"] for t in PARETO_TOOLTIP if t.to_dict()["field"] != "validated"]
+TOOLTIP_FIELDS = ["plan_id", "n_layer", "loss", *TEXT_FIELDS]
 SELECTION = "pick"  # the point-selection parameter; st.altair_chart returns its value under this name
 
 
@@ -135,13 +145,17 @@ def pareto_spec(df: pd.DataFrame, front: pd.DataFrame, ax, domain: tuple[list[fl
     """
     spec = copy.deepcopy(_pareto_template(ax))
     cols = list(dict.fromkeys([ax.x, ax.y, "plan_id", "extrapolated", "final_sparsity", *TOOLTIP_FIELDS]))
-    data = df[cols].assign(validated=df["extrapolated"].map({True: "extrapolated", False: "validated"}))
+    text = {f"{f}_text": [SUMMARY_FIELDS[f][1](v) for v in df[f].tolist()] for f in TEXT_FIELDS}
+    data = df[cols].assign(validated=df["extrapolated"].map({True: "extrapolated", False: "validated"}), **text)
     # Data frames, not records: Streamlit sends datasets as Arrow, so a JSON round trip here would be wasted work.
     spec["datasets"] = {"candidates": data.reset_index(drop=True),
                         "frontier": front[[ax.x, ax.y]].reset_index(drop=True),
                         "selected": df.loc[df["plan_id"] == selected, [ax.x, ax.y]].reset_index(drop=True)}
     for layer in spec["layer"]:
         layer["encoding"]["x"]["scale"]["domain"], layer["encoding"]["y"]["scale"]["domain"] = domain
+    # The legend lists exactly the sparsities searched (2:4: 0% and 50%; unstructured up to 90%), not a gradient's
+    # round numbers.
+    spec["layer"][1]["encoding"]["color"]["legend"]["values"] = sorted(df["final_sparsity"].unique().tolist())
     return spec
 
 
@@ -156,7 +170,7 @@ def _pareto_template(ax) -> dict:
     points = alt.Chart(alt.NamedData("candidates")).mark_point(size=60, strokeWidth=1.5, clip=True).encode(
         x=xs, y=ys,
         color=alt.Color("final_sparsity:Q", title="Final sparsity", scale=alt.Scale(scheme="viridis"),
-                        legend=alt.Legend(format=".0%", orient="bottom")),
+                        legend=alt.Legend(format=".0%", orient="bottom", columns=5)),
         shape=alt.Shape("validated:N", title="Regime", scale=alt.Scale(domain=["validated", "extrapolated"],
                                                                         range=["circle", "triangle"]),
                         legend=alt.Legend(orient="bottom")),

@@ -3,6 +3,7 @@ Vega-Lite spec). The bytes are made only when a button is clicked, so reruns sta
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import altair as alt
 import pandas as pd
@@ -34,18 +35,24 @@ def csv_bytes(df: pd.DataFrame, index: bool = False) -> bytes:
     return df.to_csv(index=index).encode("utf-8")
 
 
+def row():
+    """A row of download buttons that wraps onto a second line when the column is narrow (never cuts a label)."""
+    return st.container(horizontal=True, gap="small")
+
+
 def chart_buttons(chart: alt.TopLevelMixin | dict, name: str, where=None) -> None:
-    """PNG and SVG buttons for one chart, side by side (in the two containers `where`, else two new columns);
-    `name` is the file stem and the widget key."""
-    c1, c2 = where or st.columns(2)
-    c1.download_button("Chart as PNG", lambda: chart_png(chart), f"{name}.png", "image/png", key=f"dl_{name}_png",
-                       on_click="ignore", icon=":material/image:", width="stretch")
-    c2.download_button("Chart as SVG", lambda: chart_svg(chart), f"{name}.svg", "image/svg+xml",
-                       key=f"dl_{name}_svg", on_click="ignore", icon=":material/image:", width="stretch")
+    """PNG and SVG buttons for one chart, in the row `where` (else a new one); `name` is the file stem and the
+    widget key."""
+    where = where or row()
+    where.download_button("Chart (PNG)", lambda: chart_png(chart), f"{name}.png", "image/png", key=f"dl_{name}_png",
+                          on_click="ignore", icon=":material/image:")
+    where.download_button("Chart (SVG)", lambda: chart_svg(chart), f"{name}.svg", "image/svg+xml",
+                          key=f"dl_{name}_svg", on_click="ignore", icon=":material/polyline:")
 
 
-def csv_button(label: str, df: pd.DataFrame, name: str, where=None, index: bool = False) -> None:
-    """A CSV button, filling its column when given one (`where`), else as wide as its label."""
-    (where or st).download_button(label, lambda: csv_bytes(df, index), f"{name}.csv", "text/csv",
-                                  key=f"dl_{name}_csv", on_click="ignore", icon=":material/table:",
-                                  width="content" if where is None else "stretch")
+def csv_button(label: str, df: pd.DataFrame | Callable[[], pd.DataFrame], name: str, where=None,
+               index: bool = False) -> None:
+    """A CSV button as wide as its label, in the row `where` (else on its own); `df` may be a function, called
+    only when the button is clicked."""
+    (where or st).download_button(label, lambda: csv_bytes(df() if callable(df) else df, index), f"{name}.csv",
+                                  "text/csv", key=f"dl_{name}_csv", on_click="ignore", icon=":material/table:")

@@ -36,52 +36,56 @@ def model_shape_input(key: str, default: str = "llama2-1b") -> ModelShape:
                       head_dim=head_dim or None, d_ff=d_ff, vocab=vocab, tied_embeddings=tied, mlp=mlp)
 
 
-def planner_inputs(saved: PlannerInputs, floor: float) -> PlannerInputs:
+def planner_inputs(saved: PlannerInputs, floor: float, generation: str = "") -> PlannerInputs:
     """The Pareto page's sidebar. Defaults come from `saved` so settings survive a visit to another page. Numbers
     are not clamped by the widgets (a clamped value is rejected silently): `pareto_view.input_problems` explains
-    any the search cannot use. `floor` is the working law's irreducible loss."""
+    any the search cannot use. `floor` is the working law's irreducible loss. A new `generation` (a loaded session)
+    makes new widgets, which show `saved` rather than what the old ones held."""
     sb = st.sidebar
+
+    def gen(key: str) -> str:
+        return key + generation
     sb.header("Plan target")
-    mode = sb.radio("Goal", ["loss", "budget"], index=["loss", "budget"].index(saved.mode), key="p_mode",
+    mode = sb.radio("Goal", ["loss", "budget"], index=["loss", "budget"].index(saved.mode), key=gen("p_mode"),
                     format_func={"loss": "Reach a target loss", "budget": "Spend a training budget"}.get)
     target, budget = saved.target_loss, saved.budget_flops
     if mode == "loss":
         target = sb.number_input("Target loss (nats/token)", value=saved.target_loss, step=0.05, format="%.3f",
-                                 key="p_target", help=f"Must lie above the working law's irreducible loss "
+                                 key=gen("p_target"), help=f"Must lie above the working law's irreducible loss "
                                                       f"{floor:.3f}")
     else:
         budget = sb.select_slider("Training budget (effective FLOP)", BUDGETS, value=saved.budget_flops,
-                                  format_func=_sci, key="p_budget")
+                                  format_func=_sci, key=gen("p_budget"))
     lifetime = sb.select_slider("Lifetime inference tokens", LIFETIMES, value=saved.lifetime_tokens,
-                                format_func=_sci, key="p_lifetime")
+                                format_func=_sci, key=gen("p_lifetime"))
     units = sb.radio("Costs in", ["flops", "usd"], index=["flops", "usd"].index(saved.units), horizontal=True,
-                     key="p_units", format_func={"flops": "FLOP", "usd": "US$"}.get)
+                     key=gen("p_units"), format_func={"flops": "FLOP", "usd": "US$"}.get)
 
     sb.header("Hardware")
-    hw = sb.selectbox("Accelerator", HARDWARE_CHOICES, index=HARDWARE_CHOICES.index(saved.hardware), key="p_hw",
+    hw = sb.selectbox("Accelerator", HARDWARE_CHOICES, index=HARDWARE_CHOICES.index(saved.hardware), key=gen("p_hw"),
                       format_func=lambda h: h if h == THIS_MACHINE else h.upper())
     price = sb.number_input("$ per GPU-hour (0: the profile's rate)", value=saved.usd_per_gpu_hour or 0.0,
-                            step=0.1, key="p_price", help="'this machine' has no rate of its own: give one to "
+                            step=0.1, key=gen("p_price"), help="'this machine' has no rate of its own: give one to "
                                                           "cost it in US$")
     c1, c2, c3 = sb.columns(3)
-    mfu = tuple(c.number_input(label, value=value, step=0.01, key=f"p_mfu_{label}") for c, label, value in
+    mfu = tuple(c.number_input(label, value=value, step=0.01, key=gen(f"p_mfu_{label}")) for c, label, value in
                 zip((c1, c2, c3), ("MFU train", "MFU prefill", "MFU decode"),
                     (saved.mfu_train, saved.mfu_prefill, saved.mfu_decode)))
 
     sb.header("Sparsity")
     pattern = sb.radio("Pattern", ["unstructured", "2:4"], index=["unstructured", "2:4"].index(saved.pattern),
-                       horizontal=True, key="p_pattern",
+                       horizontal=True, key=gen("p_pattern"),
                        help="unstructured searches 0-90% final sparsity; 2:4 ends at exactly 50% and runs on sparse "
                             "tensor cores")
     defaults = (saved.speedups if saved.pattern == pattern else None) or pattern_speedups(pattern)
     c1, c2, c3 = sb.columns(3)
-    speedups = tuple(c.number_input(label, value=float(value), step=0.05, key=f"p_speed_{label}_{pattern}")
+    speedups = tuple(c.number_input(label, value=float(value), step=0.05, key=gen(f"p_speed_{label}_{pattern}"))
                      for c, label, value in zip((c1, c2, c3), ("Speedup train", "prefill", "decode"), defaults))
     kernel = sb.checkbox("Serving kernel reads the sparse weights", key=f"p_kernel_{pattern}",
                          value=PATTERN_KERNEL[pattern] if saved.sparse_kernel is None or saved.pattern != pattern
                          else saved.sparse_kernel, help=f"{KERNELS[pattern]}. Off: weights move as dense bytes")
     schedules = sb.multiselect("Schedules (window in training compute)", SCHEDULE_CHOICES, default=saved.schedules,
-                               key="p_schedules", help="default: the planner's default search (as the CLI's)")
+                               key=gen("p_schedules"), help="default: the planner's default search (as the CLI's)")
     if not schedules:
         sb.warning("No schedule picked: searching the planner's default schedules.")
         schedules = DEFAULT_SCHEDULES

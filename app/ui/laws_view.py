@@ -13,11 +13,12 @@ from planner.errors import PlannerInputError
 from planner.fit import FitResult, LawFitter, heldout_errors, predict_loss
 from planner.laws import DEFAULT_LAW, EXPONENTS, N_COLUMN, PARAM_NAMES, chinchilla_terms
 from planner.plan import TrainingPlan
-from planner.runs import load_runs
+from planner.runs import in_regime, load_runs
 from planner.uncertainty import LawPosterior, posterior_from_fit, profile_intervals
 
 FORMS = ("unified", "chinchilla", "frantar")
 FORM_LABELS = {"unified": "unified (N_avg)", "chinchilla": "Chinchilla (N_final)", "frantar": "Frantar (S, N_final)"}
+STUDY = Path(__file__).resolve().parents[2] / "bench" / "study" / "quick" / "runs.csv"
 HOLD_BELOW = 20  # runs: below this the exponents are held at a preset by default (5 free parameters need more)
 DEFAULT_EXPONENT_PRESET = DEFAULT_LAW
 
@@ -51,7 +52,7 @@ def availability(source, n_held: int = 0) -> tuple[str | None, dict[str, str | N
             reasons[form] = None
         except PlannerInputError as exc:
             message = str(exc)
-            if "missing column" not in message and "runs, but" not in message:
+            if "missing column" not in message and not re.search(r"\d+ runs?, but", message):
                 return message, {}
             reasons[form] = message
     return None, reasons
@@ -202,3 +203,21 @@ def degenerate_warning(fit: FitResult) -> str | None:
     return (f"{'; '.join(problems)}: these runs do not pin down how loss falls with parameters and data (they vary "
             f"too little), so this fit cannot plan: it would pick sizes or token counts the runs never tested. Hold "
             f"the exponents, or add runs that vary model size and tokens independently.")
+
+
+def study_runs(path: Path = STUDY) -> pd.DataFrame:
+    """The shipped validation study's runs as its report fits them: the ladder, its seeds and the pairs, not the
+    tiny preset nor the ablations (planner.runs.in_regime)."""
+    return in_regime(pd.read_csv(path))[["loss", "tokens", "n_avg", "n_final", "sparsity", "group", "name"]] \
+        .reset_index(drop=True)
+
+
+def heldout_note(fits: dict[str, FormFit], form: str) -> str | None:
+    """A word when another fitted form predicts the held-out runs better than `form` does."""
+    rmse = {f: r.heldout["heldout_rmse"] for f, r in fits.items()}
+    best = min(rmse, key=rmse.get)
+    if rmse[best] >= rmse[form]:
+        return None
+    return (f"The {FORM_LABELS[best]} form predicts held-out runs better on these runs (held-out RMSE "
+            f"{rmse[best]:.3f} against {rmse[form]:.3f} nats): planning with this form trusts the worse predictor "
+            f"of runs it has not seen.")

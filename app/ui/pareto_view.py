@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from app.ui.common import human, usd
@@ -13,7 +15,7 @@ from planner.costs import HARDWARE, PATTERN_SPEEDUPS, hardware_profile, this_mac
 from planner.hardware.breakeven import BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, dense_wins_note
 from planner.plan import Hardware, TrainingPlan
 from planner.search import COST_COLUMNS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, Comparison, \
-    budget_optimal, lifetime_optimal, plan_from_candidate, savings
+    budget_optimal, lifetime_optimal, plan_from_candidate, savings, schedule_warnings
 
 THIS_MACHINE = "this machine"
 HARDWARE_CHOICES = (*HARDWARE, THIS_MACHINE)
@@ -133,13 +135,39 @@ def axes(inputs: PlannerInputs) -> Axes:
     return Axes(infer, "loss", infer_title, "Predicted loss (nats/token)")
 
 
-def view_domain(front: pd.DataFrame, ax: Axes, pad: float = 3.0) -> tuple[list[float], list[float]]:
-    """Initial (x, y) axis domains: the frontier widened by `pad`x on log axes, so the choices fill the chart
-    rather than the dominated far corners (zoom and pan reach every candidate)."""
+def view_domain(front: pd.DataFrame, ax: Axes, pad: float = 3.0, also: pd.DataFrame | None = None
+                ) -> tuple[list[float], list[float]]:
+    """Initial (x, y) axis domains: the frontier (and the rows `also`, e.g. a clicked plan) widened by `pad`x on log
+    axes, out to a labelled 1x/3x tick, so the choices fill the chart rather than the dominated far corners and each
+    axis ends on a label."""
+    shown = front if also is None else pd.concat([front, also])
+
     def span(col, log):
-        lo, hi = float(front[col].min()), float(front[col].max())
-        return [lo / pad, hi * pad] if log else [lo - 0.05, hi + 0.05]
+        lo, hi = float(shown[col].min()), float(shown[col].max())
+        if not log:
+            return [math.floor((lo - 0.05) * 20) / 20, math.ceil((hi + 0.05) * 20) / 20]
+        return [_tick(lo / pad, False), _tick(hi * pad, True)]
     return span(ax.x, True), span(ax.y, ax.y != "loss")
+
+
+def _tick(v: float, up: bool) -> float:
+    """The nearest 1x or 3x power of ten at or above (`up`) or below v: the log axes' labelled ticks."""
+    k = math.floor(math.log10(v))
+    ticks = [m * 10.0 ** e for e in (k - 1, k, k + 1) for m in (1, 3)]
+    return min(t for t in ticks if t >= v * (1 - 1e-9)) if up else max(t for t in ticks if t <= v * (1 + 1e-9))
+
+
+def in_view(df: pd.DataFrame, ax: Axes, domain, margin: float = 0.04) -> np.ndarray:
+    """Rows whose point lies inside the domains with `margin` (a share of each axis) to spare: drawn whole, never cut
+    in half by the chart's edge. Far-off dominated candidates stay in the candidates CSV."""
+    keep = np.ones(len(df), bool)
+    for col, (lo, hi) in zip((ax.x, ax.y), domain):
+        log = col != "loss"
+        v, lo, hi = (np.log10(df[col].to_numpy(float)), np.log10(lo), np.log10(hi)) if log else \
+            (df[col].to_numpy(float), lo, hi)
+        gap = margin * (hi - lo)
+        keep &= (v >= lo + gap) & (v <= hi - gap)
+    return keep
 
 
 def row(comp: Comparison, plan_id: str) -> pd.Series:
@@ -250,3 +278,34 @@ def side_by_side(plans: pd.DataFrame, intervals: dict | None = None, dollars: bo
         at = list(table.index).index(SUMMARY_FIELDS["loss"][0]) + 1
         table = pd.concat([table.iloc[:at], pd.DataFrame(shown, index=[level]), table.iloc[at:]])
     return table
+
+
+def comparison_frame(plans: pd.DataFrame, intervals: dict | None = None) -> pd.DataFrame:
+    """The compared plans as numbers, one row each (the side-by-side table's fields, the loss interval beside the
+    loss, the schedule warning), for the CSV: a spreadsheet reads 1294000000, not '1.294B'."""
+    fields = [k for k in SUMMARY_FIELDS if k in plans.columns]
+    out = plans[fields].copy()
+    if intervals:
+        at = out.columns.get_loc("loss") + 1
+        for i, side in enumerate(("loss_ci_low", "loss_ci_high")):
+            out.insert(at + i, side, [None if iv is None or iv[0] is None else iv[i] for iv in
+                                      (intervals.get(name) for name in out.index)])
+    if "schedule_warning" in plans.columns:
+        out["schedule_warning"] = plans["schedule_warning"]
+    return out
+
+
+def candidates_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Every candidate with its schedule warning ("" inside the validated regime), as the frontier CSV has it."""
+    return df.assign(schedule_warning=schedule_warnings(df))
+
+
+def edge_note(comp: Comparison, plan_id: str, inputs: PlannerInputs) -> str | None:
+    """Why to distrust an optimum on the edge of the sparsity grid: the search tried nothing sparser, so a sparser
+    plan may do better still (2:4 has no grid: it is 50% by construction)."""
+    top = max(inputs.sparsities)
+    if inputs.pattern != "unstructured" or row(comp, plan_id)["final_sparsity"] < top:
+        return None
+    return (f"The selected plan's final sparsity, {top:.0%}, is the largest the search tries: the optimum sits on the "
+            f"edge of the sparsity grid, so a sparser plan might do better still, and no sparsity above 80% has been "
+            f"validated (the seed's runs stop there).")

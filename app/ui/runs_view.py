@@ -19,6 +19,7 @@ from app.ui.common import error_message, human
 from app.ui.export_view import LADDER_MINUTES
 from app.ui.laws_view import fit_form, predicted_loss
 from planner.errors import PlannerInputError
+from planner.laws import PRESETS, Law, resolve_law
 from planner.ladder import scale_down, tiny_plan
 from planner.plan import TrainingPlan, dump_plan, plan_from_text
 from train_backend import registry
@@ -246,10 +247,29 @@ def prediction(run: dict, folder: Path, n_boot: int = 100) -> tuple[float, float
     plan = run_plan(run)
     if plan.prediction is not None:
         p = plan.prediction
-        return p.loss, p.ci_low, p.ci_high, "the plan's law"
+        return p.loss, p.ci_low, p.ci_high, f"the plan's own law: {law_name(plan.law)}"
     others = fit_table(folder)
     others = others[others["name"] != run["name"]]
     if len(others) < 5:  # the unified form has five parameters
         return None
     loss, low, high = predicted_loss(fit_form(others, "unified", "coarse", n_boot), plan)
     return loss, low, high, f"unified law fitted on {len(others)} other finished runs"
+
+
+def law_name(law: Law | None) -> str:
+    """A plan's law as the sidebar names a law: a preset by its name, a fit by what it was fitted on."""
+    if law is None:
+        return "none recorded"
+    for name in PRESETS:
+        preset = resolve_law(name)
+        if (preset.form, preset.params) == (law.form, law.params):
+            return f"{name} preset, {law.form} form"
+    return law.provenance.rsplit("; ", 1)[0] if law.provenance else f"{law.form} form (no provenance)"
+
+
+def law_note(plan_law: Law | None, working_law: Law) -> str | None:
+    """Why a run's prediction may disagree with the sidebar: its plan was made under another law."""
+    if plan_law is None or (plan_law.form, plan_law.params) == (working_law.form, working_law.params):
+        return None
+    return ("This run's plan was made under another law than the one in force (sidebar): its prediction is the "
+            "plan's own. Re-plan it on the Pareto page to predict it under the law in force.")

@@ -189,3 +189,28 @@ def comparison(plans: dict[str, TrainingPlan], working: WorkingLaw = DEFAULT) ->
                 speedup(even.get(c, float("nan"))) for c in BREAKEVEN_COLUMNS}
         rows[label] = col
     return pd.DataFrame(rows).fillna("—")
+
+
+THIS_DESIGN = "this design"
+
+
+def shown_designs(kept: dict[str, TrainingPlan], plan: TrainingPlan) -> dict[str, TrainingPlan]:
+    """The kept designs and the current one, last so its line is drawn on top; a current design that is one of the
+    kept ones is that design, marked, not a second identical line and column."""
+    same = next((label for label, p in kept.items() if p == plan), None)
+    if same is None:
+        return {**kept, THIS_DESIGN: plan}
+    return {f"{label} ({THIS_DESIGN})" if label == same else label: p for label, p in kept.items()}
+
+
+def comparison_frame(plans: dict[str, TrainingPlan]) -> pd.DataFrame:
+    """The designs as numbers, one row each, for the CSV (the table on the page is formatted text)."""
+    rows = {}
+    for label, plan in plans.items():
+        d, p = plan.derived, plan.prediction
+        rows[label] = {"schedule": describe(plan), "n_avg": d.n_avg, "n_final": d.n_final,
+                       "compression": d.n_avg / d.n_final, "tokens": plan.budget.tokens, "loss": p.loss,
+                       "loss_ci_low": p.ci_low, "loss_ci_high": p.ci_high,
+                       **{f"train_flops_{k}": v for k, v in training_ledgers(plan).items()},
+                       **{f"final_memory_gb_{k}": v for k, v in final_memory_gb(plan).items()}}
+    return pd.DataFrame(rows).T

@@ -8,12 +8,15 @@ import dataclasses
 
 import streamlit as st
 
-from app.ui import pareto_view
+from app.ui import pareto_view, session
 from app.ui.pareto_view import PlannerInputs
+from app.ui.pins import Pin
 from app.ui.working_law import DEFAULT, WorkingLaw
+from planner.errors import PlannerInputError
 from planner.plan import TrainingPlan
 
-INPUTS, SELECTED, LAW = "planner_inputs", "selected_plan_id", "working_law"
+INPUTS, SELECTED, LAW, PINS = "planner_inputs", "selected_plan_id", "working_law", "pareto_pins"
+LINK_ERROR, GENERATION = "link_error", "inputs_generation"
 
 
 def working_law() -> WorkingLaw:
@@ -27,9 +30,65 @@ def set_working_law(working: WorkingLaw) -> None:
 
 
 def saved_inputs() -> PlannerInputs:
-    """The Pareto page's inputs, searched under the working law."""
-    inputs = st.session_state.get(INPUTS, PlannerInputs())
-    return dataclasses.replace(inputs, law=working_law().key)
+    """The Pareto page's inputs, searched under the working law (a new session opened from a link: the link's)."""
+    if INPUTS not in st.session_state:
+        _from_link()
+    return dataclasses.replace(st.session_state[INPUTS], law=working_law().key)
+
+
+def _from_link() -> None:
+    try:
+        inputs, plan_id = session.from_query(st.query_params.to_dict())
+    except PlannerInputError as exc:
+        st.session_state[LINK_ERROR] = str(exc)
+        inputs, plan_id = PlannerInputs(), None
+    st.session_state[INPUTS] = inputs
+    if plan_id:
+        st.session_state[SELECTED] = (dataclasses.replace(inputs, law=working_law().key), plan_id)
+
+
+def link(inputs: PlannerInputs, plan_id: str | None) -> dict[str, str]:
+    """Query parameters that reproduce this view of the Pareto page."""
+    return session.to_query(inputs, plan_id)
+
+
+def pins() -> dict[str, Pin]:
+    """Plans pinned on the Pareto page, by label (app.ui.pins)."""
+    return st.session_state.setdefault(PINS, {})
+
+
+def session_file():
+    """This session as a file, made when the Save button is clicked: the working law, the Pareto page's inputs,
+    the pick and the pins (read now, in the script's run)."""
+    inputs, working, plan_id, pinned = saved_inputs(), working_law(), selected_id(), dict(pins())
+    return lambda: session.session_json(inputs, working, plan_id, pinned)
+
+
+def load_upload() -> None:
+    """The Load button's callback: the uploaded session replaces this one, or a one-line error says why not."""
+    upload = st.session_state.get("session_upload")
+    if upload is None:
+        return
+    try:
+        load(upload.getvalue(), upload.name)
+        st.session_state["session_message"] = ("success", f"Loaded {upload.name}.")
+    except PlannerInputError as exc:
+        st.session_state["session_message"] = ("error", str(exc))
+
+
+def load(data: bytes, name: str) -> None:
+    """Replace this session by a saved one; a bad file raises PlannerInputError naming it. The Pareto page's
+    widgets are made anew so they show the loaded inputs."""
+    inputs, working, plan_id, pinned = session.load_session(data, name)
+    st.session_state[LAW], st.session_state[INPUTS], st.session_state[PINS] = working, inputs, pinned
+    st.session_state[SELECTED] = (inputs, plan_id)
+    st.session_state[GENERATION] = st.session_state.get(GENERATION, 0) + 1
+
+
+def widget_generation() -> str:
+    """'' until a session is loaded, then '~1', '~2'...: the suffix of the Pareto page's widget keys."""
+    n = st.session_state.get(GENERATION, 0)
+    return f"~{n}" if n else ""
 
 
 def save_inputs(inputs: PlannerInputs) -> None:

@@ -11,8 +11,8 @@ from app.ui.working_law import fitted_law, planning_presets, preset_law
 from planner.laws import PRESETS
 from planner.runs import seed_pairs
 
-SOURCES = {"seed": "Seed's ~1B pairs (bundled)", "registry": "This project's validation runs",
-           "upload": "Upload a CSV"}
+SOURCES = {"seed": "Seed's ~1B pairs (bundled)", "study": "The shipped validation study",
+           "registry": "This project's validation runs", "upload": "Upload a CSV"}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -40,6 +40,11 @@ if kind == "seed":
     source, described = seed_pairs(), "the seed's ~1B pairs"
     st.caption("Four sparse / small-dense pairs with matched N_avg at 20–80% sparsity (Jin et al., ICLR 2025 model "
                "cards): eight runs, all near 1B parameters.")
+elif kind == "study":
+    source, described = lv.study_runs(), "the shipped validation study"
+    st.caption(f"`{lv.STUDY.relative_to(lv.STUDY.parents[3])}`: {len(source)} byte-level CPU runs (a dense ladder, its "
+               f"seeds, sparse / dense pairs at matched N_avg), as the study's report fits them: the tiny preset "
+               f"(2 tokens per N_avg) and the ablations are left out.")
 elif kind == "registry":
     source, described = fit_table(runs_dir()), "this project's validation runs"
     st.caption(f"Finished runs in `{runs_dir()}`: final validation loss against tokens and measured N_avg.")
@@ -133,9 +138,13 @@ for form, r in fits.items():
     working = fitted_law(r.fit, r.posterior, r.profiles, r.table, described, r.no_interval)
     in_force = state.working_law().key == working.key
     cannot = lv.degenerate_warning(r.fit)
+    worse = lv.heldout_note(fits, form)
+    if worse:
+        st.warning(worse)
     b1, b2 = st.columns([1, 2], vertical_alignment="center")
-    b1.button("Working law ✓" if in_force else "Use as the working law", key=f"laws_use_{form}",
-              type="secondary" if in_force else "primary", disabled=in_force or cannot is not None,
+    b1.button("Working law ✓" if in_force else "Use as the working law anyway" if worse else "Use as the working law",
+              key=f"laws_use_{form}", type="secondary" if in_force or worse else "primary",
+              disabled=in_force or cannot is not None,
               on_click=state.set_working_law, args=(working,),
               help="this fit cannot plan (see the warning above)" if cannot else
               "Every page (Pareto, Schedule designer, Export, Runs) then plans with this fit and shows its interval "
@@ -149,12 +158,10 @@ pairs = lv.pair_points(source)
 if not pairs.empty:
     st.subheader("Sparse and dense runs against N_avg and N_final")
     st.caption("Each sparse run and its small-dense partner, joined: at matched N_avg their losses nearly agree.")
-    for col, (count, chart) in zip(st.columns(2), charts.pairs_charts(pairs).items()):
-        col.altair_chart(chart, width="stretch")
-        downloads.chart_buttons(chart, f"laws-pairs-{count}", col.columns(2))
+    for count, chart in charts.pairs_charts(pairs).items():  # stacked: titles and legends fit at laptop widths
+        st.altair_chart(chart, width="stretch")
+        downloads.chart_buttons(chart, f"laws-pairs-{count}")
 preds = lv.predictions(source, fits)
-left, right = st.columns(2)
-for col, (name, chart) in zip((left, right), (("fit", charts.fit_chart(preds)),
-                                              ("residuals", charts.residual_chart(preds)))):
-    col.altair_chart(chart, width="stretch")
-    downloads.chart_buttons(chart, f"laws-{name}", col.columns(2))
+for name, chart in (("fit", charts.fit_chart(preds)), ("residuals", charts.residual_chart(preds))):
+    st.altair_chart(chart, width="stretch")
+    downloads.chart_buttons(chart, f"laws-{name}")

@@ -3,7 +3,8 @@ import dataclasses
 
 import streamlit as st
 
-from app.ui import charts, decide_view, downloads, memory_panel, pareto_view as pv, state
+from app.ui import charts, decide_view, downloads, memory_panel, pareto_view as pv, pins, state
+from app.ui.assumptions import assumptions
 from app.ui.common import user_errors
 from app.ui.inputs import LIFETIMES, planner_inputs
 from app.ui.working_law import interval_caption, loss_interval
@@ -17,7 +18,8 @@ def _machine_peak():
 
 st.title("Pareto planner")
 working = state.working_law()
-inputs = planner_inputs(state.saved_inputs(), float(working.law.predict(float("inf"), float("inf"))))
+inputs = planner_inputs(state.saved_inputs(), float(working.law.predict(float("inf"), float("inf"))),
+                        state.widget_generation())
 if inputs.hardware == pv.THIS_MACHINE:
     inputs = dataclasses.replace(inputs, machine_peak=_machine_peak())
 state.save_inputs(inputs)
@@ -63,11 +65,19 @@ for col, (name, pct) in zip(cols[1:], savings[headline].items()):
 for note in (*comp.notes, pv.baseline_note(comp, selected, units, inputs.lifetime_tokens, LIFETIMES[-1])):
     if note:
         st.info(note)
+edge = pv.edge_note(comp, selected, inputs)
+if edge:
+    st.warning(edge)
 
-spec = charts.pareto_spec(df, front, ax, pv.view_domain(front, ax), selected)
+domain = pv.view_domain(front, ax, also=df[df["plan_id"] == selected])
+shown = pv.in_view(df, ax, domain)
+spec = charts.pareto_spec(df[shown], front, ax, domain, selected)
 shade = "p_reach" in df and st.toggle("Shade by probability of reaching the target", key="pareto_shade")
-spec = decide_view.chart(spec, df, shade)
+spec = decide_view.chart(spec, df[shown], shade)
 st.vega_lite_chart(spec, on_select="rerun", selection_mode=charts.SELECTION, key="pareto_chart", width="stretch")
+if not shown.all():
+    st.caption(f"{(~shown).sum():,} of {len(df):,} candidates lie far from the frontier, outside this frame: they are "
+               f"in the All candidates CSV.")
 options = ids if selected in ids else [selected, *ids]
 st.session_state["pareto_pick"] = selected
 st.selectbox("Selected plan (frontier; or click any point)", options, key="pareto_pick",
@@ -89,8 +99,33 @@ memory_panel.show(st, plan, "pareto", "Memory: does the selected plan fit, for t
 decide_view.section(inputs, working)
 
 st.markdown("**Downloads**")
-d = st.columns(5)
-downloads.csv_button("Frontier (CSV)", front, "pareto-frontier", d[0])
-downloads.csv_button("All candidates (CSV)", df, "pareto-candidates", d[1])
-downloads.csv_button("Comparison (CSV)", table, "pareto-comparison", d[2], index=True)
-downloads.chart_buttons(spec, "pareto-chart", d[3:])
+d = downloads.row()
+downloads.csv_button("Frontier (CSV)", front, "pareto-frontier", d)
+downloads.csv_button("All candidates (CSV)", lambda: pv.candidates_frame(df), "pareto-candidates", d)
+downloads.csv_button("Comparison (CSV)", lambda: pv.comparison_frame(plans, intervals), "pareto-comparison", d,
+                     index=True)
+downloads.chart_buttons(spec, "pareto-chart", d)
+
+st.subheader("Pinned plans side by side")
+pinned = state.pins()
+label = pins.label(selected, inputs)
+b1, b2 = st.columns(2)
+b1.button("Pin the selected plan", key="pareto_pin", width="stretch",
+          disabled=label in pinned or len(pinned) >= pins.MAX_PINS,
+          on_click=lambda: pinned.update({label: pins.Pin(pv.row(comp, selected), plan)}),
+          help=f"up to {pins.MAX_PINS} plans, kept when the target, lifetime or hardware change")
+b2.button("Clear pinned plans", key="pareto_unpin", disabled=not pinned, on_click=pinned.clear, width="stretch")
+if pinned:
+    st.table(pins.table(pinned, dollars=pv.priced(inputs)))
+    overlay = charts.schedule_chart(pins.curves(pinned))
+    st.altair_chart(overlay, width="stretch")
+    d = downloads.row()
+    downloads.csv_button("Pinned plans (CSV)", lambda: pins.frame(pinned), "pareto-pinned", d, index=True)
+    downloads.chart_buttons(overlay, "pareto-pinned-chart", d)
+else:
+    st.caption(f"Pin up to {pins.MAX_PINS} plans (from this search or after changing the inputs) to compare them "
+               f"here: their numbers side by side and their N(t) overlaid.")
+
+with st.expander("Assumptions of the working law"):
+    st.markdown("\n".join(f"- {line}" for line in assumptions(working)))
+st.query_params.from_dict(state.link(inputs, selected))  # the address reproduces this view

@@ -76,6 +76,9 @@ def watch(run: dict):
         loss, low, high, source = pred
         m2.metric("Predicted loss", f"{loss:.4f}", help=f"from {source}")
         m2.caption(f"95% CI [{low:.4f}, {high:.4f}] ({source})" if low is not None else f"no interval ({source})")
+        note = rv.law_note(rv.run_plan(run).law, state.working_law().law)
+        if note and source.startswith("the plan's"):
+            st.caption(note)
     metrics = rv.metrics_frame(run)
     if metrics.empty:
         return
@@ -85,7 +88,7 @@ def watch(run: dict):
     for name, chart in (("loss", loss_chart), ("density", density_chart)):  # stacked: readable at laptop widths
         st.altair_chart(chart, width="stretch")
         if not rv.is_active(run):  # downloads of a finished run (a live chart changes every poll)
-            downloads.chart_buttons(chart, f"run-{run['run_id']}-{name}", st.columns(4)[:2])
+            downloads.chart_buttons(chart, f"run-{run['run_id']}-{name}")
 
 
 @st.cache_data(show_spinner="Fitting the unified law on the other runs…", max_entries=32)

@@ -86,18 +86,19 @@ st.caption(f"Window: {steps_note}tokens {s.start:.1%}→{s.end:.1%} = compute {s
 
 compared = st.session_state.setdefault(COMPARED, {})
 label = f"{len(compared) + 1}: {sv.describe(plan)}"
-shown = {**compared, "this design": plan}
+shown = sv.shown_designs(compared, plan)
 chart = charts.schedule_chart(sv.n_curves(shown), sv.window_tokens(plan))
 st.altair_chart(chart, width="stretch")
 
 st.subheader("Compare designs")
 b1, b2 = st.columns(2)
-b1.button("Keep this design", key="sched_keep", disabled=len(compared) >= sv.MAX_COMPARED, width="stretch",
+b1.button("Keep this design", key="sched_keep", width="stretch",
+          disabled=len(compared) >= sv.MAX_COMPARED or plan in compared.values(),
           on_click=lambda: compared.update({label: plan}),
           help=f"up to {sv.MAX_COMPARED} designs overlay the chart and sit side by side below")
 b2.button("Clear kept designs", key="sched_clear", disabled=not compared, on_click=compared.clear, width="stretch")
 table = sv.comparison(shown, working)
 st.table(table)
-d1, d2, d3, _ = st.columns(4)
-downloads.csv_button("Comparison (CSV)", table, "schedule-comparison", d1, index=True)
-downloads.chart_buttons(chart, "schedule-chart", (d2, d3))
+d = downloads.row()
+downloads.csv_button("Comparison (CSV)", lambda: sv.comparison_frame(shown), "schedule-comparison", d, index=True)
+downloads.chart_buttons(chart, "schedule-chart", d)

@@ -24,6 +24,7 @@ class Region:
         self.hull = ValidatedRegion(n_pts, d_pts, source)
         self.margin, self.source = margin, source
         self.n_range, self.tokens_range = (n.min(), n.max()), (tokens.min(), tokens.max())
+        self.runs = (n, tokens)  # the points it was built from (a saved session rebuilds it from them)
 
     def contains(self, n, tokens) -> np.ndarray:
         return np.asarray(self.hull.contains(n, tokens), bool)

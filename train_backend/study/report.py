@@ -18,7 +18,7 @@ import torch
 
 from planner.errors import PlannerInputError
 from planner.fit import LawFitter, compare_forms
-from planner.runs import load_runs
+from planner.runs import in_regime, load_runs
 from planner.uncertainty import posterior_from_fit
 from planner.laptop import fit_laptop_law, recipe_of
 from train_backend import checkpoint, registry
@@ -151,12 +151,6 @@ def dense_law_predictions(df: pd.DataFrame, sd: float) -> tuple[pd.DataFrame, ob
     sparse["error"] = sparse["loss"] - sparse["pred"]
     sparse["inside"] = (sparse["loss"] >= sparse["pred_low"]) & (sparse["loss"] <= sparse["pred_high"])
     return sparse, fit
-
-
-def in_regime(df: pd.DataFrame) -> pd.DataFrame:
-    """The runs the law comparison uses: the ladder, its seeds and the pairs (quick, full: >= 20 tokens per N_avg);
-    not the tiny preset (2 tokens per N_avg) nor the ablations."""
-    return df[~df["kind"].isin(["tiny", "ablation"])]
 
 
 def form_comparison(df: pd.DataFrame) -> pd.DataFrame:
