@@ -51,14 +51,16 @@ def test_smoke_study_writes_runs_fits_plots_and_a_report_naming_every_run(smoke)
     table = pd.read_csv(out / "runs.csv")
     assert sorted(table["name"]) == sorted(r.name for r in SMOKE)
     load_runs(table, "frantar")  # the planner's runs format, all three forms' columns present
-    assert {"seed", "role", "epochs", "sparsity", "tokens_per_n_avg"} <= set(table.columns)
+    assert {"seed", "role", "epochs", "sparsity", "tokens_per_n_avg", "head_share", "verdict"} <= set(table.columns)
     sparse = table[table["role"] == "sparse"]
     assert (sparse["n_avg"] < sparse["n_total"]).all() and (sparse["n_final"] < sparse["n_avg"]).all()
+    assert set(sparse["verdict"]) <= {"holds", "fails", "cannot tell"} and len(sparse["verdict"].dropna()) == len(sparse)
     report = (out / "REPORT.md").read_text()
     assert all(r.name in report for r in SMOKE)
     for form in ("unified", "chinchilla", "frantar"):
         assert f"| {form} |" in report
-    assert "Pair gaps" in report and "dense-only law" in report.lower()
+    assert "Verdicts per pair" in report and "dense-only law" in report.lower()
+    assert "no validation claim" in report and "N_avg or N_final?" in report
     for png in ("loss_vs_n_avg.png", "predicted_vs_measured.png", "pair_gaps.png", "n_of_t.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -88,7 +90,7 @@ def test_next_action_restarts_a_run_that_died_before_its_first_checkpoint(tmp_pa
 def test_laptop_law_from_the_smoke_runs_predicts_with_an_interval_and_flags_extrapolation(smoke):
     _, _, root, _ = smoke
     law = LaptopLaw.model_validate_json((root / "law.json").read_text())
-    assert (root / "law_runs.csv").exists() and law.n_runs == len(SMOKE)
+    assert (root / "law_runs.csv").exists() and law.n_runs == sum(r.kind != "ablation" for r in SMOKE)
     assert len(law.draws["E"]) == 200 and law.noise_sd > 0
     inside = next(r.plan for r in SMOKE if r.kind == "ladder")
     pred = predict_plan(inside, law)
@@ -175,3 +177,28 @@ def test_head_kept_dense_prunes_only_the_other_linear_weights(tmp_path, one_torc
     projections = [w for k, w in weights.items() if k.endswith("_proj.weight")]
     density = sum(int((w != 0).sum()) for w in projections) / sum(w.numel() for w in projections)
     assert density == pytest.approx(0.2, abs=1e-3) and isinstance(weights["lm_head.weight"], torch.Tensor)
+
+
+def test_a_pairs_runs_share_the_data_order_and_validation_windows(tmp_path):
+    """Sparse and dense partner of a pair train on the same windows in the same order (the seed is the plan's), so
+    their gap is paired; another seed draws other windows."""
+    from train_backend.train import load_batches
+    pair = [r.plan for r in SMOKE if r.plan.pair and r.plan.pair.id == "smoke-L4d24-s80"]
+    other = next(r.plan for r in SMOKE if r.plan.pair and r.plan.pair.id == "smoke-L4d24-s80-seed1")
+    assert len({p.model for p in pair}) >= 3  # different shapes ...
+    draws = []
+    for plan in pair + [other]:
+        batches = load_batches(plan, Options(runs_dir=tmp_path))
+        val = next(batches.val_batches(1, plan.budget.batch_size))[0]
+        draws.append(np.concatenate([batches.next_train()[0].numpy().ravel() for _ in range(3)] + [val.ravel()]))
+    assert all((d == draws[0]).all() for d in draws[1:-1]) and not (draws[-1] == draws[0]).all()  # ... same data
+
+
+def test_readme_paragraph_is_replaced_between_its_markers_only(tmp_path):
+    from train_backend.study.writeup import README_MARKERS, update_readme
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n" + "\n".join(README_MARKERS) + "\nafter\n")
+    assert update_readme(readme, "first") and update_readme(readme, "second")
+    assert readme.read_text() == f"before\n{README_MARKERS[0]}\nsecond\n{README_MARKERS[1]}\nafter\n"
+    (tmp_path / "plain.md").write_text("no markers\n")
+    assert not update_readme(tmp_path / "plain.md", "x") and (tmp_path / "plain.md").read_text() == "no markers\n"
