@@ -202,3 +202,18 @@ def test_readme_paragraph_is_replaced_between_its_markers_only(tmp_path):
     assert readme.read_text() == f"before\n{README_MARKERS[0]}\nsecond\n{README_MARKERS[1]}\nafter\n"
     (tmp_path / "plain.md").write_text("no markers\n")
     assert not update_readme(tmp_path / "plain.md", "x") and (tmp_path / "plain.md").read_text() == "no markers\n"
+
+
+def test_the_bundled_laptop_law_loads_with_law_like_any_saved_law(tmp_path, capsys):
+    from planner.cli import main as planner_main
+    from planner.laptop import LAW_PATH
+    from planner.laws import load_law
+    from planner.plan import load_plan
+    law = load_laptop_law(LAW_PATH)
+    assert load_law(LAW_PATH) == law.law
+    args = ["plan", "--model", "tiny", "--final-sparsity", "0.5", "--tokens-per-param", "40", "--law", str(LAW_PATH)]
+    assert planner_main(args + ["--out", str(tmp_path / "p.yaml")]) == 0
+    assert load_plan(tmp_path / "p.yaml").law.params == law.law.params
+    (tmp_path / "broken.json").write_text('{"law": {"params": {}}, "draws": {}}')
+    assert planner_main(args[:-1] + [str(tmp_path / "broken.json"), "--out", str(tmp_path / "q.yaml")]) == 2
+    assert "field 'form'" in capsys.readouterr().err
