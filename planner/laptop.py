@@ -50,6 +50,7 @@ class LaptopLaw(BaseModel):
     law: Law
     draws: dict[str, list[float]]
     noise_sd: float = Field(ge=0)
+    noise_dof: int = Field(0, ge=0, description="degrees of freedom of noise_sd (0: unknown)")
     val_batch_sd: float = Field(ge=0)
     eval_batches: int = Field(gt=0)
     n_avg_range: tuple[float, float]
@@ -107,7 +108,7 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
 
 
 def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int, recipe: dict, command: str,
-                   n_boot: int = 200, seed: int = 0) -> LaptopLaw:
+                   n_boot: int = 200, seed: int = 0, noise_dof: int = 0) -> LaptopLaw:
     """Fit the unified law to a runs table (planner format) with `n_boot` bootstrap refits over single runs."""
     from planner.fit import LawFitter, bootstrap  # scipy only when fitting
     from planner.runs import load_runs
@@ -118,6 +119,7 @@ def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int
     law = fit.law.model_copy(update={"ci": {k: tuple(v) for k, v in boot.ci().items() if k in fit.params},
                                      "provenance": f"laptop law: {fit.provenance}; {command}"})
     return LaptopLaw(law=law, draws={k: boot.samples[k].tolist() for k in boot.samples}, noise_sd=noise_sd,
-                     val_batch_sd=val_batch_sd, eval_batches=eval_batches, n_avg_range=(n.min(), n.max()),
+                     noise_dof=noise_dof, val_batch_sd=val_batch_sd, eval_batches=eval_batches,
+                     n_avg_range=(n.min(), n.max()),
                      tokens_range=(d.min(), d.max()), ratio_range=((d / n).min(), (d / n).max()), recipe=recipe,
                      n_runs=len(table), command=command)

@@ -167,7 +167,7 @@ def form_comparison(df: pd.DataFrame) -> pd.DataFrame:
                          forms=("unified", "chinchilla", "frantar"))
 
 
-def save_laptop_law(df: pd.DataFrame, per_batch: dict, sd: float, runs: list[StudyRun], path: Path):
+def save_laptop_law(df: pd.DataFrame, per_batch: dict, sd: float, dof: int, runs: list[StudyRun], path: Path):
     """The laptop law from every non-ablation run, written to `path` with the runs table beside it
     (`<stem>_runs.csv`)."""
     table = df[df["kind"] != "ablation"]
@@ -175,7 +175,8 @@ def save_laptop_law(df: pd.DataFrame, per_batch: dict, sd: float, runs: list[Stu
     val_batch_sd = float(np.median([per_batch[n].std(ddof=1) for n in table["name"] if n in per_batch]))
     command = "python -m train_backend study --preset quick --jobs 2 --save-law " + str(path)
     law = fit_laptop_law(table[["loss", "tokens", "n_avg", "n_final", "sparsity", "group", "name"]], sd, val_batch_sd,
-                         first.plan.run.eval_batches, recipe_of(first.plan), command, n_boot=N_BOOT)
+                         first.plan.run.eval_batches, recipe_of(first.plan), command, n_boot=N_BOOT,
+                         noise_dof=dof)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(law.model_dump_json(indent=1))
     table.drop(columns=["started_at", "finished_at", "run_id"]).to_csv(
@@ -223,7 +224,7 @@ def write_report(preset: str, runs: list[StudyRun], out: Path, runs_dir: Path, l
     figures = plots.draw_all(df, gaps, preds, runs_dir, out)
     law = None
     if save_law is not None:
-        law = save_laptop_law(df, per_batch, sd, runs, save_law)
+        law = save_laptop_law(df, per_batch, sd, dof, runs, save_law)
     path = writeup.write(preset, runs, df, sd, dof, gaps, gap_noise, counts, preds, dense_fit, forms, figures, law,
                          save_law, out)
     log(f"wrote {out / 'runs.csv'} ({len(df)} of {len(runs)} runs finished) and {path}")
