@@ -33,12 +33,17 @@ def cpu_budget(steps: int, batch_size: int = BATCH_SIZE, seq_len: int = SEQ_LEN,
 
 
 def tiny_plan(final_sparsity: float = 0.5, steps: int = 100, seed: int = 0) -> TrainingPlan:
-    """A sparse plan that trains in seconds on one CPU core: d_model 64, the seed's 25%->75%-of-compute window."""
+    """A sparse plan that trains in seconds on one CPU core: d_model 64, the seed's 25%->75%-of-compute window. A
+    smoke run, labelled so in its notes: far too few tokens per N_avg to validate a law."""
     model = ModelShape(n_layer=2, d_model=64, n_head=4, d_ff=192, vocab=BYTE_VOCAB)
     schedule = resolve_schedule(model, steps, "geometric", final_sparsity, "compute", 0.25, 0.75,
                                 every_steps=max(1, steps // 50))
     run = RunConfig(seed=seed, eval_every=max(1, steps // 4), eval_batches=32, val_fraction=VAL_FRACTION)
-    return with_prediction(make_plan(model, schedule, cpu_budget(steps), name="tiny", run=run))
+    plan = make_plan(model, schedule, cpu_budget(steps), name="tiny", run=run)
+    return with_prediction(plan.model_copy(update={"notes": [
+        f"smoke run: checks that training, pruning and evaluation work end to end; at "
+        f"{plan.budget.tokens / plan.derived.n_avg:.1f} tokens per N_avg it makes no validation claim (validate with "
+        f"a plan's --ladder or `python -m train_backend study --preset quick`)"]}))
 
 
 def head_share(model: ModelShape, convention: str = "total", prune_head: bool = True) -> float:

@@ -200,6 +200,8 @@ def test_readme_paragraph_is_replaced_between_its_markers_only(tmp_path):
     readme.write_text("before\n" + "\n".join(README_MARKERS) + "\nafter\n")
     assert update_readme(readme, "first") and update_readme(readme, "second")
     assert readme.read_text() == f"before\n{README_MARKERS[0]}\nsecond\n{README_MARKERS[1]}\nafter\n"
+    update_readme(readme, "word " * 100)
+    assert max(map(len, readme.read_text().splitlines())) <= 120
     (tmp_path / "plain.md").write_text("no markers\n")
     assert not update_readme(tmp_path / "plain.md", "x") and (tmp_path / "plain.md").read_text() == "no markers\n"
 

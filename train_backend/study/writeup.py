@@ -3,6 +3,7 @@ ablations change, the law forms, and the issue's hopes checked against the data.
 from __future__ import annotations
 
 import os
+import textwrap
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from planner.costs import cpu_model
+from planner.laptop import cpu_seconds
 from planner.validation.verdict import detectable_gap, half_width, seeds_needed
 from train_backend.study.design import PRESETS, WINDOW, StudyRun
 from train_backend.study.report import in_regime
@@ -231,7 +233,11 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms) -> str:
     sparse = df[df["role"] == "sparse"]
     head = _span(sparse["head_share"]) if not sparse.empty else "-"
     status = "all" if len(df) == len(runs) else f"{len(df)} of {len(runs)} (in progress)"
-    text = (f"What `{preset}` found so far ({status} runs finished; byte-level, sparse L{n_layer}-d{d_model} with "
+    cpu_h = sum(cpu_seconds(r.plan.model, r.plan.budget.tokens, r.plan.budget.seq_len) for r in runs) / 3600
+    text = (f"The CPU model (`planner.laptop`) puts the {len(runs)} runs of `{preset}` at {cpu_h:.1f} one-thread hours "
+            f"({cpu_h / 2:.1f} hours with `--jobs 2` on two quiet cores); on this shared machine its finished runs "
+            f"span {(df['finished_at'].max() - df['started_at'].min()) / 3600:.1f} hours of wall time. ")
+    text += (f"What `{preset}` found ({status} runs finished; byte-level, sparse L{n_layer}-d{d_model} with "
             f"{head} of its prunable weights in the LM head, {df['n_total'].min() / 1e3:.0f}k-"
             f"{df['n_total'].max() / 1e3:.0f}k parameters, at most {df['epochs'].max():.1f} epochs; "
             f"`bench/study/{preset}/REPORT.md`): ")
@@ -263,5 +269,5 @@ def update_readme(path: Path, paragraph: str) -> bool:
     if begin not in text or end not in text:
         return False
     head, rest = text.split(begin, 1)
-    path.write_text(f"{head}{begin}\n{paragraph}\n{end}{rest.split(end, 1)[1]}")
+    path.write_text(f"{head}{begin}\n{textwrap.fill(paragraph, 118)}\n{end}{rest.split(end, 1)[1]}")
     return True
