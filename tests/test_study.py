@@ -75,6 +75,18 @@ def test_rerun_skips_finished_runs_and_the_interrupted_run_was_resumed_not_resta
     assert steps == list(range(SMOKE[0].plan.budget.steps))  # one line per step: resumed where it stopped
 
 
+def test_a_study_whose_preset_changed_since_it_started_is_refused(smoke, capsys):
+    out, runs_dir, _, _ = smoke
+    plan = out / "plans" / f"{SMOKE[0].name}.json"
+    original = plan.read_text()
+    try:
+        plan.write_text(original.replace('"seed": 0', '"seed": 7'))
+        assert main(["study", "--preset", "smoke", "--out", str(out), "--runs-dir", str(runs_dir)]) == 2
+        assert "changed since the study started" in capsys.readouterr().err
+    finally:
+        plan.write_text(original)
+
+
 def test_next_action_restarts_a_run_that_died_before_its_first_checkpoint(tmp_path):
     row = {"run_id": "x", "status": "running", "alive": False, "step": 3, "total_steps": 10, "error": None,
            "run_dir": str(tmp_path)}

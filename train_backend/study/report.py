@@ -23,7 +23,7 @@ from planner.validation.verdict import closer_count, pair_verdicts, pooled_sd, s
 from train_backend import checkpoint, registry
 from train_backend.model import Transformer
 from train_backend.study.design import StudyRun
-from train_backend.study.runner import latest_attempt
+from train_backend.study.runner import check_plans, latest_attempt
 from train_backend.train import Options, load_batches
 
 N_BOOT = 200
@@ -211,9 +211,10 @@ def write_report(preset: str, runs: list[StudyRun], out: Path, runs_dir: Path, l
     study paragraph between the markers of `readme` when given."""
     from train_backend.study import plots, writeup  # matplotlib only here
     out.mkdir(parents=True, exist_ok=True)
+    check_plans(runs, out / "plans")
     df, per_batch = collect(runs, runs_dir, out)
     if df.empty:
-        raise RuntimeError(f"no finished runs of the {preset} study in {runs_dir}")
+        raise PlannerInputError(f"--runs-dir {runs_dir}: no finished run of the {preset} study yet")
     sd, dof = noise_sd(df)
     gaps, gap_noise = pair_gaps(df, per_batch, sd, dof)
     df["verdict"] = run_verdicts(df, gaps)
