@@ -231,3 +231,35 @@ def test_the_bundled_laptop_law_loads_with_law_like_any_saved_law(tmp_path, caps
     (tmp_path / "broken.json").write_text('{"law": {"params": {}}, "draws": {}}')
     assert planner_main(args[:-1] + [str(tmp_path / "broken.json"), "--out", str(tmp_path / "q.yaml")]) == 2
     assert "field 'form'" in capsys.readouterr().err
+
+
+def test_the_quick_preset_is_designed_on_seed_like_proportions():
+    """Issue 16's design, checked on the plans (nothing trained): head share <= 8%, >= 4 layers, pairs at 20-80% at
+    >= 100 tokens per N_avg with partners of the same depth and width, 3 seeds at 60% and 80%, the 80% extras, a
+    dense ladder of >= 4 sizes x 3 budgets of the same family, at most 4 epochs."""
+    from planner.ladder import VAL_FRACTION, head_share
+    from planner.preflight import corpus_tokens
+    runs = design("quick")
+    train_tokens = corpus_tokens("bible", 256, None)[0] * (1 - VAL_FRACTION)
+    assert max(r.plan.budget.tokens for r in runs) / train_tokens <= 4
+    sparse = [r.plan for r in runs if r.plan.pair and r.plan.pair.role == "sparse"]
+    assert all(head_share(p.model) <= 0.08 and p.model.n_layer >= 4 for p in sparse)
+    main = [p for p in sparse if r_variant(runs, p) == "geometric"]
+    seeds = {s: sorted(p.run.seed for p in main if p.schedule.final_sparsity == s) for s in (0.2, 0.4, 0.6, 0.8)}
+    assert seeds == {0.2: [0], 0.4: [0], 0.6: [0, 1, 2], 0.8: [0, 1, 2]}
+    assert all(p.budget.tokens / p.derived.n_avg >= 99.5 for p in main)  # 100, to whole steps and the window's snap
+    plans = {r.name: r.plan for r in runs}
+    for p in main:
+        partner = plans[p.name.replace("-sparse", "-dense")]
+        assert (partner.model.n_layer, partner.model.d_model) == (p.model.n_layer, p.model.d_model)
+        assert partner.budget.tokens == p.budget.tokens and partner.run.seed == p.run.seed
+    roles = {r.plan.pair.role for r in runs if r.plan.pair and r.plan.schedule.final_sparsity in (0.0, 0.8)}
+    assert {"dense_n_final", "dense_n_avg_width"} <= roles
+    assert {r.variant for r in runs if r.kind == "ablation"} == {"per-layer", "head-dense"}
+    ladder = [r.plan for r in runs if r.kind == "ladder"]
+    assert len({p.model.d_model for p in ladder}) >= 4 and len({p.budget.tokens for p in ladder}) == 3
+    assert len({(p.model.n_layer, p.model.d_ff / p.model.d_model) for p in ladder + sparse}) == 1  # one family
+
+
+def r_variant(runs, plan):
+    return next(r.variant for r in runs if r.plan is plan)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from planner.laptop import cpu_seconds
-from planner.ladder import (BATCH_SIZE, BYTE_VOCAB, SEQ_LEN, VAL_FRACTION, cpu_budget, dense_partner_shape,
-                            ff_partner_shape)
+from planner.ladder import (BATCH_SIZE, BYTE_VOCAB, SEQ_LEN, VAL_FRACTION, cpu_budget, ff_partner_shape,
+                            narrow_partner_shape)
 from planner.plan import Pair, RunConfig, TrainingPlan, make_plan, resolve_schedule
 from planner.shapes import ModelShape
 
@@ -112,14 +112,15 @@ def _pair(p: Preset, sparsity: float, seed: int, sched: str = "geometric", varia
     if not partners:
         return out
     d, conv = sparse.derived, sparse.derived.n_convention
-    n_layer, d_model, n_head = p.pair_size
-    shapes = [("dense", "dense_n_avg", ff_partner_shape(model, d.n_avg, conv))]
+    try:
+        shapes = [("dense", "dense_n_avg", ff_partner_shape(model, d.n_avg, conv))]
+    except ValueError:  # N_avg below what attention, head and embedding hold at this width: the width changes
+        shapes = [("dense", "dense_n_avg", narrow_partner_shape(model, d.n_avg, conv))]
     if "final" in extras:  # N_final is below what attention, head and embedding hold at this width: width changes
-        shapes.append(("dense-final", "dense_n_final",
-                       dense_partner_shape(n_layer, n_head, d.n_final, d_model, conv, ratio=p.mlp_ratio)))
+        shapes.append(("dense-final", "dense_n_final", narrow_partner_shape(model, d.n_final, conv)))
     if "width" in extras:
-        shapes.append(("dense-width", "dense_n_avg_width",
-                       dense_partner_shape(n_layer, n_head, d.n_avg, 2 * d_model, conv, ratio=p.mlp_ratio)))
+        shapes.append(("dense-width", "dense_n_avg_width", narrow_partner_shape(model, d.n_avg, conv,
+                                                                              2 * model.d_model)))
     for suffix, role, dense_model in shapes:
         dense = _plan(p, f"{pid}-{suffix}", dense_model, steps, seed, pair=Pair(id=pid, role=role))
         out.append(StudyRun(dense, kind, group, variant or sched))
