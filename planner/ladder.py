@@ -15,6 +15,7 @@ from planner.errors import PlannerInputError
 from planner.laptop import cpu_seconds, load_laptop_law, predict_plan
 from planner.plan import Budget, Pair, PlanSchedule, RunConfig, TrainingPlan, make_plan, resolve_schedule
 from planner.shapes import ModelShape
+from planner.validation.verdict import detectable_gap, seeds_needed
 
 BYTE_VOCAB = 256
 # The laptop recipe shared by the tiny preset, the ladder and the validation study (train_backend.study), so the
@@ -237,9 +238,23 @@ def scale_down(plan: TrainingPlan, rungs: int = 3, seq_len: int = SEQ_LEN, batch
     ladder = []
     for i, m in enumerate(minutes[k:k + rungs]):  # renumbered from 0: rung i of the chosen ladder
         for p in _rung(plan, i, *sizes[k + i], seq_len, batch_size, min_steps, extras):
-            ladder.append(with_prediction(p.model_copy(update={"notes": p.notes + [
-                f"CPU estimate of this rung ({len(extras) + 2} runs, one thread): {m:.1f} min"]})))
+            p = with_prediction(p)
+            ladder.append(p.model_copy(update={"notes": p.notes + power_notes(p) + [
+                f"CPU estimate of this rung ({len(extras) + 2} runs, one thread): {m:.1f} min"]}))
     return ladder
+
+
+def power_notes(plan: TrainingPlan) -> list[str]:
+    """For a sparse rung: the seeds a +-1% verdict on its pair needs at the laptop law's run-to-run noise (two
+    unpaired runs' worth: a conservative bound, as shared data order makes the paired gap quieter)."""
+    law = load_laptop_law()
+    if plan.pair is None or plan.pair.role != "sparse" or plan.prediction is None or law is None or not law.noise_dof:
+        return []
+    sd, dof, loss = np.sqrt(2) * law.noise_sd, law.noise_dof, plan.prediction.loss
+    need = seeds_needed(sd, dof, loss)
+    return [f"power: a +-1% verdict on this pair needs {need:.0f} seeds at the laptop law's run-to-run noise "
+            f"(gap sd {sd:.3f} nats, {dof} dof); 3 seeds detect a gap of {detectable_gap(sd, dof, 3):.3f} nats "
+            f"({detectable_gap(sd, dof, 3) / loss:.1%} of loss) with 80% power"]
 
 
 def with_prediction(plan: TrainingPlan) -> TrainingPlan:

@@ -25,6 +25,7 @@ def test_rungs_of_a_llama2_1b_80_percent_plan_keep_its_proportions(llama_1b_80):
         assert p.model.n_layer >= MIN_DEPTH
         assert f"(parent {head_share(parent):.2%})" in " ".join(p.notes)
         assert f"(parent {mlp_ratio(parent):.2f})" in " ".join(p.notes)
+        assert any(n.startswith("power: a +-1% verdict on this pair needs") for n in p.notes)  # the bundled law's noise
     for p in ladder:
         partner_of = next(s for s in sparse if s.pair.id == p.pair.id)
         assert p.budget.tokens == partner_of.budget.tokens and p.run.seed == partner_of.run.seed
