@@ -93,7 +93,8 @@ def dense_partner_shape(n_layer: int, n_head: int, target: float, d_model_max: i
     return best[1]
 
 
-def rung_shapes(parent: ModelShape, convention: str = "total", prune_head: bool = True) -> list[tuple[ModelShape, bool]]:
+def rung_shapes(parent: ModelShape, convention: str = "total", prune_head: bool = True
+                ) -> list[tuple[ModelShape, bool]]:
     """Byte-level shapes of growing size (each >= RUNG_GROWTH x the last) with the parent's MLP ratio, MLP kind and
     head tying, depth >= MIN_DEPTH, each paired with whether its LM-head share of the prunable weights is within
     SHARE_TOLERANCE of the parent's. Shapes within it come first, the fastest on the CPU (fewest layers) among those

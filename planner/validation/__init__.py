@@ -1,1 +1,1 @@
-"""Validation of a law on a plan's own runs: the power of sparse/dense pairs and their verdicts (holds, fails, cannot tell)."""
+"""Validation on a plan's own runs: sparse/dense pairs' verdicts (holds, fails, cannot tell) and their power."""

@@ -191,8 +191,8 @@ def write(preset, runs, df, sd, dof, gaps, noise, counts, preds, dense_fit, form
              f"- Run-to-run noise of single runs across seeds (pooled sd, {dof} degrees of freedom): "
              + (f"{sd:.4f} nats." if np.isfinite(sd) else "not measured (no repeated seeds)."),
              f"- Epochs over the training split: at most {df['epochs'].max():.2f}.",
-             f"- LM head share of the prunable weights: sparse runs {_span(df.loc[df['role'] == 'sparse', 'head_share'])}"
-             f", all runs {_span(df['head_share'])}."]
+             f"- LM head share of the prunable weights: sparse runs "
+             f"{_span(df.loc[df['role'] == 'sparse', 'head_share'])}, all runs {_span(df['head_share'])}."]
     if dense_fit is not None:
         text += ["", "## Law forms (ladder and pairs; not the ablations)", "",
                  md_table(forms[["form", "n_params", "rmse", "mae", "heldout_rmse", "heldout_mae"]],
