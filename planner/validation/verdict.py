@@ -82,11 +82,13 @@ def closer_count(err_avg, err_final, half) -> np.ndarray:
 
 
 def pair_verdicts(gaps: pd.DataFrame, fallback_sd: float = float("nan"), fallback_dof: int = 0,
-                  tol: float = TOLERANCE, level: float = LEVEL) -> tuple[pd.DataFrame, dict]:
+                  tol: float = TOLERANCE, level: float = LEVEL,
+                  fallback_source: str = "run-to-run sd of single runs") -> tuple[pd.DataFrame, dict]:
     """One row per (pair, partner) from per-seed gaps: mean gap, interval, verdict, and the power figures.
 
     `gaps` has columns pair (the same across seeds), partner, gap (sparse - partner loss) and ref (partner loss).
-    `fallback_sd` / `fallback_dof`: the gap sd to use when no pair has repeated seeds (sqrt(2) x run-to-run sd).
+    `fallback_sd` / `fallback_dof`: the gap sd to use when no pair has repeated seeds (sqrt(2) x the run-to-run sd
+    named by `fallback_source`).
     Returns the table and the noise used: {'sd', 'dof', 'source'}.
     """
     key = gaps["pair"].astype(str) + "|" + gaps["partner"].astype(str)
@@ -94,7 +96,7 @@ def pair_verdicts(gaps: pd.DataFrame, fallback_sd: float = float("nan"), fallbac
     noise = {"sd": sd, "dof": dof, "source": f"paired gaps pooled over repeated seeds ({dof} dof)"}
     if dof == 0:
         noise = {"sd": fallback_sd, "dof": fallback_dof,
-                 "source": f"sqrt(2) x run-to-run sd of single runs ({fallback_dof} dof; unpaired, conservative)"}
+                 "source": f"sqrt(2) x {fallback_source} ({fallback_dof} dof; unpaired, conservative)"}
     g = gaps.groupby(["pair", "partner"], sort=False)
     out = g.agg(seeds=("gap", "size"), gap=("gap", "mean"), ref=("ref", "mean")).reset_index()
     out["gap_rel"] = out["gap"] / out["ref"]

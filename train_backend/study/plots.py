@@ -94,11 +94,17 @@ def n_of_t(df: pd.DataFrame, runs_dir: Path, path: Path) -> str:
     return _save(fig, path)
 
 
+FIGURES = ("loss_vs_n_avg.png", "predicted_vs_measured.png", "pair_gaps.png", "n_of_t.png")
+
+
 def draw_all(df, gaps, preds, runs_dir: Path, out: Path) -> list[str]:
-    names = [loss_vs_n_avg(df, out / "loss_vs_n_avg.png")]
+    """The figures the finished runs allow; one left from an earlier report that this one cannot draw is removed."""
+    names = [loss_vs_n_avg(df, out / FIGURES[0])]
     if not preds.empty:
-        names.append(predicted_vs_measured(preds, out / "predicted_vs_measured.png"))
+        names.append(predicted_vs_measured(preds, out / FIGURES[1]))
     if not gaps.empty:
-        names.append(gap_vs_sparsity(gaps, out / "pair_gaps.png"))
-        names.append(n_of_t(df, runs_dir, out / "n_of_t.png"))
+        names.append(gap_vs_sparsity(gaps, out / FIGURES[2]))
+        names.append(n_of_t(df, runs_dir, out / FIGURES[3]))
+    for stale in set(FIGURES) - set(names):
+        (out / stale).unlink(missing_ok=True)
     return names

@@ -18,7 +18,7 @@ import torch
 from planner.errors import PlannerInputError
 from planner.fit import LawFitter, bootstrap, compare_forms
 from planner.ladder import head_share, mlp_ratio
-from planner.laptop import fit_laptop_law, interval, predictive_draws, recipe_of
+from planner.laptop import fit_laptop_law, interval, load_laptop_law, predictive_draws, recipe_of
 from planner.validation.verdict import closer_count, pair_verdicts, pooled_sd, seedless
 from train_backend import checkpoint, registry
 from train_backend.model import Transformer
@@ -91,7 +91,8 @@ def noise_sd(df: pd.DataFrame) -> tuple[float, int]:
 def pair_gaps(df: pd.DataFrame, per_batch: dict, sd: float, dof: int) -> tuple[pd.DataFrame, dict]:
     """Sparse minus dense partner for every sparse run and partner role (an ablation without partners shares its
     pair's), averaged over seeds, with the planner's interval and verdict (`planner.validation.verdict`): the gap's
-    sd pooled over repeated seeds, else sqrt(2) x the run-to-run sd `sd` (with its `dof`). Also the train gap and
+    sd pooled over repeated seeds, else sqrt(2) x the run-to-run sd `sd` (with its `dof`), else (no repeats at all
+    yet) sqrt(2) x the bundled laptop law's. Also the train gap and
     the paired standard error over the shared validation windows (evaluation noise only)."""
     pairs = df[df["pair"] != ""]
     records = []
@@ -108,7 +109,11 @@ def pair_gaps(df: pd.DataFrame, per_batch: dict, sd: float, dof: int) -> tuple[p
     if not records:
         return pd.DataFrame(), {}
     per_seed = pd.DataFrame(records)
-    table, noise = pair_verdicts(per_seed[["pair", "partner", "gap", "ref"]], np.sqrt(2) * sd, dof)
+    source, law = "the run-to-run sd of this study's single runs", load_laptop_law()
+    if dof == 0 and law is not None and law.noise_dof:  # a study in progress, no repeats yet: the last study's noise
+        sd, dof, source = law.noise_sd, law.noise_dof, "the bundled laptop law's run-to-run sd (an earlier study)"
+    table, noise = pair_verdicts(per_seed[["pair", "partner", "gap", "ref"]], np.sqrt(2) * sd, dof,
+                                 fallback_source=source)
     extra = per_seed.groupby(["pair", "partner"], sort=False).agg(
         variant=("variant", "first"), sparsity=("sparsity", "first"), group=("group", "first"),
         tokens_per_n_avg=("tokens_per_n_avg", "mean"), seed_sd=("gap", lambda g: g.std(ddof=1)),

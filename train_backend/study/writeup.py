@@ -63,6 +63,12 @@ def _span(x: pd.Series) -> str:
     return "-" if x.empty else f"{x.min():.1%}" + ("" if x.min() == x.max() else f"-{x.max():.1%}")
 
 
+def _interval_pct(g) -> str:
+    if not np.isfinite(g["ci_low"]):
+        return "(no interval: no run-to-run noise measured)"
+    return f"[{100 * g['ci_low'] / g['ref']:+.1f}%, {100 * g['ci_high'] / g['ref']:+.1f}%]"
+
+
 def _hopes(gaps, counts, preds, forms) -> list[str]:
     """The issue's hopes, each checked against the data (never asserted)."""
     out = []
@@ -74,8 +80,7 @@ def _hopes(gaps, counts, preds, forms) -> list[str]:
                    f"sparsity); gaps {main['gap'].min():+.4f} to {main['gap'].max():+.4f} nats.")
         top = main[main["sparsity"] == main["sparsity"].max()].iloc[0]
         out.append(f"At {top['sparsity']:.0%} with {top['seeds']} seed(s): gap {100 * top['gap_rel']:+.2f}% of loss "
-                   f"[{100 * top['ci_low'] / top['ref']:+.2f}%, {100 * top['ci_high'] / top['ref']:+.2f}%], "
-                   f"{top['verdict']} (hoped: within +-1%).")
+                   f"{_interval_pct(top)}, {top['verdict']} (hoped: within +-1%).")
     if not counts.empty and (counts["closer"] != "cannot tell").any():
         tally = ", ".join(f"{k} {v}" for k, v in counts["closer"].value_counts().items())
         out.append(f"Which count predicts the sparse runs better, per pair: {tally} (hoped: N_avg).")
@@ -246,7 +251,7 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms) -> str:
         return text + "no pair has finished yet."
     text += "against the dense partner at N_avg, " + "; ".join(
         f"{g['sparsity']:.0%} ({g['seeds']} seed{'s' if g['seeds'] > 1 else ''}) {100 * g['gap_rel']:+.1f}% of loss "
-        f"[{100 * g['ci_low'] / g['ref']:+.1f}%, {100 * g['ci_high'] / g['ref']:+.1f}%]: {g['verdict']}"
+        f"{_interval_pct(g)}: {g['verdict']}"
         for _, g in main.sort_values("sparsity").iterrows()) + " (95% intervals; *holds* means within +-1%)."
     if not counts.empty:
         decided = counts[counts["closer"] != "cannot tell"]
