@@ -133,8 +133,12 @@ def test_pairs_compare_by_the_plan_field_not_the_name(runs_dir):
                              for i, p in enumerate(ladder))
     fake_run(runs_dir, "fs", far_sparse, val_loss=3.2, metrics=False)
     fake_run(runs_dir, "fd", far_dense, val_loss=2.58, metrics=False)
-    assert dict(zip(rv.pair_table(runs_dir)["pair"], rv.pair_table(runs_dir)[rv.VERDICT])) == {
-        sparse.pair.id: "cannot tell", "far": "fails"}
+    final = dense.model_copy(update={"name": "far-final", "pair": dense.pair.model_copy(update={
+        "id": "far", "role": "dense_n_final"})})
+    fake_run(runs_dir, "ff", final, val_loss=3.19, metrics=False)  # the sparse run matches its N_final partner
+    table = rv.pair_table(runs_dir).set_index("pair")
+    assert table[rv.VERDICT].to_dict() == {sparse.pair.id: "cannot tell", "far": "fails"}
+    assert table[rv.CLOSER].to_dict() == {sparse.pair.id: "—", "far": "N_final"}
 
 
 def test_table_formats_and_never_shows_none(runs_dir):
