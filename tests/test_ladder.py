@@ -55,3 +55,13 @@ def test_a_head_share_the_byte_vocabulary_cannot_reach_is_the_closest_and_said_s
     plan = build_plan(parent, 0.8, tokens_per_param=20, name="p")
     notes = " ".join(scale_down(plan, rungs=1, budget_minutes=60)[0].notes)
     assert "the closest a 256-token vocabulary allows" in notes
+
+
+def test_plan_cli_writes_the_extra_partners_on_request(tmp_path):
+    from planner.cli import main
+    args = ["plan", "--model", "llama2-70m", "--final-sparsity", "0.8", "--tokens-per-param", "20", "--out",
+            str(tmp_path / "p.yaml"), "--budget-minutes", "60", "--ladder", str(tmp_path / "l")]
+    assert main(args + ["--ladder-partners", "final", "width"]) == 0
+    names = sorted(p.stem for p in (tmp_path / "l").iterdir())
+    assert [n for n in names if n.endswith("-dense-final")] and [n for n in names if n.endswith("-dense-width")]
+    assert len(names) == 12  # three rungs of four runs
