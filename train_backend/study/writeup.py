@@ -98,14 +98,16 @@ def _hopes(gaps, counts, preds, forms) -> list[str]:
     return out
 
 
-def _power(gaps, noise) -> list[str]:
+def _power(gaps, noise, sd: float) -> list[str]:
     if gaps.empty or not noise or not np.isfinite(noise["sd"]):
         return ["- Power: no run-to-run noise measured yet (no repeated seeds), so no interval and no verdict."]
     ref = gaps["ref"].median()
     seeds = sorted(set(gaps["seeds"]))
     half = {n: half_width(noise["sd"], noise["dof"], n) for n in seeds}
     need = seeds_needed(noise["sd"], noise["dof"], ref)
-    return [f"- Paired-gap noise: sd {noise['sd']:.4f} nats ({noise['source']}).",
+    unpaired = f"; two unpaired runs would give sqrt(2) x {sd:.4f} = {np.sqrt(2) * sd:.4f}" \
+        if np.isfinite(sd) and "pooled" in noise["source"] else ""
+    return [f"- Paired-gap noise: sd {noise['sd']:.4f} nats ({noise['source']}){unpaired}.",
             "- 95% half-width of a pair's gap: " + ", ".join(
                 f"{h:.4f} nats ({100 * h / ref:.2f}% of loss) at {n} seed(s)" for n, h in half.items())
             + f"; the +-1% target (half-width <= {0.01 * ref:.4f} nats at loss {ref:.3f}) needs "
@@ -178,7 +180,7 @@ def write(preset, runs, df, sd, dof, gaps, noise, counts, preds, dense_fit, form
                  "`val_window_se`: the gap's standard error over the shared validation windows (evaluation noise "
                  "only); `train_gap`: the gap in mean training loss over the last 1% of steps (the seed cards' "
                  "figure).", ""]
-    text += ["## Power", ""] + _power(gaps, noise)
+    text += ["## Power", ""] + _power(gaps, noise, sd)
     if not counts.empty:
         text += ["", "## N_avg or N_final?", "",
                  "Per pair, the error of predicting the sparse loss from N_avg and from N_final: by the measured "
