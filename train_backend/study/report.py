@@ -111,7 +111,7 @@ def pair_gaps(df: pd.DataFrame, per_batch: dict, sd: float, dof: int) -> tuple[p
     per_seed = pd.DataFrame(records)
     source, law = "the run-to-run sd of this study's single runs", load_laptop_law()
     if dof == 0 and law is not None and law.noise_dof:  # a study in progress, no repeats yet: the last study's noise
-        sd, dof, source = law.noise_sd, law.noise_dof, "the bundled laptop law's run-to-run sd (an earlier study)"
+        sd, dof, source = law.noise_sd, law.noise_dof, "the bundled laptop law's run-to-run sd from an earlier study"
     table, noise = pair_verdicts(per_seed[["pair", "partner", "gap", "ref"]], np.sqrt(2) * sd, dof,
                                  fallback_source=source)
     extra = per_seed.groupby(["pair", "partner"], sort=False).agg(

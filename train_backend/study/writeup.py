@@ -75,8 +75,8 @@ def _hopes(gaps, counts, preds, forms) -> list[str]:
     main = gaps[(gaps["partner"] == "dense_n_avg") & (gaps["variant"] == "geometric")] if not gaps.empty else gaps
     if not main.empty:
         tally = ", ".join(f"{k} {v}" for k, v in main["verdict"].value_counts().items())
-        out.append(f"Pairs against their N_avg partner ({main['tokens_per_n_avg'].min():.0f}-"
-                   f"{main['tokens_per_n_avg'].max():.0f} tokens per N_avg): {tally} (hoped: holds at every "
+        out.append(f"Pairs against their N_avg partner ({main['tokens_per_n_avg'].mean():.0f} tokens per N_avg): "
+                   f"{tally} (hoped: holds at every "
                    f"sparsity); gaps {main['gap'].min():+.4f} to {main['gap'].max():+.4f} nats.")
         top = main[main["sparsity"] == main["sparsity"].max()].iloc[0]
         out.append(f"At {top['sparsity']:.0%} with {top['seeds']} seed(s): gap {100 * top['gap_rel']:+.2f}% of loss "
@@ -239,12 +239,12 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms) -> str:
     n_layer, d_model, _ = p.pair_size
     sparse = df[df["role"] == "sparse"]
     head = _span(sparse["head_share"]) if not sparse.empty else "-"
-    status = "all" if len(df) == len(runs) else f"{len(df)} of {len(runs)} (in progress)"
+    status = "all runs finished" if len(df) == len(runs) else f"{len(df)} of {len(runs)} runs finished so far"
     cpu_h = sum(cpu_seconds(r.plan.model, r.plan.budget.tokens, r.plan.budget.seq_len) for r in runs) / 3600
     text = (f"The CPU model (`planner.laptop`) puts the {len(runs)} runs of `{preset}` at {cpu_h:.1f} one-thread hours "
             f"({cpu_h / 2:.1f} hours with `--jobs 2` on two quiet cores); on this shared machine its finished runs "
             f"span {(df['finished_at'].max() - df['started_at'].min()) / 3600:.1f} hours of wall time. ")
-    text += (f"What `{preset}` found ({status} runs finished; byte-level, sparse L{n_layer}-d{d_model} with "
+    text += (f"What `{preset}` found ({status}; byte-level, sparse L{n_layer}-d{d_model} with "
             f"{head} of its prunable weights in the LM head, {df['n_total'].min() / 1e3:.0f}k-"
             f"{df['n_total'].max() / 1e3:.0f}k parameters, at most {df['epochs'].max():.1f} epochs; "
             f"`bench/study/{preset}/REPORT.md`): ")
@@ -255,11 +255,13 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms) -> str:
         f"{g['sparsity']:.0%} ({g['seeds']} seed{'s' if g['seeds'] > 1 else ''}) {100 * g['gap_rel']:+.1f}% of loss "
         f"{_interval_pct(g)}: {g['verdict']}"
         for _, g in main.sort_values("sparsity").iterrows()) + " (95% intervals; *holds* means within +-1%)."
-    if not counts.empty:
+    if not counts.empty and (counts["from"] != "-").any():
         decided = counts[counts["closer"] != "cannot tell"]
         text += (f" The sparse loss is predicted better from N_avg in {int((decided['closer'] == 'N_avg').sum())} "
                  f"and from N_final in {int((decided['closer'] == 'N_final').sum())} of {len(counts)} pairs "
                  f"({len(counts) - len(decided)} cannot tell).")
+    else:
+        text += " Whether N_avg or N_final predicts better needs an N_final partner or the dense ladder's law."
     if not forms.empty:
         f = forms.set_index("form")["heldout_mae"]
         text += (f" Held-out MAE, leave one size out: unified {f['unified']:.3f}, Chinchilla on N_final "
