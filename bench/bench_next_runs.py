@@ -29,7 +29,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import cpu_model, write_section  # noqa: E402
-from planner.ladder import BATCH_SIZE, LADDER_SIZES, SEQ_LEN, cpu_budget, rung, rung_cpu_minutes, scale_down  # noqa
+from planner.ladder import BATCH_SIZE, SEQ_LEN, ladder_shapes, cpu_budget, rung, rung_cpu_minutes, scale_down  # noqa
 from planner.laws import chinchilla  # noqa: E402
 from planner.plan import make_plan, resolve_schedule  # noqa: E402
 from planner.shapes import ModelShape  # noqa: E402
@@ -75,8 +75,8 @@ def width(post, point) -> float:
 
 
 def start(target, truth, rng):
-    plans = [p for i, (size, ratio) in enumerate((s, r) for s in LADDER_SIZES[:3] for r in (10, 40))
-             for p in rung(target, i, size, SEQ_LEN, BATCH_SIZE, 100, ratio)]
+    plans = [p for i, (size, ratio) in enumerate((s, r) for s in ladder_shapes(target)[:3] for r in (10, 40))
+             for p in rung(target, i, *size, SEQ_LEN, BATCH_SIZE, 100, ratio=ratio)]
     return measure(plans, truth, rng), sum(rung_cpu_minutes([p]) for p in plans)
 
 

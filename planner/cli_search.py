@@ -72,6 +72,8 @@ def register(sub) -> None:
     p.add_argument("--optimal", action="store_true", help="export the lifetime-optimal plan of the search")
     p.add_argument("--ladder", metavar="DIR", help="also write the scaled-down validation ladder here")
     p.add_argument("--budget-minutes", type=float, default=30.0, help="one-thread CPU minutes the ladder may take")
+    p.add_argument("--ladder-partners", nargs="+", choices=("final", "width"), default=(),
+                   help="extra dense partners per rung: final (at N_final), width (at N_avg, the width changed)")
     p.add_argument("--out", help="output file (.yaml/.yml or .json); default: YAML on stdout")
     _common(p)
     p.set_defaults(func=run_plan, plan_defaults=vars(p.parse_args([])))
@@ -182,7 +184,7 @@ def run_plan(a) -> int:
         for warning in plan.prediction.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     if a.ladder:
-        for rung in scale_down(plan, budget_minutes=a.budget_minutes):
+        for rung in scale_down(plan, budget_minutes=a.budget_minutes, extras=tuple(a.ladder_partners)):
             _write(rung, Path(a.ladder) / f"{rung.name}.yaml", "--ladder")
             print(f"{rung.name}: {rung.notes[-1]}")
         print(f"wrote the validation ladder of {plan.name} to {a.ladder}")

@@ -1,9 +1,11 @@
 """Small plans that run on a laptop CPU: the `tiny` preset and the scaled-down validation ladder of a plan.
 
-The ladder keeps what the unified law is about — the schedule's shape, window and final sparsity — and shrinks the
-model and the token budget. Each sparse rung gets a dense partner whose parameter count equals the sparse rung's
-N_avg and that trains on the same tokens, as the seed's released ~1B pairs do: if N_avg is the right quantity, the
-two losses match.
+The ladder keeps what the unified law is about — the schedule's shape, window and final sparsity, the tokens per
+N_avg — and the plan's proportions that decide where one global magnitude threshold takes its weights: the LM head's
+share of the prunable weights (within 2 points where the byte vocabulary allows, else the closest), the MLP ratio
+and a depth of at least 4 layers. Each sparse rung gets a dense partner of the same depth and d_model whose d_ff
+brings its parameter count to the sparse rung's N_avg, trained on the same tokens with the same seed (the same data
+order), as the seed's released ~1B pairs do: if N_avg is the right quantity, the two losses match.
 """
 from __future__ import annotations
 
@@ -13,13 +15,17 @@ from planner.errors import PlannerInputError
 from planner.laptop import cpu_seconds, load_laptop_law, predict_plan
 from planner.plan import Budget, Pair, PlanSchedule, RunConfig, TrainingPlan, make_plan, resolve_schedule
 from planner.shapes import ModelShape
+from planner.validation.verdict import detectable_gap, seeds_needed
 
 BYTE_VOCAB = 256
 # The laptop recipe shared by the tiny preset, the ladder and the validation study (train_backend.study), so the
 # laptop law fitted on the study predicts the others: 16 x 128 tokens a step, the last 10% of the corpus held out.
 SEQ_LEN, BATCH_SIZE, VAL_FRACTION = 128, 16, 0.1
-# (n_layer, d_model, n_head) a ladder's rungs are chosen from, smallest first; SwiGLU with d_ff = 3 * d_model.
-LADDER_SIZES = ((2, 32, 4), (2, 48, 4), (2, 64, 4), (3, 96, 4), (4, 128, 4), (4, 192, 4), (6, 256, 8))
+MIN_DEPTH = 4
+SHARE_TOLERANCE = 0.02  # head share within 2 percentage points of the parent's
+RUNG_GROWTH = 1.4  # successive rungs grow by at least this factor in parameters
+RUNG_WIDTHS = tuple(range(16, 129, 8)) + (160, 192, 224, 256, 320, 384)
+RUNG_DEPTHS = tuple(range(MIN_DEPTH, 25))
 
 
 def cpu_budget(steps: int, batch_size: int = BATCH_SIZE, seq_len: int = SEQ_LEN, lr: float = 3e-3) -> Budget:
@@ -28,33 +34,58 @@ def cpu_budget(steps: int, batch_size: int = BATCH_SIZE, seq_len: int = SEQ_LEN,
 
 
 def tiny_plan(final_sparsity: float = 0.5, steps: int = 100, seed: int = 0) -> TrainingPlan:
-    """A sparse plan that trains in seconds on one CPU core: d_model 64, the seed's 25%->75%-of-compute window."""
+    """A sparse plan that trains in seconds on one CPU core: d_model 64, the seed's 25%->75%-of-compute window. A
+    smoke run, labelled so in its notes: far too few tokens per N_avg to validate a law."""
     model = ModelShape(n_layer=2, d_model=64, n_head=4, d_ff=192, vocab=BYTE_VOCAB)
     schedule = resolve_schedule(model, steps, "geometric", final_sparsity, "compute", 0.25, 0.75,
                                 every_steps=max(1, steps // 50))
     run = RunConfig(seed=seed, eval_every=max(1, steps // 4), eval_batches=32, val_fraction=VAL_FRACTION)
-    return with_prediction(make_plan(model, schedule, cpu_budget(steps), name="tiny", run=run))
+    plan = make_plan(model, schedule, cpu_budget(steps), name="tiny", run=run)
+    return with_prediction(plan.model_copy(update={"notes": [
+        f"smoke run: checks that training, pruning and evaluation work end to end; at "
+        f"{plan.budget.tokens / plan.derived.n_avg:.1f} tokens per N_avg it makes no validation claim (validate with "
+        f"a plan's --ladder or `python -m train_backend study --preset quick`)"]}))
+
+
+def head_share(model: ModelShape, convention: str = "total", prune_head: bool = True) -> float:
+    """The LM head's share of the prunable weights: what one global magnitude threshold trades against the layers
+    (0 when the head is tied or kept dense)."""
+    return 0.0 if model.tied_embeddings or not prune_head else model.embedding / model.n_params(convention)[1]
+
+
+def mlp_ratio(model: ModelShape) -> float:
+    return model.d_ff / model.d_model
+
+
+def ff_partner_shape(model: ModelShape, target: float, convention: str = "total") -> ModelShape:
+    """The dense partner that keeps `model`'s depth, width and heads and reaches N = `target` by d_ff alone (the
+    closest d_ff: within half of one d_ff unit's parameters), so the pair differs only in the MLPs' width."""
+    fixed, prunable = model.n_params(convention)
+    per_unit = 3 * model.d_model * model.n_layer if model.mlp == "swiglu" else 2 * model.d_model * model.n_layer
+    d_ff = int(round(model.d_ff + (target - fixed - prunable) / per_unit))
+    if d_ff < 1:
+        raise ValueError(f"no d_ff of L{model.n_layer}-d{model.d_model} reaches N = {target:.0f}: the attention, "
+                         f"head and embedding alone hold {sum(model.n_params(convention)) - per_unit * model.d_ff:.0f}")
+    return model.model_copy(update={"d_ff": d_ff})
 
 
 def dense_partner_shape(n_layer: int, n_head: int, target: float, d_model_max: int, convention: str = "total",
-                        vocab: int = BYTE_VOCAB) -> ModelShape:
-    """The dense shape of `n_layer` layers whose parameter count matches `target` (an N_avg) within 0.5%.
+                        vocab: int = BYTE_VOCAB, ratio: float = 3.0) -> ModelShape:
+    """The dense shape of `n_layer` layers whose parameter count matches `target` (an N_avg) within 0.5%, width free.
 
     d_model runs over multiples of 4 * n_head up to d_model_max and d_ff absorbs the rest of the count; among the
-    shapes that match, the one with the most usual MLP ratio (d_ff closest to 3 * d_model) wins.
+    shapes that match, the one whose MLP ratio is closest to `ratio` wins.
     """
     best = None
     for d_model in range(4 * n_head, d_model_max + 1, 4 * n_head):
         probe = ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=1, vocab=vocab)
-        fixed, prunable = probe.n_params(convention)
-        per_unit = 3 * d_model * n_layer  # SwiGLU: three d_model x d_ff matrices per layer
-        d_ff = int(round((target - fixed - prunable + per_unit) / per_unit))
-        if d_ff < 1:
+        try:
+            shape = ff_partner_shape(probe, target, convention)
+        except ValueError:
             continue
-        shape = ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=d_ff, vocab=vocab)
         if abs(sum(shape.n_params(convention)) - target) > 5e-3 * target:
             continue
-        oddness = abs(np.log(d_ff / (3 * d_model)))
+        oddness = abs(np.log(mlp_ratio(shape) / ratio))
         if best is None or oddness < best[0]:
             best = (oddness, shape)
     if best is None:
@@ -62,39 +93,127 @@ def dense_partner_shape(n_layer: int, n_head: int, target: float, d_model_max: i
     return best[1]
 
 
-def rung(plan: TrainingPlan, i: int, size: tuple[int, int, int], seq_len: int, batch_size: int, min_steps: int,
-          ratio: float | None = None) -> list[TrainingPlan]:
-    """Rung `i`: a sparse run of `size` with the parent's schedule and D/N_avg (or `ratio`), and its dense partner
-    at its N_avg."""
-    n_layer, d_model, n_head = size
+def rung_shapes(parent: ModelShape, convention: str = "total", prune_head: bool = True
+                ) -> list[tuple[ModelShape, bool]]:
+    """Byte-level shapes of growing size (each >= RUNG_GROWTH x the last) with the parent's MLP ratio, MLP kind and
+    head tying, depth >= MIN_DEPTH, each paired with whether its LM-head share of the prunable weights is within
+    SHARE_TOLERANCE of the parent's. Shapes within it come first, the fastest on the CPU (fewest layers) among those
+    of a size; past the largest such shape, the closest in head share (the byte vocabulary cannot match it there)."""
+    target, ratio = head_share(parent, convention, prune_head), mlp_ratio(parent)
+    cands = []
+    for d_model in RUNG_WIDTHS:
+        n_head = 4 if d_model < 256 else 8
+        for n_layer in RUNG_DEPTHS:
+            m = ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=max(1, round(ratio * d_model)),
+                           vocab=BYTE_VOCAB, tied_embeddings=parent.tied_embeddings, mlp=parent.mlp)
+            off = abs(head_share(m, convention, prune_head) - target)
+            cands.append((m.total, off <= SHARE_TOLERANCE + 1e-12, off, cpu_seconds(m, 1.0, SEQ_LEN), m))
+    within = [c for c in cands if c[1]]
+    out = _chain(within, key=lambda c: (c[3], c[2]))
+    last = out[-1][0] if out else 0
+    out += _chain([c for c in cands if not c[1] and c[0] >= last * RUNG_GROWTH], key=lambda c: (c[2], c[3]))
+    return [(c[4], c[1]) for c in out]
+
+
+def _chain(cands: list, key) -> list:
+    """Candidates growing by RUNG_GROWTH: from the smallest, the best by `key` among those under RUNG_GROWTH x the
+    smallest still allowed."""
+    cands, out = sorted(cands, key=lambda c: c[0]), []
+    while cands:
+        best = min([c for c in cands if c[0] < cands[0][0] * RUNG_GROWTH], key=key)
+        out.append(best)
+        cands = [c for c in cands if c[0] >= best[0] * RUNG_GROWTH]
+    return out
+
+
+def narrow_partner_shape(model: ModelShape, target: float, convention: str = "total", d_model_max: int | None = None
+                         ) -> ModelShape | None:
+    """A dense shape of `model`'s depth and MLP ratio at N = `target` with the width free (fewer heads when even the
+    narrowest width with `model`'s heads holds too much); None when no width reaches it."""
+    n_head = model.n_head
+    while n_head >= 1:
+        try:
+            return dense_partner_shape(model.n_layer, n_head, target, d_model_max or model.d_model, convention,
+                                       model.vocab, mlp_ratio(model))
+        except ValueError:
+            n_head //= 2
+    return None
+
+
+def proportions(model: ModelShape, convention: str = "total", prune_head: bool = True) -> dict[str, float]:
+    return {"head share": head_share(model, convention, prune_head), "MLP ratio": mlp_ratio(model),
+            "depth": model.n_layer}
+
+
+def proportion_notes(model: ModelShape, parent: ModelShape, convention: str, prune_head: bool, matched: bool
+                     ) -> list[str]:
+    """Each proportion beside the parent's; a head share the byte vocabulary cannot match is said so."""
+    mine, theirs = proportions(model, convention, prune_head), proportions(parent, convention, prune_head)
+    note = (f"LM head share of the prunable weights {mine['head share']:.2%} (parent {theirs['head share']:.2%}"
+            + ("" if matched else f"; the closest a {BYTE_VOCAB}-token vocabulary allows at this size with "
+                                  f">= {MIN_DEPTH} layers") + ")")
+    return [note, f"MLP ratio d_ff/d_model {mine['MLP ratio']:.2f} (parent {theirs['MLP ratio']:.2f})",
+            f"depth {mine['depth']} layers (parent {theirs['depth']})"]
+
+
+def ladder_shapes(plan: TrainingPlan) -> list[tuple[ModelShape, bool]]:
+    """`rung_shapes` of a plan: its model, N convention and head pruning."""
+    return rung_shapes(plan.model, plan.derived.n_convention, plan.schedule.prune_head)
+
+
+def rung(plan: TrainingPlan, i: int, model: ModelShape, matched: bool, seq_len: int, batch_size: int,
+         min_steps: int, extras: tuple[str, ...] = (), ratio: float | None = None) -> list[TrainingPlan]:
+    """Rung `i`: a sparse run of `model` with the parent's schedule and D/N_avg (or `ratio`), its dense partner at
+    its N_avg (same depth and d_model; d_ff sized), and the `extras` partners: 'final' (at N_final) and 'width' (at
+    N_avg with the width changed instead)."""
     parent, convention = plan.schedule, plan.derived.n_convention
     parent_ratio = plan.budget.tokens / plan.derived.n_avg
     ratio = ratio or parent_ratio
-    model = ModelShape(n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=3 * d_model, vocab=BYTE_VOCAB)
     fixed, prunable = model.n_params(convention)
+    if not parent.prune_head and not model.tied_embeddings:
+        fixed, prunable = fixed + model.embedding, prunable - model.embedding
     n_avg = parent.schedule().n_avg(fixed, prunable)
     steps = max(min_steps, int(round(ratio * n_avg / (seq_len * batch_size))))
     every = None
     if parent.shape == "geometric" and parent.every:
         n_events = int(np.floor((parent.end - parent.start) / parent.every + 1e-9)) + 1
         every = max(1, int(round((parent.end - parent.start) * steps / max(n_events - 1, 1))))
+    mask = {"granularity": parent.granularity, "pattern": parent.pattern, "prune_head": parent.prune_head}
     schedule = resolve_schedule(model, steps, parent.shape, parent.final_sparsity, "tokens", parent.start,
-                                parent.end, every_steps=every, granularity=parent.granularity,
-                                pattern=parent.pattern) if parent.shape != "piecewise" else \
+                                parent.end, every_steps=every, **mask) if parent.shape != "piecewise" else \
         PlanSchedule(**{**parent.model_dump(), "start_step": None, "end_step": None, "every_steps": None})
     budget = cpu_budget(steps, batch_size, seq_len)
-    notes = [f"validation rung {i} of {plan.name}: D/N_avg = {budget.tokens / n_avg:.1f} "
-             f"(parent {parent_ratio:.1f})"]
+    notes = [f"validation rung {i} of {plan.name}: D/N_avg = {budget.tokens / n_avg:.1f} (parent {parent_ratio:.1f})"]
+    notes += proportion_notes(model, plan.model, convention, parent.prune_head, matched)
     run = RunConfig(seed=plan.run.seed, eval_every=max(1, steps // 5), eval_batches=64, val_fraction=VAL_FRACTION)
     pair = f"{plan.name}-r{i}"
     sparse = make_plan(model, schedule, budget, convention, name=f"{pair}-sparse", run=run, notes=notes,
                        pair=Pair(id=pair, role="sparse"))
-    dense_model = dense_partner_shape(n_layer, n_head, sparse.derived.n_avg, d_model, convention)
-    dense_sched = resolve_schedule(dense_model, steps, "dense", 0.0, "tokens", 0.0, 0.0)
-    dense = make_plan(dense_model, dense_sched, budget, convention, name=f"{pair}-dense", run=run,
-                      notes=notes + [f"dense partner of {sparse.name} at matched N_avg"],
-                      pair=Pair(id=pair, role="dense_n_avg"))
-    return [sparse, dense]
+    d = sparse.derived
+    try:
+        partners = [("dense", "dense_n_avg", ff_partner_shape(model, d.n_avg, convention),
+                     "same depth and d_model, d_ff sized to N_avg")]
+    except ValueError:  # attention, head and embedding alone exceed N_avg: only a narrower model reaches it
+        partners = [("dense", "dense_n_avg", narrow_partner_shape(model, d.n_avg, convention),
+                     "N_avg is below what this width holds without an MLP: the width changes")]
+    for extra, suffix, role, target, wider, why in (
+            ("final", "dense-final", "dense_n_final", d.n_final, 1, "at N_final (the contrast: N_avg and N_final "
+                                                                   "predict different losses)"),
+            ("width", "dense-width", "dense_n_avg_width", d.n_avg, 2, "at N_avg with the width changed instead")):
+        shape = narrow_partner_shape(model, target, convention, wider * model.d_model) if extra in extras else None
+        if shape is not None:
+            partners.append((suffix, role, shape, why))
+        elif extra in extras:
+            notes.append(f"no dense partner {why.split(' (')[0]}: no width of {model.n_layer} layers reaches "
+                         f"N = {target:,.0f}")
+    out = [sparse]
+    for suffix, role, shape, why in partners:
+        dense_sched = resolve_schedule(shape, steps, "dense", 0.0, "tokens", 0.0, 0.0)
+        out.append(make_plan(shape, dense_sched, budget, convention, name=f"{pair}-{suffix}", run=run,
+                             notes=notes[:1] + [f"dense partner of {sparse.name} {why}: L{shape.n_layer}-"
+                                                f"d{shape.d_model}-ff{shape.d_ff}, N = {shape.total:,}"],
+                             pair=Pair(id=pair, role=role)))
+    return out
 
 
 def rung_cpu_minutes(rung: list[TrainingPlan]) -> float:
@@ -103,17 +222,20 @@ def rung_cpu_minutes(rung: list[TrainingPlan]) -> float:
 
 
 def scale_down(plan: TrainingPlan, rungs: int = 3, seq_len: int = SEQ_LEN, batch_size: int = BATCH_SIZE,
-               budget_minutes: float = 30.0, min_steps: int = 100) -> list[TrainingPlan]:
-    """The validation ladder of `plan`: `rungs` (sparse, dense partner) pairs of growing size.
+               budget_minutes: float = 30.0, min_steps: int = 100, extras: tuple[str, ...] = ()
+               ) -> list[TrainingPlan]:
+    """The validation ladder of `plan`: `rungs` pairs (a sparse run, its dense partner, and the `extras` partners:
+    'final' at N_final, 'width' at N_avg with the width changed) of growing size.
 
     Every rung keeps the parent's tokens per N_avg, its schedule's shape, token-fraction window and number of pruning
-    events. The sizes are the largest `rungs` consecutive ones of LADDER_SIZES whose one-thread CPU estimate
-    (`planner.laptop`) fits `budget_minutes` in all; each rung's notes state its estimate, and each plan carries the
-    laptop law's predicted loss.
+    events, and its proportions (`rung_shapes`). The sizes are the largest `rungs` consecutive ones whose one-thread
+    CPU estimate (`planner.laptop`) fits `budget_minutes` in all; each rung's notes state its proportions and its
+    estimate, and each plan carries the laptop law's predicted loss.
     """
-    if not 1 <= rungs <= len(LADDER_SIZES):
-        raise ValueError(f"rungs must be within 1..{len(LADDER_SIZES)}")
-    built = [rung(plan, i, size, seq_len, batch_size, min_steps) for i, size in enumerate(LADDER_SIZES)]
+    sizes = rung_shapes(plan.model, plan.derived.n_convention, plan.schedule.prune_head)
+    if not 1 <= rungs <= len(sizes):
+        raise ValueError(f"rungs must be within 1..{len(sizes)}")
+    built = [rung(plan, i, m, ok, seq_len, batch_size, min_steps, extras) for i, (m, ok) in enumerate(sizes)]
     minutes = [rung_cpu_minutes(r) for r in built]
     fits = [k for k in range(len(built) - rungs + 1) if sum(minutes[k:k + rungs]) <= budget_minutes]
     if not fits:
@@ -122,10 +244,24 @@ def scale_down(plan: TrainingPlan, rungs: int = 3, seq_len: int = SEQ_LEN, batch
     k = fits[-1]
     ladder = []
     for i, m in enumerate(minutes[k:k + rungs]):  # renumbered from 0: rung i of the chosen ladder
-        for p in rung(plan, i, LADDER_SIZES[k + i], seq_len, batch_size, min_steps):
-            ladder.append(with_prediction(p.model_copy(update={"notes": p.notes + [
-                f"CPU estimate of this rung (both runs, one thread): {m:.1f} min"]})))
+        for p in rung(plan, i, *sizes[k + i], seq_len, batch_size, min_steps, extras):
+            p = with_prediction(p)
+            ladder.append(p.model_copy(update={"notes": p.notes + power_notes(p) + [
+                f"CPU estimate of this rung ({len(extras) + 2} runs, one thread): {m:.1f} min"]}))
     return ladder
+
+
+def power_notes(plan: TrainingPlan) -> list[str]:
+    """For a sparse rung: the seeds a +-1% verdict on its pair needs at the laptop law's run-to-run noise (two
+    unpaired runs' worth: a conservative bound, as shared data order makes the paired gap quieter)."""
+    law = load_laptop_law()
+    if plan.pair is None or plan.pair.role != "sparse" or plan.prediction is None or law is None or not law.noise_dof:
+        return []
+    sd, dof, loss = np.sqrt(2) * law.noise_sd, law.noise_dof, plan.prediction.loss
+    need = seeds_needed(sd, dof, loss)
+    return [f"power: a +-1% verdict on this pair needs {need:.0f} seeds at the laptop law's run-to-run noise "
+            f"(gap sd {sd:.3f} nats, {dof} dof); 3 seeds detect a gap of {detectable_gap(sd, dof, 3):.3f} nats "
+            f"({detectable_gap(sd, dof, 3) / loss:.1%} of loss) with 80% power"]
 
 
 def with_prediction(plan: TrainingPlan) -> TrainingPlan:

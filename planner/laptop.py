@@ -52,6 +52,7 @@ class LaptopLaw(BaseModel):
     law: Law
     draws: dict[str, list[float]]
     noise_sd: float = Field(ge=0)
+    noise_dof: int = Field(0, ge=0, description="degrees of freedom of noise_sd (0: unknown)")
     val_batch_sd: float = Field(ge=0)
     eval_batches: int = Field(gt=0)
     n_avg_range: tuple[float, float]
@@ -108,7 +109,7 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
 
 
 def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int, recipe: dict, command: str,
-                   n_boot: int = 200, seed: int = 0) -> LaptopLaw:
+                   n_boot: int = 200, seed: int = 0, noise_dof: int = 0) -> LaptopLaw:
     """Fit the unified law to a runs table (planner format): `n_boot` parametric-bootstrap draws
     (`planner.uncertainty.posterior_from_fit`) and profile intervals of the exponents, where identified, in `ci`."""
     from planner.fit import LawFitter  # scipy only when fitting
@@ -121,6 +122,7 @@ def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int
     n, d = table["n_avg"].to_numpy(float), table["tokens"].to_numpy(float)
     law = fit.law.model_copy(update={"ci": ci or None, "provenance": f"laptop law: {fit.provenance}; {command}"})
     return LaptopLaw(law=law, draws={k: v.tolist() for k, v in post.params.items()}, noise_sd=noise_sd,
-                     val_batch_sd=val_batch_sd, eval_batches=eval_batches, n_avg_range=(n.min(), n.max()),
+                     noise_dof=noise_dof, val_batch_sd=val_batch_sd, eval_batches=eval_batches,
+                     n_avg_range=(n.min(), n.max()),
                      tokens_range=(d.min(), d.max()), ratio_range=((d / n).min(), (d / n).max()), recipe=recipe,
                      n_runs=len(table), command=command, points=list(zip(n.tolist(), d.tolist())))

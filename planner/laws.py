@@ -225,9 +225,13 @@ def get_law(name: str, form: Form | None = None) -> Law:
 
 
 def load_law(path) -> Law:
-    """A law saved by `python -m planner fit ... --save-law PATH` (YAML or JSON)."""
+    """A law saved by `python -m planner fit ... --save-law PATH` (YAML or JSON), or the law inside a study's law
+    file (`planner/data/laptop_law.json`: the law under `law`, beside what its prediction intervals need)."""
     source = str(path)
-    return validate(Law, parse_mapping(read_text(path, "law"), source, fmt_of(path), "law"), source)
+    data = parse_mapping(read_text(path, "law"), source, fmt_of(path), "law")
+    if isinstance(data.get("law"), dict) and "form" not in data:
+        data, source = data["law"], f"{source} (its 'law')"
+    return validate(Law, data, source)
 
 
 def resolve_law(spec: str, flag: str = "--law") -> Law:

@@ -168,7 +168,7 @@ class Prediction(_Data):
 class Pair(_Data):
     """Where a run sits in a validation pair (the seed's design): a sparse run and its dense partners share `id`."""
     id: str = Field(min_length=1, max_length=200)
-    role: Literal["sparse", "dense_n_avg", "dense_n_final"]
+    role: Literal["sparse", "dense_n_avg", "dense_n_final", "dense_n_avg_width"]
 
 
 class MemoryFigures(_Data):

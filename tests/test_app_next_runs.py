@@ -4,7 +4,7 @@ import pytest
 
 from app.ui import next_runs_view
 from app.ui import runs_view as rv
-from planner.ladder import BATCH_SIZE, LADDER_SIZES, SEQ_LEN, rung, tiny_plan
+from planner.ladder import BATCH_SIZE, SEQ_LEN, ladder_shapes, rung, tiny_plan
 from planner.laws import chinchilla
 from test_app_common import assert_clean, open_page
 from test_app_runs import fake_run
@@ -22,8 +22,8 @@ def runs_dir(tmp_path, monkeypatch):
 def finish_runs(folder, target, count, first=0):
     """Runs `first` to `count` of twelve finished ladder runs (three small sizes x two run lengths), their losses
     from a known law."""
-    plans = [p for i, (size, ratio) in enumerate((s, r) for s in LADDER_SIZES[:3] for r in (10, 40))
-             for p in rung(target, i, size, SEQ_LEN, BATCH_SIZE, 100, ratio)][:count]
+    plans = [p for i, (size, ratio) in enumerate((s, r) for s in ladder_shapes(target)[:3] for r in (10, 40))
+             for p in rung(target, i, *size, SEQ_LEN, BATCH_SIZE, 100, ratio=ratio)][:count]
     noise = np.random.default_rng(0).normal(0, 0.003, len(plans))
     for i, (p, e) in list(enumerate(zip(plans, noise)))[first:]:
         loss = float(chinchilla(p.derived.n_avg, p.budget.tokens, **TRUTH) * (1 + e))

@@ -130,6 +130,17 @@ def test_pairs_compare_by_the_plan_field_not_the_name(runs_dir):
     shown = at.dataframe[1].value
     assert shown["sparse loss"].tolist() == ["2.6100"] and shown["dense at N_avg loss"].tolist() == ["2.5800"]
     assert shown[rv.GAP].tolist() == ["+0.0300"] and shown["N_avg"].tolist() == [human(sparse.derived.n_avg, 4)]
+    assert shown[rv.VERDICT].tolist() == ["cannot tell"]  # one seed: +-1% is inside the run-to-run noise
+    far_sparse, far_dense = (p.model_copy(update={"name": f"far-{i}", "pair": p.pair.model_copy(update={"id": "far"})})
+                             for i, p in enumerate(ladder))
+    fake_run(runs_dir, "fs", far_sparse, val_loss=3.2, metrics=False)
+    fake_run(runs_dir, "fd", far_dense, val_loss=2.58, metrics=False)
+    final = dense.model_copy(update={"name": "far-final", "pair": dense.pair.model_copy(update={
+        "id": "far", "role": "dense_n_final"})})
+    fake_run(runs_dir, "ff", final, val_loss=3.19, metrics=False)  # the sparse run matches its N_final partner
+    table = rv.pair_table(runs_dir).set_index("pair")
+    assert table[rv.VERDICT].to_dict() == {sparse.pair.id: "cannot tell", "far": "fails"}
+    assert table[rv.CLOSER].to_dict() == {sparse.pair.id: "—", "far": "N_final"}
 
 
 def test_table_formats_and_never_shows_none(runs_dir):

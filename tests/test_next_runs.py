@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from planner.cli import main
-from planner.ladder import BATCH_SIZE, LADDER_SIZES, SEQ_LEN, cpu_budget, rung
+from planner.ladder import BATCH_SIZE, SEQ_LEN, ladder_shapes, cpu_budget, rung
 from planner.laws import Law, chinchilla
 from planner.plan import dump_plan, load_plan, make_plan, resolve_schedule
 from planner.shapes import ModelShape
@@ -78,8 +78,8 @@ def laptop_case(tmp_path_factory):
     model = ModelShape(n_layer=6, d_model=256, n_head=8, d_ff=768, vocab=256)
     target = make_plan(model, resolve_schedule(model, 8000, "geometric", 0.5, "compute", 0.25, 0.75),
                        cpu_budget(8000), name="target")
-    plans = [p for i, (size, ratio) in enumerate((s, r) for s in LADDER_SIZES[:3] for r in (10, 40))
-             for p in rung(target, i, size, SEQ_LEN, BATCH_SIZE, 100, ratio)]
+    plans = [p for i, (size, ratio) in enumerate((s, r) for s in ladder_shapes(target)[:3] for r in (10, 40))
+             for p in rung(target, i, *size, SEQ_LEN, BATCH_SIZE, 100, ratio=ratio)]
     n = np.array([p.derived.n_avg for p in plans])
     tokens = np.array([p.budget.tokens for p in plans], float)
     loss = chinchilla(n, tokens, **TRUTH) * (1 + np.random.default_rng(0).normal(0, 0.003, n.size))

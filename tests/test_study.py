@@ -51,14 +51,16 @@ def test_smoke_study_writes_runs_fits_plots_and_a_report_naming_every_run(smoke)
     table = pd.read_csv(out / "runs.csv")
     assert sorted(table["name"]) == sorted(r.name for r in SMOKE)
     load_runs(table, "frantar")  # the planner's runs format, all three forms' columns present
-    assert {"seed", "role", "epochs", "sparsity", "tokens_per_n_avg"} <= set(table.columns)
+    assert {"seed", "role", "epochs", "sparsity", "tokens_per_n_avg", "head_share", "verdict"} <= set(table.columns)
     sparse = table[table["role"] == "sparse"]
     assert (sparse["n_avg"] < sparse["n_total"]).all() and (sparse["n_final"] < sparse["n_avg"]).all()
+    assert set(sparse["verdict"]) <= {"holds", "fails", "cannot tell"} and sparse["verdict"].notna().all()
     report = (out / "REPORT.md").read_text()
     assert all(r.name in report for r in SMOKE)
     for form in ("unified", "chinchilla", "frantar"):
         assert f"| {form} |" in report
-    assert "Pair gaps" in report and "dense-only law" in report.lower()
+    assert "Verdicts per pair" in report and "dense-only law" in report.lower()
+    assert "no validation claim" in report and "N_avg or N_final?" in report
     for png in ("loss_vs_n_avg.png", "predicted_vs_measured.png", "pair_gaps.png", "n_of_t.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -71,6 +73,18 @@ def test_rerun_skips_finished_runs_and_the_interrupted_run_was_resumed_not_resta
     assert first["status"] == "finished" and first["step"] == SMOKE[0].plan.budget.steps
     steps = [m["step"] for m in registry.read_metrics(runs_dir / SMOKE[0].name)]
     assert steps == list(range(SMOKE[0].plan.budget.steps))  # one line per step: resumed where it stopped
+
+
+def test_a_study_whose_preset_changed_since_it_started_is_refused(smoke, capsys):
+    out, runs_dir, _, _ = smoke
+    plan = out / "plans" / f"{SMOKE[0].name}.json"
+    original = plan.read_text()
+    try:
+        plan.write_text(original.replace('"seed": 0', '"seed": 7'))
+        assert main(["study", "--preset", "smoke", "--out", str(out), "--runs-dir", str(runs_dir)]) == 2
+        assert "changed since the study started" in capsys.readouterr().err
+    finally:
+        plan.write_text(original)
 
 
 def test_next_action_restarts_a_run_that_died_before_its_first_checkpoint(tmp_path):
@@ -88,7 +102,7 @@ def test_next_action_restarts_a_run_that_died_before_its_first_checkpoint(tmp_pa
 def test_laptop_law_from_the_smoke_runs_predicts_with_an_interval_and_flags_extrapolation(smoke):
     _, _, root, _ = smoke
     law = LaptopLaw.model_validate_json((root / "law.json").read_text())
-    assert (root / "law_runs.csv").exists() and law.n_runs == len(SMOKE)
+    assert (root / "law_runs.csv").exists() and law.n_runs == sum(r.kind != "ablation" for r in SMOKE)
     assert len(law.draws["E"]) == 200 and law.noise_sd > 0
     inside = next(r.plan for r in SMOKE if r.kind == "ladder")
     pred = predict_plan(inside, law)
@@ -177,3 +191,77 @@ def test_head_kept_dense_prunes_only_the_other_linear_weights(tmp_path, one_torc
     projections = [w for k, w in weights.items() if k.endswith("_proj.weight")]
     density = sum(int((w != 0).sum()) for w in projections) / sum(w.numel() for w in projections)
     assert density == pytest.approx(0.2, abs=1e-3) and isinstance(weights["lm_head.weight"], torch.Tensor)
+
+
+def test_a_pairs_runs_share_the_data_order_and_validation_windows(tmp_path):
+    """Sparse and dense partner of a pair train on the same windows in the same order (the seed is the plan's), so
+    their gap is paired; another seed draws other windows."""
+    from train_backend.train import load_batches
+    pair = [r.plan for r in SMOKE if r.plan.pair and r.plan.pair.id == "smoke-L4d24-s80"]
+    other = next(r.plan for r in SMOKE if r.plan.pair and r.plan.pair.id == "smoke-L4d24-s80-seed1")
+    assert len({p.model for p in pair}) >= 3  # different shapes ...
+    draws = []
+    for plan in pair + [other]:
+        batches = load_batches(plan, Options(runs_dir=tmp_path))
+        val = next(batches.val_batches(1, plan.budget.batch_size))[0]
+        draws.append(np.concatenate([batches.next_train()[0].numpy().ravel() for _ in range(3)] + [val.ravel()]))
+    assert all((d == draws[0]).all() for d in draws[1:-1]) and not (draws[-1] == draws[0]).all()  # ... same data
+
+
+def test_readme_paragraph_is_replaced_between_its_markers_only(tmp_path):
+    from train_backend.study.writeup import README_MARKERS, update_readme
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n" + "\n".join(README_MARKERS) + "\nafter\n")
+    assert update_readme(readme, "first") and update_readme(readme, "second")
+    assert readme.read_text() == f"before\n{README_MARKERS[0]}\nsecond\n{README_MARKERS[1]}\nafter\n"
+    update_readme(readme, "word " * 100)
+    assert max(map(len, readme.read_text().splitlines())) <= 120
+    (tmp_path / "plain.md").write_text("no markers\n")
+    assert not update_readme(tmp_path / "plain.md", "x") and (tmp_path / "plain.md").read_text() == "no markers\n"
+
+
+def test_the_bundled_laptop_law_loads_with_law_like_any_saved_law(tmp_path, capsys):
+    from planner.cli import main as planner_main
+    from planner.laptop import LAW_PATH
+    from planner.laws import load_law
+    from planner.plan import load_plan
+    law = load_laptop_law(LAW_PATH)
+    assert load_law(LAW_PATH) == law.law
+    args = ["plan", "--model", "tiny", "--final-sparsity", "0.5", "--tokens-per-param", "40", "--law", str(LAW_PATH)]
+    assert planner_main(args + ["--out", str(tmp_path / "p.yaml")]) == 0
+    assert load_plan(tmp_path / "p.yaml").law.params == law.law.params
+    (tmp_path / "broken.json").write_text('{"law": {"params": {}}, "draws": {}}')
+    assert planner_main(args[:-1] + [str(tmp_path / "broken.json"), "--out", str(tmp_path / "q.yaml")]) == 2
+    assert "field 'form'" in capsys.readouterr().err
+
+
+def test_the_quick_preset_is_designed_on_seed_like_proportions():
+    """Issue 16's design, checked on the plans (nothing trained): head share <= 8%, >= 4 layers, pairs at 20-80% at
+    >= 100 tokens per N_avg with partners of the same depth and width, 3 seeds at 60% and 80%, the 80% extras, a
+    dense ladder of >= 4 sizes x 3 budgets of the same family, at most 4 epochs."""
+    from planner.ladder import VAL_FRACTION, head_share
+    from planner.preflight import corpus_tokens
+    runs = design("quick")
+    train_tokens = corpus_tokens("bible", 256, None)[0] * (1 - VAL_FRACTION)
+    assert max(r.plan.budget.tokens for r in runs) / train_tokens <= 4
+    sparse = [r.plan for r in runs if r.plan.pair and r.plan.pair.role == "sparse"]
+    assert all(head_share(p.model) <= 0.08 and p.model.n_layer >= 4 for p in sparse)
+    main = [p for p in sparse if r_variant(runs, p) == "geometric"]
+    seeds = {s: sorted(p.run.seed for p in main if p.schedule.final_sparsity == s) for s in (0.2, 0.4, 0.6, 0.8)}
+    assert seeds == {0.2: [0], 0.4: [0], 0.6: [0, 1, 2], 0.8: [0, 1, 2]}
+    assert all(p.budget.tokens / p.derived.n_avg >= 99.5 for p in main)  # 100, to whole steps and the window's snap
+    plans = {r.name: r.plan for r in runs}
+    for p in main:
+        partner = plans[p.name.replace("-sparse", "-dense")]
+        assert (partner.model.n_layer, partner.model.d_model) == (p.model.n_layer, p.model.d_model)
+        assert partner.budget.tokens == p.budget.tokens and partner.run.seed == p.run.seed
+    roles = {r.plan.pair.role for r in runs if r.plan.pair and r.plan.schedule.final_sparsity in (0.0, 0.8)}
+    assert {"dense_n_final", "dense_n_avg_width"} <= roles
+    assert {r.variant for r in runs if r.kind == "ablation"} == {"per-layer", "head-dense"}
+    ladder = [r.plan for r in runs if r.kind == "ladder"]
+    assert len({p.model.d_model for p in ladder}) >= 4 and len({p.budget.tokens for p in ladder}) == 3
+    assert len({(p.model.n_layer, p.model.d_ff / p.model.d_model) for p in ladder + sparse}) == 1  # one family
+
+
+def r_variant(runs, plan):
+    return next(r.variant for r in runs if r.plan is plan)

@@ -21,7 +21,9 @@ from app.ui.laws_view import fit_form, predicted_loss
 from planner.errors import PlannerInputError
 from planner.laws import PRESETS, Law, resolve_law
 from planner.ladder import scale_down, tiny_plan
+from planner.laptop import load_laptop_law
 from planner.plan import TrainingPlan, dump_plan, plan_from_text
+from planner.validation.verdict import closer_count, pair_verdicts, seedless
 from train_backend import registry
 from train_backend.launch import launch as trainer_launch
 
@@ -157,7 +159,8 @@ TABLE_COLUMNS = ["run", "status", "progress", "steps", "validation loss (nats)",
 SHOWN_COLUMNS = [c for c in TABLE_COLUMNS if c not in ("N_final", "started", "run_id")]  # the rest: watch a run
 
 
-ROLE_LABELS = {"sparse": "sparse", "dense_n_avg": "dense at N_avg", "dense_n_final": "dense at N_final"}
+ROLE_LABELS = {"sparse": "sparse", "dense_n_avg": "dense at N_avg", "dense_n_final": "dense at N_final",
+               "dense_n_avg_width": "dense at N_avg, other width"}
 
 
 def pair_table(folder: Path) -> pd.DataFrame:
@@ -178,10 +181,30 @@ def pair_table(folder: Path) -> pd.DataFrame:
     df = pd.DataFrame(list(rows.values()))
     if {"sparse loss", "dense at N_avg loss"} <= set(df.columns):
         df[GAP] = df["sparse loss"] - df["dense at N_avg loss"]
+        df[VERDICT], df[CLOSER] = pair_verdict(df)
     return df
 
 
 GAP = "sparse − dense at N_avg (nats)"
+VERDICT = "verdict (±1% of loss, 95%)"
+CLOSER = "closer count"
+
+
+def pair_verdict(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Each pair's verdict (`planner.validation.verdict`) against its N_avg partner, a pair's repeats under other
+    seeds (`-seed<k>` ids) pooled, single seeds judged with the bundled laptop law's run-to-run noise; and, where it
+    has a partner at N_final too, which count predicts the sparse loss better."""
+    law = load_laptop_law()
+    base = df["pair"].map(seedless)
+    gaps = pd.DataFrame({"pair": base, "partner": "dense_n_avg", "gap": df[GAP],
+                         "ref": df["dense at N_avg loss"]}).dropna()
+    if gaps.empty:
+        return pd.Series("—", index=df.index), pd.Series("—", index=df.index)
+    table, _ = pair_verdicts(gaps, np.sqrt(2) * law.noise_sd if law else np.nan, law.noise_dof if law else 0)
+    half = base.map(dict(zip(table["pair"], table["ci_high"] - table["gap"])))
+    final = df.get("dense at N_final loss", pd.Series(np.nan, index=df.index))
+    closer = pd.Series(closer_count(df[GAP], df["sparse loss"] - final, half), index=df.index).where(final.notna())
+    return base.map(dict(zip(table["pair"], table["verdict"]))).fillna("—"), closer.fillna("—")
 
 
 def pair_display(df: pd.DataFrame) -> pd.DataFrame:

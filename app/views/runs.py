@@ -55,7 +55,9 @@ def live():
     if not pairs.empty:
         st.subheader("Validation pairs")
         st.caption("Ladder rungs linked by their plans' `pair` field: a sparse run and its dense partner at the same "
-                   "N_avg train on the same tokens; if N_avg is the right quantity, their losses match.")
+                   "N_avg train on the same tokens; if N_avg is the right quantity, their losses match. Verdict: "
+                   "*holds* when the gap's 95% interval lies within ±1% of loss, *fails* when wholly outside, "
+                   "*cannot tell* otherwise (more seeds needed).")
         st.dataframe(rv.pair_display(pairs), hide_index=True, width="stretch")
         downloads.csv_button("Pairs (CSV)", pairs, "runs-pairs")
 

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from planner.candidates import DEFAULT_D_MODELS, ScheduleOption, candidates, law_inputs
-from planner.ladder import BATCH_SIZE, LADDER_SIZES, SEQ_LEN, rung, rung_cpu_minutes, with_prediction
+from planner.ladder import BATCH_SIZE, SEQ_LEN, ladder_shapes, rung, rung_cpu_minutes, with_prediction
 from planner.plan import Hardware, TrainingPlan
 from planner.search import plan_from_candidate
 from planner.uncertainty.posterior import LawPosterior
@@ -50,14 +50,14 @@ def _points(post: LawPosterior, plans: list[list[TrainingPlan]]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def laptop_options(post: LawPosterior, target: TrainingPlan, ratios=TOKENS_PER_N_AVG, sizes=LADDER_SIZES,
+def laptop_options(post: LawPosterior, target: TrainingPlan, ratios=TOKENS_PER_N_AVG, sizes=None,
                    min_steps: int = 100) -> RunOptions:
-    """Ladder rungs of the laptop recipe at every size x tokens per N_avg, costed in one-thread CPU minutes; a dense
-    target gives single dense runs."""
+    """Ladder rungs of the laptop recipe (the target's proportions: `planner.ladder.ladder_shapes`, or `sizes`) at
+    every size x tokens per N_avg, costed in one-thread CPU minutes; a dense target gives single dense runs."""
     parent = target.model_copy(update={"name": f"{target.name}-next"})
     plans = []
-    for i, (size, ratio) in enumerate((s, r) for s in sizes for r in ratios):
-        pair = [with_prediction(p) for p in rung(parent, i, size, SEQ_LEN, BATCH_SIZE, min_steps, ratio)]
+    for i, (shape, ratio) in enumerate((s, r) for s in sizes or ladder_shapes(target) for r in ratios):
+        pair = [with_prediction(p) for p in rung(parent, i, *shape, SEQ_LEN, BATCH_SIZE, min_steps, ratio=ratio)]
         plans.append(pair if target.schedule.final_sparsity > 0 else pair[:1])
     return RunOptions(_points(post, plans), np.array([rung_cpu_minutes(p) for p in plans]), plans,
                       "CPU minutes (one thread)")

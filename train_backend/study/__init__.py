@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from planner.errors import PlannerInputError
+
+ROOT = Path(__file__).resolve().parents[2]  # the README's study paragraph is the quick study's, in its default folder
 from train_backend.study.design import PRESETS, design
 from train_backend.study.runner import run_study
 
@@ -32,5 +34,7 @@ def main(args) -> int:
     if not args.report_only:
         run_study(runs, out, runs_dir, args.jobs, log=lambda msg: print(msg, flush=True))
     from train_backend.study.report import write_report  # pandas/matplotlib only when analysing
-    write_report(args.preset, runs, out, runs_dir, log=lambda msg: print(msg, flush=True), save_law=args.save_law)
+    readme = ROOT / "README.md" if out.resolve() == (ROOT / "bench/study/quick").resolve() else None
+    write_report(args.preset, runs, out, runs_dir, log=lambda msg: print(msg, flush=True), save_law=args.save_law,
+                 readme=readme)
     return 0

@@ -9,7 +9,6 @@ model cards.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +17,19 @@ import torch
 
 from planner.errors import PlannerInputError
 from planner.fit import LawFitter, compare_forms
+from planner.ladder import head_share, mlp_ratio
+from planner.laptop import fit_laptop_law, load_laptop_law, recipe_of
 from planner.runs import in_regime, load_runs
 from planner.uncertainty import posterior_from_fit
-from planner.laptop import fit_laptop_law, recipe_of
+from planner.validation.verdict import closer_count, pair_verdicts, pooled_sd, seedless
 from train_backend import checkpoint, registry
 from train_backend.model import Transformer
 from train_backend.study.design import StudyRun
-from train_backend.study.runner import latest_attempt
+from train_backend.study.runner import check_plans, latest_attempt
 from train_backend.train import Options, load_batches
 
 N_BOOT = 200
 LEVEL = 0.95
-
-
-def seedless(name: str) -> str:
-    """The name a run shares with its repeats under other seeds."""
-    return re.sub(r"-seed\d+", "", name)
 
 
 @torch.no_grad()
@@ -79,7 +75,8 @@ def collect(runs: list[StudyRun], runs_dir: Path, out: Path) -> tuple[pd.DataFra
             "seed": p.run.seed, "role": p.pair.role if p.pair else "dense", "kind": r.kind, "variant": r.variant,
             "pair": p.pair.id if p.pair else "", "schedule": p.schedule.shape, "granularity": p.schedule.granularity,
             "n_total": d.n_total, "n_avg_planned": d.n_avg, "d_model": p.model.d_model, "d_ff": p.model.d_ff,
-            "n_layer": p.model.n_layer, "steps": p.budget.steps,
+            "n_layer": p.model.n_layer, "head_share": head_share(p.model), "mlp_ratio": mlp_ratio(p.model),
+            "steps": p.budget.steps,
             "tokens_per_n_avg": p.budget.tokens / row["n_avg_measured"], "epochs": p.budget.tokens / train_split,
             "train_loss": float(np.mean([m["loss"] for m in metrics[-tail:]])),
             "val_se": np.nan if batches is None else float(batches.std(ddof=1) / np.sqrt(len(batches))),
@@ -90,48 +87,61 @@ def collect(runs: list[StudyRun], runs_dir: Path, out: Path) -> tuple[pd.DataFra
 
 def noise_sd(df: pd.DataFrame) -> tuple[float, int]:
     """Pooled run-to-run standard deviation over runs that differ only in their seed, and its degrees of freedom."""
-    key = df["name"].map(seedless)
-    groups = df.groupby(key)["loss"]
-    dof = int((groups.count() - 1).clip(lower=0).sum())
-    if dof == 0:
-        return float("nan"), 0
-    ss = float(groups.apply(lambda x: ((x - x.mean()) ** 2).sum()).sum())
-    return float(np.sqrt(ss / dof)), dof
+    return pooled_sd(df["loss"], df["name"].map(seedless))
 
 
-def pair_gaps(df: pd.DataFrame, per_batch: dict, sd: float, seed: int = 0) -> pd.DataFrame:
-    """Sparse minus dense partner, for every sparse run (an ablation shares its pair's partner) and partner role,
-    averaged over seeds: val and train gaps, the paired val-window standard error, and a 95% interval: bootstrap
-    over seeds where a pair has several, else the measured run-to-run noise."""
+def pair_gaps(df: pd.DataFrame, per_batch: dict, sd: float, dof: int) -> tuple[pd.DataFrame, dict]:
+    """Sparse minus dense partner for every sparse run and partner role (an ablation without partners shares its
+    pair's), averaged over seeds, with the planner's interval and verdict (`planner.validation.verdict`): the gap's
+    sd pooled over repeated seeds, else sqrt(2) x the run-to-run sd `sd` (with its `dof`), else (no repeats at all
+    yet) sqrt(2) x the bundled laptop law's. Also the train gap and
+    the paired standard error over the shared validation windows (evaluation noise only)."""
     pairs = df[df["pair"] != ""]
     records = []
     for _, s in pairs[pairs["role"] == "sparse"].iterrows():
         for _, d in pairs[(pairs["pair"] == s["pair"]) & (pairs["role"] != "sparse")].iterrows():
+            if s["kind"] == "ablation" and d["role"] != "dense_n_avg":  # e.g. per-layer: only its N_avg partner
+                continue
             diff = per_batch[s["name"]] - per_batch[d["name"]]
-            records.append({"pair": seedless(s["pair"]), "variant": s["variant"], "partner": d["role"],
-                            "sparsity": s["sparsity"], "group": s["group"], "tokens_per_n_avg": s["tokens_per_n_avg"],
-                            "gap": s["loss"] - d["loss"], "ref": d["loss"],
-                            "train_gap": s["train_loss"] - d["train_loss"],
-                            "se": diff.std(ddof=1) / np.sqrt(len(diff))})
+            records.append({"pair": seedless(s["name"]).removesuffix("-sparse"), "variant": s["variant"],
+                            "partner": d["role"], "sparsity": s["sparsity"], "group": s["group"],
+                            "tokens_per_n_avg": s["tokens_per_n_avg"], "gap": s["loss"] - d["loss"],
+                            "ref": d["loss"], "train_gap": s["train_loss"] - d["train_loss"],
+                            "se": diff.std(ddof=1) / np.sqrt(len(diff)), "sparse": s["name"], "seed": s["seed"]})
     if not records:
+        return pd.DataFrame(), {}
+    per_seed = pd.DataFrame(records)
+    source, law = "the run-to-run sd of this study's single runs", load_laptop_law()
+    if dof == 0 and law is not None and law.noise_dof:  # a study in progress, no repeats yet: the last study's noise
+        sd, dof, source = law.noise_sd, law.noise_dof, "the bundled laptop law's run-to-run sd from an earlier study"
+    table, noise = pair_verdicts(per_seed[["pair", "partner", "gap", "ref"]], np.sqrt(2) * sd, dof,
+                                 fallback_source=source)
+    extra = per_seed.groupby(["pair", "partner"], sort=False).agg(
+        variant=("variant", "first"), sparsity=("sparsity", "first"), group=("group", "first"),
+        tokens_per_n_avg=("tokens_per_n_avg", "mean"), seed_sd=("gap", lambda g: g.std(ddof=1)),
+        val_window_se=("se", "mean"), train_gap=("train_gap", "mean")).reset_index()
+    return table.merge(extra, on=["pair", "partner"]), noise
+
+
+def closer_counts(gaps: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
+    """Per pair: which count predicts its sparse runs' loss better. With a partner at N_final, the two partners'
+    measured gaps; otherwise the dense-only law's errors from N_avg and from N_final (mean over seeds). The margin
+    is the N_avg gap's half-width: a smaller difference is noise."""
+    if gaps.empty:
         return pd.DataFrame()
-    rng, rows = np.random.default_rng(seed), []
-    for (base, variant, partner), g in pd.DataFrame(records).groupby(["pair", "variant", "partner"], sort=False):
-        gaps = g["gap"].to_numpy()
-        if len(gaps) > 1:
-            boot = rng.choice(gaps, (2000, len(gaps))).mean(axis=1)
-            low, high, how = *np.percentile(boot, [2.5, 97.5]), f"bootstrap over {len(gaps)} seeds"
-        else:
-            half = 1.96 * np.sqrt(2) * sd if np.isfinite(sd) else np.nan
-            low, high, how = gaps[0] - half, gaps[0] + half, "+-1.96 sqrt(2) x run-to-run sd"
-        first = g.iloc[0]
-        rows.append({"pair": base, "variant": variant, "partner": partner, "sparsity": first["sparsity"],
-                     "group": first["group"], "tokens_per_n_avg": first["tokens_per_n_avg"], "seeds": len(gaps),
-                     "gap": gaps.mean(), "gap_rel": gaps.mean() / g["ref"].mean(),
-                     "seed_sd": gaps.std(ddof=1) if len(gaps) > 1 else np.nan, "ci_low": low, "ci_high": high,
-                     "interval": how, "val_window_se": float(g["se"].mean()),
-                     "train_gap": float(g["train_gap"].mean())})
-    return pd.DataFrame(rows)
+    main = gaps[gaps["partner"] == "dense_n_avg"].set_index("pair")
+    final = gaps[gaps["partner"] == "dense_n_final"].set_index("pair")["gap"]
+    err_avg, err_final, how = main["gap"].copy(), final.reindex(main.index), pd.Series("partners", main.index)
+    if not preds.empty:
+        law = preds.assign(pair=preds["name"].map(seedless).str.removesuffix("-sparse")).groupby("pair").agg(
+            a=("error", "mean"), f=("error_n_final", "mean"))
+        use = err_final.isna() & main.index.isin(law.index)
+        err_avg[use], err_final[use] = law.loc[main.index[use], "a"], law.loc[main.index[use], "f"]
+        how[use] = "dense-only law"
+    how[err_final.isna()] = "-"
+    half = (main["ci_high"] - main["gap"]).to_numpy()
+    return pd.DataFrame({"pair": main.index, "err_n_avg": err_avg.to_numpy(), "err_n_final": err_final.to_numpy(),
+                         "closer": closer_count(err_avg, err_final, half), "from": how.to_numpy()})
 
 
 def dense_law_predictions(df: pd.DataFrame, sd: float) -> tuple[pd.DataFrame, object]:
@@ -149,6 +159,7 @@ def dense_law_predictions(df: pd.DataFrame, sd: float) -> tuple[pd.DataFrame, ob
         sparse[col], sparse[f"{col}_low"], sparse[f"{col}_high"] = iv["loss"].to_numpy(), iv["low"].to_numpy(), \
             iv["high"].to_numpy()
     sparse["error"] = sparse["loss"] - sparse["pred"]
+    sparse["error_n_final"] = sparse["loss"] - sparse["pred_n_final"]
     sparse["inside"] = (sparse["loss"] >= sparse["pred_low"]) & (sparse["loss"] <= sparse["pred_high"])
     return sparse, fit
 
@@ -158,15 +169,16 @@ def form_comparison(df: pd.DataFrame) -> pd.DataFrame:
                          forms=("unified", "chinchilla", "frantar"))
 
 
-def save_laptop_law(df: pd.DataFrame, per_batch: dict, sd: float, runs: list[StudyRun], path: Path):
-    """The laptop law from every non-ablation run (the tiny preset's seeds included, so it covers them), written to
-    `path` with the runs table beside it (`<stem>_runs.csv`)."""
+def save_laptop_law(df: pd.DataFrame, per_batch: dict, sd: float, dof: int, runs: list[StudyRun], path: Path):
+    """The laptop law from every non-ablation run, written to `path` with the runs table beside it
+    (`<stem>_runs.csv`)."""
     table = df[df["kind"] != "ablation"]
     first = next(r for r in runs if r.name == table["name"].iloc[0])
     val_batch_sd = float(np.median([per_batch[n].std(ddof=1) for n in table["name"] if n in per_batch]))
     command = "python -m train_backend study --preset quick --jobs 2 --save-law " + str(path)
     law = fit_laptop_law(table[["loss", "tokens", "n_avg", "n_final", "sparsity", "group", "name"]], sd, val_batch_sd,
-                         first.plan.run.eval_batches, recipe_of(first.plan), command, n_boot=N_BOOT)
+                         first.plan.run.eval_batches, recipe_of(first.plan), command, n_boot=N_BOOT,
+                         noise_dof=dof)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(law.model_dump_json(indent=1))
     table.drop(columns=["started_at", "finished_at", "run_id"]).to_csv(
@@ -174,27 +186,52 @@ def save_laptop_law(df: pd.DataFrame, per_batch: dict, sd: float, runs: list[Stu
     return law
 
 
-def write_report(preset: str, runs: list[StudyRun], out: Path, runs_dir: Path, log=print, save_law: Path | None = None
-                 ) -> Path:
-    from train_backend.study import plots, writeup  # matplotlib only here
-    out.mkdir(parents=True, exist_ok=True)
-    df, per_batch = collect(runs, runs_dir, out)
-    if df.empty:
-        raise RuntimeError(f"no finished runs of the {preset} study in {runs_dir}")
-    df.drop(columns=["started_at", "finished_at", "run_id"]).to_csv(out / "runs.csv", index=False,
-                                                                      float_format="%.6g")
-    sd, dof = noise_sd(df)
-    gaps = pair_gaps(df, per_batch, sd)
+def run_verdicts(df: pd.DataFrame, gaps: pd.DataFrame) -> pd.Series:
+    """Each run's pair verdict: a sparse run's against its N_avg partner, a partner's for its own role."""
+    if gaps.empty:
+        return pd.Series("", index=df.index)
+    lookup = gaps.set_index(["pair", "partner"])["verdict"].to_dict()
+    base = df["name"].map(seedless).str.removesuffix("-sparse")
+    pair = np.where(df["role"] == "sparse", base, df["pair"].map(seedless))
+    role = df["role"].where(df["role"] != "sparse", "dense_n_avg")
+    return pd.Series([lookup.get((p, r), "") for p, r in zip(pair, role)], index=df.index)
+
+
+def dense_fits(df: pd.DataFrame, sd: float, log) -> tuple[pd.DataFrame, object, pd.DataFrame]:
+    """The dense-only law's predictions and the three forms' comparison, once enough runs have finished."""
     try:
         preds, dense_fit = dense_law_predictions(df, sd)
-        forms = form_comparison(df)
-    except PlannerInputError as exc:  # a study cut short: too few runs to fit yet
+        return preds, dense_fit, form_comparison(df)
+    except (PlannerInputError, ValueError) as exc:  # a study cut short: too few runs to fit yet
         log(f"no fits yet: {exc}")
-        preds, dense_fit, forms = pd.DataFrame(), None, pd.DataFrame()
+        return pd.DataFrame(), None, pd.DataFrame()
+
+
+def write_report(preset: str, runs: list[StudyRun], out: Path, runs_dir: Path, log=print, save_law: Path | None = None,
+                 readme: Path | None = None) -> Path:
+    """runs.csv, plots and REPORT.md from the finished runs (a study in progress gets a partial report), and the
+    study paragraph between the markers of `readme` when given."""
+    from train_backend.study import plots, writeup  # matplotlib only here
+    out.mkdir(parents=True, exist_ok=True)
+    check_plans(runs, out / "plans")
+    df, per_batch = collect(runs, runs_dir, out)
+    if df.empty:
+        raise PlannerInputError(f"--runs-dir {runs_dir}: no finished run of the {preset} study yet")
+    sd, dof = noise_sd(df)
+    gaps, gap_noise = pair_gaps(df, per_batch, sd, dof)
+    df["verdict"] = run_verdicts(df, gaps)
+    df.drop(columns=["started_at", "finished_at", "run_id"]).to_csv(out / "runs.csv", index=False,
+                                                                      float_format="%.6g")
+    preds, dense_fit, forms = dense_fits(df, sd, log)
+    counts = closer_counts(gaps, preds)
     figures = plots.draw_all(df, gaps, preds, runs_dir, out)
     law = None
     if save_law is not None:
-        law = save_laptop_law(df, per_batch, sd, runs, save_law)
-    path = writeup.write(preset, runs, df, sd, dof, gaps, preds, dense_fit, forms, figures, law, save_law, out)
+        law = save_laptop_law(df, per_batch, sd, dof, runs, save_law)
+    path = writeup.write(preset, runs, df, sd, dof, gaps, gap_noise, counts, preds, dense_fit, forms, figures, law,
+                         save_law, out)
     log(f"wrote {out / 'runs.csv'} ({len(df)} of {len(runs)} runs finished) and {path}")
+    if readme is not None and writeup.update_readme(readme, writeup.readme_paragraph(preset, runs, df, gaps, counts,
+                                                                                     forms)):
+        log(f"updated the study paragraph of {readme}")
     return path

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from planner.laptop import cpu_seconds, cpu_tokens_per_s
-from planner.plan import dump_plan
+from planner.errors import PlannerInputError
+from planner.plan import dump_plan, load_plan
 from train_backend import checkpoint, registry
 from train_backend.study.design import StudyRun
 from train_backend.train import NonFinite, Options, run
@@ -109,9 +110,19 @@ class Progress:
                 + " | ".join(parts))
 
 
+def check_plans(runs: list[StudyRun], plans_dir: Path):
+    """Refuse a study whose preset changed since it started: its finished runs would not be the plans analysed."""
+    for r in runs:
+        path = plans_dir / f"{r.name}.json"
+        if path.exists() and load_plan(path) != r.plan:
+            raise PlannerInputError(f"{path}: the plan of {r.name} changed since the study started; restore the "
+                                    f"preset or use another --out and --runs-dir")
+
+
 def run_study(runs: list[StudyRun], out: Path, runs_dir: Path, jobs: int = 1, log=print) -> dict[str, str]:
     """Train every run not yet finished; returns {name: run_id} of the finished ones."""
     plans_dir, logs_dir = out / "plans", out / "logs"
+    check_plans(runs, plans_dir)
     plans_dir.mkdir(parents=True, exist_ok=True)
     logs_dir.mkdir(parents=True, exist_ok=True)
     for r in runs:
