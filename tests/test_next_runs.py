@@ -103,9 +103,9 @@ def test_laptop_options_are_pairs_at_the_targets_schedule(laptop_case):
 def test_cli_writes_ready_to_train_plans_within_budget(capsys, laptop_case, tmp_path):
     folder, _ = laptop_case
     code = main(["next-runs", "--runs", str(folder / "runs.csv"), "--target", str(folder / "target.yaml"),
-                 "--budget-minutes", "5", "--draws", "40", "--out", str(tmp_path), "--json"])
-    out = json.loads(capsys.readouterr().out)
-    assert code == 0 and 0 < out["spent"] <= 5
+                 "--budget-minutes", "30", "--draws", "40", "--out", str(tmp_path), "--json"])
+    out = json.loads(capsys.readouterr().out)  # the target's proportions make its smallest rung ~10 CPU minutes
+    assert code == 0 and 0 < out["spent"] <= 30
     assert out["interval_width_after"] < out["interval_width_before"]
     names = {r["plan"] for r in out["runs"]}
     assert {p.stem for p in tmp_path.iterdir()} == names

@@ -265,3 +265,13 @@ def test_the_quick_preset_is_designed_on_seed_like_proportions():
 
 def r_variant(runs, plan):
     return next(r.variant for r in runs if r.plan is plan)
+
+
+def test_study_plans_fix_their_pruning_frequency():
+    """A study resumes only with the plans it started with: its geometric runs prune every 1% of their steps (at
+    most 100), set by the design itself, not by the planner's default (which moved to the MaxText fork's 100 for
+    plans of 1,000+ steps)."""
+    for r in design("quick"):
+        s, steps = r.plan.schedule, r.plan.budget.steps
+        if s.shape == "geometric":
+            assert s.every_steps == max(1, min(100, steps // 100)), r.name

@@ -89,6 +89,9 @@ def _plan(p: Preset, name: str, model: ModelShape, steps: int, seed: int, sched:
     if sched == "dense":
         schedule = resolve_schedule(model, steps, "dense", 0.0, "tokens", 0.0, 0.0)
     else:
+        # Events every 1% of the steps (at most 100), fixed here: the plans must stay those the study started with,
+        # whatever the planner's default frequency (a resumed study refuses changed plans).
+        mask.setdefault("every_steps", max(1, min(100, steps // 100)) if sched == "geometric" else None)
         schedule = resolve_schedule(model, steps, sched, sparsity, "compute", *window, **mask)
     run = RunConfig(seed=seed, eval_every=steps, eval_batches=p.eval_batches, val_fraction=VAL_FRACTION)
     return make_plan(model, schedule, cpu_budget(steps, p.batch_size, p.seq_len), name=name, run=run, pair=pair)

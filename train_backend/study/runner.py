@@ -114,7 +114,8 @@ def check_plans(runs: list[StudyRun], plans_dir: Path):
     """Refuse a study whose preset changed since it started: its finished runs would not be the plans analysed."""
     for r in runs:
         path = plans_dir / f"{r.name}.json"
-        if path.exists() and load_plan(path) != r.plan:
+        # the schema version labels the file format, not the run: a study started before a schema bump resumes
+        if path.exists() and load_plan(path).model_copy(update={"schema_version": r.plan.schema_version}) != r.plan:
             raise PlannerInputError(f"{path}: the plan of {r.name} changed since the study started; restore the "
                                     f"preset or use another --out and --runs-dir")
 
