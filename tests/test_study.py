@@ -275,3 +275,23 @@ def test_study_plans_fix_their_pruning_frequency():
         s, steps = r.plan.schedule, r.plan.budget.steps
         if s.shape == "geometric":
             assert s.every_steps == max(1, min(100, steps // 100)), r.name
+
+
+def test_a_study_resumes_from_its_archive_without_its_runs_folder(smoke, tmp_path):
+    """A fresh clone has the study folder (runs.csv, finished/, val/) but no runs folder: the finished runs come
+    back from the archive (nothing retrains: every run is 'done'), and the report reads them as before."""
+    import shutil
+    out, runs_dir, _, _ = smoke
+    assert sorted(p.name for p in (out / "finished").iterdir()) == sorted(
+        r["run_id"] for r in registry.list_runs(runs_dir) if r["status"] == "finished")
+    moved = tmp_path / "clone"
+    shutil.copytree(out, moved, ignore=shutil.ignore_patterns("plans", "logs"))
+    fresh = tmp_path / "fresh-runs"
+    before = pd.read_csv(out / "runs.csv")
+    assert main(["study", "--preset", "smoke", "--out", str(moved), "--runs-dir", str(fresh), "--report-only"]) == 0
+    rows = registry.list_runs(fresh)
+    assert all(next_action(max((r for r in rows if r["name"] == s.name), key=lambda r: r["created_at"]), s.name)[0]
+               == "done" for s in SMOKE)
+    after = pd.read_csv(moved / "runs.csv")
+    pd.testing.assert_frame_equal(before.sort_values("name").reset_index(drop=True),
+                                  after.sort_values("name").reset_index(drop=True), check_exact=False, rtol=1e-9)

@@ -9,6 +9,7 @@ from pathlib import Path
 from planner.errors import PlannerInputError
 
 ROOT = Path(__file__).resolve().parents[2]  # the README's study paragraph is the quick study's, in its default folder
+from train_backend.study import archive
 from train_backend.study.design import PRESETS, design
 from train_backend.study.runner import run_study
 
@@ -31,10 +32,13 @@ def main(args) -> int:
     out = args.out or Path("bench/study") / args.preset
     runs_dir = args.runs_dir or Path("runs") / f"study-{args.preset}"
     runs = design(args.preset)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    archive.restore(runs, runs_dir, out, log)  # runs finished in an earlier session, on another machine
     if not args.report_only:
-        run_study(runs, out, runs_dir, args.jobs, log=lambda msg: print(msg, flush=True))
+        run_study(runs, out, runs_dir, args.jobs, log=log)
     from train_backend.study.report import write_report  # pandas/matplotlib only when analysing
     readme = ROOT / "README.md" if out.resolve() == (ROOT / "bench/study/quick").resolve() else None
-    write_report(args.preset, runs, out, runs_dir, log=lambda msg: print(msg, flush=True), save_law=args.save_law,
-                 readme=readme)
+    write_report(args.preset, runs, out, runs_dir, log=log, save_law=args.save_law, readme=readme)
+    archive.save(runs, runs_dir, out)
     return 0
