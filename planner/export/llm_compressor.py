@@ -119,7 +119,9 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
             f"advance the step).\n"
             f"# PER-LAYER: every target tensor is pruned to the same sparsity"
             f"{' (the plan prunes globally; llm-compressor cannot)' if s.granularity == 'global' else ''}.\n")
-    text = head + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
+    # libyaml's emitter when PyYAML has it: the same text, ~3x faster on a long plan's per-step lists
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text = head + yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=None, width=120)
     driver = _DRIVER.substitute(name=plan.name, recipe=fname, module=module, steps=steps, version=VERSION)
     exact = [f"density at every optimizer step: the planner's d(step / steps) at {events} events, held by "
              f"multi_step between them and applied before the step's forward ({n_avg_note(plan, n_avg)})",
