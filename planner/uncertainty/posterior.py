@@ -162,9 +162,12 @@ def posterior_from_fit(fit: FitResult, table: pd.DataFrame, n_draws: int = 200, 
     theta, sd = parametric_refits(fit, table, n_draws, seed, rel_noise_sd)
     params = theta_to_params(fit.form, theta)
     draws = np.column_stack([params[k] for k in PARAM_NAMES[fit.form]])
+    finite = np.isfinite(draws).all(axis=1)  # a refit whose log-space optimum overflowed (A = inf) predicts nothing
+    draws = draws[finite]
     region = Region(table[N_COLUMN[fit.form]], table["tokens"], **({} if margin is None else {"margin": margin}),
                     source=f"the {len(table)} fitted runs")
     noise = "the runs' residual sd" if rel_noise_sd is None else "the given run-to-run sd"
     return LawPosterior(fit.law, draws, sd, region,
                         f"parametric bootstrap: {n_draws} refits of tables simulated from the fit with {noise} "
-                        f"({sd:.2%} of loss)")
+                        f"({sd:.2%} of loss)" + (f"; {(~finite).sum()} overflowed refits left out" if (~finite).any()
+                                                 else ""))
