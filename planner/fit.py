@@ -250,6 +250,10 @@ class LawFitter:
         best_theta = _full(self.form, best_theta, self.held)
         params = {k: float(v) for k, v in theta_to_params(self.form, best_theta).items()}
         params.update(self.fixed)  # exactly the values asked for (not exp(log(value)))
+        overflow = [k for k, v in params.items() if not np.isfinite(v)]
+        if overflow:  # the optimum ran off to infinity in log space: nothing in the runs bounds that term
+            raise PlannerInputError(f"{len(table)} runs do not determine the {self.form} fit: {overflow[0]} runs to "
+                                    f"infinity; add runs that vary size and tokens apart, or hold the exponents")
         resid = predict_loss(self.form, params, table) - table["loss"].to_numpy(float)
         held = f", holding {', '.join(f'{k}={v:g}' for k, v in self.fixed.items())}" if self.fixed else ""
         self.result_ = FitResult(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,11 +13,15 @@ import pytest
 
 from app.ui import charts, pareto_view as pv, pins, schedule_view as sv, session
 from app.ui.assumptions import assumptions
-from app.ui.laws_view import FORMS, fit_form, heldout_note, study_runs
+from app.ui.laws_view import FORMS, STUDY, fit_form, heldout_note, study_runs
 from app.ui.runs_view import law_name, law_note
 from app.ui.working_law import DEFAULT, fitted_law, loss_interval, preset_law
 from planner.errors import PlannerInputError
 from planner.shapes import PRESETS as SHAPES
+
+# The previous quick study's 24 runs, shipped with the laptop law fitted to them: a finished study for the fits (the
+# shipped study, bench/study/quick, may be in progress)
+FINISHED = Path(__file__).resolve().parents[1] / "planner/data/laptop_law_runs.csv"
 
 EDGE = pv.PlannerInputs(target_loss=2.2, lifetime_tokens=1e16)  # its optimum sits at 90%, the grid's largest
 
@@ -121,7 +126,7 @@ def test_pins_compare_plans_made_under_other_inputs():
 
 
 def test_a_session_round_trips_with_a_fitted_law_and_its_intervals():
-    runs = study_runs()
+    runs = study_runs(FINISHED)
     r = fit_form(runs, "unified", n_draws=20)
     working = fitted_law(r.fit, r.posterior, r.profiles, r.table, "the study", r.no_interval)
     floor = float(working.law.predict(float("inf"), float("inf")))
@@ -161,8 +166,11 @@ def test_a_link_reproduces_the_inputs():
 
 
 def test_the_shipped_study_is_fitted_on_the_reports_runs():
-    runs = study_runs()
-    assert len(runs) == 22 and not runs["name"].str.contains("tiny|per-layer").any()
+    shipped = pd.read_csv(STUDY)
+    runs = study_runs()  # the study may be in progress: whatever has finished, as its report fits it
+    assert list(runs["name"]) == list(shipped.loc[~shipped["kind"].isin(["tiny", "ablation"]), "name"])
+    runs = study_runs(FINISHED)  # a finished study's runs for the fits
+    assert not runs["name"].str.contains("tiny|per-layer").any()
     fits = {f: fit_form(runs, f, n_draws=10) for f in FORMS}
     rmse = {f: r.heldout["heldout_rmse"] for f, r in fits.items()}
     best = min(rmse, key=rmse.get)
@@ -182,8 +190,8 @@ def test_assumptions_state_the_validated_region():
     text = " ".join(lines)
     for phrase in ("dataset and tokenizer", "repeated data", "Validated region", "80% final sparsity"):
         assert phrase in text
-    runs = study_runs()
+    runs = study_runs(FINISHED)
     r = fit_form(runs, "unified", n_draws=10)
     fitted = " ".join(assumptions(fitted_law(r.fit, r.posterior, r.profiles, r.table, "the study", r.no_interval)))
-    assert "22 fitted runs" in fitted and f"{runs['sparsity'].max():.0%} final sparsity" in fitted
+    assert f"{len(runs)} fitted runs" in fitted and f"{runs['sparsity'].max():.0%} final sparsity" in fitted
     assert np.isfinite(runs["n_avg"]).all()

@@ -103,7 +103,7 @@ def test_laptop_law_from_the_smoke_runs_predicts_with_an_interval_and_flags_extr
     _, _, root, _ = smoke
     law = LaptopLaw.model_validate_json((root / "law.json").read_text())
     assert (root / "law_runs.csv").exists() and law.n_runs == sum(r.kind != "ablation" for r in SMOKE)
-    assert len(law.draws["E"]) == 200 and law.noise_sd > 0
+    assert 180 <= len(law.draws["E"]) <= 200 and law.noise_sd > 0  # refits that overflowed are left out
     inside = next(r.plan for r in SMOKE if r.kind == "ladder")
     pred = predict_plan(inside, law)
     assert pred.ci_low < pred.loss < pred.ci_high and not pred.extrapolated

@@ -141,7 +141,7 @@ for form, r in fits.items():
     worse = lv.heldout_note(fits, form)
     if worse:
         st.warning(worse)
-    b1, b2 = st.columns([1, 2], vertical_alignment="center")
+    b1, b2 = st.columns(2, vertical_alignment="center")  # room for "Use as the working law anyway" at 1024 px
     b1.button("Working law ✓" if in_force else "Use as the working law anyway" if worse else "Use as the working law",
               key=f"laws_use_{form}", type="secondary" if in_force or worse else "primary",
               disabled=in_force or cannot is not None,
