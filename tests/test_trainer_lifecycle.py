@@ -96,8 +96,9 @@ def _wait_until_importing_torch(proc):
     the import the CLI guards. Earlier the interpreter itself is starting (a SIGINT then is Python's own fatal error
     or the OS default), which no program can turn into one line."""
     while proc.poll() is None:
-        try:
-            if "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text():
+        try:  # between fork and exec the child's map is this process's own, torch included: wait for the exec
+            if (b"train_backend" in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+                    and "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text()):
                 return
         except OSError:  # it ended meanwhile: poll() says so next
             pass
@@ -108,9 +109,7 @@ def _wait_until_importing_torch(proc):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the child's memory map in /proc")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_stop_signal_while_importing_is_one_line(tmp_path, sig):
-    # A run far longer than the import: if this process is starved past the import (a loaded machine), the signal
-    # still lands in the child's life (start-up or loop; one line and 128 + sig either way), never after its exit.
-    dump_plan(tiny_plan(steps=5000), tmp_path / "plan.yaml")
+    dump_plan(tiny_plan(steps=20), tmp_path / "plan.yaml")
     proc = subprocess.Popen([sys.executable, "-m", "train_backend", "train", str(tmp_path / "plan.yaml"),
                              "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
