@@ -10,6 +10,8 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+from train_backend.interrupts import inside_import
+
 
 # A scheduler's stop (Slurm preemption, `docker stop`, `kill`, `timeout`) and a closed terminal stop a run as Ctrl-C
 # does; the exit code is the shell's 128 + signal number.
@@ -29,20 +31,27 @@ class Cancelled(KeyboardInterrupt):
 
 
 class Stop:
-    """A stop signal during start-up raises Cancelled at once (only the first: a second one while the cancellation
-    is recorded just sets the flag); inside the loop (armed) it sets the flag, and the loop checkpoints at the end
-    of the step and exits as cancelled. `signum` is the first signal received."""
+    """A stop signal during start-up raises Cancelled at once, or at the next check() when it lands inside an import
+    (only the first: a second one while the cancellation is recorded just sets the flag); inside the loop (armed) it
+    sets the flag, and the loop checkpoints at the end of the step and exits as cancelled. `signum` is the first
+    signal received."""
     requested = armed = raised = False
     signum = signal.SIGINT
 
     @classmethod
-    def handler(cls, signum, _frame):
+    def handler(cls, signum, frame):
         if not cls.requested:
             cls.signum = signum
         cls.requested = True
-        if not cls.armed and not cls.raised:
+        if not cls.armed and not inside_import(frame):  # inside one (torch imports lazily): at the next check()
+            cls.check()
+
+    @classmethod
+    def check(cls):
+        """During start-up: raise Cancelled for a stop signal received and not yet raised."""
+        if cls.requested and not cls.raised:
             cls.raised = True
-            raise Cancelled(signum)
+            raise Cancelled(cls.signum)
 
     @classmethod
     @contextmanager

@@ -130,6 +130,7 @@ def _run(plan: TrainingPlan | None, opts: Options, source: str) -> dict:
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)  # bit-identical resume
         torch.utils.deterministic.fill_uninitialized_memory = False  # a debugging aid: NaN-fills every torch.empty
+        Stop.check()  # a signal deferred while that imported torch's compiler stack
     else:
         torch.cuda.set_device(device)
     prepared = None
@@ -285,6 +286,7 @@ def _train(plan, opts, run_id, run_dir, resuming, device, rank, world, threads_h
     try:
         if not resuming:
             save(0)  # before any update: every run can be resumed from its start
+        Stop.check()
         Stop.armed = True
         t_window = time.perf_counter()
         while step < end_step:
