@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.costs import model_train_flops_per_token
@@ -82,6 +81,7 @@ def load_laptop_law(path: Path = LAW_PATH) -> LaptopLaw | None:
     law = LaptopLaw.model_validate_json(Path(path).read_text())
     runs = Path(path).with_name(Path(path).stem + "_runs.csv")  # written beside the law by the study
     if law.points is None and runs.exists():
+        import pandas as pd  # here only: the trainer's CLI imports this module and never reads a table
         table = pd.read_csv(runs)
         law = law.model_copy(update={"points": list(zip(table["n_avg"], table["tokens"]))})
     return law
