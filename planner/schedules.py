@@ -104,10 +104,11 @@ def n_of_t(density, n_fixed, n_prunable):
     return np.asarray(n_fixed, dtype=float) + np.asarray(n_prunable, dtype=float) * density
 
 
-def compute_weighting(model: ModelShape) -> float:
+def compute_weighting(model: ModelShape, prune_head: bool = True) -> float:
     """phi = unpruned / prunable matrix-work parameters (`planner.shapes.matmul_params`, the cost ledgers' N): the one
-    weighting by which compute up to token fraction t is proportional to phi t + I(t). 0 for an untied model."""
-    fixed, prunable = matmul_params(model)
+    weighting by which compute up to token fraction t is proportional to phi t + I(t). 0 for an untied model whose
+    head is pruned; a tied head, or an untied one kept dense (prune_head=False), multiplies unpruned."""
+    fixed, prunable = matmul_params(model, prune_head)
     return fixed / prunable
 
 
