@@ -21,7 +21,7 @@ from planner.errors import MAX_COUNT, PlannerInputError  # noqa: F401  (MAX_COUN
 from planner.io import Int, Real, fmt_of, number_only, parse_mapping, read_text, to_text, validate, write_model
 from planner.laws import Law
 from planner.preflight import BYTE_VOCAB, YOURS
-from planner.schedules import Schedule, closest_step_window, compute_weighting
+from planner.schedules import Schedule, closest_step_window, compute_weighting, piecewise_window
 from planner.shapes import MAX_PARAMS, ModelShape
 
 # 2: hardware memory/bandwidth/serving fields, phase hours and derived memory/roofline (all optional), and run
@@ -359,3 +359,14 @@ def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometri
     return PlanSchedule(**bare.model_dump(), window_basis=window_basis, compute_start=c0, compute_end=c1,
                         start_step=start_step, end_step=end_step,
                         every_steps=every_steps if shape == "geometric" else None, **mask)
+
+
+def piecewise_schedule(model: ModelShape, knots: list[tuple[float, float]], **mask) -> PlanSchedule:
+    """A piecewise plan schedule from (token fraction, density) knots, its window (`schedules.piecewise_window`) in
+    token and compute fractions. Bad knots raise pydantic's ValueError naming the rule; `mask` as resolve_schedule."""
+    bare = Schedule(shape="piecewise", final_sparsity=1.0 - knots[-1][1] if knots else 0.0, points=knots)
+    start, end = piecewise_window(bare.points)
+    phi = compute_weighting(model, mask.get("prune_head", True))
+    c0, c1 = (float(x) for x in bare.compute_fraction(np.array([start, end]), phi))
+    return PlanSchedule(**{**bare.model_dump(), "start": start, "end": end}, window_basis="tokens",
+                        compute_start=c0, compute_end=c1, **mask)

@@ -154,12 +154,7 @@ def _usd(hours, usd_per_hour: float):
 def final_mask_fraction(schedule: Schedule) -> float:
     """Share of training tokens with the final mask in force: after the window (or the last piecewise knot above the
     final density); 0 for a dense schedule."""
-    if schedule.final_density >= 1.0:
-        return 0.0
-    if schedule.shape == "piecewise":
-        ts, ds = np.array(schedule.points, dtype=float).T
-        return 1.0 - float(ts[np.argmax(ds <= ds[-1])])
-    return 1.0 - schedule.end
+    return 0.0 if schedule.final_density >= 1.0 else 1.0 - schedule.final_mask_start
 
 
 def cost_ledgers(plan, hardware: Hardware, lifetime_tokens: float = 0.0, context: int | None = None,
