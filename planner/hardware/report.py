@@ -7,12 +7,10 @@ import math
 
 import numpy as np
 
-from planner.hardware.costs import executed_inference_flops
-from planner.hardware.memory import (DEFAULT_HEADROOM, LAYOUTS, kv_bytes_per_token, min_devices, sequences_per_device,
-                                     serving_layout, serving_memory, training_parts, weight_bytes)
-from planner.hardware.roofline import serving_seconds
+from planner.hardware.costs import model_serving_time
+from planner.hardware.memory import (DEFAULT_HEADROOM, LAYOUTS, min_devices, sequences_per_device, serving_layout,
+                                     serving_memory, training_parts)
 from planner.plan import Hardware, MemoryFigures, RooflineFigures, TrainingPlan
-from planner.shapes import matmul_params
 
 TRAINER_PRECISION = {"float32": "fp32", "bfloat16": "bf16-autocast"}  # the trainer's run.dtype as a precision
 
@@ -59,14 +57,7 @@ def memory_report(plan: TrainingPlan, hardware: Hardware, devices: int | None = 
 
 def roofline(plan: TrainingPlan, hardware: Hardware, batch: int, context: int) -> dict:
     """Per-token prefill and decode seconds at batch x context in the serving layout, and each phase's bound."""
-    model = plan.model
-    density = plan.schedule.schedule().final_density
-    fixed, prunable = matmul_params(model)
-    args = (fixed, prunable, density, model.n_layer, model.n_head * model.head_size, context)
-    moved = weight_bytes(model, density, str(serving_layout(density, hardware)), hardware.serve_dtype)[1]
-    t = serving_seconds(executed_inference_flops(*args, hardware.speedup_prefill),
-                        executed_inference_flops(*args, hardware.speedup_decode), moved,
-                        kv_bytes_per_token(model, hardware.serve_dtype), context, hardware, batch)
+    t = model_serving_time(plan.model, plan.schedule.schedule().final_density, hardware, context, batch)
     bound = {True: "compute", False: "bandwidth"}
     return {"batch": batch, "context": context, "prefill_seconds_per_token": float(t["prefill"]),
             "decode_seconds_per_token": float(t["decode"]),
