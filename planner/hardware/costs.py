@@ -169,8 +169,8 @@ def _usd(hours, usd_per_hour: float):
 
 
 def final_mask_fraction(schedule: Schedule) -> float:
-    """Share of training tokens with the final mask in force: after the window (or the last piecewise knot above the
-    final density); 0 for a dense schedule."""
+    """Share of training tokens with the final mask in force (from `Schedule.final_mask_start` on); 0 for a dense
+    schedule."""
     return 0.0 if schedule.final_density >= 1.0 else 1.0 - schedule.final_mask_start
 
 
