@@ -11,8 +11,8 @@ package's objective and analytic gradient). `--loop-every K` times them on every
 4500 starts (the per-start cost varies little across the grid; the table says K). Times are CPU seconds of this
 process, so other jobs on a shared machine change them less than wall time.
 
-For a --runs CSV, tokens = FLOP / (6 * size) and the 5 highest-loss points are dropped, as the Epoch replication
-does with the points it extracted from the Chinchilla paper.
+For a --runs CSV (`planner.uncertainty.priors.epoch_points`), tokens = FLOP / (6 * size) and the 5 highest-loss
+points are dropped, as the Epoch replication does with the points it extracted from the Chinchilla paper.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import cpu_model, write_section  # noqa: E402
 from planner.fit import LawFitter, problem, start_grid  # noqa: E402
 from planner.uncertainty import bootstrap  # noqa: E402
+from planner.uncertainty.priors import epoch_points  # noqa: E402
 from planner.laws import get_law  # noqa: E402
 from planner.optim import evaluate  # noqa: E402
 from planner.runs import load_runs  # noqa: E402
@@ -48,14 +49,6 @@ def synthetic_runs(n_runs=240, noise=0.015, seed=0) -> pd.DataFrame:
     d = np.exp(rng.uniform(np.log(5e9), np.log(5e11), n_runs))
     loss = get_law("epoch-replication").predict(n, d) * np.exp(rng.normal(0, noise, n_runs))
     return pd.DataFrame({"n": n, "tokens": d, "loss": loss})
-
-
-def csv_runs(path, drop_highest=5) -> pd.DataFrame:
-    raw = pd.read_csv(path)
-    raw = raw.sort_values("loss").iloc[:len(raw) - drop_highest]
-    size = raw["Model Size"].to_numpy(float)
-    return pd.DataFrame({"n": size, "tokens": raw["Training FLOP"].to_numpy(float) / (6 * size),
-                         "loss": raw["loss"].to_numpy(float)})
 
 
 def scipy_loop(table, every=1):
@@ -211,7 +204,7 @@ def main(argv=None):
     rows = [bench("synthetic (Epoch law, 240 runs)", synthetic_runs(), args.n_boot, args.skip_loop, args.loop_every)]
     if args.runs:
         rows.append(bench(f"{Path(args.runs).name} (less {args.drop_highest} highest-loss)",
-                          csv_runs(args.runs, args.drop_highest), args.n_boot, args.skip_loop, args.loop_every))
+                          epoch_points(args.runs, args.drop_highest), args.n_boot, args.skip_loop, args.loop_every))
     text = section(rows) + (big_table(args.big) if args.big else "")
     print(text)
     if args.write:

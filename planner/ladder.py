@@ -169,9 +169,7 @@ def rung(plan: TrainingPlan, i: int, model: ModelShape, matched: bool, seq_len: 
     parent, convention = plan.schedule, plan.derived.n_convention
     parent_ratio = plan.budget.tokens / plan.derived.n_avg
     ratio = ratio or parent_ratio
-    fixed, prunable = model.n_params(convention)
-    if not parent.prune_head and not model.tied_embeddings:
-        fixed, prunable = fixed + model.embedding, prunable - model.embedding
+    fixed, prunable = model.n_params(convention, parent.prune_head)
     n_avg = parent.schedule().n_avg(fixed, prunable)
     steps = max(min_steps, int(round(ratio * n_avg / (seq_len * batch_size))))
     every = None

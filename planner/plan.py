@@ -21,8 +21,8 @@ from planner.errors import MAX_COUNT, PlannerInputError  # noqa: F401  (MAX_COUN
 from planner.io import Int, Real, fmt_of, number_only, parse_mapping, read_text, to_text, validate, write_model
 from planner.laws import Law
 from planner.preflight import BYTE_VOCAB, YOURS
-from planner.schedules import Schedule, closest_step_window, compute_weighting
-from planner.shapes import MAX_PARAMS, ModelShape, matmul_params
+from planner.schedules import Schedule, closest_step_window, compute_weighting, piecewise_window
+from planner.shapes import MAX_PARAMS, ModelShape
 
 # 2: hardware memory/bandwidth/serving fields, phase hours and derived memory/roofline (all optional), and run
 # defaults by scale (`run_defaults`: a version-1 plan keeps the laptop defaults it meant)
@@ -212,9 +212,7 @@ class Derived(_Data):
 
 def derive(model: ModelShape, schedule: Schedule, n_convention: str = "total", prune_head: bool = True) -> Derived:
     """Parameter accounting of a model under a schedule (N_avg and N_final under the counting convention)."""
-    fixed, prunable = model.n_params(n_convention)
-    if not prune_head and not model.tied_embeddings:  # the untied head has the embedding's shape
-        fixed, prunable = fixed + model.embedding, prunable - model.embedding
+    fixed, prunable = model.n_params(n_convention, prune_head)
     return Derived(n_convention=n_convention, n_total=model.total, n_prunable=prunable, n_fixed=fixed,
                    mean_density=schedule.mean_density(), final_density=schedule.final_density,
                    n_avg=schedule.n_avg(fixed, prunable), n_final=schedule.n_final(fixed, prunable))
@@ -334,10 +332,7 @@ def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometri
     on_fork_grid = every_steps is None and shape == "geometric" and total_steps >= FORK_MIN_STEPS
     if every_steps is None and shape == "geometric":  # the seed's fork: every 100 steps; a laptop plan every 1%
         every_steps = FORK_FREQUENCY if on_fork_grid else max(1, total_steps // 100)
-    phi = compute_weighting(model)
-    if not mask.get("prune_head", True) and not model.tied_embeddings:  # a dense head multiplies, never pruned
-        fixed, prunable = matmul_params(model)
-        phi = (fixed + model.embedding) / (prunable - model.embedding)
+    phi = compute_weighting(model, mask.get("prune_head", True))
     if window_basis == "compute":
         if not 0 <= start <= end <= 1:
             raise PlannerInputError(f"pruning window [{start}, {end}] in compute is not within training, start first")
@@ -364,3 +359,14 @@ def resolve_schedule(model: ModelShape, total_steps: int, shape: str = "geometri
     return PlanSchedule(**bare.model_dump(), window_basis=window_basis, compute_start=c0, compute_end=c1,
                         start_step=start_step, end_step=end_step,
                         every_steps=every_steps if shape == "geometric" else None, **mask)
+
+
+def piecewise_schedule(model: ModelShape, knots: list[tuple[float, float]], **mask) -> PlanSchedule:
+    """A piecewise plan schedule from (token fraction, density) knots, its window (`schedules.piecewise_window`) in
+    token and compute fractions. Bad knots raise pydantic's ValueError naming the rule; `mask` as resolve_schedule."""
+    bare = Schedule(shape="piecewise", final_sparsity=1.0 - knots[-1][1] if knots else 0.0, points=knots)
+    start, end = piecewise_window(bare.points)
+    phi = compute_weighting(model, mask.get("prune_head", True))
+    c0, c1 = (float(x) for x in bare.compute_fraction(np.array([start, end]), phi))
+    return PlanSchedule(**{**bare.model_dump(), "start": start, "end": end}, window_basis="tokens",
+                        compute_start=c0, compute_end=c1, **mask)

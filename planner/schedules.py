@@ -104,11 +104,20 @@ def n_of_t(density, n_fixed, n_prunable):
     return np.asarray(n_fixed, dtype=float) + np.asarray(n_prunable, dtype=float) * density
 
 
-def compute_weighting(model: ModelShape) -> float:
+def compute_weighting(model: ModelShape, prune_head: bool = True) -> float:
     """phi = unpruned / prunable matrix-work parameters (`planner.shapes.matmul_params`, the cost ledgers' N): the one
-    weighting by which compute up to token fraction t is proportional to phi t + I(t). 0 for an untied model."""
-    fixed, prunable = matmul_params(model)
+    weighting by which compute up to token fraction t is proportional to phi t + I(t). 0 for an untied model whose
+    head is pruned; a tied head, or an untied one kept dense (prune_head=False), multiplies unpruned."""
+    fixed, prunable = matmul_params(model, prune_head)
     return fixed / prunable
+
+
+def piecewise_window(points) -> tuple[float, float]:
+    """Token fractions (start, end) of a piecewise schedule's pruning: from the last knot still dense (0 when none
+    is) to the first knot at the final density, where the final mask takes force."""
+    ts, ds = np.array(points, dtype=float).T
+    start = float(ts[ds >= 1.0].max()) if (ds >= 1.0).any() else 0.0
+    return start, float(ts[np.argmax(ds <= ds[-1])])
 
 
 def compute_fraction(t, cumulative, total, fixed_ratio=0.0):
@@ -249,6 +258,12 @@ class Schedule(BaseModel):
         if self.shape == "piecewise":
             return float(self.points[-1][1])
         return 1.0 if self.shape == "dense" else 1.0 - self.final_sparsity
+
+    @property
+    def final_mask_start(self) -> float:
+        """Token fraction from which the final mask is in force: the window's end, or for a piecewise schedule the
+        first knot at the final density (its own start/end fields may be left at their defaults)."""
+        return piecewise_window(self.points)[1] if self.shape == "piecewise" else self.end
 
     @property
     def n_events(self) -> int | None:

@@ -19,11 +19,13 @@ from planner.io import Int
 MAX_PARAMS = 2**53  # float64 holds every integer up to here: N_avg and the laws' arithmetic stay exact
 
 def param_counts(n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab, tied=False, mlp="swiglu",
-                 dtype=np.int64):
+                 dtype=np.int64, prune_head=True):
     """Exact counts for a Llama-style decoder; every numeric argument may be a numpy array (broadcast).
 
-    Returns a dict of arrays: total, embedding, prunable, fixed (= total - prunable), non_embedding, norm.
-    `dtype=object` counts in Python integers, which never overflow.
+    Returns a dict of arrays: total, embedding, prunable, fixed (= total - prunable), non_embedding, norm, and matmul
+    (every linear weight, a tied LM head included: the weights that multiply). `prune_head=False` keeps an untied
+    LM head dense: it counts as fixed, not prunable (a tied head is never prunable). `dtype=object` counts in Python
+    integers, which never overflow.
     """
     n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab = (
         np.asarray(x, dtype=dtype) for x in (n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab))
@@ -33,10 +35,10 @@ def param_counts(n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab, tie
     embedding = vocab * d_model
     lm_head = np.zeros_like(embedding) if tied else vocab * d_model
     norm = (2 * n_layer + 1) * d_model  # two RMSNorm scales per block plus the final norm
-    prunable = n_layer * per_layer + lm_head
-    total = prunable + embedding + norm
+    total = n_layer * per_layer + lm_head + embedding + norm
+    prunable = n_layer * per_layer + (lm_head if prune_head else 0)  # a dense head moves to fixed
     return {"total": total, "embedding": embedding, "prunable": prunable, "fixed": total - prunable,
-            "non_embedding": total - embedding, "norm": norm}
+            "non_embedding": total - embedding, "norm": norm, "matmul": n_layer * per_layer + vocab * d_model}
 
 
 class ModelShape(BaseModel):
@@ -73,9 +75,10 @@ class ModelShape(BaseModel):
     def head_size(self) -> int:
         return self.head_dim or self.d_model // self.n_head
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, prune_head: bool = True) -> dict[str, int]:
+        """`param_counts` of this shape; prune_head=False keeps an untied LM head dense (fixed)."""
         c = param_counts(self.n_layer, self.d_model, self.n_head, self.kv_heads, self.head_size, self.d_ff,
-                         self.vocab, self.tied_embeddings, self.mlp)
+                         self.vocab, self.tied_embeddings, self.mlp, prune_head=prune_head)
         return {k: int(v) for k, v in c.items()}
 
     @property
@@ -94,12 +97,13 @@ class ModelShape(BaseModel):
     def embedding(self) -> int:
         return self.counts()["embedding"]
 
-    def n_params(self, convention: str = "total") -> tuple[int, int]:
-        """(fixed, prunable) under a counting convention: 'total' or 'non_embedding'.
+    def n_params(self, convention: str = "total", prune_head: bool = True) -> tuple[int, int]:
+        """(fixed, prunable) under a counting convention: 'total' or 'non_embedding'; prune_head=False counts an
+        untied LM head as fixed.
 
         N(t) = fixed + prunable * density(t) under that convention.
         """
-        c = self.counts()
+        c = self.counts(prune_head)
         fixed = c["fixed"] if convention == "total" else c["fixed"] - c["embedding"]
         if convention not in ("total", "non_embedding"):
             raise ValueError(f"unknown parameter convention {convention!r}: use 'total' or 'non_embedding'")
@@ -115,8 +119,9 @@ PRESETS: dict[str, ModelShape] = {
 }
 
 
-def matmul_params(model: ModelShape) -> tuple[int, int]:
+def matmul_params(model: ModelShape, prune_head: bool = True) -> tuple[int, int]:
     """(fixed, prunable) parameters doing matrix work, the cost model's N (planner.costs): the prunable linear weights,
-    plus a tied LM head, which multiplies but is never pruned. Embedding lookups and norm scales do no matmuls."""
-    c = model.counts()
-    return (c["embedding"] if model.tied_embeddings else 0), c["prunable"]
+    and the ones that multiply but are never pruned (a tied LM head, or an untied one kept dense by
+    prune_head=False). Embedding lookups and norm scales do no matmuls."""
+    c = model.counts(prune_head)
+    return c["matmul"] - c["prunable"], c["prunable"]

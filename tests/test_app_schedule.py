@@ -129,3 +129,23 @@ def test_kept_designs_overlay_and_sit_side_by_side():
     assert list(at.table[-1].value.columns)[-1] == "this design" and len(at.table[-1].value.columns) == 4
     at.button(key="sched_clear").click().run()
     assert list(at.table[-1].value.columns) == ["this design"]
+
+
+def test_a_piecewise_designs_compute_window_is_the_planners_for_a_tied_model():
+    """The designer's compute fractions come from the planner's weighting (matmul parameters: a tied head multiplies
+    unpruned), so a piecewise design equals the planner's linear plan with the same window; the page's former
+    expression (fixed - embedding) / prunable counted norm scales instead of the tied head, and disagreed."""
+    import numpy as np
+
+    from planner.plan import resolve_schedule
+    from planner.schedules import Schedule
+    tied = ModelShape(n_layer=4, d_model=256, n_head=4, d_ff=768, vocab=32000, tied_embeddings=True)
+    knots = [(0, 1), (0.3, 1), (0.6, 0.5), (1, 0.5)]  # linear 0 -> 50% sparsity over tokens 0.3 -> 0.6
+    design = design_plan(tied, 11_200, "piecewise", 0, "tokens", 0, 0, None, 256, 8, knots=knots).schedule
+    plan = resolve_schedule(tied, 11_200, "linear", 0.5, "tokens", 0.3, 0.6)
+    assert (design.start, design.end) == (plan.start, plan.end) == (0.3, 0.6)
+    assert design.compute_start == pytest.approx(plan.compute_start, rel=1e-12)
+    assert design.compute_end == pytest.approx(plan.compute_end, rel=1e-12)
+    old_phi = (tied.fixed - tied.embedding) / tied.prunable
+    old = Schedule(shape="piecewise", final_sparsity=0.5, points=knots).compute_fraction(np.array([0.3, 0.6]), old_phi)
+    assert abs(old[0] - plan.compute_start) > 0.01 and abs(old[1] - plan.compute_end) > 0.01

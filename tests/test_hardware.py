@@ -13,8 +13,8 @@ from planner.cli import main
 from planner.hardware.breakeven import BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, breakeven_speedups, dense_wins_note
 from planner.hardware.memory import (activation_bytes_per_token, korthikanti_coefficient, kv_bytes_per_token,
                                      min_devices, serving_memory, training_parts, weight_bytes)
-from planner.hardware.profiles import HARDWARE, hardware_profile, parse_gpus
-from planner.hardware.report import memory_report
+from planner.hardware.profiles import HARDWARE, KERNELS, hardware_profile, parse_gpus
+from planner.hardware.report import memory_report, summary_lines
 from planner.plan import dump_plan
 from planner.search import build_plan, lifetime_optimal
 from planner.shapes import PRESETS, ModelShape
@@ -225,6 +225,19 @@ def test_memory_cli_json_and_one_line_errors(tmp_path, capsys):
     assert out["gpu_memory_bytes"] == HARDWARE["l4"].memory_bytes and out["training"]["fits"] in (True, False)
     assert main(["memory", str(path), "--gpu", "h999"]) == 2
     assert "--gpu" in capsys.readouterr().err
+
+
+def test_memory_cli_ends_with_the_panels_verdicts_naming_the_plans_pattern(tmp_path, capsys):
+    """`summary_lines` is the one wording of the verdicts: `planner memory` ends with them and the app's memory panel
+    shows them. The kernel named is the plan's pattern's, also where the layout would suggest another (a 2:4 plan on
+    a profile that serves the bitmask layout)."""
+    plan = build_plan(LLAMA_1B, 0.5, "geometric", pattern="2:4", tokens=2e10)
+    r = memory_report(plan, hardware_profile("h100", "unstructured", sparse_kernel=True))
+    assert r["serving"]["layout"] == "sparse-bitmask" and KERNELS["2:4"] in summary_lines(r)[1]
+    assert main(["memory", str(dump_plan(plan, tmp_path / "p.yaml")), "--gpu", "h100"]) == 0
+    lines = summary_lines(memory_report(plan, hardware_profile("h100", "2:4")))
+    assert capsys.readouterr().out.rstrip("\n").endswith("\n".join(lines))
+    assert lines[0].startswith("Training (") and lines[2].startswith("Roofline per token: prefill")
 
 
 def test_frontier_fits_on_keeps_only_plans_that_fit(capsys):

@@ -156,3 +156,23 @@ def test_a_default_geometric_window_prunes_every_100_steps_on_multiples_of_100()
     seed = resolve_schedule(PRESETS["llama2-1b"], 25050, "geometric", 0.8)  # 25% -> 75% of compute
     assert (seed.start_step, seed.end_step) == (2500, 12600)  # the seed's released 1B window, exactly
     assert resolve_schedule(PRESETS["tiny"], 300, "geometric", 0.5).every_steps == 3  # a laptop plan: 1% of steps
+
+
+def test_a_dense_head_moves_the_embeddings_count_from_prunable_to_fixed_in_every_count():
+    """`prune_head=False` is one definition (`shapes.param_counts`) that the plan's N, the compute weighting and the
+    ladder all read: an untied head of the embedding's shape becomes fixed; a tied head is never prunable anyway."""
+    from planner.schedules import compute_weighting
+    from planner.shapes import matmul_params
+    untied = PRESETS["llama2-70m"]
+    tied = untied.model_copy(update={"tied_embeddings": True})
+    e = untied.embedding
+    fixed, prunable = untied.n_params()
+    assert untied.n_params(prune_head=False) == (fixed + e, prunable - e)
+    fixed_ne, _ = untied.n_params("non_embedding")
+    assert untied.n_params("non_embedding", prune_head=False) == (fixed_ne + e, prunable - e)
+    assert matmul_params(untied, prune_head=False) == (e, prunable - e)
+    assert compute_weighting(untied) == 0 and compute_weighting(untied, False) == e / (prunable - e)
+    assert tied.n_params(prune_head=False) == tied.n_params() and matmul_params(tied) == (e, tied.prunable)
+    schedule = resolve_schedule(untied, 1000, "geometric", 0.5, prune_head=False)
+    plan = make_plan(untied, schedule, Budget(tokens=1000 * 8 * 256, seq_len=256, batch_size=8, steps=1000))
+    assert (plan.derived.n_fixed, plan.derived.n_prunable) == (fixed + e, prunable - e)

@@ -8,7 +8,7 @@ from planner.laws import Law, resolve_law
 from planner.runs import load_runs
 from planner.uncertainty import LawPosterior, Region, posterior_from_fit, profile_intervals
 from planner.uncertainty.coverage import coverage_summary, loo_coverage
-from planner.uncertainty.priors import PUBLISHED_SE, preset_posterior
+from planner.uncertainty.priors import PUBLISHED_SE, epoch_points, preset_posterior
 
 TRUTH = Law(form="unified", params={"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28})
 
@@ -137,3 +137,13 @@ def test_cli_fit_prints_profile_intervals(tmp_path, capsys):
     assert set(out) == {"alpha", "beta", "optimal_n_exponent"}
     for p in out.values():
         assert p["status"] in ("identified", "unidentified") and (p["low"] is None) == (p["status"] != "identified")
+
+
+def test_epoch_points_drop_the_highest_losses_and_read_tokens_from_flop(tmp_path):
+    """The one conversion of the replication's CSV (the priors' build and bench/bench_fit.py --runs both read it)."""
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"Model Size": [1e8, 2e8, 4e8, 8e8], "Training FLOP": [6e18, 2.4e19, 9.6e19, 3.84e20],
+                  "loss": [3.0, 2.5, 2.8, 2.2]}).to_csv(path, index=False)
+    runs = epoch_points(path, drop_highest=1)
+    assert runs["loss"].tolist() == [2.2, 2.5, 2.8] and runs["n"].tolist() == [8e8, 2e8, 4e8]
+    assert runs["tokens"].tolist() == pytest.approx([8e10, 2e10, 4e10])  # FLOP / (6 N)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from planner.hardware.profiles import KERNELS, hardware_profile
-from planner.hardware.report import memory_report
+from planner.hardware.profiles import hardware_profile
+from planner.hardware.report import GB, memory_report, summary_lines
 from planner.plan import TrainingPlan
 
-GB = 1e9
 PART_LABELS = {"weights": "weights", "grads": "gradients", "optimizer": "AdamW state", "masks": "masks",
                "ddp_buckets": "DDP buckets", "autocast_weights": "bf16 weight copies", "activations": "activations",
                "kv_cache": "KV cache"}
@@ -41,25 +40,6 @@ def chart(frame: pd.DataFrame, gpu_gb: float, usable_gb: float) -> alt.Chart:
         tooltip=["bar:N", "part:N", alt.Tooltip("GB:Q", format=".3g")]).properties(height=alt.Step(36))
 
 
-def verdicts(r: dict) -> list[str]:
-    """One line each: training fit and fewest GPUs, serving fit, largest batch per GPU, roofline per token."""
-    t, s, roof = r["training"], r["serving"], r["roofline"]
-    serve = s["layouts"][s["layout"]]
-    fewest = (f"the fewest that fit at {t['sequences_per_device']} sequences each: {t['min_devices']}"
-              if t["min_devices"] else "no GPU count fits this micro-batch (checkpoint activations or shard more)")
-    pattern = "2:4" if s["layout"] == "sparse-24" else "unstructured"
-    kernel = "" if s["layout"] == "dense" else f", read by {KERNELS[pattern]}"
-    return [
-        f"Training ({t['precision']}, {t['sharding']} over {t['devices']} × {r['gpu']}): {t['total'] / GB:.3g} GB per "
-        f"GPU, {'fits' if t['fits'] else 'does not fit'}; {fewest}.",
-        f"Serving ({s['layout']}{kernel}): weights {serve['weights'] / GB:.3g} GB + KV {serve['kv_cache'] / GB:.3g} GB "
-        f"for {s['batch']} × {s['context']} tokens; largest batch per GPU {serve['max_batch_per_gpu']:.0f}, "
-        f"GPUs for {s['batch']} sequences: {serve['min_gpus']:.0f}.",
-        f"Roofline per token: prefill {roof['prefill_seconds_per_token']:.3g} s ({roof['prefill_bound']}-bound), "
-        f"decode {roof['decode_seconds_per_token']:.3g} s ({roof['decode_bound']}-bound).",
-    ]
-
-
 def show(st, plan: TrainingPlan, key: str, label: str) -> None:
     """The panel behind a toggle (computed only when opened): GPU, count, precision, sharding and micro-batch
     pickers, the stacked bars and the verdict lines."""
@@ -82,5 +62,5 @@ def show(st, plan: TrainingPlan, key: str, label: str) -> None:
     r = report(plan, gpu, int(devices), precision, sharding, checkpointing, int(micro))
     st.altair_chart(chart(parts_frame(r), r["gpu_memory_bytes"] / GB, r["gpu_memory_bytes"] * (1 - r["headroom"]) / GB),
                     width="stretch")
-    for line in verdicts(r):
+    for line in summary_lines(r):
         st.caption(line)

@@ -12,7 +12,7 @@ import pandas as pd
 from app.ui.common import human, usd
 from app.ui.working_law import DEFAULT, WorkingLaw
 from planner.costs import HARDWARE, PATTERN_SPEEDUPS, hardware_profile, this_machine
-from planner.hardware.breakeven import BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, dense_wins_note
+from planner.hardware.breakeven import BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, dense_wins_note, format_speedup
 from planner.plan import Hardware, TrainingPlan
 from planner.search import COST_COLUMNS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, Comparison, \
     budget_optimal, lifetime_optimal, plan_from_candidate, savings, schedule_warnings
@@ -241,11 +241,6 @@ def sci(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}".replace("e+", "e")
 
 
-def speedup(x: float) -> str:
-    """Break-even speedups: '—' for a dense plan, 'unreachable' when no speedup of that phase alone suffices."""
-    return "—" if x != x else "unreachable" if x == float("inf") else f"{x:.3f}×" if x < 10 else f"{x:.3g}×"
-
-
 SUMMARY_FIELDS = {  # column: (label, format) of the side-by-side table
     "plan_id": ("plan", str), "n_layer": ("layers", "{:.0f}".format),
     "final_sparsity": ("final sparsity", "{:.0%}".format), "schedule": ("schedule", str),
@@ -256,7 +251,7 @@ SUMMARY_FIELDS = {  # column: (label, format) of the side-by-side table
     "lifetime_inference_flops": ("lifetime inference FLOP", sci), "lifetime_flops": ("lifetime FLOP", sci),
     "train_usd": ("training cost", usd), "inference_usd": ("inference cost", usd),
     "lifetime_usd": ("lifetime cost", usd), "train_days": ("days to train on the profile's GPUs", "{:.3g}".format),
-    **{c: (f"break-even speedup, {c.removeprefix('breakeven_').replace('all', 'every phase')}", speedup)
+    **{c: (f"break-even speedup, {c.removeprefix('breakeven_').replace('all', 'every phase')}", format_speedup)
        for c in BREAKEVEN_COLUMNS},
     "extrapolated": ("outside the validated regime", "{:}".format),
 }

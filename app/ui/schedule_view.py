@@ -3,20 +3,20 @@ loss under the working law, the N(t) curves of its first figure, and the side-by
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
 from app.ui.common import error_message, human
-from app.ui.pareto_view import sci, speedup
+from app.ui.pareto_view import sci
 from app.ui.working_law import DEFAULT, WorkingLaw, loss_interval
 from planner.costs import LEDGER_COLUMNS, cost_ledgers, final_model_memory, hardware_profile
 from planner.errors import PlannerInputError
-from planner.hardware.breakeven import BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, breakeven_speedups  # noqa: F401
+from planner.hardware.breakeven import (BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, against_dense_shape,  # noqa: F401
+                                        format_speedup)
 from planner.laws import N_COLUMN
-from planner.plan import Budget, PlanSchedule, Prediction, TrainingPlan, make_plan, resolve_schedule
-from planner.schedules import Schedule, n_of_t
+from planner.plan import Budget, Prediction, TrainingPlan, make_plan, piecewise_schedule, resolve_schedule
+from planner.schedules import n_of_t
 from planner.search import law_inputs, validated_region
 from planner.shapes import ModelShape
 
@@ -50,22 +50,6 @@ def parse_knots(text: str) -> list[tuple[float, float]]:
     return knots
 
 
-def piecewise_schedule(model: ModelShape, steps: int, knots: list[tuple[float, float]]) -> PlanSchedule:
-    """A piecewise plan schedule from (token fraction, density) knots; its window runs from the last knot still
-    dense to the first at the final density."""
-    try:
-        bare = Schedule(shape="piecewise", final_sparsity=1.0 - knots[-1][1] if knots else 0.0, points=knots)
-    except ValueError as exc:
-        raise PlannerInputError(f"Knots: {error_message(exc)}") from None
-    ts, ds = np.array(knots, float).T
-    start = float(ts[ds >= 1.0].max()) if (ds >= 1.0).any() else 0.0  # the last knot still dense
-    end = float(ts[np.argmax(ds <= ds[-1])])  # the first knot at the final density
-    phi = (model.fixed - model.embedding) / model.prunable  # as plan.resolve_schedule
-    c0, c1 = (float(x) for x in bare.compute_fraction(np.array([start, end]), phi))
-    return PlanSchedule(**{**bare.model_dump(), "start": start, "end": end}, window_basis="tokens",
-                        compute_start=c0, compute_end=c1)
-
-
 def design_plan(model: ModelShape, steps: int, shape: str, final_sparsity: float, basis: str, start: float,
                 end: float, every_steps: int | None, seq_len: int, batch_size: int, name: str = "designed",
                 knots: list[tuple[float, float]] | None = None, working: WorkingLaw = DEFAULT,
@@ -74,7 +58,10 @@ def design_plan(model: ModelShape, steps: int, shape: str, final_sparsity: float
     (hardware matters to the FLOP ledgers only through the sparse-phase speedup). Bad combinations raise
     PlannerInputError/ValueError with the reason."""
     if shape == "piecewise":
-        schedule = piecewise_schedule(model, steps, knots or [])
+        try:
+            schedule = piecewise_schedule(model, knots or [])
+        except ValueError as exc:  # the knots' rule, said as the field the designer typed
+            raise PlannerInputError(f"Knots: {error_message(exc)}") from None
     else:
         schedule = resolve_schedule(model, steps, shape, final_sparsity, basis, start, end,
                                     every_steps if shape == "geometric" else None)
@@ -141,22 +128,9 @@ DESIGN_LIFETIME = 1e12  # lifetime inference tokens the designer prices break-ev
 
 
 def breakeven(plan: TrainingPlan, working: WorkingLaw = DEFAULT) -> dict[str, float] | None:
-    """Break-even speedups of a sparse design (planner.hardware.breakeven) against the dense model of the same shape
-    trained to the same predicted loss, both on the design's hardware serving DESIGN_LIFETIME tokens; None for a
-    dense design or when the dense shape cannot reach that loss."""
-    if plan.schedule.final_density >= 1:
-        return None
-    fixed, prunable = plan.model.n_params(working.law.n_convention)
-    n, s = law_inputs(working.law, fixed + prunable, fixed + prunable, 0.0)
-    tokens = float(working.law.tokens_for_loss(plan.prediction.loss, n, s))
-    if not np.isfinite(tokens):
-        return None
-    dense = SimpleNamespace(model=plan.model, schedule=Schedule(shape="dense"),
-                            budget=SimpleNamespace(tokens=tokens, seq_len=plan.budget.seq_len))
-    base = cost_ledgers(dense, plan.hardware, DESIGN_LIFETIME)
-    mine = cost_ledgers(plan, plan.hardware, DESIGN_LIFETIME).model_dump()
-    row = pd.DataFrame([{**mine, "final_sparsity": 1.0 - plan.schedule.final_density}])
-    return breakeven_speedups(row, base.train_gpu_hours + base.inference_gpu_hours).iloc[0].to_dict()
+    """Break-even speedups of a sparse design against the dense model of the same shape at the same predicted loss
+    under the working law, serving DESIGN_LIFETIME tokens (`planner.hardware.breakeven.against_dense_shape`)."""
+    return against_dense_shape(plan, working.law, DESIGN_LIFETIME)
 
 
 def loss_text(p: Prediction) -> str:
@@ -186,7 +160,7 @@ def comparison(plans: dict[str, TrainingPlan], working: WorkingLaw = DEFAULT) ->
         col |= {f"final memory, {k} (GB)": f"{v:.3g}" for k, v in final_memory_gb(plan).items()}
         even = breakeven(plan, working) or {}
         col |= {f"break-even speedup, {c.removeprefix('breakeven_').replace('all', 'every phase')}":
-                speedup(even.get(c, float("nan"))) for c in BREAKEVEN_COLUMNS}
+                format_speedup(even.get(c, float("nan"))) for c in BREAKEVEN_COLUMNS}
         rows[label] = col
     return pd.DataFrame(rows).fillna("—")
 

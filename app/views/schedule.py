@@ -74,7 +74,7 @@ if even:
     st.markdown(f"**Break-even speedups** against the dense model of this shape at the same predicted loss "
                 f"(US$, {sv.DESIGN_LIFETIME:.0e} lifetime inference tokens on an H100)")
     for col, c in zip(st.columns(4), sv.BREAKEVEN_COLUMNS):
-        col.metric(c.removeprefix("breakeven_").replace("all", "every phase"), sv.speedup(even[c]))
+        col.metric(c.removeprefix("breakeven_").replace("all", "every phase"), sv.format_speedup(even[c]))
     st.caption(sv.FLOP_VS_DOLLAR)
 memory_panel.show(st, plan, "sched", "Memory: does this design fit, for training and for serving?")
 for warning in pred.warnings:

@@ -12,8 +12,14 @@ dearer. x_all is the one speedup of every phase at once: sum_p H_p(dense kernels
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
+
+from planner.candidates import law_inputs
+from planner.hardware.costs import cost_ledgers
+from planner.schedules import Schedule
 
 PHASES = ("train", "prefill", "decode")
 BREAKEVEN_COLUMNS = tuple(f"breakeven_{p}" for p in (*PHASES, "all"))
@@ -40,6 +46,24 @@ def breakeven_speedups(df: pd.DataFrame, baseline_hours: float) -> pd.DataFrame:
         out["breakeven_all"] = sum(dense.values()) / baseline_hours
     sparse = df["final_sparsity"].to_numpy(float) > 0
     return pd.DataFrame({k: np.where(sparse, v, np.nan) for k, v in out.items()}, index=df.index)
+
+
+def against_dense_shape(plan, law, lifetime_tokens: float) -> dict[str, float] | None:
+    """`BREAKEVEN_COLUMNS` of a sparse plan (a TrainingPlan with prediction and hardware) against the dense model of
+    its own shape trained to the plan's predicted loss under `law`, both on the plan's hardware serving
+    `lifetime_tokens`; None for a dense plan or when the dense shape cannot reach that loss."""
+    if plan.schedule.final_density >= 1:
+        return None
+    n = sum(plan.model.n_params(law.n_convention))  # dense: every weight counts, pruned head or not
+    tokens = float(law.tokens_for_loss(plan.prediction.loss, *law_inputs(law, n, n, 0.0)))
+    if not np.isfinite(tokens):
+        return None
+    dense = SimpleNamespace(model=plan.model, schedule=Schedule(shape="dense"),  # what cost_ledgers reads of a plan
+                            budget=SimpleNamespace(tokens=tokens, seq_len=plan.budget.seq_len))
+    base = cost_ledgers(dense, plan.hardware, lifetime_tokens)
+    mine = cost_ledgers(plan, plan.hardware, lifetime_tokens).model_dump()
+    row = pd.DataFrame([{**mine, "final_sparsity": 1.0 - plan.schedule.final_density}])
+    return breakeven_speedups(row, base.train_gpu_hours + base.inference_gpu_hours).iloc[0].to_dict()
 
 
 def with_breakeven(df: pd.DataFrame) -> pd.DataFrame:
@@ -74,12 +98,17 @@ def closest_sparse(df: pd.DataFrame) -> pd.Series | None:
     return df.loc[df["breakeven_all"].idxmin()]
 
 
+def format_speedup(x: float) -> str:
+    """A break-even speedup as shown: '—' for a dense plan (NaN), 'unreachable' when no speedup of that phase alone
+    suffices (infinite), else '1.234×' (three significant figures from 10× on)."""
+    return "—" if x != x else "unreachable" if not np.isfinite(x) else f"{x:.3f}×" if x < 10 else f"{x:.3g}×"
+
+
 def speedups_text(row: pd.Series) -> str:
-    """'training 1.8×, prefill inf, decode 4.2× (all phases at once 1.6×)'."""
-    def fmt(x):
-        return "unreachable" if not np.isfinite(x) else f"{x:.3f}×" if x < 10 else f"{x:.3g}×"
-    return (f"training {fmt(row['breakeven_train'])}, prefill {fmt(row['breakeven_prefill'])}, decode "
-            f"{fmt(row['breakeven_decode'])} (every phase at once {fmt(row['breakeven_all'])})")
+    """'training 1.8×, prefill unreachable, decode 4.2× (every phase at once 1.6×)'."""
+    f = format_speedup
+    return (f"training {f(row['breakeven_train'])}, prefill {f(row['breakeven_prefill'])}, decode "
+            f"{f(row['breakeven_decode'])} (every phase at once {f(row['breakeven_all'])})")
 
 
 def dense_wins_note(df: pd.DataFrame, train: str, infer: str, lifetime_tokens: float, units: str,

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 from planner.hardware.memory import DEFAULT_HEADROOM, PRECISIONS, SHARDINGS
-from planner.hardware.profiles import HARDWARE, KERNELS, SOURCES, hardware_profile
-from planner.hardware.report import memory_report
+from planner.hardware.profiles import HARDWARE, SOURCES, hardware_profile
+from planner.hardware.report import GB, memory_report, summary_lines
 from planner.plan import load_plan
 
 
@@ -46,8 +46,7 @@ def run_memory(a) -> int:
     if a.json:
         print(json.dumps(r))
         return 0
-    t, s, roof = r["training"], r["serving"], r["roofline"]
-    gb = 1e9
+    t, s, gb = r["training"], r["serving"], GB
     print(f"{plan.name} on {r['gpu']} ({r['gpu_memory_bytes'] / gb:.1f} GB, {r['headroom']:.0%} kept free; "
           f"{r['source']})")
     print(f"\nTraining, {t['precision']}, {t['sharding']} over {t['devices']} GPUs, {t['sequences_per_device']} "
@@ -55,17 +54,11 @@ def run_memory(a) -> int:
     for part, size in t["parts"].items():
         if size:
             print(f"  {part:<18}{size / gb:10.2f} GB")
-    verdict = "fits" if t["fits"] else "does not fit"
-    fewest = (f"fewest GPUs that fit at {t['sequences_per_device']} sequences each: {t['min_devices']}"
-              if t["min_devices"] else
-              "no GPU count fits at this micro-batch (shrink it, checkpoint activations, or shard more)")
-    print(f"  {'total':<18}{t['total'] / gb:10.2f} GB: {verdict}; {fewest}")
-    print(f"\nServing, {s['dtype']}, batch {s['batch']} x context {s['context']} (served layout: {s['layout']}"
-          f"{'' if s['layout'] == 'dense' else ', read by ' + KERNELS[plan.schedule.pattern]}):")
+    print(f"  {'total':<18}{t['total'] / gb:10.2f} GB")
+    print(f"\nServing, {s['dtype']}, batch {s['batch']} x context {s['context']}, by layout:")
     for name, m in s["layouts"].items():
         print(f"  {name:<15} weights {m['weights'] / gb:8.3f} GB + KV {m['kv_cache'] / gb:8.3f} GB = "
               f"{m['total'] / gb:8.3f} GB; largest batch per GPU {m['max_batch_per_gpu']:.0f}; "
               f"GPUs for batch {s['batch']}: {m['min_gpus']:.0f}")
-    print(f"\nRoofline per token: prefill {roof['prefill_seconds_per_token']:.3g} s ({roof['prefill_bound']}-bound), "
-          f"decode {roof['decode_seconds_per_token']:.3g} s ({roof['decode_bound']}-bound)")
+    print("\n" + "\n".join(summary_lines(r)))  # the verdicts, as the app's memory panel words them
     return 0

@@ -103,18 +103,16 @@ def ledger_arrays(tokens, n_fixed, n_prunable, mean_density, final_density, spar
     attn_infer = attention_flops_per_token(n_layer, d_attn, context)
     infer_per_token = 2.0 * (n_fixed + n_prunable * final_density) + attn_infer
 
-    def executed(speedup):
-        return executed_inference_flops(n_fixed, n_prunable, final_density, n_layer, d_attn, context, speedup)
-
-    if serving is None:  # no shape at hand: dense weights, as many KV heads as query heads
+    if serving is None:  # no shape at hand: dense weights, as many KV heads as query heads (K, V d_attn wide)
         b = DTYPE_BYTES[hardware.serve_dtype]
         serving = {"moved": (n_fixed + n_prunable) * b, "moved_dense": (n_fixed + n_prunable) * b,
-                   "kv_per_token": 2.0 * np.asarray(n_layer, float) * d_attn * b}
+                   "kv_per_token": kv_bytes_per_token({"n_layer": n_layer, "n_kv_head": 1, "head_dim": d_attn},
+                                                      hardware.serve_dtype)}
     lifetime = np.asarray(lifetime_tokens, float)
 
     def phase_hours(speed_prefill, speed_decode, moved):  # lifetime GPU-hours of prefill and of decode (roofline)
-        t = serving_seconds(executed(speed_prefill), executed(speed_decode), moved, serving["kv_per_token"], context,
-                            hardware)
+        t = serving_time(n_fixed, n_prunable, final_density, n_layer, d_attn, context, hardware, moved,
+                         serving["kv_per_token"], (speed_prefill, speed_decode))
         return (lifetime * prefill_share * t["prefill"] / 3600.0,
                 lifetime * (1.0 - prefill_share) * t["decode"] / 3600.0)
 
@@ -146,20 +144,34 @@ def executed_inference_flops(n_fixed, n_prunable, final_density, n_layer, d_attn
             + attention_flops_per_token(n_layer, d_attn, context))
 
 
+def serving_time(n_fixed, n_prunable, final_density, n_layer, d_attn, context, hardware: Hardware, moved, kv_per_token,
+                 speedups=None, batch=None) -> dict:
+    """`roofline.serving_seconds` of the FLOPs the accelerator executes (`executed_inference_flops`) with the phases'
+    speedups (prefill, decode; default the hardware's), `moved` weight bytes and `kv_per_token` K and V bytes."""
+    prefill, decode = (hardware.speedup_prefill, hardware.speedup_decode) if speedups is None else speedups
+    args = (n_fixed, n_prunable, final_density, n_layer, d_attn, context)
+    return serving_seconds(executed_inference_flops(*args, prefill), executed_inference_flops(*args, decode), moved,
+                           kv_per_token, context, hardware, batch)
+
+
+def model_serving_time(model: ModelShape, final_density: float, hardware: Hardware, context: int,
+                       batch: int | None = None) -> dict:
+    """`serving_time` of a shape in its serving layout (`serving_bytes`), as the cost ledgers price it."""
+    fixed, prunable = matmul_params(model)
+    serving = serving_bytes(model, final_density, hardware)
+    return serving_time(fixed, prunable, final_density, model.n_layer, model.n_head * model.head_size, context,
+                        hardware, serving["moved"], serving["kv_per_token"], batch=batch)
+
+
 def _usd(hours, usd_per_hour: float):
     """Dollars for GPU-hours; a free machine costs $0 even for the infinite hours of an unreachable target."""
     return hours * usd_per_hour if usd_per_hour else np.zeros_like(hours)
 
 
 def final_mask_fraction(schedule: Schedule) -> float:
-    """Share of training tokens with the final mask in force: after the window (or the last piecewise knot above the
-    final density); 0 for a dense schedule."""
-    if schedule.final_density >= 1.0:
-        return 0.0
-    if schedule.shape == "piecewise":
-        ts, ds = np.array(schedule.points, dtype=float).T
-        return 1.0 - float(ts[np.argmax(ds <= ds[-1])])
-    return 1.0 - schedule.end
+    """Share of training tokens with the final mask in force (from `Schedule.final_mask_start` on); 0 for a dense
+    schedule."""
+    return 0.0 if schedule.final_density >= 1.0 else 1.0 - schedule.final_mask_start
 
 
 def cost_ledgers(plan, hardware: Hardware, lifetime_tokens: float = 0.0, context: int | None = None,

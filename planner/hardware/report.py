@@ -7,14 +7,14 @@ import math
 
 import numpy as np
 
-from planner.hardware.costs import executed_inference_flops
-from planner.hardware.memory import (DEFAULT_HEADROOM, LAYOUTS, kv_bytes_per_token, min_devices, sequences_per_device,
-                                     serving_layout, serving_memory, training_parts, weight_bytes)
-from planner.hardware.roofline import serving_seconds
+from planner.hardware.costs import model_serving_time
+from planner.hardware.memory import (DEFAULT_HEADROOM, LAYOUTS, min_devices, sequences_per_device, serving_layout,
+                                     serving_memory, training_parts)
+from planner.hardware.profiles import KERNELS
 from planner.plan import Hardware, MemoryFigures, RooflineFigures, TrainingPlan
-from planner.shapes import matmul_params
 
 TRAINER_PRECISION = {"float32": "fp32", "bfloat16": "bf16-autocast"}  # the trainer's run.dtype as a precision
+GB = 1e9  # the unit memory is reported in
 
 
 def _layout_ok(layout: str, final_density: float) -> bool:
@@ -51,22 +51,36 @@ def memory_report(plan: TrainingPlan, hardware: Hardware, devices: int | None = 
         if _layout_ok(name, density):
             mem = serving_memory(model, density, name, context, batch, hardware.serve_dtype, gpu, headroom)
             layouts[name] = {k: float(v) for k, v in mem.items()}
-    serving = {"dtype": hardware.serve_dtype, "layout": layout, "sparse_kernel": hardware.sparse_kernel,
-               "batch": batch, "context": context, "layouts": layouts}
+    serving = {"dtype": hardware.serve_dtype, "layout": layout, "pattern": plan.schedule.pattern,
+               "sparse_kernel": hardware.sparse_kernel, "batch": batch, "context": context, "layouts": layouts}
     return {"plan": plan.name, "gpu": hardware.name, "gpu_memory_bytes": gpu, "headroom": headroom,
             "training": training, "serving": serving, "roofline": roofline(plan, hardware, batch, context)}
 
 
+def summary_lines(r: dict) -> list[str]:
+    """The verdicts of a `memory_report` on a GPU with a memory size, one line each: training fit and the fewest GPUs
+    that fit, serving in the served layout (largest batch per GPU, GPUs for the batch), roofline time per token. What
+    `python -m planner memory` ends with and the app's memory panel shows."""
+    t, s, roof = r["training"], r["serving"], r["roofline"]
+    serve = s["layouts"][s["layout"]]
+    fewest = (f"fewest GPUs that fit at {t['sequences_per_device']} sequences each: {t['min_devices']}"
+              if t["min_devices"] else
+              "no GPU count fits at this micro-batch (shrink it, checkpoint activations, or shard more)")
+    kernel = "" if s["layout"] == "dense" else f", read by {KERNELS[s['pattern']]}"
+    return [
+        f"Training ({t['precision']}, {t['sharding']} over {t['devices']} × {r['gpu']}): {t['total'] / GB:.3g} GB per "
+        f"GPU, {'fits' if t['fits'] else 'does not fit'}; {fewest}.",
+        f"Serving ({s['layout']}{kernel}): weights {serve['weights'] / GB:.3g} GB + KV {serve['kv_cache'] / GB:.3g} GB "
+        f"for {s['batch']} × {s['context']} tokens; largest batch per GPU {serve['max_batch_per_gpu']:.0f}, "
+        f"GPUs for {s['batch']} sequences: {serve['min_gpus']:.0f}.",
+        f"Roofline per token: prefill {roof['prefill_seconds_per_token']:.3g} s ({roof['prefill_bound']}-bound), "
+        f"decode {roof['decode_seconds_per_token']:.3g} s ({roof['decode_bound']}-bound).",
+    ]
+
+
 def roofline(plan: TrainingPlan, hardware: Hardware, batch: int, context: int) -> dict:
     """Per-token prefill and decode seconds at batch x context in the serving layout, and each phase's bound."""
-    model = plan.model
-    density = plan.schedule.schedule().final_density
-    fixed, prunable = matmul_params(model)
-    args = (fixed, prunable, density, model.n_layer, model.n_head * model.head_size, context)
-    moved = weight_bytes(model, density, str(serving_layout(density, hardware)), hardware.serve_dtype)[1]
-    t = serving_seconds(executed_inference_flops(*args, hardware.speedup_prefill),
-                        executed_inference_flops(*args, hardware.speedup_decode), moved,
-                        kv_bytes_per_token(model, hardware.serve_dtype), context, hardware, batch)
+    t = model_serving_time(plan.model, plan.schedule.schedule().final_density, hardware, context, batch)
     bound = {True: "compute", False: "bandwidth"}
     return {"batch": batch, "context": context, "prefill_seconds_per_token": float(t["prefill"]),
             "decode_seconds_per_token": float(t["decode"]),

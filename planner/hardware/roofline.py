@@ -40,9 +40,3 @@ def serving_seconds(flops_prefill, flops_decode, moved_bytes, kv_per_token, cont
                                               hardware.mfu_decode)
     return {"prefill": prefill, "decode": decode, "prefill_compute_bound": prefill_compute,
             "decode_compute_bound": decode_compute}
-
-
-def ridge_batch(hardware, bytes_per_param: float = 2.0) -> float:
-    """The decode batch above which weight traffic stops bounding decode (KV traffic left out): 2 FLOPs per parameter
-    per token against `bytes_per_param` read once per step."""
-    return hardware.peak_flops * bytes_per_param / (2.0 * hardware.hbm_bandwidth)

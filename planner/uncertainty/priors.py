@@ -51,15 +51,21 @@ def preset_posterior(name: str, law: Law | None = None) -> LawPosterior | None:
                                                   f"{prior['source']}")
 
 
-def build(csv_path: str, n_boot: int = 400, seed: int = 0, drop_highest: int = 5) -> dict:
-    """The data file's entry for 'epoch-replication' from the replication's extracted points (columns
-    'Model Size', 'Training FLOP', 'loss'; tokens = FLOP / (6 N))."""
-    from planner.fit import LawFitter, theta_to_params
-    from planner.uncertainty.bootstrap import bootstrap
+def epoch_points(csv_path, drop_highest: int = 5) -> pd.DataFrame:
+    """Runs (n, tokens, loss) from the replication's extracted points (columns 'Model Size', 'Training FLOP', 'loss'):
+    tokens = FLOP / (6 N), and the `drop_highest` highest-loss points dropped, as the replication does."""
     raw = pd.read_csv(csv_path).sort_values("loss")
     raw = raw.iloc[:len(raw) - drop_highest]
     n = raw["Model Size"].to_numpy(float)
-    runs = pd.DataFrame({"n": n, "tokens": raw["Training FLOP"].to_numpy(float) / (6 * n), "loss": raw["loss"]})
+    return pd.DataFrame({"n": n, "tokens": raw["Training FLOP"].to_numpy(float) / (6 * n),
+                         "loss": raw["loss"].to_numpy(float)})
+
+
+def build(csv_path: str, n_boot: int = 400, seed: int = 0, drop_highest: int = 5) -> dict:
+    """The data file's entry for 'epoch-replication' from the replication's extracted points (`epoch_points`)."""
+    from planner.fit import LawFitter, theta_to_params
+    from planner.uncertainty.bootstrap import bootstrap
+    runs = epoch_points(csv_path, drop_highest)
     fit = LawFitter("chinchilla").fit(runs)
     boot = bootstrap(runs, "chinchilla", n_boot=n_boot, seed=seed, by_group=False, fit=fit)
     preset = PRESETS["epoch-replication"]
