@@ -56,6 +56,25 @@ def test_twelve_run_example_loss_intervals_contain_the_truth_inside_the_runs(twe
     assert ((iv["low"] <= truth) & (truth <= iv["high"])).all(), (iv, truth)
 
 
+def test_refits_that_cannot_predict_their_own_runs_are_left_out(twelve, monkeypatch):
+    """A refit that underflowed (A = 0 with alpha far below zero: 0 * inf) has finite parameters but predicts NaN
+    everywhere; kept, it turned every quantile into NaN (seen in leave-one-out folds of the quick study)."""
+    from planner.uncertainty import posterior as module
+    table, fit = twelve
+    real = module.parametric_refits
+
+    def with_a_degenerate_refit(*args, **kwargs):
+        theta, sd = real(*args, **kwargs)
+        bad = theta[:1].copy()
+        bad[0, 1], bad[0, 3] = -1000.0, -5e118  # log A (A underflows to 0), alpha
+        return np.vstack([theta, bad]), sd
+    monkeypatch.setattr(module, "parametric_refits", with_a_degenerate_refit)
+    post = module.posterior_from_fit(fit, table, n_draws=40, seed=0)
+    assert len(post.draws) <= 40 and np.isfinite(post.draws).all()
+    row = post.interval(table["n_avg"].to_numpy()[:1], table["tokens"].to_numpy()[:1]).iloc[0]
+    assert np.isfinite([row["low"], row["high"]]).all() and row["low"] < row["high"]
+
+
 def test_region_refuses_an_interval_outside_the_hull(posterior):
     # N 10x the largest run; and an untested pairing: the smallest model at the largest token count
     iv = posterior.interval([4e9, 5e7], [8e10, 1.6e10])

@@ -162,12 +162,19 @@ def posterior_from_fit(fit: FitResult, table: pd.DataFrame, n_draws: int = 200, 
     theta, sd = parametric_refits(fit, table, n_draws, seed, rel_noise_sd)
     params = theta_to_params(fit.form, theta)
     draws = np.column_stack([params[k] for k in PARAM_NAMES[fit.form]])
-    finite = np.isfinite(draws).all(axis=1)  # a refit whose log-space optimum overflowed (A = inf) predicts nothing
+    # A refit whose log-space optimum overflowed or underflowed (A = inf, or A = 0 with alpha far below zero)
+    # predicts nothing, not even its own runs: inf - inf or 0 * inf there, NaN quantiles everywhere after.
+    finite = np.isfinite(draws).all(axis=1)
+    sparsity = table["sparsity"].to_numpy(float) if fit.form == "frantar" else None
+    with np.errstate(all="ignore"):
+        own = LawPosterior(fit.law, draws[finite]).loss_draws(table[N_COLUMN[fit.form]].to_numpy(float),
+                                                               table["tokens"].to_numpy(float), sparsity)
+    finite[finite] = np.isfinite(own).all(axis=1)
     draws = draws[finite]
     region = Region(table[N_COLUMN[fit.form]], table["tokens"], **({} if margin is None else {"margin": margin}),
                     source=f"the {len(table)} fitted runs")
     noise = "the runs' residual sd" if rel_noise_sd is None else "the given run-to-run sd"
     return LawPosterior(fit.law, draws, sd, region,
                         f"parametric bootstrap: {n_draws} refits of tables simulated from the fit with {noise} "
-                        f"({sd:.2%} of loss)" + (f"; {(~finite).sum()} overflowed refits left out" if (~finite).any()
-                                                 else ""))
+                        f"({sd:.2%} of loss)" + (f"; {(~finite).sum()} refits that overflowed (their own runs' "
+                                                 "losses not finite) left out" if (~finite).any() else ""))
