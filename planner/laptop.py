@@ -98,14 +98,10 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
     law = law or load_laptop_law()
     if law is None or recipe_of(plan) != law.recipe:
         return None
-    n, tokens = plan.derived.n_avg, plan.budget.tokens
+    from planner.uncertainty import plan_counts, plan_prediction
     extra = law.val_batch_sd ** 2 * max(0.0, 1 / plan.run.eval_batches - 1 / law.eval_batches)
-    noise = float(np.sqrt(law.noise_sd ** 2 + extra))
-    iv = laptop_posterior(law).interval(n, tokens, level=level, noise=True, noise_sd=noise).iloc[0]
-    if iv["extrapolated"]:  # the number stays, marked, with no interval claimed for it
-        return Prediction(loss=float(iv["loss"]), extrapolated=True,
-                          warnings=[f"extrapolated, no interval: {iv['reason']}"])
-    return Prediction(loss=float(iv["loss"]), ci_low=float(iv["low"]), ci_high=float(iv["high"]))
+    noise = float(np.sqrt(law.noise_sd ** 2 + extra))  # one run's loss: the interval includes its evaluation noise
+    return plan_prediction(law.law, *plan_counts(plan), laptop_posterior(law), level=level, noise_sd=noise)
 
 
 def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int, recipe: dict, command: str,

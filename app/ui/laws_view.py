@@ -5,16 +5,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from planner.errors import PlannerInputError
 from planner.fit import FitResult, LawFitter, heldout_errors, predict_loss
 from planner.laws import DEFAULT_LAW, EXPONENTS, N_COLUMN, PARAM_NAMES, chinchilla_terms
-from planner.plan import TrainingPlan
+from planner.plan import Prediction, TrainingPlan
 from planner.runs import in_regime, load_runs
-from planner.uncertainty import LawPosterior, posterior_from_fit, profile_intervals
+from planner.uncertainty import (LawPosterior, plan_counts, plan_prediction, posterior_from_fit,
+                                 profile_intervals)
 
 FORMS = ("unified", "chinchilla", "frantar")
 FORM_LABELS = {"unified": "unified (N_avg)", "chinchilla": "Chinchilla (N_final)", "frantar": "Frantar (S, N_final)"}
@@ -89,20 +89,10 @@ def fit_form(source, form: str, grid: str = "coarse", n_draws: int = 100, seed: 
     return FormFit(fit, posterior, profiles, heldout_errors(table, form, fit=fit), table, why)
 
 
-def plan_point(form: str, plan: TrainingPlan) -> dict:
-    """Where a form evaluates a plan: its N (N_avg or N_final), tokens, and the final sparsity for Frantar."""
-    n = plan.derived.n_avg if N_COLUMN[form] == "n_avg" else plan.derived.n_final
-    return {"n": n, "tokens": plan.budget.tokens, "sparsity": plan.schedule.final_sparsity if form == "frantar" else None}
-
-
-def predicted_loss(result: FormFit, plan: TrainingPlan) -> tuple[float, float | None, float | None]:
-    """(loss, ci_low, ci_high) the form predicts for the plan; the interval is None outside the runs' region."""
-    point = plan_point(result.fit.form, plan)
-    loss = float(result.fit.law.predict(**point))
-    if result.posterior is None:
-        return loss, None, None
-    low, high = (float(x) for x in result.posterior.loss_ci(point["n"], point["tokens"], point["sparsity"]))
-    return (loss, low, high) if np.isfinite(low + high) else (loss, None, None)
+def form_prediction(result: FormFit, plan: TrainingPlan) -> Prediction:
+    """The form's prediction for the plan (`planner.uncertainty.plan_prediction`): an interval only inside the region
+    of its runs."""
+    return plan_prediction(result.fit.law, *plan_counts(plan), result.posterior, result.table)
 
 
 def comparison(results: dict[str, FormFit]) -> pd.DataFrame:
