@@ -137,3 +137,13 @@ def test_cli_fit_prints_profile_intervals(tmp_path, capsys):
     assert set(out) == {"alpha", "beta", "optimal_n_exponent"}
     for p in out.values():
         assert p["status"] in ("identified", "unidentified") and (p["low"] is None) == (p["status"] != "identified")
+
+
+def test_law_ci_keeps_identified_intervals_under_the_forms_names():
+    from planner.uncertainty.profile import ProfileInterval, law_ci
+    profiles = {"alpha": ProfileInterval("alpha", 0.3, 0.2, 0.4, "identified"),
+                "beta": ProfileInterval("beta", 0.3, np.nan, np.nan, "unidentified"),
+                "optimal_n_exponent": ProfileInterval("optimal_n_exponent", 0.5, 0.45, 0.55, "identified")}
+    assert law_ci("unified", profiles) == {"alpha": (0.2, 0.4), "optimal_n_exponent": (0.45, 0.55)}
+    assert set(law_ci("frantar", profiles)) == {"d", "optimal_n_exponent"}
+    assert law_ci("unified", {"beta": profiles["beta"]}) is None

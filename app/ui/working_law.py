@@ -13,6 +13,7 @@ from planner.laws import DEFAULT_LAW, PRESETS, Law, resolve_law
 from planner.plan import Prediction
 from planner.uncertainty import LawPosterior, plan_prediction
 from planner.uncertainty.priors import preset_posterior
+from planner.uncertainty.profile import law_ci
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,7 @@ def fitted_law(fit: FitResult, posterior: LawPosterior | None, profiles: dict, r
     held = ", ".join(f"{k} = {v:.4g}" for k, v in fit.fixed.items())
     what = f"{fit.form} form fitted on {source} ({fit.n_runs} runs" + (f"; {held} held" if held else "") + ")"
     provenance = f"{what}; {posterior.method if posterior else 'no interval: ' + no_interval} (sparseplan app)"
-    ci = {k: (p.low, p.high) for k, p in profiles.items() if p.identified}
-    law = fit.law.model_copy(update={"ci": ci or None, "provenance": provenance})
+    law = fit.law.model_copy(update={"ci": law_ci(fit.form, profiles), "provenance": provenance})
     return WorkingLaw(what, law, posterior, runs, no_interval)
 
 
