@@ -2,8 +2,9 @@
 interval (or why there is none), and why a fit is not offered as the working law."""
 from __future__ import annotations
 
-from app.ui.laws_view import FormFit, degenerate_problems, form_prediction
+from app.ui.laws_view import FormFit, form_prediction
 from app.ui.working_law import caption
+from planner.identify import cannot_plan
 from planner.plan import TrainingPlan
 
 
@@ -26,7 +27,7 @@ def use_note(result: FormFit, in_force: bool) -> str:
     """What stands beside the 'Use as the working law' button: why it is disabled, or nothing."""
     if in_force:
         return "In force on every page."
-    problems = degenerate_problems(result.fit)
+    problems = cannot_plan(result.fit.degenerate)
     if problems:
         return f"Not offered: this fit cannot plan ({'; '.join(problems)}; see the warning above)."
     return ""
