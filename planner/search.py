@@ -13,6 +13,7 @@ candidate lies outside the validated region the answer says so once and names th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,9 @@ from planner.pareto import pareto_front
 from planner.plan import Budget, Hardware, TrainingPlan, make_plan, resolve_schedule
 from planner.regime import schedule_flag, schedule_warning, validated_region
 from planner.shapes import ModelShape
-from planner.uncertainty.posterior import LawPosterior
-from planner.uncertainty.prediction import plan_counts, plan_prediction
+
+if TYPE_CHECKING:
+    from planner.uncertainty import LawPosterior
 
 # --- lifetime-optimal and budget modes -----------------------------------------------------------------------------
 
@@ -216,6 +218,7 @@ def build_plan(model: ModelShape, final_sparsity: float = 0.0, shape: str = "geo
     `runs` (the table the law was fitted on) sets the region when the posterior has none, else the seed's validated
     range. The hardware defaults to an H100 with the pattern's speedups.
     """
+    from planner.uncertainty import plan_counts, plan_prediction  # its fitting stack (scipy) only once a plan is built
     law = planning_law(law)
     hardware = hardware or hardware_profile("h100", pattern)
     if (tokens is None) == (tokens_per_param is None):
