@@ -21,7 +21,7 @@ class WorkingLaw:
     label: str  # what every page says is in force
     law: Law  # a fit's law carries its exponents' profile intervals in `ci`
     posterior: LawPosterior | None = field(default=None, compare=False)  # loss intervals; None: no uncertainty known
-    runs: pd.DataFrame | None = field(default=None, compare=False)  # fitted runs: outside them is extrapolation
+    runs: pd.DataFrame | None = field(default=None, compare=False)  # fitted runs: the region without a posterior
     no_interval: str = field(default="this preset publishes no usable uncertainty", compare=False)
 
     @property

@@ -5,6 +5,8 @@ One region rule, so a prediction is never both flagged as an extrapolation and g
 publishes no uncertainty, or a posterior without a region) the planner's validated region of ``runs``
 (`planner.regime.validated_region`: the fitted runs' hull, else the seed's validated range). Inside, the prediction
 carries the posterior's interval (none without a posterior); outside, it is flagged, with the reason, and no interval.
+A preset with published uncertainty is judged on its own data's region (`priors`), not the seed's range; the search's
+per-candidate ``extrapolated`` column (`planner.candidates`) still reads `validated_region` alone.
 """
 from __future__ import annotations
 
