@@ -91,8 +91,8 @@ def section(cli, runs, rounds, load_before) -> str:
              f"benchmark {load_before:.2f} ({state}); load average (1, 5, 15 min) at the end {load} (the busy loops "
              "below included).", "",
              f"CLI start-up, median CPU seconds of the whole process over {rounds} runs (only the subcommand being "
-             f"run is built and imported):", "", "| command | CPU s | heaviest imports (-X importtime: cumulative, wall "
-             f"ms) |",
+             "run is built and imported):", "", "| command | CPU s | heaviest imports (-X importtime: cumulative, wall "
+             "ms) |",
              "|---|---|---|"]
     lines += [f"| `python -m planner {c}` | {cpu:.2f} | {imp} |" for c, cpu, imp in cli]
     lines += ["", f"Target of at most 0.3 s CPU for `python -m planner --help`: "

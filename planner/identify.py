@@ -20,6 +20,7 @@ from planner.laws import EXPONENTS, N_COLUMN, PARAM_NAMES
 PLAUSIBLE_EXPONENT = (0.02, 3.0)
 VANISHED_SHARE = 1e-6  # a term below this share of every run's predicted loss has vanished
 FLAT_CONDITION = 1e-4
+FLAT = "a flat direction"  # how the flat-direction note starts (`cannot_plan` lets it pass)
 # The coefficient of each log-space term of `planner.fit.design`, in order.
 TERM_COEFFICIENTS = {"chinchilla": ("E", "A", "B"), "unified": ("E", "A", "B"), "frantar": ("a", "c", "e", "g"),
                      "effective": ("E", "A", "B")}
@@ -56,9 +57,16 @@ def degeneracies(form: str, params: dict, theta: np.ndarray, F: np.ndarray, held
     _, s, vt = np.linalg.svd(J, full_matrices=False)
     if not notes and s[-1] < FLAT_CONDITION * s[0]:
         mix = [names[free[i]] for i in np.argsort(-np.abs(vt[-1]))[:2]]
-        notes.append(f"a flat direction mixes {' and '.join(mix)} (condition {s[-1] / s[0]:.1e}): the runs cannot tell "
-                     f"them apart")
+        notes.append(f"{FLAT} mixes {' and '.join(mix)} (condition {s[-1] / s[0]:.1e}): the runs cannot tell them "
+                     f"apart")
     return tuple(notes)
+
+
+def cannot_plan(notes) -> tuple[str, ...]:
+    """The degeneracies (`degeneracies`' notes) that stop a fit from planning: an implausible exponent or a vanished
+    term, with which the law would pick sizes or token counts the runs never tested. A flat direction alone is not
+    one: the predictions at the runs are still determined, only some parameters are not."""
+    return tuple(n for n in notes if not n.startswith(FLAT))
 
 
 def degenerate_line(notes) -> str:

@@ -98,29 +98,27 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
     law = law or load_laptop_law()
     if law is None or recipe_of(plan) != law.recipe:
         return None
-    n, tokens = plan.derived.n_avg, plan.budget.tokens
+    from planner.uncertainty import plan_counts, plan_prediction
     extra = law.val_batch_sd ** 2 * max(0.0, 1 / plan.run.eval_batches - 1 / law.eval_batches)
-    noise = float(np.sqrt(law.noise_sd ** 2 + extra))
-    iv = laptop_posterior(law).interval(n, tokens, level=level, noise=True, noise_sd=noise).iloc[0]
-    if iv["extrapolated"]:  # the number stays, marked, with no interval claimed for it
-        return Prediction(loss=float(iv["loss"]), extrapolated=True,
-                          warnings=[f"extrapolated, no interval: {iv['reason']}"])
-    return Prediction(loss=float(iv["loss"]), ci_low=float(iv["low"]), ci_high=float(iv["high"]))
+    noise = float(np.sqrt(law.noise_sd ** 2 + extra))  # one run's loss: the interval includes its evaluation noise
+    return plan_prediction(law.law, *plan_counts(plan), laptop_posterior(law), level=level, noise_sd=noise)
 
 
 def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int, recipe: dict, command: str,
                    n_boot: int = 200, seed: int = 0, noise_dof: int = 0) -> LaptopLaw:
     """Fit the unified law to a runs table (planner format): `n_boot` parametric-bootstrap draws
-    (`planner.uncertainty.posterior_from_fit`) and profile intervals of the exponents, where identified, in `ci`."""
+    (`planner.uncertainty.posterior_from_fit`) and profile intervals of the exponents and the compute-optimal
+    exponent, where identified, in `ci` (`planner.uncertainty.profile.law_ci`)."""
     from planner.fit import LawFitter  # scipy only when fitting
     from planner.runs import load_runs
     from planner.uncertainty import posterior_from_fit, profile_intervals
+    from planner.uncertainty.profile import law_ci
     table = load_runs(runs, "unified")
     fit = LawFitter("unified").fit(table)
     post = posterior_from_fit(fit, table, n_draws=n_boot, seed=seed)
-    ci = {k: (p.low, p.high) for k, p in profile_intervals(fit, table).items() if p.identified and k in fit.params}
     n, d = table["n_avg"].to_numpy(float), table["tokens"].to_numpy(float)
-    law = fit.law.model_copy(update={"ci": ci or None, "provenance": f"laptop law: {fit.provenance}; {command}"})
+    law = fit.law.model_copy(update={"ci": law_ci(fit.form, profile_intervals(fit, table)),
+                                     "provenance": f"laptop law: {fit.provenance}; {command}"})
     return LaptopLaw(law=law, draws={k: v.tolist() for k, v in post.params.items()}, noise_sd=noise_sd,
                      noise_dof=noise_dof, val_batch_sd=val_batch_sd, eval_batches=eval_batches,
                      n_avg_range=(n.min(), n.max()),

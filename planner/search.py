@@ -13,6 +13,7 @@ candidate lies outside the validated region the answer says so once and names th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,9 +28,12 @@ from planner.hardware.breakeven import with_breakeven
 from planner.hardware.report import derived_figures
 from planner.laws import N_COLUMN, Law, default_law
 from planner.pareto import pareto_front
-from planner.plan import Budget, Hardware, Prediction, TrainingPlan, make_plan, resolve_schedule
+from planner.plan import Budget, Hardware, TrainingPlan, make_plan, resolve_schedule
 from planner.regime import schedule_flag, schedule_warning, validated_region
 from planner.shapes import ModelShape
+
+if TYPE_CHECKING:
+    from planner.uncertainty import LawPosterior
 
 # --- lifetime-optimal and budget modes -----------------------------------------------------------------------------
 
@@ -204,16 +208,17 @@ def build_plan(model: ModelShape, final_sparsity: float = 0.0, shape: str = "geo
                pattern: str = "unstructured", tokens: float | None = None, tokens_per_param: float | None = None,
                law: Law | None = None, hardware: Hardware | None = None, lifetime_tokens: float = 0.0,
                context: int | None = None, prefill_share: float = PREFILL_SHARE, batch_size: int = DEFAULT_BATCH,
-               seq_len: int = DEFAULT_SEQ_LEN, lr: float = 3e-4, name: str = "plan", bootstrap=None,
-               runs: pd.DataFrame | None = None) -> TrainingPlan:
+               seq_len: int = DEFAULT_SEQ_LEN, lr: float = 3e-4, name: str = "plan",
+               posterior: LawPosterior | None = None, runs: pd.DataFrame | None = None) -> TrainingPlan:
     """A complete TrainingPlan: schedule resolved in all three bases, budget, law, prediction, hardware and costs.
 
     Give `tokens`, or `tokens_per_param` (D / N_avg in the law's convention). Tokens round to whole optimizer steps
-    of batch_size x seq_len. `start`/`end` are read in `window_basis` (see plan.resolve_schedule). `bootstrap` (a
-    planner.uncertainty LawPosterior or BootstrapResult) adds a loss interval, none outside a posterior's region; `runs` (the table the law was fitted on) sets the
-    extrapolation region, else the seed's validated range. The hardware defaults to an H100 with the pattern's
-    speedups.
+    of batch_size x seq_len. `start`/`end` are read in `window_basis` (see plan.resolve_schedule). The prediction
+    is `planner.uncertainty.plan_prediction`'s: `posterior` (the law's) adds its loss interval inside its region;
+    `runs` (the table the law was fitted on) sets the region when the posterior has none, else the seed's validated
+    range. The hardware defaults to an H100 with the pattern's speedups.
     """
+    from planner.uncertainty import plan_counts, plan_prediction  # its fitting stack (scipy) only once a plan is built
     law = planning_law(law)
     hardware = hardware or hardware_profile("h100", pattern)
     if (tokens is None) == (tokens_per_param is None):
@@ -237,22 +242,11 @@ def build_plan(model: ModelShape, final_sparsity: float = 0.0, shape: str = "geo
     budget = Budget(tokens=steps * per_step, seq_len=seq_len, batch_size=batch_size, steps=steps, lr=lr,
                     warmup_steps=min(2000, steps // 100))
     draft = make_plan(model, schedule, budget, law.n_convention, name=name)
-    d = draft.derived
-    n, s = law_inputs(law, d.n_avg, d.n_final, schedule.final_sparsity)
-    region = validated_region(runs, law.n_convention, N_COLUMN[law.form])
-    extrapolated = not bool(region.contains(n, budget.tokens))
-    warnings = [f"(N {n:.3g}, D/N {budget.tokens / n:.0f}) lies outside {region.source}: the predicted loss "
-                f"extrapolates"] if extrapolated else []
+    prediction = plan_prediction(law, *plan_counts(draft), posterior, runs)
     flag = int(schedule_flag(schedule.compute_start, schedule.compute_end, schedule.final_sparsity))
     if flag:
-        warnings.append(schedule_warning(schedule.compute_start, schedule.compute_end, flag))
-    low = high = None
-    if bootstrap is not None:
-        low, high = (float(x) for x in bootstrap.loss_ci(n, budget.tokens, s))
-        if not np.isfinite(low + high):  # outside the law's region (a LawPosterior's): an extrapolation, no interval
-            low = high = None
-    prediction = Prediction(loss=float(law.predict(n, budget.tokens, s)), ci_low=low, ci_high=high,
-                            extrapolated=extrapolated, warnings=warnings)
+        warning = schedule_warning(schedule.compute_start, schedule.compute_end, flag)
+        prediction = prediction.model_copy(update={"warnings": [*prediction.warnings, warning]})
     costs = cost_ledgers(draft, hardware, lifetime_tokens, context, prefill_share)
     plan = make_plan(model, schedule, budget, law.n_convention, name=name, law=law, prediction=prediction,
                      hardware=hardware, costs=costs)
@@ -263,7 +257,7 @@ def build_plan(model: ModelShape, final_sparsity: float = 0.0, shape: str = "geo
 def plan_from_candidate(row: pd.Series, law: Law | None = None, hardware: Hardware | None = None, **plan) -> \
         TrainingPlan:
     """build_plan for one row of `candidates` (family shape, schedule, compute window, tokens); `plan` passes on
-    (lifetime_tokens, batch_size, seq_len, name, bootstrap, runs, ...)."""
+    (lifetime_tokens, batch_size, seq_len, name, posterior, runs, ...)."""
     dense = row["final_sparsity"] == 0
     return build_plan(family_shape(int(row["d_model"])), float(row["final_sparsity"]),
                       "dense" if dense else str(row["schedule_shape"]), window_basis="compute",

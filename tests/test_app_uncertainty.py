@@ -32,7 +32,7 @@ def test_held_exponents_do_not_advise_holding_them_and_the_disabled_button_says_
 
 def test_use_note_names_the_problem_of_a_held_fit():
     r = fit_form(seed_pairs(), "unified", "coarse", 50, exponents=EPOCH)
-    assert use_note(r, in_force=False).startswith("Not offered: this fit cannot plan (B = ")
+    assert use_note(r, in_force=False).startswith("Not offered: this fit cannot plan (the B term has vanished (B = ")
     assert use_note(r, in_force=True) == "In force on every page."
     assert exponent_caption(r, "epoch-replication") == "set by the held exponents (epoch-replication)"
 

@@ -431,3 +431,12 @@ def test_effective_parameter_form_recovers_known_multipliers():
     assert table.set_index("form").loc["effective", "n_params"] == 7
     with pytest.raises(PlannerInputError, match="n_total"):
         effective.fit(runs.drop(columns="n_total"), grid="coarse")
+
+
+def test_only_a_vanished_term_or_an_implausible_exponent_stops_planning():
+    """`identify.cannot_plan`, the Scaling laws page's rule: a flat direction alone leaves the predictions at the
+    runs determined, so the fit may still plan."""
+    from planner.identify import FLAT, cannot_plan
+    flat = f"{FLAT} mixes beta and alpha (condition 9.3e-06): the runs cannot tell them apart"
+    vanished = "the B term has vanished (B = 3.3e-130)"
+    assert cannot_plan((flat,)) == () and cannot_plan((vanished,)) == (vanished,)

@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 from planner.costs import cost_ledgers, hardware_profile
 from planner.errors import PlannerInputError
-from planner.uncertainty import BootstrapResult
-from planner.laws import default_law, get_law
+from planner.uncertainty import LawPosterior
+from planner.laws import PARAM_NAMES, default_law, get_law
 from planner.plan import load_plan, dump_plan
 from planner.runs import seed_pairs
 from planner.schedules import Schedule, compute_weighting
@@ -196,7 +196,7 @@ def test_build_plan_warns_outside_the_validated_regimes():
     plan = build_plan(PRESETS["llama2-1b"], 0.8, start=0.0, end=0.6, tokens=1e13)
     assert plan.prediction.extrapolated
     text = " ".join(plan.prediction.warnings)
-    assert "extrapolates" in text and "N_avg alone is not known" in text
+    assert "extrapolation, no interval" in text and "N_avg alone is not known" in text
     dense = build_plan(PRESETS["llama2-70m"], 0.0, "dense", tokens=5e9)
     assert dense.prediction.warnings == []
 
@@ -208,13 +208,11 @@ def test_build_plan_input_errors():
         build_plan(PRESETS["tiny"], 1.0, tokens=1e6)
 
 
-def test_build_plan_with_a_bootstrap_interval():
+def test_build_plan_with_a_posterior_interval():
     law = default_law()
     rng = np.random.default_rng(0)
-    coef = law.coefficients
-    samples = pd.DataFrame({k: v * (1 + 0.01 * rng.standard_normal(200)) for k, v in coef.items()})
-    plan = build_plan(PRESETS["llama2-70m"], 0.5, tokens=5e9, law=law,
-                      bootstrap=BootstrapResult("unified", samples, 0.95))
+    draws = np.column_stack([law.params[k] * (1 + 0.01 * rng.standard_normal(200)) for k in PARAM_NAMES[law.form]])
+    plan = build_plan(family_shape(1024), 0.5, tokens_per_param=100, law=law, posterior=LawPosterior(law, draws))
     p = plan.prediction
     assert p.ci_low < p.loss < p.ci_high
 

@@ -136,7 +136,7 @@ def test_tiny_preset_and_ladder_carry_the_bundled_laptop_law_prediction():
     for rung in scale_down(parent):  # an interval inside the study's runs; outside, marked and without one
         p = rung.prediction
         assert p is not None and (p.ci_low is None) == p.extrapolated
-        assert p.ci_low < p.ci_high if not p.extrapolated else "extrapolated, no interval: " in p.warnings[0]
+        assert p.ci_low < p.ci_high if not p.extrapolated else "extrapolation, no interval: " in p.warnings[0]
 
 
 def test_scale_down_keeps_tokens_per_n_avg_and_fits_the_cpu_budget():

@@ -166,3 +166,13 @@ def test_epoch_points_drop_the_highest_losses_and_read_tokens_from_flop(tmp_path
     runs = epoch_points(path, drop_highest=1)
     assert runs["loss"].tolist() == [2.2, 2.5, 2.8] and runs["n"].tolist() == [8e8, 2e8, 4e8]
     assert runs["tokens"].tolist() == pytest.approx([8e10, 2e10, 4e10])  # FLOP / (6 N)
+
+
+def test_law_ci_keeps_identified_intervals_under_the_forms_names():
+    from planner.uncertainty.profile import ProfileInterval, law_ci
+    profiles = {"alpha": ProfileInterval("alpha", 0.3, 0.2, 0.4, "identified"),
+                "beta": ProfileInterval("beta", 0.3, np.nan, np.nan, "unidentified"),
+                "optimal_n_exponent": ProfileInterval("optimal_n_exponent", 0.5, 0.45, 0.55, "identified")}
+    assert law_ci("unified", profiles) == {"alpha": (0.2, 0.4), "optimal_n_exponent": (0.45, 0.55)}
+    assert set(law_ci("frantar", profiles)) == {"d", "optimal_n_exponent"}
+    assert law_ci("unified", {"beta": profiles["beta"]}) is None

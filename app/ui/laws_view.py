@@ -5,16 +5,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from planner.errors import PlannerInputError
 from planner.fit import FitResult, LawFitter, heldout_errors, predict_loss
+from planner.identify import cannot_plan
 from planner.laws import DEFAULT_LAW, EXPONENTS, N_COLUMN, PARAM_NAMES, chinchilla_terms
-from planner.plan import TrainingPlan
+from planner.plan import Prediction, TrainingPlan
 from planner.runs import in_regime, load_runs
-from planner.uncertainty import LawPosterior, posterior_from_fit, profile_intervals
+from planner.uncertainty import (LawPosterior, plan_counts, plan_prediction, posterior_from_fit,
+                                 profile_intervals)
 
 FORMS = ("unified", "chinchilla", "frantar")
 FORM_LABELS = {"unified": "unified (N_avg)", "chinchilla": "Chinchilla (N_final)", "frantar": "Frantar (S, N_final)"}
@@ -89,20 +90,10 @@ def fit_form(source, form: str, grid: str = "coarse", n_draws: int = 100, seed: 
     return FormFit(fit, posterior, profiles, heldout_errors(table, form, fit=fit), table, why)
 
 
-def plan_point(form: str, plan: TrainingPlan) -> dict:
-    """Where a form evaluates a plan: its N (N_avg or N_final), tokens, and the final sparsity for Frantar."""
-    n = plan.derived.n_avg if N_COLUMN[form] == "n_avg" else plan.derived.n_final
-    return {"n": n, "tokens": plan.budget.tokens, "sparsity": plan.schedule.final_sparsity if form == "frantar" else None}
-
-
-def predicted_loss(result: FormFit, plan: TrainingPlan) -> tuple[float, float | None, float | None]:
-    """(loss, ci_low, ci_high) the form predicts for the plan; the interval is None outside the runs' region."""
-    point = plan_point(result.fit.form, plan)
-    loss = float(result.fit.law.predict(**point))
-    if result.posterior is None:
-        return loss, None, None
-    low, high = (float(x) for x in result.posterior.loss_ci(point["n"], point["tokens"], point["sparsity"]))
-    return (loss, low, high) if np.isfinite(low + high) else (loss, None, None)
+def form_prediction(result: FormFit, plan: TrainingPlan) -> Prediction:
+    """The form's prediction for the plan (`planner.uncertainty.plan_prediction`): an interval only inside the region
+    of its runs."""
+    return plan_prediction(result.fit.law, *plan_counts(plan), result.posterior, result.table)
 
 
 def comparison(results: dict[str, FormFit]) -> pd.DataFrame:
@@ -175,29 +166,17 @@ def support_warning(fit: FitResult) -> str | None:
             f"('unidentified' where the runs do not bound them) and the predicted loss inside the runs' region.")
 
 
-def degenerate_problems(fit: FitResult) -> list[str]:
-    """The coefficients driven to ~0 and the exponents at or below 0 that stop a fit from planning."""
-    _, A, B, alpha, beta = (float(x) for x in chinchilla_terms(fit.form, fit.params))
-    frantar = fit.form == "frantar"
-    problems = [f"{name} = {v:.2g}" for name, v in ((("a, c" if frantar else "A"), A), ("e" if frantar else "B", B))
-                if v < 1e-6]
-    return problems + [f"{name} = {v:.2g} ≤ 0" for name, v in ((("d" if frantar else "α"), alpha),
-                                                                ("f" if frantar else "β", beta)) if v <= 0]
-
-
 def degenerate_warning(fit: FitResult) -> str | None:
-    """Why a fit cannot plan, if it cannot: a coefficient driven to ~0 (the runs do not identify that term, e.g. runs
-    on one compute budget leave the data term B free) or an exponent at or below 0 (loss that does not fall with
-    more parameters or data). Planning with such a law picks sizes or token counts the runs never tested. The
-    advice names only remedies not already taken: with the exponents held it does not say to hold them."""
-    problems = degenerate_problems(fit)
+    """Why a fit cannot plan, if it cannot (`planner.identify.cannot_plan`: a term that vanished, e.g. runs on one
+    compute budget leave the data term B free, or an implausible exponent, e.g. loss that does not fall with more
+    data). The advice names only remedies not already taken: with the exponents held it does not say to hold them."""
+    problems = cannot_plan(fit.degenerate)
     if not problems:
         return None
-    B = float(chinchilla_terms(fit.form, fit.params)[2])
-    held = set(EXPONENTS[fit.form]) <= set(fit.fixed)
-    if held:
+    if set(EXPONENTS[fit.form]) <= set(fit.fixed):
+        data = float(chinchilla_terms(fit.form, fit.params)[2]) < 1e-6  # wording only: which term fell away
         return (f"{'; '.join(problems)} with the exponents already held: in these runs loss does not fall as "
-                f"{'tokens' if B < 1e-6 else 'parameters'} grow (e.g. each smaller model trained on more tokens), so "
+                f"{'tokens' if data else 'parameters'} grow (e.g. each smaller model trained on more tokens), so "
                 f"the fit cannot plan: it would pick sizes or token counts the runs never tested. Add runs that vary "
                 f"model size and tokens independently.")
     return (f"{'; '.join(problems)}: these runs do not pin down how loss falls with parameters and data (they vary "

@@ -12,7 +12,7 @@ from app.ui.runs_view import fit_table
 from planner.runs import load_runs
 from planner.plan import TrainingPlan
 from planner.uncertainty.decide import fitted_posterior
-from planner.uncertainty.next_runs import choose, laptop_options, summary, target_point
+from planner.uncertainty.next_runs import laptop_options, next_runs
 
 MIN_RUNS = 6  # finished runs before a five-parameter fit has anything to bootstrap
 DRAWS = 100
@@ -25,16 +25,15 @@ def suggest(plan: TrainingPlan, folder: Path, budget_minutes: float) -> tuple[pd
     if len(runs) < MIN_RUNS:
         return f"Suggestions need {MIN_RUNS} finished runs to fit the unified law on; {len(runs)} finished so far."
     post = fitted_posterior("unified", load_runs(runs, "unified"), n_draws=DRAWS, grid="coarse")
-    options = laptop_options(post, plan)
-    chosen = choose(post, target_point(post, plan), options, budget_minutes)
-    if chosen.empty:
+    found = next_runs(post, plan, laptop_options(post, plan), budget_minutes)
+    if found.chosen.empty:
         return f"No run within {budget_minutes:g} CPU minutes narrows the prediction of {plan.name}."
-    table = summary(chosen, options)
+    table = found.table
     shown = pd.DataFrame({"step": table["step"], "plan": table["plan"], "N_avg": [human(x, 3) for x in table["n_avg"]],
                           "tokens": [human(x, 3) for x in table["tokens"]],
                           "CPU minutes (pair)": table["cost"].map("{:.1f}".format),
                           "90% interval after (nats)": table["width_after"].map("{:.4f}".format)})
-    return shown, [p for c in chosen["candidate"] for p in options.plans[c]]
+    return shown, found.plans
 
 
 def section(plan: TrainingPlan, folder: Path) -> dict[str, TrainingPlan]:

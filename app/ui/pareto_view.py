@@ -176,11 +176,11 @@ def row(comp: Comparison, plan_id: str) -> pd.Series:
 
 def selected_plan(inputs: PlannerInputs, comp: Comparison, plan_id: str, working: WorkingLaw = DEFAULT) -> \
         TrainingPlan:
-    """The full TrainingPlan of a candidate (schedule in all bases, law, prediction with the working law's bootstrap
+    """The full TrainingPlan of a candidate (schedule in all bases, law, prediction with the working law's
     interval, costs) for export and runs."""
     name = re.sub(r"[^a-z0-9]+", "-", plan_id.lower()).strip("-")
     return plan_from_candidate(row(comp, plan_id), working.law, hardware(inputs),
-                               lifetime_tokens=inputs.lifetime_tokens, name=name, bootstrap=working.posterior,
+                               lifetime_tokens=inputs.lifetime_tokens, name=name, posterior=working.posterior,
                                runs=working.runs)
 
 

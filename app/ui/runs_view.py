@@ -17,7 +17,7 @@ import streamlit as st
 
 from app.ui.common import error_message, human
 from app.ui.export_view import LADDER_MINUTES
-from app.ui.laws_view import fit_form, predicted_loss
+from app.ui.laws_view import fit_form, form_prediction
 from planner.errors import PlannerInputError
 from planner.laws import PRESETS, Law, resolve_law
 from planner.ladder import scale_down, tiny_plan
@@ -264,9 +264,10 @@ def density_curves(metrics: pd.DataFrame) -> pd.DataFrame:
                                                   "measured_density": "masks (measured)"}))
 
 
-def prediction(run: dict, folder: Path, n_boot: int = 100) -> tuple[float, float | None, float | None, str] | None:
+def prediction(run: dict, folder: Path, n_draws: int = 100) -> tuple[float, float | None, float | None, str] | None:
     """(loss, ci_low, ci_high, source) to set beside a run's measured loss: the plan's own prediction, else the
-    unified law fitted (with bootstrap) on the registry's other finished runs; None when neither exists."""
+    unified law fitted on the registry's other finished runs, its interval from ``n_draws`` posterior draws (none
+    outside their region); None when neither exists."""
     plan = run_plan(run)
     if plan.prediction is not None:
         p = plan.prediction
@@ -275,8 +276,8 @@ def prediction(run: dict, folder: Path, n_boot: int = 100) -> tuple[float, float
     others = others[others["name"] != run["name"]]
     if len(others) < 5:  # the unified form has five parameters
         return None
-    loss, low, high = predicted_loss(fit_form(others, "unified", "coarse", n_boot), plan)
-    return loss, low, high, f"unified law fitted on {len(others)} other finished runs"
+    p = form_prediction(fit_form(others, "unified", "coarse", n_draws), plan)
+    return p.loss, p.ci_low, p.ci_high, f"unified law fitted on {len(others)} other finished runs"
 
 
 def law_name(law: Law | None) -> str:

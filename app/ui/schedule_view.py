@@ -9,16 +9,15 @@ import pandas as pd
 
 from app.ui.common import error_message, human
 from app.ui.pareto_view import sci
-from app.ui.working_law import DEFAULT, WorkingLaw, loss_interval
+from app.ui.working_law import DEFAULT, WorkingLaw, prediction_at
 from planner.costs import LEDGER_COLUMNS, cost_ledgers, final_model_memory, hardware_profile
 from planner.errors import PlannerInputError
 from planner.hardware.breakeven import (BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, against_dense_shape,  # noqa: F401
                                         format_speedup)
-from planner.laws import N_COLUMN
 from planner.plan import Budget, Prediction, TrainingPlan, make_plan, piecewise_schedule, resolve_schedule
 from planner.schedules import n_of_t
-from planner.search import law_inputs, validated_region
 from planner.shapes import ModelShape
+from planner.uncertainty import plan_counts
 
 SHAPES = ("geometric", "cubic", "linear", "one_shot", "piecewise", "dense")
 BASES = ("compute", "tokens", "steps")
@@ -73,15 +72,8 @@ def design_plan(model: ModelShape, steps: int, shape: str, final_sparsity: float
 
 
 def predict(plan: TrainingPlan, working: WorkingLaw) -> Prediction:
-    """The working law's loss at the plan's (N, D), with the bootstrap interval of a fitted law."""
-    d, tokens, sparsity = plan.derived, plan.budget.tokens, plan.schedule.final_sparsity
-    n, s = law_inputs(working.law, d.n_avg, d.n_final, sparsity)
-    low, high = loss_interval(working, d.n_avg, d.n_final, sparsity, tokens)
-    region = validated_region(working.runs, working.law.n_convention, N_COLUMN[working.law.form])
-    extrapolated = not bool(region.contains(n, tokens))
-    return Prediction(loss=float(working.law.predict(n, tokens, s)), ci_low=low, ci_high=high,
-                      extrapolated=extrapolated,
-                      warnings=[f"outside {region.source}: the prediction extrapolates"] if extrapolated else [])
+    """The working law's loss at the plan's (N, D), with its interval inside the law's region."""
+    return prediction_at(working, *plan_counts(plan))
 
 
 def n_curves(plans: dict[str, TrainingPlan], points: int = 600) -> pd.DataFrame:

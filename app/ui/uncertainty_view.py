@@ -2,9 +2,9 @@
 interval (or why there is none), and why a fit is not offered as the working law."""
 from __future__ import annotations
 
-import numpy as np
-
-from app.ui.laws_view import FormFit, degenerate_problems, plan_point, predicted_loss
+from app.ui.laws_view import FormFit, form_prediction
+from app.ui.working_law import caption
+from planner.identify import cannot_plan
 from planner.plan import TrainingPlan
 
 
@@ -19,22 +19,15 @@ def exponent_caption(result: FormFit, preset: str | None) -> str:
 
 
 def loss_caption(result: FormFit, plan: TrainingPlan) -> str:
-    """The line under the selected plan's predicted loss: its 95% interval, or the extrapolation's reason."""
-    _, low, high = predicted_loss(result, plan)
-    if low is not None:
-        return f"95% interval [{low:.3f}, {high:.3f}]"
-    if result.posterior is None:
-        return f"no interval: {result.no_interval}"
-    point = plan_point(result.fit.form, plan)
-    reason = np.ravel(result.posterior.region.reasons(point["n"], point["tokens"]))[0]
-    return f"extrapolation, no interval: {reason}"
+    """The line under the selected plan's predicted loss: its 95% interval, or why there is none."""
+    return caption(form_prediction(result, plan), result.no_interval)
 
 
 def use_note(result: FormFit, in_force: bool) -> str:
     """What stands beside the 'Use as the working law' button: why it is disabled, or nothing."""
     if in_force:
         return "In force on every page."
-    problems = degenerate_problems(result.fit)
+    problems = cannot_plan(result.fit.degenerate)
     if problems:
         return f"Not offered: this fit cannot plan ({'; '.join(problems)}; see the warning above)."
     return ""

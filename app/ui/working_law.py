@@ -6,14 +6,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from planner.fit import FitResult
 from planner.laws import DEFAULT_LAW, PRESETS, Law, resolve_law
-from planner.search import law_inputs
-from planner.uncertainty import LawPosterior
+from planner.plan import Prediction
+from planner.uncertainty import LawPosterior, plan_prediction
 from planner.uncertainty.priors import preset_posterior
+from planner.uncertainty.profile import law_ci
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class WorkingLaw:
     label: str  # what every page says is in force
     law: Law  # a fit's law carries its exponents' profile intervals in `ci`
     posterior: LawPosterior | None = field(default=None, compare=False)  # loss intervals; None: no uncertainty known
-    runs: pd.DataFrame | None = field(default=None, compare=False)  # fitted runs: outside them is extrapolation
+    runs: pd.DataFrame | None = field(default=None, compare=False)  # fitted runs: the region without a posterior
     no_interval: str = field(default="this preset publishes no usable uncertainty", compare=False)
 
     @property
@@ -30,25 +30,29 @@ class WorkingLaw:
         return hashlib.sha1((self.label + self.law.model_dump_json()).encode()).hexdigest()[:16]
 
 
-def loss_interval(working: WorkingLaw, n_avg, n_final, final_sparsity, tokens) -> tuple[float | None, float | None]:
-    """The 95% interval of the predicted loss at a plan's counts and tokens; (None, None) without a posterior or
-    outside the region its runs cover (an extrapolation: `interval_caption` says why)."""
-    if working.posterior is None:
-        return None, None
-    n, s = law_inputs(working.law, n_avg, n_final, final_sparsity)
-    low, high = (float(x) for x in working.posterior.loss_ci(n, tokens, s))
-    return (low, high) if np.isfinite(low + high) else (None, None)
+def prediction_at(working: WorkingLaw, n_avg, n_final, final_sparsity, tokens) -> Prediction:
+    """The working law's prediction at a plan's counts and tokens: `planner.uncertainty.plan_prediction`'s, with the
+    posterior's interval inside its region and an extrapolation, without one, outside."""
+    return plan_prediction(working.law, n_avg, n_final, final_sparsity, tokens, working.posterior, working.runs)
 
 
-def interval_caption(working: WorkingLaw, n_avg, n_final, final_sparsity, tokens) -> str:
-    """The line under a predicted loss: its interval, or why there is none."""
-    low, high = loss_interval(working, n_avg, n_final, final_sparsity, tokens)
-    if low is not None:
-        return f"95% interval [{low:.3f}, {high:.3f}]"
-    if working.posterior is None:
-        return f"no interval: {working.no_interval}"
-    n, _ = law_inputs(working.law, n_avg, n_final, final_sparsity)
-    return f"extrapolation, no interval: {np.ravel(working.posterior.region.reasons(n, tokens))[0]}"
+def loss_interval(working: WorkingLaw, *point) -> tuple[float | None, float | None]:
+    """(low, high) of `prediction_at`: (None, None) outside the region or without a posterior."""
+    p = prediction_at(working, *point)
+    return p.ci_low, p.ci_high
+
+
+def interval_caption(working: WorkingLaw, *point) -> str:
+    """The line under the working law's predicted loss at a point (`caption`)."""
+    return caption(prediction_at(working, *point), working.no_interval)
+
+
+def caption(p: Prediction, no_interval: str) -> str:
+    """The line under a predicted loss: its interval, or why there is none (an extrapolation's reason, else
+    ``no_interval``: why the law has no uncertainty)."""
+    if p.ci_low is not None:
+        return f"95% interval [{p.ci_low:.3f}, {p.ci_high:.3f}]"
+    return p.warnings[0] if p.extrapolated else f"no interval: {no_interval}"
 
 
 def preset_law(name: str = DEFAULT_LAW) -> WorkingLaw:
@@ -70,8 +74,7 @@ def fitted_law(fit: FitResult, posterior: LawPosterior | None, profiles: dict, r
     held = ", ".join(f"{k} = {v:.4g}" for k, v in fit.fixed.items())
     what = f"{fit.form} form fitted on {source} ({fit.n_runs} runs" + (f"; {held} held" if held else "") + ")"
     provenance = f"{what}; {posterior.method if posterior else 'no interval: ' + no_interval} (sparseplan app)"
-    ci = {k: (p.low, p.high) for k, p in profiles.items() if p.identified}
-    law = fit.law.model_copy(update={"ci": ci or None, "provenance": provenance})
+    law = fit.law.model_copy(update={"ci": law_ci(fit.form, profiles), "provenance": provenance})
     return WorkingLaw(what, law, posterior, runs, no_interval)
 
 

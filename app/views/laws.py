@@ -128,9 +128,8 @@ for form, r in fits.items():
               help="N_opt ∝ C^a; interval: profile likelihood, unidentified when the runs do not bound it")
     m1.caption(uv.exponent_caption(r, preset if exponents else None))
     if plan is not None:
-        loss, _, _ = lv.predicted_loss(r, plan)
-        m2.metric("Selected plan's loss", f"{loss:.3f}", help=f"the Pareto page's selected plan ({plan.name}) "
-                                                              f"under this fit, nats/token")
+        m2.metric("Selected plan's loss", f"{lv.form_prediction(r, plan).loss:.3f}",
+                  help=f"the Pareto page's selected plan ({plan.name}) under this fit, nats/token")
         m2.caption(uv.loss_caption(r, plan))
     m3, m4 = st.columns(2)
     m3.metric("Held-out RMSE (nats)", f"{r.heldout['heldout_rmse']:.4f}", help=r.heldout["scheme"])

@@ -13,7 +13,8 @@ import pandas as pd
 
 from planner.errors import PlannerInputError
 from planner.fit import _table_and_fit, refit_weighted, theta_to_params
-from planner.laws import chinchilla, chinchilla_terms, optimal_n_exponent
+from planner.laws import chinchilla_terms, optimal_n_exponent
+from planner.uncertainty.posterior import loss_draws
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,8 @@ class BootstrapResult:
 
     def loss_ci(self, n, tokens, sparsity=None):
         """(low, high) predicted loss at the given points (the form's N convention), broadcast over arrays."""
-        ndim = np.broadcast(np.asarray(n), np.asarray(tokens), np.asarray(0.0 if sparsity is None else sparsity)).ndim
-        coef = {k: self.samples[k].to_numpy()[(slice(None),) + (None,) * ndim] for k in self.samples}
-        return self._bounds(chinchilla(n, tokens, *chinchilla_terms(self.form, coef, sparsity)))
+        return self._bounds(loss_draws(self.form, {k: self.samples[k].to_numpy() for k in self.samples}, n, tokens,
+                                       sparsity))
 
 
 def bootstrap(runs, form="unified", n_boot=1000, seed=0, by_group=None, level=0.95, grid="chinchilla", fit=None,

@@ -135,16 +135,14 @@ def run_next_runs(a) -> int:
     else:
         hardware = hardware_profile(a.gpu, target.schedule.pattern)
         options, budget = nr.gpu_options(post, target, hardware, a.budget_gpu_hours), a.budget_gpu_hours
-    point = nr.target_point(post, target)
-    chosen = nr.choose(post, point, options, budget, max_runs=a.max_runs)
-    table = nr.summary(chosen, options)
+    found = nr.next_runs(post, target, options, budget, max_runs=a.max_runs)
+    chosen, table, point = found.chosen, found.table, found.point
     if a.out:
-        for plans in (options.plans[c] for c in chosen["candidate"]):
-            for plan in plans:
-                try:
-                    dump_plan(plan, Path(a.out) / f"{plan.name}.yaml")
-                except OSError as exc:
-                    raise PlannerInputError(f"--out {a.out}: cannot write ({exc.strerror or exc})") from None
+        for plan in found.plans:
+            try:
+                dump_plan(plan, Path(a.out) / f"{plan.name}.yaml")
+            except OSError as exc:
+                raise PlannerInputError(f"--out {a.out}: cannot write ({exc.strerror or exc})") from None
     before = chosen["width_before"].iloc[0] if len(chosen) else float("nan")
     after = chosen["width_after"].iloc[-1] if len(chosen) else before
     if a.json:

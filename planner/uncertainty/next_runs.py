@@ -153,3 +153,23 @@ def summary(chosen: pd.DataFrame, options: RunOptions) -> pd.DataFrame:
                          "width_before": r.width_before, "width_after": r.width_after})
     return pd.DataFrame(rows)
 
+
+
+@dataclass(frozen=True)
+class NextRuns:
+    """What `next_runs` chose: `chosen` (`choose`'s rows), `table` (`summary`), `plans` (the chosen candidates' plans,
+    in order) and `point` (the target's `target_point`)."""
+    chosen: pd.DataFrame
+    table: pd.DataFrame
+    plans: list[TrainingPlan]
+    point: tuple[float, float, float]
+
+
+def next_runs(post: LawPosterior, target: TrainingPlan, options: RunOptions, budget: float,
+              max_runs: int = 8) -> NextRuns:
+    """The runs among `options` that narrow `target`'s predicted loss most within `budget` (`choose`), as the CLI
+    and the Runs page show them."""
+    point = target_point(post, target)
+    chosen = choose(post, point, options, budget, max_runs=max_runs)
+    plans = [p for c in chosen["candidate"] for p in options.plans[c]]
+    return NextRuns(chosen, summary(chosen, options), plans, point)

@@ -26,6 +26,15 @@ from planner.uncertainty.region import Region
 BLOCK = 40  # simulated tables refitted together: their runs are stacked, and weights give each refit its own table
 
 
+def loss_draws(form: str, params: dict[str, np.ndarray], n, tokens, sparsity=None) -> np.ndarray:
+    """A law's predicted loss under every parameter draw (``params``: name -> (k,) array) at broadcast (n, tokens,
+    sparsity): shape (k, *shape). Each draw gets its own leading row so a point never mixes draws."""
+    n, tokens = np.asarray(n, float), np.asarray(tokens, float)
+    ndim = np.broadcast(n, tokens, np.asarray(0.0 if sparsity is None else sparsity)).ndim
+    coef = {k: np.asarray(v).reshape((-1,) + (1,) * ndim) for k, v in params.items()}
+    return chinchilla(n, tokens, *chinchilla_terms(form, coef, sparsity))
+
+
 @dataclass(frozen=True)
 class LawPosterior:
     """Uncertainty about a law, as parameter draws; the API other features (probability of reaching a target,
@@ -65,10 +74,7 @@ class LawPosterior:
 
     def loss_draws(self, n, tokens, sparsity=None) -> np.ndarray:
         """Predicted loss under every draw at broadcast (n, tokens): shape (k, *shape). No run-to-run noise."""
-        n, tokens = np.asarray(n, float), np.asarray(tokens, float)
-        ndim = np.broadcast(n, tokens).ndim
-        coef = {k: v.reshape((-1,) + (1,) * ndim) for k, v in self.params.items()}
-        return chinchilla(n, tokens, *chinchilla_terms(self.form, coef, sparsity))
+        return loss_draws(self.form, self.params, n, tokens, sparsity)
 
     def predict(self, n, tokens, sparsity=None, quantiles=(0.025, 0.5, 0.975), noise: bool = False,
                 noise_sd: float | None = None, seed: int = 0) -> np.ndarray:

@@ -23,7 +23,7 @@ from scipy.stats import f as f_dist
 
 from planner.fit import FitResult, design, distinct_basins, start_grid
 from planner.identify import PLAUSIBLE_EXPONENT
-from planner.laws import EXPONENTS, PARAM_NAMES
+from planner.laws import EXPONENTS, PARAM_NAMES, optimal_n_exponent
 from planner.optim import batched_bfgs, batched_newton, make_problem
 
 LS_DELTA = 10.0  # a Huber delta above every log residual: the objective is half the sum of squares
@@ -43,6 +43,13 @@ class ProfileInterval:
     @property
     def identified(self) -> bool:
         return self.status == "identified"
+
+
+def law_ci(form: str, profiles: dict[str, ProfileInterval]) -> dict[str, tuple[float, float]] | None:
+    """The identified intervals as a saved law's `Law.ci` (None when none is): the exponents under the form's own
+    parameter names (Frantar's d, f), and 'optimal_n_exponent' as `fit --bootstrap` saves it."""
+    names = dict(zip(("alpha", "beta"), EXPONENTS[form]))
+    return {names.get(k, k): (p.low, p.high) for k, p in profiles.items() if p.identified} or None
 
 
 def _minimise(prob, starts):
@@ -109,7 +116,7 @@ class _Profiler:
         names = PARAM_NAMES[self.fit.form]
         i, j = (names.index(e) for e in EXPONENTS[self.fit.form])
         base = np.vstack([self.theta, self.fit.theta, self.fit.basins])
-        est = self.theta[j] / (self.theta[i] + self.theta[j]) if name == "optimal_n_exponent" else \
+        est = optimal_n_exponent(self.theta[i], self.theta[j]) if name == "optimal_n_exponent" else \
             self.theta[i if name == "alpha" else j]
         values = np.asarray(values, float)
         out = np.empty(len(values))
@@ -158,7 +165,7 @@ def profile_intervals(fit: FitResult, table: pd.DataFrame, level: float = 0.95, 
     names = PARAM_NAMES[fit.form]
     i, j = (names.index(e) for e in EXPONENTS[fit.form])
     estimates = {"alpha": prof.theta[i], "beta": prof.theta[j],
-                 "optimal_n_exponent": prof.theta[j] / (prof.theta[i] + prof.theta[j])}
+                 "optimal_n_exponent": optimal_n_exponent(prof.theta[i], prof.theta[j])}
     held = {"alpha": EXPONENTS[fit.form][0] in fit.fixed, "beta": EXPONENTS[fit.form][1] in fit.fixed}
     held["optimal_n_exponent"] = held["alpha"] and held["beta"]
     out = {}
