@@ -14,10 +14,10 @@ import numpy as np
 from planner.errors import PlannerInputError
 from planner.laptop import cpu_seconds, load_laptop_law, predict_plan
 from planner.plan import Budget, Pair, PlanSchedule, RunConfig, TrainingPlan, make_plan, resolve_schedule
+from planner.preflight import BYTE_VOCAB
 from planner.shapes import ModelShape
 from planner.validation.verdict import detectable_gap, seeds_needed
 
-BYTE_VOCAB = 256
 # The laptop recipe shared by the tiny preset, the ladder and the validation study (train_backend.study), so the
 # laptop law fitted on the study predicts the others: 16 x 128 tokens a step, the last 10% of the corpus held out.
 SEQ_LEN, BATCH_SIZE, VAL_FRACTION = 128, 16, 0.1
