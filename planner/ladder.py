@@ -16,7 +16,7 @@ from planner.laptop import cpu_seconds, load_laptop_law, predict_plan
 from planner.plan import Budget, Pair, PlanSchedule, RunConfig, TrainingPlan, make_plan, resolve_schedule
 from planner.preflight import BYTE_VOCAB
 from planner.shapes import ModelShape
-from planner.validation.verdict import detectable_gap, seeds_needed
+from planner.validation.verdict import detectable_gap, gap_noise, seeds_needed
 
 # The laptop recipe shared by the tiny preset, the ladder and the validation study (train_backend.study), so the
 # laptop law fitted on the study predicts the others: 16 x 128 tokens a step, the last 10% of the corpus held out.
@@ -281,10 +281,10 @@ def scale_down(plan: TrainingPlan, rungs: int = 3, seq_len: int = SEQ_LEN, batch
 def power_notes(plan: TrainingPlan) -> list[str]:
     """For a sparse rung: the seeds a +-1% verdict on its pair needs at the laptop law's run-to-run noise (two
     unpaired runs' worth: a conservative bound, as shared data order makes the paired gap quieter)."""
-    law = load_laptop_law()
-    if plan.pair is None or plan.pair.role != "sparse" or plan.prediction is None or law is None or not law.noise_dof:
+    noise = gap_noise(law=load_laptop_law())
+    if plan.pair is None or plan.pair.role != "sparse" or plan.prediction is None or not noise["dof"]:
         return []
-    sd, dof, loss = np.sqrt(2) * law.noise_sd, law.noise_dof, plan.prediction.loss
+    sd, dof, loss = noise["sd"], noise["dof"], plan.prediction.loss
     need = seeds_needed(sd, dof, loss)
     return [f"power: a +-1% verdict on this pair needs {need:.0f} seeds at the laptop law's run-to-run noise "
             f"(gap sd {sd:.3f} nats, {dof} dof); 3 seeds detect a gap of {detectable_gap(sd, dof, 3):.3f} nats "
