@@ -14,10 +14,10 @@ import numpy as np
 from planner.errors import PlannerInputError
 from planner.laptop import cpu_seconds, load_laptop_law, predict_plan
 from planner.plan import Budget, Pair, PlanSchedule, RunConfig, TrainingPlan, make_plan, resolve_schedule
+from planner.preflight import BYTE_VOCAB
 from planner.shapes import ModelShape
-from planner.validation.verdict import detectable_gap, seeds_needed
+from planner.validation.verdict import detectable_gap, gap_noise, seeds_needed
 
-BYTE_VOCAB = 256
 # The laptop recipe shared by the tiny preset, the ladder and the validation study (train_backend.study), so the
 # laptop law fitted on the study predicts the others: 16 x 128 tokens a step, the last 10% of the corpus held out.
 SEQ_LEN, BATCH_SIZE, VAL_FRACTION = 128, 16, 0.1
@@ -140,6 +140,46 @@ def narrow_partner_shape(model: ModelShape, target: float, convention: str = "to
     return None
 
 
+# The extra dense partners a sparse run may get: (extra, name suffix, pair role, widest d_model as a multiple of the
+# sparse run's, why). N_final is below what the sparse run's width holds, so its partner can only be narrower.
+EXTRA_PARTNERS = (
+    ("final", "dense-final", "dense_n_final", 1,
+     "at N_final (the contrast: N_avg and N_final predict different losses)"),
+    ("width", "dense-width", "dense_n_avg_width", 2, "at N_avg with the width changed instead"),
+)
+
+
+def partner_shapes(model: ModelShape, n_avg: float, n_final: float, convention: str = "total",
+                   extras: tuple[str, ...] = ()) -> tuple[list[tuple[str, str, ModelShape, str]], list[str]]:
+    """The dense partners of a sparse run of `model`, as (name suffix, pair role, shape, why), and a note for each
+    requested extra partner that no width reaches. The ladder and the validation study both build their pairs here.
+
+    First the partner at N_avg: same depth and d_model with d_ff sized (`ff_partner_shape`), so the pair differs only
+    in the MLPs' width; a narrower model when N_avg is below what the width holds without an MLP. Then the `extras`
+    (EXTRA_PARTNERS order): 'final' at N_final, 'width' at N_avg with the width changed instead."""
+    try:
+        partners = [("dense", "dense_n_avg", ff_partner_shape(model, n_avg, convention),
+                     "same depth and d_model, d_ff sized to N_avg")]
+    except ValueError:  # attention, head and embedding alone exceed N_avg: only a narrower model reaches it
+        narrow = narrow_partner_shape(model, n_avg, convention)
+        if narrow is None:
+            raise ValueError(f"no dense partner of L{model.n_layer}-d{model.d_model} reaches N_avg = {n_avg:,.0f}")
+        partners = [("dense", "dense_n_avg", narrow,
+                     "N_avg is below what this width holds without an MLP: the width changes")]
+    missing = []
+    for extra, suffix, role, wider, why in EXTRA_PARTNERS:
+        if extra not in extras:
+            continue
+        target = n_final if extra == "final" else n_avg
+        shape = narrow_partner_shape(model, target, convention, wider * model.d_model)
+        if shape is None:
+            missing.append(f"no dense partner {why.split(' (')[0]}: no width of {model.n_layer} layers reaches "
+                           f"N = {target:,.0f}")
+        else:
+            partners.append((suffix, role, shape, why))
+    return partners, missing
+
+
 def proportions(model: ModelShape, convention: str = "total", prune_head: bool = True) -> dict[str, float]:
     return {"head share": head_share(model, convention, prune_head), "MLP ratio": mlp_ratio(model),
             "depth": model.n_layer}
@@ -188,22 +228,9 @@ def rung(plan: TrainingPlan, i: int, model: ModelShape, matched: bool, seq_len: 
     sparse = make_plan(model, schedule, budget, convention, name=f"{pair}-sparse", run=run, notes=notes,
                        pair=Pair(id=pair, role="sparse"))
     d = sparse.derived
-    try:
-        partners = [("dense", "dense_n_avg", ff_partner_shape(model, d.n_avg, convention),
-                     "same depth and d_model, d_ff sized to N_avg")]
-    except ValueError:  # attention, head and embedding alone exceed N_avg: only a narrower model reaches it
-        partners = [("dense", "dense_n_avg", narrow_partner_shape(model, d.n_avg, convention),
-                     "N_avg is below what this width holds without an MLP: the width changes")]
-    for extra, suffix, role, target, wider, why in (
-            ("final", "dense-final", "dense_n_final", d.n_final, 1, "at N_final (the contrast: N_avg and N_final "
-                                                                   "predict different losses)"),
-            ("width", "dense-width", "dense_n_avg_width", d.n_avg, 2, "at N_avg with the width changed instead")):
-        shape = narrow_partner_shape(model, target, convention, wider * model.d_model) if extra in extras else None
-        if shape is not None:
-            partners.append((suffix, role, shape, why))
-        elif extra in extras:
-            notes.append(f"no dense partner {why.split(' (')[0]}: no width of {model.n_layer} layers reaches "
-                         f"N = {target:,.0f}")
+    partners, missing = partner_shapes(model, d.n_avg, d.n_final, convention, extras)
+    if missing:  # the plan holds a copy of `notes`: appending to the list would not reach it
+        sparse = sparse.model_copy(update={"notes": sparse.notes + missing})
     out = [sparse]
     for suffix, role, shape, why in partners:
         dense_sched = resolve_schedule(shape, steps, "dense", 0.0, "tokens", 0.0, 0.0)
@@ -230,7 +257,7 @@ def scale_down(plan: TrainingPlan, rungs: int = 3, seq_len: int = SEQ_LEN, batch
     CPU estimate (`planner.laptop`) fits `budget_minutes` in all; each rung's notes state its proportions and its
     estimate, and each plan carries the laptop law's predicted loss.
     """
-    sizes = rung_shapes(plan.model, plan.derived.n_convention, plan.schedule.prune_head)
+    sizes = ladder_shapes(plan)
     if not 1 <= rungs <= len(sizes):
         raise ValueError(f"rungs must be within 1..{len(sizes)}")
     built = [rung(plan, i, m, ok, seq_len, batch_size, min_steps, extras) for i, (m, ok) in enumerate(sizes)]
@@ -252,10 +279,10 @@ def scale_down(plan: TrainingPlan, rungs: int = 3, seq_len: int = SEQ_LEN, batch
 def power_notes(plan: TrainingPlan) -> list[str]:
     """For a sparse rung: the seeds a +-1% verdict on its pair needs at the laptop law's run-to-run noise (two
     unpaired runs' worth: a conservative bound, as shared data order makes the paired gap quieter)."""
-    law = load_laptop_law()
-    if plan.pair is None or plan.pair.role != "sparse" or plan.prediction is None or law is None or not law.noise_dof:
+    noise = gap_noise(law=load_laptop_law())
+    if plan.pair is None or plan.pair.role != "sparse" or plan.prediction is None or not noise["dof"]:
         return []
-    sd, dof, loss = np.sqrt(2) * law.noise_sd, law.noise_dof, plan.prediction.loss
+    sd, dof, loss = noise["sd"], noise["dof"], plan.prediction.loss
     need = seeds_needed(sd, dof, loss)
     return [f"power: a +-1% verdict on this pair needs {need:.0f} seeds at the laptop law's run-to-run noise "
             f"(gap sd {sd:.3f} nats, {dof} dof); 3 seeds detect a gap of {detectable_gap(sd, dof, 3):.3f} nats "

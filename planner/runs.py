@@ -26,6 +26,8 @@ from planner.errors import PlannerInputError
 from planner.io import not_regular
 from planner.laws import N_COLUMN, PARAM_NAMES
 
+# The columns a study's or the app's runs table hands the fitter (`load_runs` keeps more when given).
+RUN_COLUMNS = ["loss", "tokens", "n_avg", "n_final", "sparsity", "group", "name"]
 _NUMERIC = ("loss", "tokens", "n", "n_avg", "n_final", "n_total", "sparsity")
 # Largest plausible values: 1e16 parameters, 1e18 tokens (far beyond any run), a loss of 1e3 nats.
 _CEILING = {"n_avg": 1e16, "n_final": 1e16, "n_total": 1e16, "tokens": 1e18, "loss": 1e3}

@@ -1,9 +1,7 @@
 """Runs page: 'what to run next' from the finished runs (app/ui/next_runs_view)."""
 import numpy as np
-import pytest
 
 from app.ui import next_runs_view
-from app.ui import runs_view as rv
 from planner.ladder import BATCH_SIZE, SEQ_LEN, ladder_shapes, rung, tiny_plan
 from planner.laws import chinchilla
 from test_app_common import assert_clean, open_page
@@ -11,12 +9,6 @@ from test_app_runs import fake_run
 from train_backend import registry
 
 TRUTH = dict(E=1.2, A=40.0, B=90.0, alpha=0.32, beta=0.30)
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(rv.RUNS_DIR_ENV, str(tmp_path))
-    return tmp_path
 
 
 def finish_runs(folder, target, count, first=0):

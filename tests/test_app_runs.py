@@ -3,22 +3,19 @@ import json
 import os
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from app.ui import runs_view as rv
 from app.ui.common import human
 from planner.ladder import scale_down, tiny_plan
 from planner.plan import Prediction
+from planner.validation.verdict import seedless
 from test_app_common import assert_clean, chart_specs, encodings, metrics, open_page
 from train_backend import registry
 
 PAGE = "views/runs.py"
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(rv.RUNS_DIR_ENV, str(tmp_path))
-    return tmp_path
 
 
 def wait_for(folder, predicate):
@@ -141,6 +138,43 @@ def test_pairs_compare_by_the_plan_field_not_the_name(runs_dir):
     table = rv.pair_table(runs_dir).set_index("pair")
     assert table[rv.VERDICT].to_dict() == {sparse.pair.id: "cannot tell", "far": "fails"}
     assert table[rv.CLOSER].to_dict() == {sparse.pair.id: "—", "far": "N_final"}
+
+
+def _seeded_pairs(folder, losses: dict[int, tuple[float, float, float]]) -> pd.DataFrame:
+    """A tiny rung (sparse, N_avg and N_final partners) under each seed of `losses` ({seed: the three losses}),
+    in the registry, and the same runs as the study's report tabulates them."""
+    rung_plans = scale_down(tiny_plan(steps=40), rungs=1, extras=("final",))
+    rows = []
+    for seed, seed_losses in losses.items():
+        tag = f"-seed{seed}" if seed else ""
+        for plan, loss in zip(rung_plans, seed_losses):
+            pid = plan.pair.id + tag
+            plan = plan.model_copy(update={"name": pid + plan.name.removeprefix(plan.pair.id),
+                                           "pair": plan.pair.model_copy(update={"id": pid})})
+            fake_run(folder, plan.name, plan, val_loss=loss, metrics=False)
+            rows.append({"pair": pid, "role": plan.pair.role, "kind": "pair", "name": plan.name, "loss": loss,
+                         "variant": "geometric", "sparsity": 0.5, "group": "g", "tokens_per_n_avg": 1.0,
+                         "train_loss": loss, "seed": seed})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("losses", [
+    {0: (2.61, 2.58, 2.612)},  # one seed: the laptop law's run-to-run noise stands in
+    {0: (2.61, 2.58, 2.612), 1: (2.602, 2.59, 2.60), 2: (2.615, 2.57, 2.62)},  # repeats: their pooled gap noise
+    {0: (2.90, 2.58, 2.70), 1: (2.91, 2.59, 2.71), 2: (2.905, 2.585, 2.70)},  # fails; N_final closer
+])
+def test_the_runs_page_judges_a_pair_as_the_study_report_does_and_names_its_noise(runs_dir, losses):
+    from train_backend.study import report  # torch: only this test of the page's file needs the report
+    df = _seeded_pairs(runs_dir, losses)
+    per_batch = {n: np.array([loss, loss + 1e-3]) for n, loss in zip(df["name"], df["loss"])}
+    gaps, noise = report.pair_gaps(df, per_batch, *report.noise_sd(df))
+    counts = report.closer_counts(gaps, pd.DataFrame()).set_index("pair")
+    verdicts = gaps[gaps["partner"] == "dense_n_avg"].set_index("pair")["verdict"]
+    page = rv.pair_table(runs_dir)
+    pair = seedless(page["pair"].iloc[0])
+    assert set(page[rv.VERDICT]) == {verdicts[pair]} and set(page[rv.CLOSER]) == {counts.loc[pair, "closer"]}
+    assert page.attrs[rv.NOISE] == noise["source"]
+    assert ("laptop law" in noise["source"]) == (len(losses) == 1)
 
 
 def test_table_formats_and_never_shows_none(runs_dir):

@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.browser import CHROMIUM, OVERFLOW_JS, browser, go, open_app, serve_app, settle
+from bench.browser import OVERFLOW_JS, browser, go, open_app, serve_app, settle
+from conftest import require_chromium
 from planner.plan import plan_from_text
 
 ARTIFACTS = Path(os.environ.get("SPARSEPLAN_SCREENSHOTS") or Path(tempfile.gettempdir()) / "sparseplan-screenshots")
 
-if not Path(CHROMIUM).exists():
-    reason = f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser test"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+require_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from bench.browser import CHROMIUM, VIEWS_JS, browser, clipped, go, open_app, serve_app, settle
+from bench.browser import VIEWS_JS, browser, clipped, go, open_app, serve_app, settle
+from conftest import require_chromium
 
-if not Path(CHROMIUM).exists():
-    reason = f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser test"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+require_chromium()
 
 OTHER_LAW = "chinchilla-approach3-published"
 

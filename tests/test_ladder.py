@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from planner.ladder import MIN_DEPTH, SHARE_TOLERANCE, head_share, mlp_ratio, rung_shapes, scale_down
+from planner.ladder import (MIN_DEPTH, SHARE_TOLERANCE, head_share, mlp_ratio, partner_shapes, rung_shapes,
+                            scale_down)
 from planner.search import build_plan
 from planner.shapes import PRESETS
 
@@ -44,6 +45,16 @@ def test_extras_add_an_n_final_and_a_width_changed_partner(llama_1b_80):
         assert abs(rung["dense_n_avg_width"].derived.n_total / s.n_avg - 1) < 0.005
         assert rung["dense_n_avg_width"].model.d_model != rung["sparse"].model.d_model
         assert rung["dense_n_final"].model.n_layer == rung["sparse"].model.n_layer
+
+
+def test_partner_shapes_notes_an_extra_partner_no_width_reaches_and_refuses_an_unreachable_n_avg(llama_1b_80):
+    model = scale_down(llama_1b_80, rungs=1, budget_minutes=120)[0].model
+    partners, missing = partner_shapes(model, 0.5 * model.total, 1.0, extras=("final", "width"))
+    assert [(suffix, role) for suffix, role, _, _ in partners] == [("dense", "dense_n_avg"),
+                                                                  ("dense-width", "dense_n_avg_width")]
+    assert len(missing) == 1 and missing[0].startswith("no dense partner at N_final: no width of")
+    with pytest.raises(ValueError, match="no dense partner"):
+        partner_shapes(model, 1.0, 1.0)
 
 
 def test_a_head_share_the_byte_vocabulary_cannot_reach_is_the_closest_and_said_so():

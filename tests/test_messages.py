@@ -6,15 +6,10 @@ import os
 import numpy as np
 import pytest
 
+from conftest import one_line_stderr
 from planner.cli import main as planner_main
 from planner.ladder import tiny_plan
 from planner.plan import plan_to_dict, plan_to_yaml
-
-
-def _one_line(capsys):
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err.strip()
 
 
 class _Hostile:
@@ -46,7 +41,7 @@ def test_hostile_checkpoint_falls_back_without_torch_advice(tmp_path, capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert checkpoint.load(tmp_path)["step"] == 3
-    line = _one_line(capsys)
+    line = one_line_stderr(capsys)
     assert not caught and "weights_only" not in line and not (tmp_path / "ran").exists(), (line, caught)
     assert "ckpt.pt: holds a posix.system object besides tensors and plain values" in line, line
 
@@ -61,14 +56,14 @@ def test_yaml_values_no_plan_holds_are_refused_naming_the_line(tmp_path, capsys,
     assert plan.splitlines()[int(message.split()[1].rstrip(":")) - 1].strip() == text
     (tmp_path / "p.yaml").write_text(plan.replace(text, bad))
     assert planner_main(["check", str(tmp_path / "p.yaml")]) == 2
-    line = _one_line(capsys)
+    line = one_line_stderr(capsys)
     assert message in line and "set_int_max_str_digits" not in line and "JSON" not in line, line
 
 
 def test_json_integer_past_the_digit_limit_is_named(tmp_path, capsys):
     (tmp_path / "p.json").write_text(json.dumps(plan_to_dict(tiny_plan())).replace('"seed": 0', '"seed": ' + "9" * 5000))
     assert planner_main(["check", str(tmp_path / "p.json")]) == 2
-    line = _one_line(capsys)
+    line = one_line_stderr(capsys)
     assert "p.json: an integer of 5000 digits is too long to be a value" in line and "set_int" not in line, line
 
 
@@ -79,18 +74,18 @@ def test_full_disk_write_exits_1_naming_flag_and_file(tmp_path, capsys, argv, fl
     runs.write_text("loss,tokens,n_avg\n" + "".join(f"{2 + 9 / n ** 0.3 + 9 / d ** 0.3:.5f},{d},{n}\n"
                                                     for n in (1e6, 4e6, 1.6e7) for d in (1e8, 4e8, 1.6e9)))
     assert planner_main([a.replace("{runs}", str(runs)) for a in argv]) == 1
-    assert f"error: {flag} /dev/full: cannot write (No space left on device)" == _one_line(capsys)
+    assert f"error: {flag} /dev/full: cannot write (No space left on device)" == one_line_stderr(capsys)
 
 
 def test_path_with_a_newline_is_shown_whole(tmp_path, capsys):
     assert planner_main(["check", str(tmp_path / "a\nb.yaml")]) == 2
-    assert f"{tmp_path}/a\\nb.yaml: no such plan file" in _one_line(capsys)
+    assert f"{tmp_path}/a\\nb.yaml: no such plan file" in one_line_stderr(capsys)
 
 
 def test_repeated_csv_column_is_refused(tmp_path, capsys):
     (tmp_path / "r.csv").write_text("loss,tokens,n_avg,loss\n" + "3.1,1e9,1e7,2.0\n" * 9)
     assert planner_main(["fit", str(tmp_path / "r.csv")]) == 2
-    assert "r.csv: column 'loss' appears more than once in the header" in _one_line(capsys)
+    assert "r.csv: column 'loss' appears more than once in the header" in one_line_stderr(capsys)
 
 
 def test_numeric_warnings_fold_into_the_one_warning_line(tmp_path, capsys, monkeypatch):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import one_line_stderr
 from planner.cli import main as planner_main
 from planner.errors import PlannerInputError, guarded
 from planner.ladder import tiny_plan
@@ -29,12 +30,6 @@ from train_backend.launch import spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def _one_line(capsys):
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err.strip()
 
 
 def _mount(path: Path, opts: str):
@@ -187,7 +182,7 @@ def test_files_that_would_block_are_refused(tmp_path, capsys):
                 (planner_main, ["fit", tmp_path / "r.csv"], "is a FIFO, not a runs file"),
                 (trainer_main, ["train", tmp_path / "p.yaml", "--runs-dir", tmp_path / "runs"], "not a plan file")]:
             assert main([str(a) for a in argv]) == 2
-            assert message in _one_line(capsys)
+            assert message in one_line_stderr(capsys)
 
 
 def test_preflight_counts_what_the_trainer_reads(tmp_path):
@@ -217,20 +212,20 @@ def test_check_refuses_what_train_refuses(tmp_path, capsys):
     plan = _tiny(tmp_path, corpus=str(tmp_path / "fifo.txt"))
     for main, argv in [(planner_main, ["check", plan]), (trainer_main, ["train", plan, "--runs-dir", tmp_path / "r"])]:
         assert main([str(a) for a in argv]) == 2
-        assert "is a FIFO" in _one_line(capsys)
+        assert "is a FIFO" in one_line_stderr(capsys)
     assert not (tmp_path / "r").exists() or registry.list_runs(tmp_path / "r") == []
 
 
 # --- error boundary -------------------------------------------------------------------------------------------------
 
-def test_flags_from_the_issue_are_refused_in_one_line(capsys):
+def test_flags_from_the_issue_are_refused_inone_line_stderr(capsys):
     for argv, message in [(["frontier", "--target-loss", "inf"], "--target-loss: must be finite"),
                           (["frontier", "--budget-flops", "inf"], "--budget-flops: must be finite"),
                           (["plan", "--model", "tiny", "--tokens", "0"], "--tokens: must be >= 1"),
                           (["schedule", "--final-sparsity", "nan"], "--final-sparsity: must be finite"),
                           (["plan", "--preset", "tiny", "--tokens", "1e9"], "--tokens would be ignored")]:
         assert planner_main(argv) == 2
-        assert message in _one_line(capsys)
+        assert message in one_line_stderr(capsys)
 
 
 def test_internal_errors_exit_1_in_one_line_saying_where(tmp_path, capsys, monkeypatch):
@@ -239,17 +234,17 @@ def test_internal_errors_exit_1_in_one_line_saying_where(tmp_path, capsys, monke
     monkeypatch.setattr("planner.cli._run_check", boom)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     assert planner_main(["check", "x.yaml"]) == 1
-    line = _one_line(capsys)
+    line = one_line_stderr(capsys)
     log = Path(line.split("traceback in ")[1].rstrip(")"))
     assert "internal error: RuntimeError: a bug (traceback in" in line and "Traceback" in log.read_text()
     with read_only(tmp_path):
         assert planner_main(["check", "x.yaml"]) == 1
-        assert "the traceback could not be written: Read-only file system" in _one_line(capsys)
+        assert "the traceback could not be written: Read-only file system" in one_line_stderr(capsys)
     for exc in (RecursionError(), MemoryError(), KeyboardInterrupt()):
         def raise_it(e=exc):
             raise e
         assert guarded(raise_it) == (130 if isinstance(exc, KeyboardInterrupt) else 1)
-        _one_line(capsys)
+        one_line_stderr(capsys)
 
 
 def test_a_reader_that_leaves_is_not_an_error():
@@ -268,7 +263,7 @@ def test_run_ids_that_are_not_plain_new_folders_are_refused(tmp_path, capsys, ru
     runs = tmp_path / "runs"
     registry.create_run(runs, "other", "x", "{}", runs / "other", 1)  # creates runs.db
     assert trainer_main(["train", str(_tiny(tmp_path)), "--runs-dir", str(runs), "--run-id", run_id]) == 2
-    assert "--run-id" in _one_line(capsys)
+    assert "--run-id" in one_line_stderr(capsys)
     assert sorted(p.name for p in runs.iterdir() if not p.name.startswith("runs.db")) == []
 
 
@@ -278,9 +273,9 @@ def test_registry_that_is_not_a_database_says_how_to_rebuild(tmp_path, capsys):
         runs.mkdir()
         make(runs)
         assert trainer_main(["runs", "--runs-dir", str(runs)]) == 2
-        assert str(runs / "runs.db") in _one_line(capsys)
+        assert str(runs / "runs.db") in one_line_stderr(capsys)
     assert trainer_main(["runs", "--runs-dir", str(tmp_path / "a")]) == 2
-    assert "runs --rebuild" in _one_line(capsys)
+    assert "runs --rebuild" in one_line_stderr(capsys)
 
 
 def test_rebuild_restores_runs_from_their_folders(tmp_path, capsys, monkeypatch):
@@ -338,7 +333,7 @@ def test_failed_rebuild_leaves_the_old_registry_in_place(tmp_path, capsys, monke
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(registry.os, "replace", full)  # the swap itself fails
     assert trainer_main(["runs", "--runs-dir", str(runs), "--rebuild"]) == 2
-    assert "cannot rebuild the registry (No space left on device); the old one is untouched" in _one_line(capsys)
+    assert "cannot rebuild the registry (No space left on device); the old one is untouched" in one_line_stderr(capsys)
     monkeypatch.undo()
     assert [r["run_id"] for r in registry.list_runs(runs)] == ["listed"]
     assert not list(runs.glob(".rebuild-*")) and not list(runs.glob("runs.db.broken-*"))
@@ -348,7 +343,7 @@ def test_runs_dir_that_is_not_a_folder_is_refused(capsys, tmp_path):
     (tmp_path / "f").write_text("x")
     for path, what in [("/dev/null", "is a character device"), (tmp_path / "f", "is a file")]:
         assert trainer_main(["runs", "--runs-dir", str(path)]) == 2
-        assert f"--runs-dir {path}: {what}, not a runs folder" in _one_line(capsys)
+        assert f"--runs-dir {path}: {what}, not a runs folder" in one_line_stderr(capsys)
 
 
 def test_dead_running_rows_are_reconciled_on_next_start(tmp_path):
@@ -424,9 +419,9 @@ def test_read_only_runs_folder_is_one_line(tmp_path, capsys):
     runs.mkdir()
     with read_only(runs):
         assert trainer_main(["train", str(plan), "--runs-dir", str(runs)]) == 2
-        assert str(runs) in _one_line(capsys)
+        assert str(runs) in one_line_stderr(capsys)
         assert planner_main(["plan", "--preset", "tiny", "--out", str(runs / "p.yaml")]) == 2
-        assert "Read-only file system" in _one_line(capsys)
+        assert "Read-only file system" in one_line_stderr(capsys)
 
 
 # --- the app's children ---------------------------------------------------------------------------------------------

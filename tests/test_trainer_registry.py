@@ -4,6 +4,11 @@ import multiprocessing as mp
 import subprocess
 import sys
 
+import pytest
+
+from planner.errors import PlannerInputError
+from planner.ladder import tiny_plan
+from planner.plan import plan_to_json
 from train_backend import registry
 
 UPDATES = 300
@@ -62,3 +67,16 @@ def test_failures_are_recorded_or_the_reason_is_returned(tmp_path):
     (tmp_path / "gone").write_text("a file where the runs folder should be")
     note = registry.record_failure(tmp_path / "gone", "r", RuntimeError("x"))
     assert note.startswith("NOT recorded in the registry:") and "\n" not in note
+
+
+def test_a_run_is_finished_only_with_every_step_of_its_plan_and_its_plan_reads_back(tmp_path):
+    plan = tiny_plan(steps=20)
+    registry.create_run(tmp_path, "r", plan.name, plan_to_json(plan), tmp_path / "r", plan.budget.steps)
+    assert not registry.is_finished(registry.get_run(tmp_path, "r")) and not registry.is_finished(None)
+    registry.update_run(tmp_path, "r", status="finished", step=12)  # stopped by --max-steps: not the whole plan
+    assert not registry.is_finished(registry.get_run(tmp_path, "r"))
+    registry.update_run(tmp_path, "r", step=20)
+    row = registry.get_run(tmp_path, "r")
+    assert registry.is_finished(row) and registry.run_plan(row) == plan
+    with pytest.raises(PlannerInputError, match="run r"):
+        registry.run_plan({**row, "plan_json": "{"})

@@ -2,12 +2,14 @@
 the power figures follow the noise and the seeds."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from planner.validation.verdict import (closer_count, detectable_gap, half_width, pair_verdicts, pooled_sd,
-                                        seeds_needed, verdict)
+from planner.validation.verdict import (LAW_NOISE, STUDY_NOISE, closer_count, detectable_gap, gap_noise, half_width,
+                                        pair_verdicts, partner_errors, pooled_sd, seeds_needed, verdict)
 
 REF = 1.5  # partner loss: the 1% band is +-0.015 nats
 
@@ -36,8 +38,8 @@ def test_a_negative_gap_beyond_the_band_fails_and_noise_turns_a_verdict_into_can
 
 
 def test_single_seed_pairs_use_the_fallback_noise_and_say_so():
-    table, used = pair_verdicts(synthetic({"a": [0.001], "b": [0.2]}), fallback_sd=0.003, fallback_dof=8)
-    assert "run-to-run" in used["source"] and used["sd"] == 0.003
+    table, used = pair_verdicts(synthetic({"a": [0.001], "b": [0.2]}), gap_noise(0.003 / np.sqrt(2), 8))
+    assert used["source"].startswith("sqrt(2) x " + STUDY_NOISE) and used["sd"] == pytest.approx(0.003)
     assert list(table["verdict"]) == ["holds", "fails"]
     unknown, _ = pair_verdicts(synthetic({"a": [0.001]}))  # no noise measured at all: no interval, no claim
     assert list(unknown["verdict"]) == ["cannot tell"] and np.isnan(unknown["seeds_needed"]).all()
@@ -55,3 +57,21 @@ def test_seeds_needed_meet_the_one_percent_half_width_and_one_fewer_does_not():
 def test_closer_count_names_the_count_with_the_smaller_error_beyond_noise():
     got = closer_count([0.01, 0.2, 0.05, 0.01], [0.2, 0.01, 0.06, np.nan], [0.02, 0.02, 0.02, 0.02])
     assert list(got) == ["N_avg", "N_final", "cannot tell", "cannot tell"]
+
+
+def test_gap_noise_is_the_studys_own_run_to_run_sd_else_the_laptop_laws_and_names_it():
+    law = SimpleNamespace(noise_sd=0.01, noise_dof=5)
+    assert gap_noise(0.02, 3, law) == {"sd": pytest.approx(np.sqrt(2) * 0.02), "dof": 3, "source": STUDY_NOISE}
+    assert gap_noise(float("nan"), 0, law) == {"sd": pytest.approx(np.sqrt(2) * 0.01), "dof": 5, "source": LAW_NOISE}
+    none = gap_noise(float("nan"), 0, SimpleNamespace(noise_sd=0.0, noise_dof=0))  # a law without measured noise
+    assert np.isnan(none["sd"]) and none["dof"] == 0
+
+
+def test_partner_errors_give_each_pair_its_two_gaps_and_the_n_avg_half_width():
+    gaps = pd.concat([synthetic({"a": [0.01, 0.012, 0.011], "b": [0.0, 0.001, -0.001]}),
+                      synthetic({"a": [0.05, 0.052, 0.051]}).assign(partner="dense_n_final")])
+    table, _ = pair_verdicts(gaps)
+    errors = partner_errors(table)
+    assert errors.loc["a", ["err_n_avg", "err_n_final"]].tolist() == pytest.approx([0.011, 0.051])
+    assert np.isnan(errors.loc["b", "err_n_final"]) and (errors["half"] > 0).all()
+    assert list(closer_count(errors["err_n_avg"], errors["err_n_final"], errors["half"])) == ["N_avg", "cannot tell"]

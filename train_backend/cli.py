@@ -14,7 +14,7 @@ from pathlib import Path
 from planner.cli import OneLineParser, number, positive_int
 from planner.errors import PlannerInputError, guarded, say, write_error
 from planner.io import not_regular
-from planner.plan import load_plan, plan_from_text
+from planner.plan import load_plan
 from train_backend import checkpoint, registry, study
 from train_backend.export import export_hf
 from train_backend.train import Cancelled, NonFinite, Options, RunFailed, run
@@ -125,7 +125,7 @@ def _export(args) -> int:
     run = registry.get_run(args.runs_dir, args.run_id)
     if run is None:
         raise PlannerInputError(f"export: no run {args.run_id} in {args.runs_dir / registry.DB_NAME}")
-    plan = plan_from_text(run["plan_json"], f"run {args.run_id}", "json")
+    plan = registry.run_plan(run)
     try:
         state = checkpoint.load(Path(run["run_dir"]), quarantine=False)
     except checkpoint.CheckpointError as exc:

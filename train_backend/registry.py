@@ -21,6 +21,7 @@ from contextlib import closing
 from pathlib import Path
 
 from planner.errors import PlannerInputError, one_line, say
+from planner.plan import TrainingPlan, plan_from_text
 
 DB_NAME = "runs.db"
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
@@ -154,6 +155,16 @@ def get_run(runs_dir: Path, run_id: str) -> dict | None:
         return None
     rows = _read(runs_dir, "SELECT * FROM runs WHERE run_id = ?", (run_id,))
     return _row(rows[0]) if rows else None
+
+
+def is_finished(row: dict | None) -> bool:
+    """The run trained every step of its plan: a run stopped early by --max-steps ends 'finished' with fewer."""
+    return row is not None and row["status"] == "finished" and row["step"] >= row["total_steps"]
+
+
+def run_plan(row: dict) -> TrainingPlan:
+    """The plan a registry row was trained on (errors name the run)."""
+    return plan_from_text(row["plan_json"], f"run {row['run_id']}", "json")
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

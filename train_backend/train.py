@@ -30,7 +30,7 @@ from tqdm import tqdm
 from planner.costs import model_train_flops_per_token
 from planner.errors import PlannerInputError, details_note, one_line, say
 from planner.preflight import preflight
-from planner.plan import TrainingPlan, plan_from_text, plan_to_json
+from planner.plan import TrainingPlan, plan_to_json
 from train_backend import checkpoint, registry
 from train_backend.data import Batches, open_tokens
 from train_backend.model import Transformer, prunable_weights
@@ -97,7 +97,7 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
         run = registry.get_run(runs_dir, opts.resume)
         if run is None:
             raise PlannerInputError(f"--resume {opts.resume}: no such run in {runs_dir / registry.DB_NAME}")
-        stored = plan_from_text(run["plan_json"], f"run {opts.resume}", "json")
+        stored = registry.run_plan(run)
         if plan is not None and plan_to_json(plan) != plan_to_json(stored):
             raise PlannerInputError(f"{source}: differs from the plan of run {opts.resume}; resume with its own plan")
         run_dir = Path(run["run_dir"])
@@ -105,7 +105,7 @@ def prepare(plan: TrainingPlan, opts: Options, source: str, device: torch.device
             raise PlannerInputError(f"--resume {opts.resume}: run folder {run_dir} has no checkpoint")
         if run["alive"]:
             raise PlannerInputError(f"--resume {opts.resume}: the run is still running (pid {run['pid']})")
-        if run["status"] == "finished" and run["step"] >= stored.budget.steps:
+        if registry.is_finished(run):
             raise PlannerInputError(f"--resume {opts.resume}: the run has already finished")
         _check(stored, device, world, opts)
         return opts.resume, run_dir, stored, True

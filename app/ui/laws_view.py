@@ -13,7 +13,7 @@ from planner.fit import FitResult, LawFitter, heldout_errors, predict_loss
 from planner.identify import cannot_plan
 from planner.laws import DEFAULT_LAW, EXPONENTS, N_COLUMN, PARAM_NAMES, chinchilla_terms
 from planner.plan import Prediction, TrainingPlan
-from planner.runs import in_regime, load_runs
+from planner.runs import RUN_COLUMNS, in_regime, load_runs
 from planner.uncertainty import (LawPosterior, plan_counts, plan_prediction, posterior_from_fit,
                                  profile_intervals)
 
@@ -187,7 +187,7 @@ def degenerate_warning(fit: FitResult) -> str | None:
 def study_runs(path: Path = STUDY) -> pd.DataFrame:
     """The shipped validation study's runs as its report fits them: the ladder, its seeds and the pairs, not the
     tiny preset nor the ablations (planner.runs.in_regime)."""
-    return in_regime(pd.read_csv(path))[["loss", "tokens", "n_avg", "n_final", "sparsity", "group", "name"]] \
+    return in_regime(pd.read_csv(path))[RUN_COLUMNS] \
         .reset_index(drop=True)
 
 

@@ -5,7 +5,6 @@ registry (SQLite in the runs folder) lets them survive an app restart.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -22,8 +21,9 @@ from planner.errors import PlannerInputError
 from planner.laws import PRESETS, Law, resolve_law
 from planner.ladder import scale_down, tiny_plan
 from planner.laptop import load_laptop_law
-from planner.plan import TrainingPlan, dump_plan, plan_from_text
-from planner.validation.verdict import closer_count, pair_verdicts, seedless
+from planner.plan import TrainingPlan, dump_plan
+from planner.runs import RUN_COLUMNS
+from planner.validation.verdict import closer_count, gap_noise, pair_verdicts, partner_errors, seedless
 from train_backend import registry
 from train_backend.launch import launch as trainer_launch
 
@@ -145,7 +145,7 @@ def runs_table(folder: Path) -> pd.DataFrame:
         rows.append({
             "run": r["name"], "status": status(r), "progress": done / total if total else 0.0,
             "steps": f"{done:,} / {total:,}", "validation loss (nats)": _num(r["final_val_loss"], "{:.4f}"),
-            "predicted loss [95% CI]": interval(run_plan(r).prediction),
+            "predicted loss [95% CI]": interval(registry.run_plan(r).prediction),
             "N_avg measured": "—" if r["n_avg_measured"] is None else human(r["n_avg_measured"], 4),
             "N_final": "—" if r["n_final"] is None else human(r["n_final"], 4),
             "wall time": duration(r["wall_seconds"]),
@@ -169,7 +169,7 @@ def pair_table(folder: Path) -> pd.DataFrame:
     quantity. Empty when no run belongs to a pair."""
     rows: dict[str, dict] = {}
     for r in registry.list_runs(folder)[::-1]:  # oldest first: the latest run of a role wins
-        plan = run_plan(r)
+        plan = registry.run_plan(r)
         if plan.pair is None:
             continue
         row = rows.setdefault(plan.pair.id, {"pair": plan.pair.id})
@@ -181,30 +181,33 @@ def pair_table(folder: Path) -> pd.DataFrame:
     df = pd.DataFrame(list(rows.values()))
     if {"sparse loss", "dense at N_avg loss"} <= set(df.columns):
         df[GAP] = df["sparse loss"] - df["dense at N_avg loss"]
-        df[VERDICT], df[CLOSER] = pair_verdict(df)
+        df[VERDICT], df[CLOSER], df.attrs[NOISE] = pair_verdict(df)
     return df
 
 
 GAP = "sparse − dense at N_avg (nats)"
 VERDICT = "verdict (±1% of loss, 95%)"
 CLOSER = "closer count"
+NOISE = "gap noise"  # pair_table's attrs key: where the verdicts' noise came from
 
 
-def pair_verdict(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Each pair's verdict (`planner.validation.verdict`) against its N_avg partner, a pair's repeats under other
-    seeds (`-seed<k>` ids) pooled, single seeds judged with the bundled laptop law's run-to-run noise; and, where it
-    has a partner at N_final too, which count predicts the sparse loss better."""
-    law = load_laptop_law()
+def pair_verdict(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, str]:
+    """Each pair's verdict against its N_avg partner and, where it has a partner at N_final too, which count predicts
+    the sparse loss better; and where the noise came from. Judged as the study's report judges (one row per seed
+    here, `-seed<k>` pair ids pooled): `planner.validation.verdict`, the bundled laptop law's run-to-run noise
+    standing in until some pair has repeated seeds."""
+    gaps = pd.concat([pd.DataFrame({"pair": df["pair"].map(seedless), "partner": role,
+                                    "gap": df["sparse loss"] - df[f"{label} loss"], "ref": df[f"{label} loss"]})
+                      for role, label in ROLE_LABELS.items() if role != "sparse" and f"{label} loss" in df]).dropna()
+    if not (gaps["partner"] == "dense_n_avg").any():
+        return pd.Series("—", index=df.index), pd.Series("—", index=df.index), ""
+    table, noise = pair_verdicts(gaps, gap_noise(law=load_laptop_law()))
+    errors = partner_errors(table)
+    closer = pd.Series(closer_count(errors["err_n_avg"], errors["err_n_final"], errors["half"]), errors.index)
     base = df["pair"].map(seedless)
-    gaps = pd.DataFrame({"pair": base, "partner": "dense_n_avg", "gap": df[GAP],
-                         "ref": df["dense at N_avg loss"]}).dropna()
-    if gaps.empty:
-        return pd.Series("—", index=df.index), pd.Series("—", index=df.index)
-    table, _ = pair_verdicts(gaps, np.sqrt(2) * law.noise_sd if law else np.nan, law.noise_dof if law else 0)
-    half = base.map(dict(zip(table["pair"], table["ci_high"] - table["gap"])))
-    final = df.get("dense at N_final loss", pd.Series(np.nan, index=df.index))
-    closer = pd.Series(closer_count(df[GAP], df["sparse loss"] - final, half), index=df.index).where(final.notna())
-    return base.map(dict(zip(table["pair"], table["verdict"]))).fillna("—"), closer.fillna("—")
+    verdicts = table[table["partner"] == "dense_n_avg"].set_index("pair")["verdict"]
+    return (base.map(verdicts).fillna("—"), base.map(closer.where(errors["err_n_final"].notna())).fillna("—"),
+            noise["source"])
 
 
 def pair_display(df: pd.DataFrame) -> pd.DataFrame:
@@ -218,20 +221,18 @@ def pair_display(df: pd.DataFrame) -> pd.DataFrame:
     return out.fillna("—")
 
 
-def run_plan(run: dict) -> TrainingPlan:
-    return plan_from_text(run["plan_json"], f"run {run['run_id']}", fmt="json")
-
-
 def fit_table(folder: Path) -> pd.DataFrame:
-    """Finished runs as a runs table for the law fitter (planner.runs columns): validation loss, tokens, counts."""
+    """Finished runs as a runs table for the law fitter (planner.runs columns): validation loss, tokens, counts.
+    A run cut short by --max-steps counts (its tokens are those it trained), unlike registry.is_finished's; the
+    group is a ladder's pair, so a bootstrap resamples whole pairs (the study's report groups by size instead)."""
     rows = [r for r in registry.list_runs(folder) if r["status"] == "finished" and r["final_val_loss"] is not None]
+    plans = [registry.run_plan(r) for r in rows]
     return pd.DataFrame({
         "loss": [r["final_val_loss"] for r in rows], "tokens": [r["tokens"] for r in rows],
         "n_avg": [r["n_avg_measured"] for r in rows], "n_final": [r["n_final"] for r in rows],
-        "sparsity": [json.loads(r["plan_json"])["schedule"]["final_sparsity"] for r in rows],
-        "name": [r["name"] for r in rows],
-        "group": [(json.loads(r["plan_json"]).get("pair") or {}).get("id") or r["name"] for r in rows],
-    })  # group: a ladder's pair, so a bootstrap resamples whole pairs
+        "sparsity": [p.schedule.final_sparsity for p in plans],
+        "group": [p.pair.id if p.pair else r["name"] for r, p in zip(rows, plans)],
+        "name": [r["name"] for r in rows]}, columns=RUN_COLUMNS)
 
 
 def metrics_frame(run: dict) -> pd.DataFrame:
@@ -268,7 +269,7 @@ def prediction(run: dict, folder: Path, n_draws: int = 100) -> tuple[float, floa
     """(loss, ci_low, ci_high, source) to set beside a run's measured loss: the plan's own prediction, else the
     unified law fitted on the registry's other finished runs, its interval from ``n_draws`` posterior draws (none
     outside their region); None when neither exists."""
-    plan = run_plan(run)
+    plan = registry.run_plan(run)
     if plan.prediction is not None:
         p = plan.prediction
         return p.loss, p.ci_low, p.ci_high, f"the plan's own law: {law_name(plan.law)}"

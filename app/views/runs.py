@@ -57,7 +57,7 @@ def live():
         st.caption("Ladder rungs linked by their plans' `pair` field: a sparse run and its dense partner at the same "
                    "N_avg train on the same tokens; if N_avg is the right quantity, their losses match. Verdict: "
                    "*holds* when the gap's 95% interval lies within ±1% of loss, *fails* when wholly outside, "
-                   "*cannot tell* otherwise (more seeds needed).")
+                   f"*cannot tell* otherwise (more seeds needed). Noise: {pairs.attrs.get(rv.NOISE) or 'none yet'}.")
         st.dataframe(rv.pair_display(pairs), hide_index=True, width="stretch")
         downloads.csv_button("Pairs (CSV)", pairs, "runs-pairs")
 
@@ -78,7 +78,7 @@ def watch(run: dict):
         loss, low, high, source = pred
         m2.metric("Predicted loss", f"{loss:.4f}", help=f"from {source}")
         m2.caption(f"95% CI [{low:.4f}, {high:.4f}] ({source})" if low is not None else f"no interval ({source})")
-        note = rv.law_note(rv.run_plan(run).law, state.working_law().law)
+        note = rv.law_note(registry.run_plan(run).law, state.working_law().law)
         if note and source.startswith("the plan's"):
             st.caption(note)
     metrics = rv.metrics_frame(run)

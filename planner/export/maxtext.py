@@ -18,6 +18,7 @@ from planner.errors import PlannerInputError
 from planner.export.base import Export, exported_n_avg, n_avg_note, plan_window, stem
 from planner.io import parse_mapping
 from planner.plan import FORK_FREQUENCY, TrainingPlan, fork_window
+from planner.preflight import BYTE_VOCAB
 from planner.schedules import Schedule
 from planner.shapes import ModelShape
 
@@ -169,7 +170,7 @@ def build(plan: TrainingPlan, devices: int = 1) -> Export:
     if p["sparsity"] > 0:
         notes.append(f"kept count per event is {'ceil' if s_pattern == '2:4' else 'int'}(d x N) in the fork, "
                      f"round(d x N) in this repository's trainer: at most one weight apart")
-    if model.vocab == 256:
-        notes.append("tokenizer: the plan is byte-level (vocab 256); set tokenizer_path to a 256-token tokenizer "
-                     "or retokenize")
+    if model.vocab == BYTE_VOCAB:
+        notes.append(f"tokenizer: the plan is byte-level (vocab {BYTE_VOCAB}); set tokenizer_path to a "
+                     f"{BYTE_VOCAB}-token tokenizer or retokenize")
     return Export("maxtext", {fname: text}, launch, n_avg, exact, approx, notes)

@@ -21,6 +21,9 @@ TOLERANCE = 0.01  # of the partner's loss
 LEVEL = 0.95
 POWER = 0.8
 MAX_SEEDS = 1000
+# Where the run-to-run sd behind the unpaired gap noise comes from (`gap_noise`); the report and the Runs page print it.
+STUDY_NOISE = "the run-to-run sd of this study's single runs"
+LAW_NOISE = "the bundled laptop law's run-to-run sd from an earlier study"
 
 
 def seedless(name: str) -> str:
@@ -81,22 +84,33 @@ def closer_count(err_avg, err_final, half) -> np.ndarray:
     return out
 
 
-def pair_verdicts(gaps: pd.DataFrame, fallback_sd: float = float("nan"), fallback_dof: int = 0,
-                  tol: float = TOLERANCE, level: float = LEVEL,
-                  fallback_source: str = "run-to-run sd of single runs") -> tuple[pd.DataFrame, dict]:
-    """One row per (pair, partner) from per-seed gaps: mean gap, interval, verdict, and the power figures.
+def gap_noise(run_sd: float = float("nan"), run_dof: int = 0, law=None) -> dict:
+    """The gap noise that judges pairs until one has repeated seeds, {'sd', 'dof', 'source'}: sqrt(2) x a run-to-run
+    sd, as if the two runs were independent (conservative: a shared seed makes the paired gap quieter). The sd is
+    this study's (`run_sd` on `run_dof` dof) when it repeated any run, else the laptop law's (`law`, a LaptopLaw:
+    an earlier study's), else none (nan, 0 dof: no interval, no verdict)."""
+    source = STUDY_NOISE
+    if run_dof == 0 and law is not None and law.noise_dof:
+        run_sd, run_dof, source = law.noise_sd, law.noise_dof, LAW_NOISE
+    return {"sd": np.sqrt(2) * run_sd, "dof": run_dof, "source": source}
+
+
+def pair_verdicts(gaps: pd.DataFrame, fallback: dict | None = None, tol: float = TOLERANCE, level: float = LEVEL
+                  ) -> tuple[pd.DataFrame, dict]:
+    """One row per (pair, partner) from per-seed gaps: mean gap, interval, verdict, and the power figures. The study's
+    report and the app's Runs page both judge pairs here.
 
     `gaps` has columns pair (the same across seeds), partner, gap (sparse - partner loss) and ref (partner loss).
-    `fallback_sd` / `fallback_dof`: the gap sd to use when no pair has repeated seeds (sqrt(2) x the run-to-run sd
-    named by `fallback_source`).
+    `fallback`: the `gap_noise` to use when no pair has repeated seeds.
     Returns the table and the noise used: {'sd', 'dof', 'source'}.
     """
     key = gaps["pair"].astype(str) + "|" + gaps["partner"].astype(str)
     sd, dof = pooled_sd(gaps["gap"], key)
     noise = {"sd": sd, "dof": dof, "source": f"paired gaps pooled over repeated seeds ({dof} dof)"}
     if dof == 0:
-        noise = {"sd": fallback_sd, "dof": fallback_dof,
-                 "source": f"sqrt(2) x {fallback_source} ({fallback_dof} dof; unpaired, conservative)"}
+        fallback = fallback or gap_noise()
+        noise = {"sd": fallback["sd"], "dof": fallback["dof"],
+                 "source": f"sqrt(2) x {fallback['source']} ({fallback['dof']} dof; unpaired, conservative)"}
     g = gaps.groupby(["pair", "partner"], sort=False)
     out = g.agg(seeds=("gap", "size"), gap=("gap", "mean"), ref=("ref", "mean")).reset_index()
     out["gap_rel"] = out["gap"] / out["ref"]
@@ -108,3 +122,13 @@ def pair_verdicts(gaps: pd.DataFrame, fallback_sd: float = float("nan"), fallbac
     out["detectable_gap"] = detectable_gap(noise["sd"], noise["dof"], out["seeds"], level) if noise["dof"] \
         else np.nan
     return out, noise
+
+
+def partner_errors(table: pd.DataFrame) -> pd.DataFrame:
+    """Per pair of a `pair_verdicts` table: its gaps to the N_avg and the N_final partner (what a law that counts N_avg,
+    or N_final, misses the sparse loss by; NaN without that partner) and the N_avg gap's half-width, the margin
+    `closer_count` needs to name a count."""
+    main = table[table["partner"] == "dense_n_avg"].set_index("pair")
+    final = table[table["partner"] == "dense_n_final"].set_index("pair")["gap"]
+    return pd.DataFrame({"err_n_avg": main["gap"], "err_n_final": final.reindex(main.index),
+                         "half": main["ci_high"] - main["gap"]}, index=main.index)

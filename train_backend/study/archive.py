@@ -21,16 +21,12 @@ FILES = ("plan.json", "summary.json")
 METRICS = "metrics.jsonl"
 
 
-def _finished(row: dict | None) -> bool:
-    return row is not None and row["status"] == "finished" and row["step"] >= row["total_steps"]
-
-
 def save(runs: list[StudyRun], runs_dir: Path, out: Path) -> int:
     """Archive every finished run not archived yet; returns how many were added."""
     rows, added = registry.list_runs(runs_dir), 0
     for r in runs:
         row = latest_attempt(rows, r.name)
-        if not _finished(row):
+        if not registry.is_finished(row):
             continue
         src, dst = Path(row["run_dir"]), out / FOLDER / row["run_id"]
         if (dst / "summary.json").exists():
@@ -53,7 +49,7 @@ def restore(runs: list[StudyRun], runs_dir: Path, out: Path, log=print) -> int:
         src = src.parent
         dst = runs_dir / src.name
         name = src.name.rsplit(".", 1)[0] if src.name not in names else src.name  # a retry's id: <name>.<n>
-        if name not in names or _finished(latest_attempt(rows, name)) or dst.exists():
+        if name not in names or registry.is_finished(latest_attempt(rows, name)) or dst.exists():
             continue
         dst.mkdir(parents=True)
         for f in FILES:

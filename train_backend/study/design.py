@@ -5,7 +5,7 @@ plain data; `design(preset)` turns it into plans.
 Every run uses the laptop recipe of `planner.ladder` (byte-level, the bundled corpus, 16 x 128 tokens a step, AdamW
 at 3e-3 with cosine decay, the last 10% of the corpus held out). Sparse runs prune with the seed's geometric schedule
 over 25% -> 75% of training compute with one global magnitude threshold (LM head included). Each pair's dense partner
-keeps the sparse run's depth and d_model and reaches its N_avg by d_ff (`planner.ladder.ff_partner_shape`); it trains
+keeps the sparse run's depth and d_model and reaches its N_avg by d_ff (`planner.ladder.partner_shapes`); it trains
 on the same tokens with the same seed, so both draw the same training windows and are scored on the same validation
 windows. At the top sparsity the extras: a partner at N_final, a partner at N_avg whose width changes instead
 (the family's MLP ratio), per-layer magnitude, and the LM head kept dense with its own partner.
@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from planner.laptop import cpu_seconds
-from planner.ladder import (BATCH_SIZE, BYTE_VOCAB, SEQ_LEN, VAL_FRACTION, cpu_budget, ff_partner_shape,
-                            narrow_partner_shape)
+from planner.ladder import BATCH_SIZE, BYTE_VOCAB, SEQ_LEN, VAL_FRACTION, cpu_budget, partner_shapes
 from planner.plan import Pair, RunConfig, TrainingPlan, make_plan, resolve_schedule
 from planner.shapes import ModelShape
 
@@ -114,17 +113,11 @@ def _pair(p: Preset, sparsity: float, seed: int, sched: str = "geometric", varia
     out = [StudyRun(sparse, kind, group, variant or sched)]
     if not partners:
         return out
-    d, conv = sparse.derived, sparse.derived.n_convention
-    try:
-        shapes = [("dense", "dense_n_avg", ff_partner_shape(model, d.n_avg, conv))]
-    except ValueError:  # N_avg below what attention, head and embedding hold at this width: the width changes
-        shapes = [("dense", "dense_n_avg", narrow_partner_shape(model, d.n_avg, conv))]
-    if "final" in extras:  # N_final is below what attention, head and embedding hold at this width: width changes
-        shapes.append(("dense-final", "dense_n_final", narrow_partner_shape(model, d.n_final, conv)))
-    if "width" in extras:
-        shapes.append(("dense-width", "dense_n_avg_width", narrow_partner_shape(model, d.n_avg, conv,
-                                                                              2 * model.d_model)))
-    for suffix, role, dense_model in shapes:
+    d = sparse.derived
+    shapes, missing = partner_shapes(model, d.n_avg, d.n_final, d.n_convention, extras)
+    if missing:  # a study without a partner it was designed with would not answer its question
+        raise ValueError(f"{pid}: " + "; ".join(missing))
+    for suffix, role, dense_model, _ in shapes:
         dense = _plan(p, f"{pid}-{suffix}", dense_model, steps, seed, pair=Pair(id=pid, role=role))
         out.append(StudyRun(dense, kind, group, variant or sched))
     return out

@@ -19,9 +19,9 @@ from planner.errors import PlannerInputError
 from planner.fit import LawFitter, compare_forms
 from planner.ladder import head_share, mlp_ratio
 from planner.laptop import fit_laptop_law, load_laptop_law, recipe_of
-from planner.runs import in_regime, load_runs
+from planner.runs import RUN_COLUMNS, in_regime, load_runs
 from planner.uncertainty import posterior_from_fit
-from planner.validation.verdict import closer_count, pair_verdicts, pooled_sd, seedless
+from planner.validation.verdict import closer_count, gap_noise, pair_verdicts, partner_errors, pooled_sd, seedless
 from train_backend import checkpoint, registry
 from train_backend.model import Transformer
 from train_backend.study.design import StudyRun
@@ -58,7 +58,7 @@ def collect(runs: list[StudyRun], runs_dir: Path, out: Path) -> tuple[pd.DataFra
     train_split = None
     for r in runs:
         row = latest_attempt(registry_rows, r.name)
-        if row is None or row["status"] != "finished" or row["step"] < row["total_steps"]:
+        if not registry.is_finished(row):
             continue
         run_dir = Path(row["run_dir"])
         if train_split is None:
@@ -111,11 +111,7 @@ def pair_gaps(df: pd.DataFrame, per_batch: dict, sd: float, dof: int) -> tuple[p
     if not records:
         return pd.DataFrame(), {}
     per_seed = pd.DataFrame(records)
-    source, law = "the run-to-run sd of this study's single runs", load_laptop_law()
-    if dof == 0 and law is not None and law.noise_dof:  # a study in progress, no repeats yet: the last study's noise
-        sd, dof, source = law.noise_sd, law.noise_dof, "the bundled laptop law's run-to-run sd from an earlier study"
-    table, noise = pair_verdicts(per_seed[["pair", "partner", "gap", "ref"]], np.sqrt(2) * sd, dof,
-                                 fallback_source=source)
+    table, noise = pair_verdicts(per_seed[["pair", "partner", "gap", "ref"]], gap_noise(sd, dof, load_laptop_law()))
     extra = per_seed.groupby(["pair", "partner"], sort=False).agg(
         variant=("variant", "first"), sparsity=("sparsity", "first"), group=("group", "first"),
         tokens_per_n_avg=("tokens_per_n_avg", "mean"), seed_sd=("gap", lambda g: g.std(ddof=1)),
@@ -129,9 +125,8 @@ def closer_counts(gaps: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
     is the N_avg gap's half-width: a smaller difference is noise."""
     if gaps.empty:
         return pd.DataFrame()
-    main = gaps[gaps["partner"] == "dense_n_avg"].set_index("pair")
-    final = gaps[gaps["partner"] == "dense_n_final"].set_index("pair")["gap"]
-    err_avg, err_final, how = main["gap"].copy(), final.reindex(main.index), pd.Series("partners", main.index)
+    main = partner_errors(gaps)
+    err_avg, err_final, how = main["err_n_avg"].copy(), main["err_n_final"].copy(), pd.Series("partners", main.index)
     if not preds.empty:
         law = preds.assign(pair=preds["name"].map(seedless).str.removesuffix("-sparse")).groupby("pair").agg(
             a=("error", "mean"), f=("error_n_final", "mean"))
@@ -139,9 +134,8 @@ def closer_counts(gaps: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
         err_avg[use], err_final[use] = law.loc[main.index[use], "a"], law.loc[main.index[use], "f"]
         how[use] = "dense-only law"
     how[err_final.isna()] = "-"
-    half = (main["ci_high"] - main["gap"]).to_numpy()
     return pd.DataFrame({"pair": main.index, "err_n_avg": err_avg.to_numpy(), "err_n_final": err_final.to_numpy(),
-                         "closer": closer_count(err_avg, err_final, half), "from": how.to_numpy()})
+                         "closer": closer_count(err_avg, err_final, main["half"].to_numpy()), "from": how.to_numpy()})
 
 
 def dense_law_predictions(df: pd.DataFrame, sd: float) -> tuple[pd.DataFrame, object]:
@@ -165,18 +159,18 @@ def dense_law_predictions(df: pd.DataFrame, sd: float) -> tuple[pd.DataFrame, ob
 
 
 def form_comparison(df: pd.DataFrame) -> pd.DataFrame:
-    return compare_forms(in_regime(df)[["loss", "tokens", "n_avg", "n_final", "sparsity", "group", "name"]],
+    return compare_forms(in_regime(df)[RUN_COLUMNS],
                          forms=("unified", "chinchilla", "frantar"))
 
 
 def save_laptop_law(df: pd.DataFrame, per_batch: dict, sd: float, dof: int, runs: list[StudyRun], path: Path):
     """The laptop law from every non-ablation run, written to `path` with the runs table beside it
     (`<stem>_runs.csv`)."""
-    table = df[df["kind"] != "ablation"]
+    table = in_regime(df)  # a study has no tiny runs: every run but the ablations
     first = next(r for r in runs if r.name == table["name"].iloc[0])
     val_batch_sd = float(np.median([per_batch[n].std(ddof=1) for n in table["name"] if n in per_batch]))
     command = "python -m train_backend study --preset quick --jobs 2 --save-law " + str(path)
-    law = fit_laptop_law(table[["loss", "tokens", "n_avg", "n_final", "sparsity", "group", "name"]], sd, val_batch_sd,
+    law = fit_laptop_law(table[RUN_COLUMNS], sd, val_batch_sd,
                          first.plan.run.eval_batches, recipe_of(first.plan), command, n_boot=N_BOOT,
                          noise_dof=dof)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ def next_action(row: dict | None, name: str) -> tuple[str, str]:
     """('done' | 'skip' | 'new' | 'resume', run_id) for a plan given its latest registry row."""
     if row is None:
         return "new", name
-    if row["status"] == "finished" and row["step"] >= row["total_steps"]:
+    if registry.is_finished(row):
         return "done", row["run_id"]
     if row["alive"]:
         return "skip", row["run_id"]  # another study process is training it

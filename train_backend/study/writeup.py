@@ -12,9 +12,9 @@ import pandas as pd
 
 from planner.costs import cpu_model
 from planner.laptop import cpu_seconds
-from planner.validation.verdict import detectable_gap, half_width, seeds_needed
+from planner.runs import in_regime
+from planner.validation.verdict import TOLERANCE, detectable_gap, half_width, seeds_needed
 from train_backend.study.design import PRESETS, WINDOW, StudyRun
-from train_backend.study.report import in_regime
 
 
 def md_table(df: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
@@ -63,6 +63,17 @@ def _span(x: pd.Series) -> str:
     return "-" if x.empty else f"{x.min():.1%}" + ("" if x.min() == x.max() else f"-{x.max():.1%}")
 
 
+def main_pairs(gaps: pd.DataFrame) -> pd.DataFrame:
+    """The pairs the study's question is about: the plain geometric schedule against its partner at N_avg (not the
+    ablations, cubic schedules nor the N_final and width-changed partners)."""
+    return gaps[(gaps["partner"] == "dense_n_avg") & (gaps["variant"] == "geometric")] if not gaps.empty else gaps
+
+
+def top_pair(main: pd.DataFrame) -> pd.Series:
+    """The main pair at the highest sparsity: where the extras and ablations were run."""
+    return main[main["sparsity"] == main["sparsity"].max()].iloc[0]
+
+
 def _interval_pct(g) -> str:
     if not np.isfinite(g["ci_low"]):
         return "(no interval: no run-to-run noise measured)"
@@ -72,13 +83,13 @@ def _interval_pct(g) -> str:
 def _hopes(gaps, counts, preds, forms) -> list[str]:
     """The issue's hopes, each checked against the data (never asserted)."""
     out = []
-    main = gaps[(gaps["partner"] == "dense_n_avg") & (gaps["variant"] == "geometric")] if not gaps.empty else gaps
+    main = main_pairs(gaps)
     if not main.empty:
         tally = ", ".join(f"{k} {v}" for k, v in main["verdict"].value_counts().items())
         out.append(f"Pairs against their N_avg partner ({main['tokens_per_n_avg'].mean():.0f} tokens per N_avg): "
                    f"{tally} (hoped: holds at every "
                    f"sparsity); gaps {main['gap'].min():+.4f} to {main['gap'].max():+.4f} nats.")
-        top = main[main["sparsity"] == main["sparsity"].max()].iloc[0]
+        top = top_pair(main)
         out.append(f"At {top['sparsity']:.0%} with {top['seeds']} seed(s): gap {100 * top['gap_rel']:+.2f}% of loss "
                    f"{_interval_pct(top)}, {top['verdict']} (hoped: within +-1%).")
     if not counts.empty and (counts["closer"] != "cannot tell").any():
@@ -110,7 +121,7 @@ def _power(gaps, noise, sd: float) -> list[str]:
     return [f"- Paired-gap noise: sd {noise['sd']:.4f} nats ({noise['source']}){unpaired}.",
             "- 95% half-width of a pair's gap: " + ", ".join(
                 f"{h:.4f} nats ({100 * h / ref:.2f}% of loss) at {n} seed(s)" for n, h in half.items())
-            + f"; the +-1% target (half-width <= {0.01 * ref:.4f} nats at loss {ref:.3f}) needs "
+            + f"; the +-1% target (half-width <= {TOLERANCE * ref:.4f} nats at loss {ref:.3f}) needs "
             + (f"{need:.0f} seeds." if np.isfinite(need) else "more seeds than are sensible."),
             "- Smallest gap detected (interval excludes zero) with 80% power: " + ", ".join(
                 f"{detectable_gap(noise['sd'], noise['dof'], n):.4f} nats at {n} seed(s)" for n in seeds) + "."]
@@ -121,12 +132,11 @@ def _ablations(gaps) -> list[str]:
     and its 95% half-width (the two intervals' half-widths in quadrature)."""
     if gaps.empty:
         return []
-    main = gaps[(gaps["partner"] == "dense_n_avg") & (gaps["variant"] == "geometric")]
+    main = main_pairs(gaps)
     if main.empty:
         return []
-    top = main[main["sparsity"] == main["sparsity"].max()].iloc[0]
-    others = gaps[(gaps["sparsity"] == top["sparsity"]) & ~((gaps["variant"] == "geometric")
-                                                            & (gaps["partner"] == "dense_n_avg"))]
+    top = top_pair(main)
+    others = gaps[(gaps["sparsity"] == top["sparsity"]) & ~gaps.index.isin(main.index)]
     lines = []
     for _, g in others.iterrows():
         what = g["variant"] if g["variant"] != "geometric" else f"partner {g['partner']}"
@@ -253,7 +263,7 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms) -> str:
             f"{head} of its prunable weights in the LM head, {df['n_total'].min() / 1e3:.0f}k-"
             f"{df['n_total'].max() / 1e3:.0f}k parameters, at most {df['epochs'].max():.1f} epochs; "
             f"`bench/study/{preset}/REPORT.md`): ")
-    main = gaps[(gaps["partner"] == "dense_n_avg") & (gaps["variant"] == "geometric")] if not gaps.empty else gaps
+    main = main_pairs(gaps)
     if main.empty:
         return text + "no pair has finished yet."
     text += "against the dense partner at N_avg, " + "; ".join(
