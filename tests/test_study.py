@@ -295,3 +295,9 @@ def test_a_study_resumes_from_its_archive_without_its_runs_folder(smoke, tmp_pat
     after = pd.read_csv(moved / "runs.csv")
     pd.testing.assert_frame_equal(before.sort_values("name").reset_index(drop=True),
                                   after.sort_values("name").reset_index(drop=True), check_exact=False, rtol=1e-9)
+
+
+def test_the_clis_preset_names_are_the_designs():
+    from train_backend.study import PRESET_NAMES
+    from train_backend.study.design import PRESETS
+    assert sorted(PRESET_NAMES) == sorted(PRESETS)
