@@ -100,6 +100,20 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
 
 
+def test_a_stop_signal_blocked_by_the_launcher_still_cancels(tmp_path):
+    """A launcher that blocks SIGINT (a signal mask is inherited through fork and exec) must not make the app's
+    cancel a no-op: the run trained to its end, exit 0, when its mask was the launcher's."""
+    plan = _plan(tmp_path / "plan.yaml", steps=2000)
+    proc = subprocess.Popen([sys.executable, "-m", "train_backend", "train", str(plan), "--runs-dir",
+                             str(tmp_path / "runs"), "--run-id", "r", "--ckpt-every", "1000"], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
+    _wait_lines(tmp_path / "runs" / "r" / "metrics.jsonl", 5, proc)
+    assert registry.cancel(tmp_path / "runs", "r")
+    out, err = proc.communicate()
+    assert proc.returncode == 128 + signal.SIGINT and "cancelled by SIGINT at step" in err, err
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_stop_signal_cancels_with_checkpoint(tmp_path, sig):
     """The app's cancel (SIGINT), a scheduler's stop (SIGTERM) and a closed terminal (SIGHUP) alike: checkpoint at

@@ -18,6 +18,7 @@ def _stop(signum, frame):
 for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     if _sig == signal.SIGINT or signal.getsignal(_sig) is not signal.SIG_IGN:
         signal.signal(_sig, _stop)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {_sig})  # a mask inherited from the launcher would hold it forever
 from train_backend.cli import main  # noqa: E402 (after the handlers: torch's import takes seconds)
 
 if _received:  # a stop signal while importing: one line, no traceback

@@ -58,20 +58,24 @@ class Stop:
     def installed(cls):
         """The handler for the run's duration, flags reset (an earlier run in this process may have been
         cancelled); off the main thread, where Python allows no signal handlers, nothing is installed. A SIGTERM
-        or SIGHUP the caller ignores (nohup) stays ignored."""
+        or SIGHUP the caller ignores (nohup) stays ignored; one the caller blocks is unblocked for the run (a mask
+        is inherited through exec: a launcher's would hold the app's cancel forever) and blocked again after."""
         cls.requested = cls.armed = cls.raised = False
         cls.signum = signal.SIGINT
-        previous = {}
+        previous, mask = {}, None
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 if sig == signal.SIGINT or signal.getsignal(sig) is not signal.SIG_IGN:
                     previous[sig] = signal.signal(sig, cls.handler)
+            mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, previous)
         try:
             yield
         finally:
             cls.armed = False
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 @contextmanager
