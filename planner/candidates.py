@@ -125,15 +125,17 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
                sparsities=DEFAULT_SPARSITIES, schedules=DEFAULT_SCHEDULES, hardware: Hardware | None = None,
                lifetime_tokens: float = 0.0, context: int | None = None, prefill_share: float = PREFILL_SHARE,
                seq_len: int = DEFAULT_SEQ_LEN, budget_ledger: str = EFFECTIVE,
-               runs: pd.DataFrame | None = None) -> pd.DataFrame:
+               runs: pd.DataFrame | None = None, region=None) -> pd.DataFrame:
     """Every candidate plan as a DataFrame row: shape, schedule, N_avg, tokens, predicted loss and cost ledgers.
 
     Tokens come from `target_loss` (solved; unreachable candidates dropped), `budget_flops` (training FLOPs in
     `budget_ledger`), absolute `tokens`, or `tokens_per_param` x N_avg, in that order. `schedules` are names of
     SCHEDULE_OPTIONS or ScheduleOption tuples; sparsity 0 is one dense candidate per shape. Columns include
     loss, n_avg, n_final, tokens, every CostLedgers field, lifetime_flops (effective training + lifetime inference),
-    lifetime_usd, extrapolated (outside `validated_region(runs)`, N in the law's convention) and schedule_flag (the
-    `planner.regime` bits: 0 inside the validated schedule regime).
+    lifetime_usd, extrapolated (outside `region`, N as the law counts it) and schedule_flag (the `planner.regime`
+    bits: 0 inside the validated schedule regime). `region` is where the law's predictions may carry an interval
+    (`planner.uncertainty.prediction_region`: the chosen plan's flag follows the same one); default
+    `validated_region(runs)`.
     """
     law = planning_law(law)
     hardware = hardware or hardware_profile("h100")
@@ -187,9 +189,9 @@ def candidates(law: Law | None = None, *, target_loss: float | None = None, budg
             return {k: along_tokens(v) for k, v in a.items()}
         return a[..., None] if isinstance(a, np.ndarray) else a
     ledgers = ledger_arrays(tok, *(along_tokens(a) for a in ledger_args))
-    lo, hi = validated_region(runs, law.n_convention, N_COLUMN[law.form]).bounds(n_law)
+    region = region or validated_region(runs, law.n_convention, N_COLUMN[law.form])
     ratio = tok / n_avg[..., None]
-    inside = (tok / n_law[..., None] >= lo[..., None]) & (tok / n_law[..., None] <= hi[..., None])
+    inside = region.contains(n_law[..., None], tok, s[:, None])
 
     def flat(a):  # a per-(shape, variant) array, (S, 1) or (S, V), repeated over the tokens axis
         return np.repeat(np.broadcast_to(a, grid2).ravel(), T)

@@ -14,7 +14,7 @@ from planner import search
 from planner.cli import COMMANDS, MAX_COUNT, non_negative, number, positive, positive_int, sparsity
 from planner.costs import HARDWARE, LEDGER_COLUMNS, PATTERN_SPEEDUPS, PREFILL_SHARE, hardware_profile, this_machine
 from planner.errors import PlannerInputError, write_error
-from planner.uncertainty import cli_decide as uncertainty
+from planner.uncertainty import cli_decide as uncertainty, prediction_region
 from planner.hardware import breakeven
 from planner.hardware.fits import fits_mask
 from planner.hardware.profiles import parse_gpus
@@ -233,6 +233,8 @@ def run_frontier(a) -> int:
     keep = fits_mask(train_on, serve_on, setup["hardware"], a.seq_len, a.context) if train_on or serve_on else None
     post = uncertainty.posterior(a, setup)  # with --runs: the fitted law replaces --law's numbers in setup
     kw = dict(objective=a.objective, sparsities=sparsities, schedules=schedules, keep=keep, **setup)
+    if post is not None:  # candidates are flagged where the chosen plan is: outside the posterior's region
+        kw["region"] = prediction_region(setup["law"], post, setup.get("runs"))
     if a.target_loss is not None:
         result = search.lifetime_optimal(target_loss=a.target_loss, **kw)
     else:

@@ -74,6 +74,11 @@ class ValidatedRegion:
             lo, hi = pts.min(axis=0), pts.max(axis=0)
             self._facets = np.array([[-1, 0, lo[0]], [1, 0, -hi[0]], [0, -1, lo[1]], [0, 1, -hi[1]]], float)
 
+    @property
+    def n_range(self) -> tuple[float, float]:
+        """Smallest and largest N of the points."""
+        return float(np.exp(self.points[:, 0].min())), float(np.exp(self.points[:, 0].max()))
+
     def bounds(self, n_avg):
         """(low, high) tokens per parameter inside the region at each N_avg (low > high where N_avg is outside)."""
         x = np.log(np.asarray(n_avg, float))[..., None]
@@ -85,7 +90,8 @@ class ValidatedRegion:
         hi = np.where(np.all((b != 0) | (a * x + c <= 1e-9), axis=-1), hi, -np.inf)
         return np.exp(lo - 1e-9), np.exp(hi + 1e-9)
 
-    def contains(self, n_avg, tokens) -> np.ndarray:
+    def contains(self, n_avg, tokens, sparsity=None) -> np.ndarray:
+        """Inside the hull, for any sparsity (the argument is the regions' common signature)."""
         lo, hi = self.bounds(n_avg)
         ratio = np.asarray(tokens, float) / n_avg
         return (ratio >= lo) & (ratio <= hi)

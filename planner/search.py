@@ -98,10 +98,10 @@ def nearest_in_region(df, law: Law | None, gap, cost: str, **search) -> tuple[tu
     if df.empty or not df["extrapolated"].all():
         return (), None
     law = law or default_law()
-    region = validated_region(search.get("runs"), law.n_convention, N_COLUMN[law.form])
+    region = search.get("region") or validated_region(search.get("runs"), law.n_convention, N_COLUMN[law.form])
     note = (f"every one of the {len(df):,} candidates lies outside {region.source}: all their predicted losses "
             f"extrapolate")
-    n_lo, n_hi = np.exp(region.points[:, 0].min()), np.exp(region.points[:, 0].max())
+    n_lo, n_hi = region.n_range
     floor = 0.3 if N_COLUMN[law.form] == "n_avg" else 0.1  # N_avg >= 0.3 N_total inside the regime; N_final >= 0.1
     widths = [d for d in FAMILY_D_MODELS if n_lo <= family_shape(d).total <= n_hi / floor]
     inside = candidates(law, tokens_per_param=REGION_TOKENS_PER_PARAM, d_models=widths or FAMILY_D_MODELS, **search)

@@ -60,3 +60,22 @@ def test_without_a_posterior_region_the_validated_region_decides_flag_and_interv
     inside = build_plan(family_shape(1024), 0.5, tokens_per_param=100, law=LAW, posterior=bare)  # the seed's range
     assert not inside.prediction.extrapolated and inside.prediction.ci_low < inside.prediction.loss
     assert caption(plan_prediction(LAW, *plan_counts(inside)), "none published") == "no interval: none published"
+
+
+@pytest.mark.parametrize("target", [2.3, 2.6, 3.0])
+def test_the_search_flags_candidates_where_the_chosen_plan_is_flagged(target):
+    """With the default preset and its published draws, every row of the search (the chart's markers) carries the
+    flag its own plan gets: the seed's range alone flagged the chart while the plan was judged on the preset's data
+    (a validated-looking marker over a plan that said 'extrapolation, no interval')."""
+    from planner.laws import DEFAULT_LAW
+    from planner.search import lifetime_optimal, plan_from_candidate
+    from planner.uncertainty import prediction_region
+    from planner.uncertainty.priors import preset_posterior
+    post = preset_posterior(DEFAULT_LAW, LAW)
+    comp = lifetime_optimal(LAW, target, region=prediction_region(LAW, post), refine=False)
+    rows = comp.table.reset_index(drop=True)
+    for _, row in rows.iterrows():
+        plan = plan_from_candidate(row, LAW, posterior=post)
+        assert plan.prediction.extrapolated == bool(row["extrapolated"]), (target, row["plan_id"] if "plan_id" in
+                                                                           row else row["d_model"])
+        assert (plan.prediction.ci_low is None) == plan.prediction.extrapolated

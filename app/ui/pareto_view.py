@@ -16,6 +16,7 @@ from planner.hardware.breakeven import BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, dense_
 from planner.plan import Hardware, TrainingPlan
 from planner.search import COST_COLUMNS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, Comparison, \
     budget_optimal, lifetime_optimal, plan_from_candidate, savings, schedule_warnings
+from planner.uncertainty import prediction_region
 
 THIS_MACHINE = "this machine"
 HARDWARE_CHOICES = (*HARDWARE, THIS_MACHINE)
@@ -99,7 +100,8 @@ def search(inputs: PlannerInputs, working: WorkingLaw = DEFAULT) -> Comparison:
     """The search under the working law: candidates, frontier, chosen plan and its dense baselines
     (planner.search), with a readable `plan_id` on every row."""
     common = dict(objective=cost_units(inputs), hardware=hardware(inputs), lifetime_tokens=inputs.lifetime_tokens,
-                  schedules=inputs.schedules, sparsities=inputs.sparsities, runs=working.runs)
+                  schedules=inputs.schedules, sparsities=inputs.sparsities, runs=working.runs,
+                  region=prediction_region(working.law, working.posterior, working.runs))
     if inputs.mode == "loss":
         comp = lifetime_optimal(working.law, inputs.target_loss, **common)
     else:

@@ -38,7 +38,8 @@ def _posterior_to_dict(post: LawPosterior | None) -> dict | None:
         return None
     region = None if post.region is None else {"n": post.region.runs[0].tolist(), "tokens": post.region.runs[1].tolist(),
                                                "margin": post.region.margin, "source": post.region.source}
-    return {"draws": post.draws.tolist(), "rel_noise_sd": post.rel_noise_sd, "method": post.method, "region": region}
+    return {"draws": post.draws.tolist(), "rel_noise_sd": post.rel_noise_sd, "method": post.method, "region": region,
+            "preset": post.preset}
 
 
 def _posterior_from_dict(d: dict | None, law: Law) -> LawPosterior | None:
@@ -46,7 +47,8 @@ def _posterior_from_dict(d: dict | None, law: Law) -> LawPosterior | None:
         return None
     r = d.get("region")
     region = None if r is None else Region(r["n"], r["tokens"], float(r["margin"]), str(r["source"]))
-    return LawPosterior(law, np.asarray(d["draws"], float), float(d["rel_noise_sd"]), region, str(d["method"]))
+    return LawPosterior(law, np.asarray(d["draws"], float), float(d["rel_noise_sd"]), region, str(d["method"]),
+                        bool(d.get("preset", False)))
 
 
 def law_to_dict(working: WorkingLaw) -> dict:

@@ -46,6 +46,8 @@ class LawPosterior:
     rel_noise_sd: run-to-run sd of one run's log loss about the law (0.003: 0.3% noise); 0 when unknown.
     region: where the law has data (`Region`), or None when nothing bounds it (then every point is inside).
     method: one line saying where the draws come from, for the page and the saved law.
+    preset: the draws are a preset's published uncertainty, not a fit to this project's runs: its region is the
+      preset's own data, and a plan must also lie in the seed's validated range (`planner.uncertainty.prediction`).
 
     `predict(n, tokens)` gives quantiles of the predicted loss; `prob_below(target, n, tokens)` the probability that
     a run at (n, tokens) ends below a target loss (parameter draws plus run-to-run noise); `interval(n, tokens)` the
@@ -56,6 +58,7 @@ class LawPosterior:
     rel_noise_sd: float = 0.0
     region: Region | None = None
     method: str = ""
+    preset: bool = False
 
     def __post_init__(self):
         if self.draws.ndim != 2 or self.draws.shape[1] != len(PARAM_NAMES[self.law.form]):

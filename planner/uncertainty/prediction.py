@@ -5,8 +5,9 @@ One region rule, so a prediction is never both flagged as an extrapolation and g
 publishes no uncertainty, or a posterior without a region) the planner's validated region of ``runs``
 (`planner.regime.validated_region`: the fitted runs' hull, else the seed's validated range). Inside, the prediction
 carries the posterior's interval (none without a posterior); outside, it is flagged, with the reason, and no interval.
-A preset with published uncertainty is judged on its own data's region (`priors`), not the seed's range; the search's
-per-candidate ``extrapolated`` column (`planner.candidates`) still reads `validated_region` alone.
+A preset with published uncertainty (`LawPosterior.preset`: no runs of this project) must be inside both its own data's region (`priors`:
+where its interval means something) and the seed's validated range (where N_avg was shown to stand in for N). The
+search flags its candidates with the same region (`candidates(region=...)`), so the chart and the chosen plan agree.
 """
 from __future__ import annotations
 
@@ -26,15 +27,35 @@ def plan_counts(plan) -> tuple[float, float, float, float]:
     return plan.derived.n_avg, plan.derived.n_final, plan.schedule.final_sparsity, plan.budget.tokens
 
 
+class BothRegions:
+    """A preset's own data region, and for a sparse plan the seed's validated range too (a dense plan's N is N_avg:
+    no substitution to validate)."""
+
+    def __init__(self, data: Region, seed: ValidatedRegion):
+        self.data, self.seed = data, seed
+        self.source = f"{data.source} within {seed.source}"
+        (lo, hi), (seed_lo, seed_hi) = data.n_range, seed.n_range
+        self.n_range = (max(lo, seed_lo), min(hi, seed_hi))
+
+    def contains(self, n, tokens, sparsity=None) -> np.ndarray:
+        dense = np.asarray(0.0 if sparsity is None else sparsity, float) == 0
+        return self.data.contains(n, tokens) & (dense | self.seed.contains(n, tokens))
+
+
 def prediction_region(law: Law, posterior: LawPosterior | None = None,
-                      runs: pd.DataFrame | None = None) -> Region | ValidatedRegion:
+                      runs: pd.DataFrame | None = None) -> Region | ValidatedRegion | BothRegions:
     """Where `law`'s predictions carry an interval (the rule in the module's docstring)."""
-    if posterior is not None and posterior.region is not None:
-        return posterior.region
-    return validated_region(runs, law.n_convention, N_COLUMN[law.form])
+    region = validated_region(runs, law.n_convention, N_COLUMN[law.form])
+    if posterior is None or posterior.region is None:
+        return region
+    return BothRegions(posterior.region, region) if posterior.preset else posterior.region
 
 
-def _reason(region: Region | ValidatedRegion, n, tokens) -> str:
+def _reason(region: Region | ValidatedRegion | BothRegions, n, tokens) -> str:
+    if isinstance(region, BothRegions):
+        if not np.all(region.data.contains(n, tokens)):
+            return _reason(region.data, n, tokens)
+        return f"outside {region.seed.source}"
     if isinstance(region, Region):  # names the count that left the runs' range
         return str(np.ravel(region.reasons(n, tokens))[0])
     return f"outside {region.source}"
@@ -50,7 +71,7 @@ def plan_prediction(law: Law, n_avg, n_final, final_sparsity, tokens, posterior:
     n, s = law_inputs(law, n_avg, n_final, final_sparsity)
     loss = float(law.predict(n, tokens, s))
     region = prediction_region(law, posterior, runs)
-    if not bool(np.all(region.contains(n, tokens))):
+    if not bool(np.all(region.contains(n, tokens, final_sparsity))):
         return Prediction(loss=loss, extrapolated=True, warnings=[
             f"extrapolation, no interval: {_reason(region, n, tokens)}; this plan: N {n:.3g}, D/N {tokens / n:.0f}"])
     if posterior is None:

@@ -48,7 +48,7 @@ def preset_posterior(name: str, law: Law | None = None) -> LawPosterior | None:
     draws = np.column_stack([prior["draws"][k] for k in PARAM_NAMES[law.form]])
     region = Region(prior["region"]["n"], prior["region"]["tokens"], source=prior["region"]["source"])
     return LawPosterior(law, draws, 0.0, region, f"{len(draws)} draws from the published uncertainty: "
-                                                  f"{prior['source']}")
+                                                  f"{prior['source']}", preset=True)
 
 
 def epoch_points(csv_path, drop_highest: int = 5) -> pd.DataFrame:

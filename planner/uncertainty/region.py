@@ -26,7 +26,7 @@ class Region:
         self.n_range, self.tokens_range = (n.min(), n.max()), (tokens.min(), tokens.max())
         self.runs = (n, tokens)  # the points it was built from (a saved session rebuilds it from them)
 
-    def contains(self, n, tokens) -> np.ndarray:
+    def contains(self, n, tokens, sparsity=None) -> np.ndarray:
         return np.asarray(self.hull.contains(n, tokens), bool)
 
     def reasons(self, n, tokens) -> np.ndarray:
