@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.results import cpu_model, write_section  # noqa: E402
+from bench.results import cpu_model, idle_share, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Start-up and threads"
@@ -81,15 +81,15 @@ def tiny_runs(env: dict, rounds: int, tmp: Path, hogs: int) -> list[dict]:
     return rows
 
 
-def section(cli, runs, rounds, load_before) -> str:
+def section(cli, runs, rounds, idle_before) -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     help_cpu = cli[0][1]
-    quiet = load_before < 0.5
+    quiet = idle_before >= 0.9
     state = ("quiet: nothing else running" if quiet else "BUSY: shared with other jobs, so the absolute times are "
              "upper bounds and the ratios are what carries over")
-    lines = [HEADING, "", f"Machine: {os.cpu_count()} cores (nproc), {cpu_model()}; 1-minute load average before the "
-             f"benchmark {load_before:.2f} ({state}); load average (1, 5, 15 min) at the end {load} (the busy loops "
-             "below included).", "",
+    lines = [HEADING, "", f"Machine: {os.cpu_count()} cores (nproc), {cpu_model()}; {idle_before:.0%} of the cores idle "
+             f"over 3 s before the benchmark ({state}); load average (1, 5, 15 min) at the end {load} (the busy "
+             "loops below included).", "",
              f"CLI start-up, median CPU seconds of the whole process over {rounds} runs (only the subcommand being "
              "run is built and imported):", "", "| command | CPU s | heaviest imports (-X importtime: cumulative, wall "
              "ms) |",
@@ -132,14 +132,14 @@ def main(argv=None):
                     help="busy loops beside the tiny runs, one condition each (default: 0, then 1)")
     ap.add_argument("--write", action="store_true", help=f"replace the '{HEADING}' section of bench/RESULTS.md")
     args = ap.parse_args(argv)
-    load_before = os.getloadavg()[0]
+    idle_before = idle_share()
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the trainer chooses its own threads
     env["PYTHONPATH"] = str(ROOT)
     with tempfile.TemporaryDirectory() as tmp:
         env["SPARSEPLAN_CACHE_DIR"] = str(Path(tmp) / "cache")
         cli = cli_rows(env, args.rounds)
         runs = [r for hogs in args.hogs for r in tiny_runs(env, args.rounds, Path(tmp), hogs)]
-    text = section(cli, runs, args.rounds, load_before)
+    text = section(cli, runs, args.rounds, idle_before)
     print(text)
     if args.write:
         write_section(HEADING, text)

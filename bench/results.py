@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from planner.costs import cpu_model  # noqa: F401  (the benchmarks' machine line)
@@ -17,3 +18,13 @@ def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
     new = pattern.sub(lambda _: body.rstrip("\n") + "\n\n", old) if pattern.search(old) \
         else old.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
     path.write_text(new)
+
+
+def idle_share(seconds: float = 3.0) -> float:
+    """Share of all cores' time spent idle over `seconds` (/proc/stat): what the machine has free right now; the load
+    average lags a minute behind a job that just stopped."""
+    def sample():
+        fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+    (idle0, total0), _, (idle1, total1) = sample(), time.sleep(seconds), sample()
+    return (idle1 - idle0) / max(total1 - total0, 1e-9)

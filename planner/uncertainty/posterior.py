@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.special import ndtr  # the normal CDF (scipy.stats costs 0.3 s to import)
 
 from planner.errors import PlannerInputError
 from planner.fit import FitResult, predict_loss, refit_weighted, theta_to_params
@@ -104,7 +104,7 @@ class LawPosterior:
                 z = (target - loss) / noise_sd
             else:
                 return (loss < target).mean(axis=0)
-        return norm.cdf(z).mean(axis=0)
+        return ndtr(z).mean(axis=0)
 
     def loss_ci(self, n, tokens, sparsity=None, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) of the law's predicted loss at broadcast (n, tokens); NaN outside the region (no claim)."""
