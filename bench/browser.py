@@ -200,11 +200,21 @@ CUT_BUTTONS_JS = """() => {
       }
     }
   }
+  // a multiselect's chips: cut by the box that clips them (a chip wider than its row is cut, not wrapped)
+  for (const tag of document.querySelectorAll('[data-testid="stMain"] [data-testid="stMultiSelectTagsContainer"] [data-tag]')) {
+    let box = tag.parentElement;
+    while (box && getComputedStyle(box).overflowX === 'visible') box = box.parentElement;
+    const r = tag.getBoundingClientRect(), b = box ? box.getBoundingClientRect() : null;
+    const inner = [...tag.querySelectorAll('*')].some(
+      el => getComputedStyle(el).textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1);
+    if (inner || (b && (r.right > b.right + 1 || r.left < b.left - 1))) out.push(tag.innerText.trim());
+  }
   return out;
 }"""
 
 
 def clipped(page) -> dict:
-    """{'charts': per chart {'cut': marks cut by the plot's edge, 'texts': texts cut}, 'buttons': cut labels}."""
+    """{'charts': per chart {'cut': marks cut by the plot's edge, 'texts': texts cut}, 'buttons': cut labels of
+    buttons and multiselect chips}."""
     page.evaluate(VIEWS_JS)
     return {"charts": page.evaluate(CLIPPED_JS), "buttons": page.evaluate(CUT_BUTTONS_JS)}

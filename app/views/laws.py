@@ -75,7 +75,7 @@ offered = [f for f in lv.FORMS if reasons[f] is None]
 if not offered:
     st.error(next(iter(reasons.values())))
     st.stop()
-c1, c2, c3 = st.columns([2, 1, 1])
+c1 = st.container()  # the full width: three form labels fit at 1024 px (in a third of it the chips were cut)
 if "laws_forms" in st.session_state:  # keep the user's picks that this table supports
     st.session_state["laws_forms"] = [f for f in st.session_state["laws_forms"] if f in offered]
 forms = c1.multiselect("Forms", offered, format_func=lv.FORM_LABELS.get, key="laws_forms",
@@ -83,6 +83,7 @@ forms = c1.multiselect("Forms", offered, format_func=lv.FORM_LABELS.get, key="la
 for form, reason in reasons.items():
     if reason is not None:
         c1.caption(f"{lv.FORM_LABELS[form]} is off: {lv.off_reason(reason)}.")
+c2, c3 = st.columns(2)
 grid = c2.radio("Start grid", ["coarse", "chinchilla"], horizontal=True, key="laws_grid",
                 help="coarse: a few hundred starts; chinchilla: Hoffmann et al.'s 4500-point grid")
 n_boot = c3.select_slider("Posterior draws", [50, 100, 200, 500], value=100, key="laws_boot",
