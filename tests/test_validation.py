@@ -75,3 +75,18 @@ def test_partner_errors_give_each_pair_its_two_gaps_and_the_n_avg_half_width():
     assert errors.loc["a", ["err_n_avg", "err_n_final"]].tolist() == pytest.approx([0.011, 0.051])
     assert np.isnan(errors.loc["b", "err_n_final"]) and (errors["half"] > 0).all()
     assert list(closer_count(errors["err_n_avg"], errors["err_n_final"], errors["half"])) == ["N_avg", "cannot tell"]
+
+
+def test_one_methods_spread_does_not_widen_anothers_interval():
+    """Noise is pooled within a variant: in the quick study one per-layer run blew up (loss 3.01 against 1.78 for
+    its other seed) and, pooled with every pair, widened the main pairs' intervals to +-20% of loss."""
+    main = synthetic({"s60": [0.004, 0.006, 0.005], "s80": [0.010, 0.012, 0.011]}).assign(variant="geometric")
+    wild = synthetic({"per-layer": [0.27, 1.49]}).assign(variant="per-layer")
+    lone = synthetic({"head": [0.02]}).assign(variant="head-dense")  # no repeats: borrows the main pairs' noise
+    table, used = pair_verdicts(pd.concat([main, wild, lone], ignore_index=True))
+    alone, _ = pair_verdicts(main)
+    rows = table.set_index("pair")
+    assert np.allclose(rows.loc[["s60", "s80"], "ci_high"], alone.set_index("pair")["ci_high"])
+    assert rows.loc["per-layer", "noise_sd"] > 50 * rows.loc["s60", "noise_sd"]
+    assert rows.loc["head", "noise_sd"] == rows.loc["s60", "noise_sd"] == used["sd"]
+    assert set(rows["verdict"][["s60", "s80"]]) == {"holds"} and "geometric" in used["source"]

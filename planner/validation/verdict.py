@@ -100,28 +100,40 @@ def pair_verdicts(gaps: pd.DataFrame, fallback: dict | None = None, tol: float =
     """One row per (pair, partner) from per-seed gaps: mean gap, interval, verdict, and the power figures. The study's
     report and the app's Runs page both judge pairs here.
 
-    `gaps` has columns pair (the same across seeds), partner, gap (sparse - partner loss) and ref (partner loss).
-    `fallback`: the `gap_noise` to use when no pair has repeated seeds.
-    Returns the table and the noise used: {'sd', 'dof', 'source'}.
+    `gaps` has columns pair (the same across seeds), partner, gap (sparse - partner loss), ref (partner loss) and
+    optionally variant (the pruning method: geometric, per-layer, ...). Repeated seeds give the noise, pooled within
+    a variant: one method's spread (a per-layer run that blew up) must not widen another's intervals. A variant
+    without repeats takes the noise of the variant with the most degrees of freedom (the main pairs); with none at
+    all, `fallback` (a `gap_noise`). Returns the table (with each row's noise_sd) and the main noise used:
+    {'sd', 'dof', 'source'}, plus 'by_variant' when there is more than one variant.
     """
+    variant = gaps["variant"].astype(str) if "variant" in gaps else pd.Series("", index=gaps.index)
     key = gaps["pair"].astype(str) + "|" + gaps["partner"].astype(str)
-    sd, dof = pooled_sd(gaps["gap"], key)
-    noise = {"sd": sd, "dof": dof, "source": f"paired gaps pooled over repeated seeds ({dof} dof)"}
+    own = {v: pooled_sd(gaps["gap"][variant == v], key[variant == v]) for v in variant.unique()}
+    main = max(own, key=lambda v: (own[v][1], (variant == v).sum()))
+    sd, dof = own[main]
+    noise = {"sd": sd, "dof": dof, "source": f"paired gaps pooled over repeated seeds ({dof} dof"
+                                             + (f", {main} pairs)" if len(own) > 1 else ")")}
     if dof == 0:
         fallback = fallback or gap_noise()
         noise = {"sd": fallback["sd"], "dof": fallback["dof"],
                  "source": f"sqrt(2) x {fallback['source']} ({fallback['dof']} dof; unpaired, conservative)"}
-    g = gaps.groupby(["pair", "partner"], sort=False)
-    out = g.agg(seeds=("gap", "size"), gap=("gap", "mean"), ref=("ref", "mean")).reset_index()
+    used = {v: (own[v] if own[v][1] else (noise["sd"], noise["dof"])) for v in own}
+    if len(own) > 1:
+        noise["by_variant"] = {v: {"sd": used[v][0], "dof": used[v][1], "own": bool(own[v][1])} for v in own}
+    g = gaps.assign(variant=variant).groupby(["pair", "partner"], sort=False)
+    out = g.agg(seeds=("gap", "size"), gap=("gap", "mean"), ref=("ref", "mean"), variant=("variant", "first")
+                ).reset_index()
     out["gap_rel"] = out["gap"] / out["ref"]
-    half = half_width(noise["sd"], noise["dof"], out["seeds"], level) if noise["dof"] else np.nan
+    out["noise_sd"] = out["variant"].map(lambda v: used[v][0])
+    nsd, ndof = out["noise_sd"].to_numpy(float), out["variant"].map(lambda v: used[v][1]).to_numpy(int)
+    half = np.array([half_width(a, b, n, level) if b else np.nan for a, b, n in zip(nsd, ndof, out["seeds"])])
     out["ci_low"], out["ci_high"] = out["gap"] - half, out["gap"] + half
     out["half_rel"] = half / out["ref"]
     out["verdict"] = verdict(out["ci_low"], out["ci_high"], out["ref"], tol)
-    out["seeds_needed"] = [seeds_needed(noise["sd"], noise["dof"], r, tol, level) for r in out["ref"]]
-    out["detectable_gap"] = detectable_gap(noise["sd"], noise["dof"], out["seeds"], level) if noise["dof"] \
-        else np.nan
-    return out, noise
+    out["seeds_needed"] = [seeds_needed(a, b, r, tol, level) for a, b, r in zip(nsd, ndof, out["ref"])]
+    out["detectable_gap"] = [detectable_gap(a, b, n, level) if b else np.nan for a, b, n in zip(nsd, ndof, out["seeds"])]
+    return out.drop(columns="variant") if "variant" not in gaps else out, noise
 
 
 def partner_errors(table: pd.DataFrame) -> pd.DataFrame:

@@ -111,9 +111,10 @@ def pair_gaps(df: pd.DataFrame, per_batch: dict, sd: float, dof: int) -> tuple[p
     if not records:
         return pd.DataFrame(), {}
     per_seed = pd.DataFrame(records)
-    table, noise = pair_verdicts(per_seed[["pair", "partner", "gap", "ref"]], gap_noise(sd, dof, load_laptop_law()))
+    table, noise = pair_verdicts(per_seed[["pair", "partner", "gap", "ref", "variant"]],
+                                 gap_noise(sd, dof, load_laptop_law()))
     extra = per_seed.groupby(["pair", "partner"], sort=False).agg(
-        variant=("variant", "first"), sparsity=("sparsity", "first"), group=("group", "first"),
+        sparsity=("sparsity", "first"), group=("group", "first"),
         tokens_per_n_avg=("tokens_per_n_avg", "mean"), seed_sd=("gap", lambda g: g.std(ddof=1)),
         val_window_se=("se", "mean"), train_gap=("train_gap", "mean")).reset_index()
     return table.merge(extra, on=["pair", "partner"]), noise
@@ -211,7 +212,7 @@ def write_report(preset: str, runs: list[StudyRun], out: Path, runs_dir: Path, l
     df, per_batch = collect(runs, runs_dir, out)
     if df.empty:
         raise PlannerInputError(f"--runs-dir {runs_dir}: no finished run of the {preset} study yet")
-    sd, dof = noise_sd(df)
+    sd, dof = noise_sd(in_regime(df))  # not the ablations: a method's own instability is not run-to-run noise
     gaps, gap_noise = pair_gaps(df, per_batch, sd, dof)
     df["verdict"] = run_verdicts(df, gaps)
     df.drop(columns=["started_at", "finished_at", "run_id"]).to_csv(out / "runs.csv", index=False,

@@ -118,7 +118,10 @@ def _power(gaps, noise, sd: float) -> list[str]:
     need = seeds_needed(noise["sd"], noise["dof"], ref)
     unpaired = f"; two unpaired runs would give sqrt(2) x {sd:.4f} = {np.sqrt(2) * sd:.4f}" \
         if np.isfinite(sd) and "pooled" in noise["source"] else ""
-    return [f"- Paired-gap noise: sd {noise['sd']:.4f} nats ({noise['source']}){unpaired}.",
+    others = [f"{v} {n['sd']:.4f} ({n['dof']} dof)" for v, n in noise.get("by_variant", {}).items()
+              if n["own"] and n["sd"] != noise["sd"]]
+    return [f"- Paired-gap noise: sd {noise['sd']:.4f} nats ({noise['source']}){unpaired}"
+            + (f"; pooled within their own variant: {', '.join(others)}" if others else "") + ".",
             "- 95% half-width of a pair's gap: " + ", ".join(
                 f"{h:.4f} nats ({100 * h / ref:.2f}% of loss) at {n} seed(s)" for n, h in half.items())
             + f"; the +-1% target (half-width <= {TOLERANCE * ref:.4f} nats at loss {ref:.3f}) needs "
