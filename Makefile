@@ -22,13 +22,16 @@ test: .venv/stamp
 test-integrations: .venv/stamp
 	bash tests/integrations/run.sh $(TOOLS)
 
-# Speed benchmarks; each rewrites its own section of bench/RESULTS.md. (The validation study, `python -m
-# train_backend study --preset quick|full --jobs 2`, trains for about an hour or three and is run by hand.)
+# Speed benchmarks; each rewrites its own section of bench/RESULTS.md (run them on a quiet machine; bench_startup and
+# bench_suite say how idle they found the cores). bench_suite runs `make test` alone and beside two busy loops. (The validation study,
+# `python -m train_backend study --preset quick|full --jobs 2`, trains for hours and is run by hand.)
 bench: .venv/stamp
 	$(PY) bench/bench_fit.py --write
 	$(PY) bench/bench_frontier.py
 	$(PY) bench/bench_trainer.py
 	$(PY) bench/bench_app.py --write
+	$(PY) bench/bench_startup.py --write
+	$(PY) bench/bench_suite.py --write
 
 clean-venv:
 	rm -rf .venv
