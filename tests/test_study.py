@@ -301,3 +301,36 @@ def test_the_clis_preset_names_are_the_designs():
     from train_backend.study import PRESET_NAMES
     from train_backend.study.design import PRESETS
     assert sorted(PRESET_NAMES) == sorted(PRESETS)
+
+
+def test_an_interrupt_of_the_study_alone_reaches_its_trainers(tmp_path, monkeypatch):
+    """`kill -INT` (or a scheduler's signal) to the study process only: its trainers must stop too. They went on
+    training, orphaned, when only a terminal's Ctrl-C (sent to the whole group) was expected."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+    from train_backend.study import runner
+    ready = tmp_path / "ready"
+    child = ("import pathlib, signal, sys, time\n"
+             "signal.signal(signal.SIGINT, lambda *a: sys.exit(130))\n"
+             f"pathlib.Path({str(ready)!r}).touch()\n"
+             "while True: time.sleep(1)\n")
+    started = []
+    monkeypatch.setattr(runner, "_command", lambda *a: [sys.executable, "-c", child])
+    real = subprocess.Popen
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: started.append(real(*a, **k)) or started[-1])
+
+    def sleep(_s):  # the first poll after the trainer is up: the study process gets its SIGINT
+        while started and not ready.exists() and started[0].poll() is None:
+            pass
+        if started:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(runner.time, "sleep", sleep)
+    run = SimpleNamespace(name="r")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner._parallel([(run, "new", "r")], 1, tmp_path, tmp_path, tmp_path, None, set(), {}, lambda m: None)
+        assert started[0].poll() == 130  # it got the SIGINT and was waited for
+    finally:
+        for proc in started:
+            proc.kill()

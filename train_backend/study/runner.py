@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -157,7 +158,7 @@ def run_study(runs: list[StudyRun], out: Path, runs_dir: Path, jobs: int = 1, lo
         return finished
     try:
         _parallel(queue, jobs, runs_dir, plans_dir, logs_dir, progress, done, finished, log)
-    except KeyboardInterrupt:  # the trainers got the SIGINT too: they checkpoint and stop as cancelled
+    except KeyboardInterrupt:  # the trainers were told too (_parallel): they checkpoint and stop as cancelled
         log("interrupted: the runs checkpoint and stop; run the same command again to resume")
         raise
     return finished
@@ -165,6 +166,18 @@ def run_study(runs: list[StudyRun], out: Path, runs_dir: Path, jobs: int = 1, lo
 
 def _parallel(queue, jobs, runs_dir, plans_dir, logs_dir, progress, done, finished, log):
     procs: dict[str, tuple[subprocess.Popen, StudyRun, str, Path]] = {}
+    try:
+        _schedule(queue, jobs, runs_dir, plans_dir, logs_dir, progress, done, finished, log, procs)
+    except KeyboardInterrupt:  # a signal to this process alone (kill, a scheduler) reached no trainer: pass it on
+        for proc, *_ in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # a second one from the terminal's Ctrl-C only sets the flag again
+        for proc, *_ in procs.values():
+            proc.wait()
+        raise
+
+
+def _schedule(queue, jobs, runs_dir, plans_dir, logs_dir, progress, done, finished, log, procs):
     last = 0.0
     while queue or procs:
         while queue and len(procs) < jobs:
