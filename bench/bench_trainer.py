@@ -4,7 +4,8 @@ Runs the real training loop (train_backend.train.run) and, for comparison, a bar
 backward, clip, AdamW) on the same model and on a model written here from scratch, interleaved round by round so
 machine load hits all alike. Writes the `## Trainer` section of bench/RESULTS.md.
 
-FLOPs per token: planner.costs.model_train_flops_per_token (6 N_matmul + attention, forward and backward). Peak:
+FLOPs per token: planner.hardware.costs.model_train_flops_per_token (6 N_matmul + attention, forward and
+backward). Peak:
 the trainer's own CPU peak (train_backend.resources.cpu_peak: best single torch.mm at the model's GEMM shapes).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import cpu_model, write_section  # noqa: E402
-from planner.costs import model_train_flops_per_token  # noqa: E402
+from planner.hardware.costs import model_train_flops_per_token  # noqa: E402
 from planner.plan import Budget, RunConfig, make_plan, resolve_schedule  # noqa: E402
 from planner.shapes import ModelShape  # noqa: E402
 from train_backend import train as train_mod  # noqa: E402

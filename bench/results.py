@@ -5,7 +5,7 @@ import re
 import time
 from pathlib import Path
 
-from planner.costs import cpu_model  # noqa: F401  (the benchmarks' machine line)
+from planner.hardware.costs import cpu_model  # noqa: F401  (the benchmarks' machine line)
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

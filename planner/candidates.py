@@ -1,6 +1,6 @@
 """The candidate plans of the search: a Llama-style shape family x final sparsities x pruning schedules x token
 counts, evaluated at once with numpy broadcasting (the law at each candidate's N, N_avg for the unified law, and the
-cost ledgers of `planner.costs`). Tokens come from a target loss (solved from the law), a training budget, or a
+cost ledgers of `planner.hardware.costs`). Tokens come from a target loss (solved from the law), a training budget, or a
 token grid; `planner.search` turns candidates into answers.
 
 Shape family (Llama style, `family_shape`): n_layer = round(d_model / 128) (the aspect ratio of Llama 2 7B/13B),
@@ -14,8 +14,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from planner.costs import (EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, hardware_profile, ledger_arrays, matmul_params,
-                           serving_bytes, train_flops_per_token)
+from planner.hardware.costs import (EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, hardware_profile, ledger_arrays,
+                                    matmul_params, serving_bytes, train_flops_per_token)
 from planner.errors import PlannerInputError
 from planner.laws import N_COLUMN, Law, default_law
 from planner.plan import Hardware

@@ -12,7 +12,8 @@ import pandas as pd
 
 from planner import search
 from planner.cli import COMMANDS, MAX_COUNT, non_negative, number, positive, positive_int, sparsity
-from planner.costs import HARDWARE, LEDGER_COLUMNS, PATTERN_SPEEDUPS, PREFILL_SHARE, hardware_profile, this_machine
+from planner.hardware.costs import HARDWARE, LEDGER_COLUMNS, PATTERN_SPEEDUPS, PREFILL_SHARE, hardware_profile, \
+    this_machine
 from planner.errors import PlannerInputError, write_error
 from planner.uncertainty import cli_decide as uncertainty, prediction_region
 from planner.hardware import breakeven

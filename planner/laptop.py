@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.costs import model_train_flops_per_token
+from planner.hardware.costs import model_train_flops_per_token
 from planner.laws import Law
 from planner.plan import Prediction
 from planner.shapes import ModelShape

@@ -9,7 +9,8 @@ Forms (all vectorised over numpy arrays; N counts parameters, D tokens):
   the final sparsity (Frantar et al., ICLR 2024). At a fixed S it is a Chinchilla law with A = a (1 - S)^b + c, so
   every derived quantity below reuses the Chinchilla algebra.
 
-Compute convention: the cost ledgers' (`planner.costs`), training FLOPs = D x FLOPs per token. `Law.compute_optimal`
+Compute convention: the cost ledgers' (`planner.hardware.costs`), training FLOPs = D x FLOPs per token.
+`Law.compute_optimal`
 defaults to 6 N per token (N in the law's own count, attention left out: N_avg for ``unified`` is then the effective
 ledger of a run whose pruned weights cost nothing) and takes a shape family's FLOPs per token for the full ledger.
 """
@@ -140,7 +141,8 @@ class Law(BaseModel):
         """(N_opt, D_opt) minimising loss at training compute C = D * flops_per_token(N), N in this law's count,
         vectorised over C.
 
-        Compute is counted as the cost ledgers count it (`planner.costs`: training FLOPs per token). The default,
+        Compute is counted as the cost ledgers count it (`planner.hardware.costs`: training FLOPs per token).
+        The default,
         6 N, is that ledger when every counted parameter does matrix work and attention is left out; it has the
         closed form N_opt = G (C/6)^(beta/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta)). A shape family's
         `flops_per_token` (`planner.candidates.family_flops_per_token`: matmul parameters and attention) is solved

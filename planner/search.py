@@ -22,7 +22,7 @@ from planner.candidates import (ASPECT, DEFAULT_BATCH, DEFAULT_D_MODELS, DEFAULT
                                 DEFAULT_SPARSITIES, DEFAULT_TOKENS_PER_PARAM, FAMILY_D_MODELS, SCHEDULE_OPTIONS, VOCAB,
                                 ScheduleOption, candidates, family_shape, law_inputs, planning_law,
                                 schedule_warnings)
-from planner.costs import EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, cost_ledgers, hardware_profile
+from planner.hardware.costs import EFFECTIVE, LEDGER_COLUMNS, PREFILL_SHARE, cost_ledgers, hardware_profile
 from planner.errors import PlannerInputError
 from planner.hardware.breakeven import with_breakeven
 from planner.hardware.report import derived_figures

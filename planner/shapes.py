@@ -120,7 +120,8 @@ PRESETS: dict[str, ModelShape] = {
 
 
 def matmul_params(model: ModelShape, prune_head: bool = True) -> tuple[int, int]:
-    """(fixed, prunable) parameters doing matrix work, the cost model's N (planner.costs): the prunable linear weights,
+    """(fixed, prunable) parameters doing matrix work, the cost model's N (planner.hardware.costs): the prunable
+    linear weights,
     and the ones that multiply but are never pruned (a tied LM head, or an untied one kept dense by
     prune_head=False). Embedding lookups and norm scales do no matmuls."""
     c = model.counts(prune_head)

@@ -6,7 +6,7 @@ import pytest
 
 from app.ui.common import human
 from app.ui.schedule_view import LEDGER_HELP, design_plan, n_curves, parse_knots
-from planner.costs import cost_ledgers, final_model_memory, hardware_profile
+from planner.hardware.costs import cost_ledgers, final_model_memory, hardware_profile
 from planner.errors import PlannerInputError
 from planner.laws import default_law
 from planner.shapes import PRESETS, ModelShape

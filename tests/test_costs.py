@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from planner.costs import (DENSE_EQUIVALENT, EFFECTIVE, HARDWARE, LEDGER_COLUMNS, WALLCLOCK_EQUIVALENT,
+from planner.hardware.costs import (DENSE_EQUIVALENT, EFFECTIVE, HARDWARE, LEDGER_COLUMNS, WALLCLOCK_EQUIVALENT,
                            attention_flops_per_token, cost_ledgers, final_mask_fraction, final_model_memory,
                            hardware_profile, ledger_arrays, matmul_params, measure_matmul_flops, serving_bytes,
                            this_machine)

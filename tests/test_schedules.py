@@ -164,7 +164,7 @@ def test_window_solve_does_not_depend_on_the_iteration_cap():
 
 def test_compute_window_of_a_tied_model_is_the_ledgers_compute():
     """A tied LM head multiplies but is never pruned: the window's compute fractions are the effective ledger's."""
-    from planner.costs import hardware_profile, ledger_arrays, matmul_params
+    from planner.hardware.costs import hardware_profile, ledger_arrays, matmul_params
     from planner.shapes import ModelShape
     tied = ModelShape(n_layer=4, d_model=256, n_head=4, d_ff=768, vocab=32000, tied_embeddings=True)
     sched = resolve_schedule(tied, 10000, "geometric", 0.8, "compute", 0.25, 0.75, every_steps=10).schedule()

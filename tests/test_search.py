@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from planner.costs import cost_ledgers, hardware_profile
+from planner.hardware.costs import cost_ledgers, hardware_profile
 from planner.errors import PlannerInputError
 from planner.uncertainty import LawPosterior
 from planner.laws import PARAM_NAMES, default_law, get_law

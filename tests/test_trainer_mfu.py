@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from planner.costs import GPU_PEAKS, HARDWARE
+from planner.hardware.costs import GPU_PEAKS, HARDWARE
 from planner.ladder import tiny_plan
 from train_backend import registry, resources, train
 from train_backend.resources import gemm_shapes, gpu_peak

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from planner.costs import GPU_PEAKS, cpu_model
+from planner.hardware.costs import GPU_PEAKS, cpu_model
 from planner.hardware.memory import sequences_per_device, training_parts
 from planner.hardware.report import TRAINER_PRECISION
 from planner.plan import TrainingPlan

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from planner.costs import model_train_flops_per_token
+from planner.hardware.costs import model_train_flops_per_token
 from planner.errors import PlannerInputError, details_note, one_line, say
 from planner.preflight import preflight
 from planner.plan import TrainingPlan, plan_to_json

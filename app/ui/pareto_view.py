@@ -11,7 +11,7 @@ import pandas as pd
 
 from app.ui.common import human, usd
 from app.ui.working_law import DEFAULT, WorkingLaw
-from planner.costs import HARDWARE, PATTERN_SPEEDUPS, hardware_profile, this_machine
+from planner.hardware.costs import HARDWARE, PATTERN_SPEEDUPS, hardware_profile, this_machine
 from planner.hardware.breakeven import BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, dense_wins_note, format_speedup
 from planner.plan import Hardware, TrainingPlan
 from planner.search import COST_COLUMNS, DEFAULT_SCHEDULES, DEFAULT_SPARSITIES, SCHEDULE_OPTIONS, Comparison, \

@@ -10,7 +10,7 @@ import pandas as pd
 from app.ui.common import error_message, human
 from app.ui.pareto_view import sci
 from app.ui.working_law import DEFAULT, WorkingLaw, prediction_at
-from planner.costs import LEDGER_COLUMNS, cost_ledgers, final_model_memory, hardware_profile
+from planner.hardware.costs import LEDGER_COLUMNS, cost_ledgers, final_model_memory, hardware_profile
 from planner.errors import PlannerInputError
 from planner.hardware.breakeven import (BREAKEVEN_COLUMNS, FLOP_VS_DOLLAR, against_dense_shape,  # noqa: F401
                                         format_speedup)

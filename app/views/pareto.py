@@ -8,7 +8,7 @@ from app.ui.assumptions import assumptions
 from app.ui.common import user_errors
 from app.ui.inputs import LIFETIMES, planner_inputs
 from app.ui.working_law import interval_caption, loss_interval
-from planner.costs import measure_matmul_flops
+from planner.hardware.costs import measure_matmul_flops
 
 
 @st.cache_resource(show_spinner="Measuring this machine's matmul speed…")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from planner.cli import number, positive
-from planner.costs import HARDWARE, hardware_profile
+from planner.hardware.costs import HARDWARE, hardware_profile
 from planner.errors import PlannerInputError
 from planner.laws import DEFAULT_LAW, PRESETS, Law, resolve_law
 from planner.plan import dump_plan, load_plan

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from planner.costs import cpu_model
+from planner.hardware.costs import cpu_model
 from planner.laptop import cpu_seconds
 from planner.runs import in_regime
 from planner.validation.verdict import TOLERANCE, detectable_gap, half_width, seeds_needed
