@@ -8,6 +8,7 @@ L4-d128 within 10%.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,14 @@ LAW_PATH = Path(__file__).parent / "data" / "laptop_law.json"
 class LaptopLaw(BaseModel):
     """The unified law fitted to a study's runs, with what its prediction intervals need.
 
-    `draws` are refits (parameter uncertainty). `noise_sd` is the run-to-run spread across seeds measured at the
-    study's evaluation (`eval_batches` validation batches); a plan evaluated on fewer batches adds
-    `val_batch_sd`^2 (1/b - 1/eval_batches) of evaluation noise. `points` are the fitted runs' (N_avg, tokens):
-    outside their region (`planner.uncertainty.region`) a prediction is an extrapolation with no interval (a law
-    file without points falls back to the corners of its N_avg and token ranges).
+    `draws` are refits (parameter uncertainty). One run's loss scatters about the law by `residual_sd` (relative,
+    the fit's residual sd: run-to-run noise and whatever the law misses; `noise_sd` is the seeds' part alone, in
+    nats), both at the study's evaluation (`eval_batches` validation batches); a plan evaluated on fewer batches adds
+    `val_batch_sd`^2 (1/b - 1/eval_batches) of evaluation noise. `interval_scale` widens one run's interval as the
+    leave-one-out calibration of the study's runs asks (`calibration`: `planner.uncertainty.coverage.calibrate`).
+    `profiles` are the exponents' profile-likelihood intervals, or why they are unidentified. `points` are the fitted
+    runs' (N_avg, tokens): outside their region (`planner.uncertainty.region`) a prediction is an extrapolation with
+    no interval (a law file without points falls back to the corners of its N_avg and token ranges).
     """
     model_config = ConfigDict(extra="forbid")
 
@@ -61,6 +65,10 @@ class LaptopLaw(BaseModel):
     n_runs: int
     command: str
     points: list[tuple[float, float]] | None = None
+    residual_sd: float | None = Field(None, ge=0, description="None in older files: noise_sd is used instead")
+    interval_scale: float = Field(1.0, ge=1)
+    calibration: dict[str, float | None] | None = None  # scale None: too few runs to calibrate
+    profiles: dict[str, dict[str, float | str]] | None = None
 
 
 def laptop_posterior(law: LaptopLaw):
@@ -70,8 +78,9 @@ def laptop_posterior(law: LaptopLaw):
     (n_lo, n_hi), (d_lo, d_hi) = law.n_avg_range, law.tokens_range
     n, d = np.array(law.points).T if law.points else (np.array([n_lo, n_lo, n_hi, n_hi]), np.array([d_lo, d_hi] * 2))
     draws = np.column_stack([law.draws[k] for k in PARAM_NAMES[law.law.form]])
-    return LawPosterior(law.law, draws, 0.0, Region(n, d, source=f"the laptop law's {law.n_runs} runs"),
-                        f"{len(draws)} refits ({law.command})")
+    region = Region(n, d, source=f"the laptop law's {law.n_runs} runs")
+    return LawPosterior(law.law, draws, law.residual_sd or 0.0, region, f"{len(draws)} refits ({law.command})",
+                        interval_scale=law.interval_scale)
 
 
 def load_laptop_law(path: Path = LAW_PATH) -> LaptopLaw | None:
@@ -99,16 +108,22 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
     if law is None or recipe_of(plan) != law.recipe:
         return None
     from planner.uncertainty import plan_counts, plan_prediction
+    counts = plan_counts(plan)
     extra = law.val_batch_sd ** 2 * max(0.0, 1 / plan.run.eval_batches - 1 / law.eval_batches)
-    noise = float(np.sqrt(law.noise_sd ** 2 + extra))  # one run's loss: the interval includes its evaluation noise
-    return plan_prediction(law.law, *plan_counts(plan), laptop_posterior(law), level=level, noise_sd=noise)
+    post = laptop_posterior(law)
+    if law.residual_sd is None:  # an older law file: the seeds' noise, in nats
+        return plan_prediction(law.law, *counts, post, level=level, noise_sd=float(np.sqrt(law.noise_sd ** 2 + extra)))
+    loss = float(law.law.predict(counts[0], counts[3]))  # the evaluation noise in nats, relative to this loss
+    post = replace(post, rel_noise_sd=float(np.sqrt(law.residual_sd ** 2 + extra / loss ** 2)))
+    return plan_prediction(law.law, *counts, post, level=level, noise=True)
 
 
 def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int, recipe: dict, command: str,
-                   n_boot: int = 200, seed: int = 0, noise_dof: int = 0) -> LaptopLaw:
+                   n_boot: int = 200, seed: int = 0, noise_dof: int = 0, calibration: dict | None = None) -> LaptopLaw:
     """Fit the unified law to a runs table (planner format): `n_boot` parametric-bootstrap draws
-    (`planner.uncertainty.posterior_from_fit`) and profile intervals of the exponents and the compute-optimal
-    exponent, where identified, in `ci` (`planner.uncertainty.profile.law_ci`)."""
+    (`planner.uncertainty.posterior_from_fit`), profile intervals of the exponents and the compute-optimal exponent
+    (`profiles`; where identified also in `ci`, `planner.uncertainty.profile.law_ci`), and the leave-one-out
+    ``calibration`` of its intervals when given (`planner.uncertainty.coverage.calibrate` of the same runs)."""
     from planner.fit import LawFitter  # scipy only when fitting
     from planner.runs import load_runs
     from planner.uncertainty import posterior_from_fit, profile_intervals
@@ -116,11 +131,18 @@ def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int
     table = load_runs(runs, "unified")
     fit = LawFitter("unified").fit(table)
     post = posterior_from_fit(fit, table, n_draws=n_boot, seed=seed)
+    profiles = profile_intervals(fit, table)
     n, d = table["n_avg"].to_numpy(float), table["tokens"].to_numpy(float)
-    law = fit.law.model_copy(update={"ci": law_ci(fit.form, profile_intervals(fit, table)),
+    law = fit.law.model_copy(update={"ci": law_ci(fit.form, profiles),
                                      "provenance": f"laptop law: {fit.provenance}; {command}"})
+    if calibration is not None:  # JSON has no inf: too few runs to rank the widening is None
+        calibration = {k: (v if np.isfinite(v) else None) for k, v in calibration.items()}
+    scale = calibration["scale"] if calibration and calibration["scale"] is not None else 1.0
     return LaptopLaw(law=law, draws={k: v.tolist() for k, v in post.params.items()}, noise_sd=noise_sd,
                      noise_dof=noise_dof, val_batch_sd=val_batch_sd, eval_batches=eval_batches,
                      n_avg_range=(n.min(), n.max()),
                      tokens_range=(d.min(), d.max()), ratio_range=((d / n).min(), (d / n).max()), recipe=recipe,
-                     n_runs=len(table), command=command, points=list(zip(n.tolist(), d.tolist())))
+                     n_runs=len(table), command=command, points=list(zip(n.tolist(), d.tolist())),
+                     residual_sd=post.rel_noise_sd, interval_scale=scale, calibration=calibration,
+                     profiles={k: {"estimate": p.estimate, "low": p.low, "high": p.high, "status": p.status,
+                                   "note": p.note} for k, p in profiles.items()})

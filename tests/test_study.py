@@ -61,6 +61,8 @@ def test_smoke_study_writes_runs_fits_plots_and_a_report_naming_every_run(smoke)
         assert f"| {form} |" in report
     assert "Verdicts per pair" in report and "dense-only law" in report.lower()
     assert "no validation claim" in report and "N_avg or N_final?" in report
+    assert "Profile-likelihood 95% intervals" in report and "- alpha (N_avg exponent): " in report
+    assert "Nominal 95% interval of one run's loss" in report or "Leave-one-out coverage: " in report
     for png in ("loss_vs_n_avg.png", "predicted_vs_measured.png", "pair_gaps.png", "n_of_t.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -104,6 +106,8 @@ def test_laptop_law_from_the_smoke_runs_predicts_with_an_interval_and_flags_extr
     law = LaptopLaw.model_validate_json((root / "law.json").read_text())
     assert (root / "law_runs.csv").exists() and law.n_runs == sum(r.kind != "ablation" for r in SMOKE)
     assert 180 <= len(law.draws["E"]) <= 200 and law.noise_sd > 0  # refits that overflowed are left out
+    assert law.residual_sd > 0 and set(law.profiles) == {"alpha", "beta", "optimal_n_exponent"}
+    assert law.interval_scale >= 1
     inside = next(r.plan for r in SMOKE if r.kind == "ladder")
     pred = predict_plan(inside, law)
     assert pred.ci_low < pred.loss < pred.ci_high and not pred.extrapolated

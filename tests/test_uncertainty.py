@@ -1,4 +1,6 @@
 """Intervals: profile likelihood, the parametric-bootstrap posterior, the runs' region, preset priors."""
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +9,7 @@ from planner.fit import LawFitter
 from planner.laws import Law, resolve_law
 from planner.runs import load_runs
 from planner.uncertainty import LawPosterior, Region, posterior_from_fit, profile_intervals
-from planner.uncertainty.coverage import coverage_summary, loo_coverage
+from planner.uncertainty.coverage import calibrate, conformal_scale, coverage_summary, loo_coverage
 from planner.uncertainty.priors import PUBLISHED_SE, epoch_points, preset_posterior
 
 TRUTH = Law(form="unified", params={"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28})
@@ -143,6 +145,34 @@ def test_leave_one_out_marks_runs_outside_the_others_region():
     assert corner.any() and loo.loc[corner, "low"].isna().all()
     s = coverage_summary(loo)
     assert s["n_inside"] + s["n_extrapolated"] == 12 and 0 <= s["coverage"] <= 1
+    inside = loo[~corner]
+    assert ((inside["score"] <= 1) == inside["covered"].astype(bool)).all()  # a score above 1: outside the interval
+    assert calibrate(loo)["n_inside"] == s["n_inside"] and calibrate(loo)["coverage"] == s["coverage"]
+
+
+def test_calibration_widens_intervals_that_cover_too_little_to_their_level():
+    rng = np.random.default_rng(0)
+    # intervals one sd wide cover 68% of normal errors: the widening that covers 95% is close to 1.96
+    loo = pd.DataFrame({"score": np.abs(rng.standard_normal(400)), "extrapolated": False})
+    c = calibrate(loo)
+    assert c["coverage"] == pytest.approx(0.68, abs=0.05)
+    assert c["scale"] == pytest.approx(1.96, abs=0.2) and c["calibrated"] == pytest.approx(0.95, abs=0.02)
+    assert conformal_scale(np.full(30, 0.5)) == 1.0  # never narrowed
+    assert conformal_scale(np.ones(18)) == np.inf  # 18 runs cannot rank a 95% widening
+    assert conformal_scale(np.arange(1.0, 20.0)) == 19.0  # 19 runs: the largest score
+
+
+def test_interval_scale_widens_one_runs_interval_and_prob_below_agrees(posterior):
+    n, d = 1.4e8, 1.4e8 * 20
+    noisy = replace(posterior, rel_noise_sd=0.01)
+    wide = replace(noisy, interval_scale=2.0)
+    center = np.median(noisy.loss_draws(n, d))
+    low, high = noisy.predict(n, d, quantiles=(0.025, 0.975), noise=True)
+    wlow, whigh = wide.predict(n, d, quantiles=(0.025, 0.975), noise=True)
+    assert whigh - center == pytest.approx(2 * (high - center)) and center - wlow == pytest.approx(2 * (center - low))
+    assert wide.prob_below(whigh, n, d) == pytest.approx(0.975, abs=0.01)
+    assert wide.prob_below(wlow, n, d) == pytest.approx(0.025, abs=0.01)
+    assert np.array_equal(wide.predict(n, d), noisy.predict(n, d))  # the mean loss's interval is not widened
 
 
 def test_cli_fit_prints_profile_intervals(tmp_path, capsys):

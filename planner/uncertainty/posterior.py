@@ -23,6 +23,7 @@ from planner.fit import FitResult, predict_loss, refit_weighted, theta_to_params
 from planner.laws import N_COLUMN, PARAM_NAMES, Law, chinchilla, chinchilla_terms
 from planner.uncertainty.region import Region
 
+NOISE_SAMPLES = 4000  # samples of one run's loss behind its quantiles (parameter draws x noise draws)
 BLOCK = 40  # simulated tables refitted together: their runs are stacked, and weights give each refit its own table
 
 
@@ -48,6 +49,8 @@ class LawPosterior:
     method: one line saying where the draws come from, for the page and the saved law.
     preset: the draws are a preset's published uncertainty, not a fit to this project's runs: its region is the
       preset's own data, and a plan must also lie in the seed's validated range (`planner.uncertainty.prediction`).
+    interval_scale: how much one run's interval is widened about its median (>= 1), from the leave-one-out
+      calibration of the law's own runs (`planner.uncertainty.coverage.calibrate`); 1 when not calibrated.
 
     `predict(n, tokens)` gives quantiles of the predicted loss; `prob_below(target, n, tokens)` the probability that
     a run at (n, tokens) ends below a target loss (parameter draws plus run-to-run noise); `interval(n, tokens)` the
@@ -59,6 +62,7 @@ class LawPosterior:
     region: Region | None = None
     method: str = ""
     preset: bool = False
+    interval_scale: float = 1.0
 
     def __post_init__(self):
         if self.draws.ndim != 2 or self.draws.shape[1] != len(PARAM_NAMES[self.law.form]):
@@ -83,20 +87,28 @@ class LawPosterior:
                 noise_sd: float | None = None, seed: int = 0) -> np.ndarray:
         """Quantiles of the predicted loss at (n, tokens): shape (len(quantiles), *shape). With ``noise`` the loss
         of one run: each draw plus its own run-to-run noise (fixed ``seed``), normal with sd ``noise_sd`` nats when
-        given, else log-normal with the posterior's relative sd; without it the law's mean."""
+        given, else log-normal with the posterior's relative sd, spread about the draws' median by
+        ``interval_scale``; without it the law's mean."""
         loss = self.loss_draws(n, tokens, sparsity)
-        if noise:
-            z = np.random.default_rng(seed).standard_normal(loss.shape)
-            loss = loss + noise_sd * z if noise_sd is not None else loss * np.exp(self.rel_noise_sd * z)
-        return np.quantile(loss, quantiles, axis=0)
+        if not noise:
+            return np.quantile(loss, quantiles, axis=0)
+        center = np.median(loss, axis=0)
+        copies = -(-NOISE_SAMPLES // len(loss))  # noise draws per parameter draw: a tail quantile needs thousands
+        z = np.random.default_rng(seed).standard_normal((copies, *loss.shape))
+        loss = loss + noise_sd * z if noise_sd is not None else loss * np.exp(self.rel_noise_sd * z)
+        return center + self.interval_scale * (np.quantile(loss.reshape(-1, *center.shape), quantiles, axis=0) - center)
 
     def prob_below(self, target, n, tokens, noise_sd=None, sparsity=None) -> np.ndarray:
         """P(a run at (n, tokens) ends below ``target``): the mean over draws of the noise's probability of landing
         below it. ``noise_sd`` is the run-to-run sd in nats (loss units); None uses the posterior's own relative
-        noise (log-normal about each draw's loss); 0 counts the draws alone."""
+        noise (log-normal about each draw's loss); 0 counts the draws alone. With noise, ``interval_scale`` widens
+        the spread about the draws' median as in `predict`."""
         target, n, tokens = np.broadcast_arrays(np.asarray(target, float), np.asarray(n, float),
                                                 np.asarray(tokens, float))
         loss = self.loss_draws(n, tokens, sparsity)
+        if self.interval_scale != 1 and (noise_sd or (noise_sd is None and self.rel_noise_sd > 0)):
+            center = np.median(loss, axis=0)  # P(center + s (L - center) < t) = P(L < center + (t - center) / s)
+            target = center + (target - center) / self.interval_scale
         with np.errstate(divide="ignore", invalid="ignore"):
             if noise_sd is None and self.rel_noise_sd > 0:
                 z = (np.log(target) - np.log(loss)) / self.rel_noise_sd

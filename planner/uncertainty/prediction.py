@@ -62,12 +62,13 @@ def _reason(region: Region | ValidatedRegion | BothRegions, n, tokens) -> str:
 
 
 def plan_prediction(law: Law, n_avg, n_final, final_sparsity, tokens, posterior: LawPosterior | None = None,
-                    runs: pd.DataFrame | None = None, *, level: float = 0.95,
+                    runs: pd.DataFrame | None = None, *, level: float = 0.95, noise: bool = False,
                     noise_sd: float | None = None) -> Prediction:
     """`law`'s loss at a plan's counts and tokens, with the ``level`` interval of `posterior` inside the region of
     `prediction_region`; outside, flagged extrapolated with the reason as its first warning and no interval.
 
-    The interval is of the law's mean loss; with ``noise_sd`` (nats) of one run's loss (`LawPosterior.predict`)."""
+    The interval is of the law's mean loss; with ``noise`` or ``noise_sd`` (nats) of one run's loss
+    (`LawPosterior.predict`: without ``noise_sd``, the posterior's own relative noise)."""
     n, s = law_inputs(law, n_avg, n_final, final_sparsity)
     loss = float(law.predict(n, tokens, s))
     region = prediction_region(law, posterior, runs)
@@ -77,7 +78,8 @@ def plan_prediction(law: Law, n_avg, n_final, final_sparsity, tokens, posterior:
     if posterior is None:
         return Prediction(loss=loss)
     tail = (1 - level) / 2
-    low, high = (float(x) for x in posterior.predict(n, tokens, s, (tail, 1 - tail), noise_sd is not None, noise_sd))
+    low, high = (float(x) for x in posterior.predict(n, tokens, s, (tail, 1 - tail),
+                                                        noise or noise_sd is not None, noise_sd))
     if not np.isfinite(low + high):  # draws that overflow here claim nothing
         return Prediction(loss=loss)
     return Prediction(loss=loss, ci_low=low, ci_high=high)

@@ -21,6 +21,7 @@ from planner.ladder import head_share, mlp_ratio
 from planner.laptop import fit_laptop_law, load_laptop_law, recipe_of
 from planner.runs import RUN_COLUMNS, in_regime, load_runs
 from planner.uncertainty import posterior_from_fit
+from planner.uncertainty.coverage import calibrate, loo_coverage
 from planner.validation.verdict import closer_count, gap_noise, pair_verdicts, partner_errors, pooled_sd, seedless
 from train_backend import checkpoint, registry
 from train_backend.model import Transformer
@@ -164,20 +165,34 @@ def form_comparison(df: pd.DataFrame) -> pd.DataFrame:
                          forms=("unified", "chinchilla", "frantar"))
 
 
-def save_laptop_law(df: pd.DataFrame, per_batch: dict, sd: float, dof: int, runs: list[StudyRun], path: Path):
-    """The laptop law from every non-ablation run, written to `path` with the runs table beside it
-    (`<stem>_runs.csv`)."""
+def loo_check(df: pd.DataFrame) -> tuple[pd.DataFrame, dict | None, str]:
+    """The unified law's intervals checked out of sample on the study's runs (not the ablations): the leave-one-out
+    table, its calibration (`planner.uncertainty.coverage`), and why there is none when too few runs have finished."""
+    try:
+        loo = loo_coverage(in_regime(df), "unified", n_draws=100)
+    except PlannerInputError as exc:
+        return pd.DataFrame(), None, str(exc).splitlines()[0]
+    return loo, (calibrate(loo, LEVEL) if (loo.get("extrapolated") == False).any() else None), ""  # noqa: E712
+
+
+def study_law(df: pd.DataFrame, per_batch: dict, sd: float, dof: int, runs: list[StudyRun], calibration: dict | None,
+              path: Path | None):
+    """The laptop law from every non-ablation run; written to `path` (when given) with the runs table beside it
+    (`<stem>_runs.csv`). None while too few runs have finished to fit it."""
     table = in_regime(df)  # a study has no tiny runs: every run but the ablations
     first = next(r for r in runs if r.name == table["name"].iloc[0])
     val_batch_sd = float(np.median([per_batch[n].std(ddof=1) for n in table["name"] if n in per_batch]))
-    command = "python -m train_backend study --preset quick --jobs 2 --save-law " + str(path)
-    law = fit_laptop_law(table[RUN_COLUMNS], sd, val_batch_sd,
-                         first.plan.run.eval_batches, recipe_of(first.plan), command, n_boot=N_BOOT,
-                         noise_dof=dof)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(law.model_dump_json(indent=1))
-    table.drop(columns=["started_at", "finished_at", "run_id"]).to_csv(
-        path.with_name(path.stem + "_runs.csv"), index=False, float_format="%.6g")
+    command = "python -m train_backend study --preset quick --jobs 2" + (f" --save-law {path}" if path else "")
+    try:
+        law = fit_laptop_law(table[RUN_COLUMNS], sd, val_batch_sd, first.plan.run.eval_batches, recipe_of(first.plan),
+                             command, n_boot=N_BOOT, noise_dof=dof, calibration=calibration)
+    except (PlannerInputError, ValueError):
+        return None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(law.model_dump_json(indent=1))
+        table.drop(columns=["started_at", "finished_at", "run_id"]).to_csv(
+            path.with_name(path.stem + "_runs.csv"), index=False, float_format="%.6g")
     return law
 
 
@@ -220,11 +235,10 @@ def write_report(preset: str, runs: list[StudyRun], out: Path, runs_dir: Path, l
     preds, dense_fit, forms = dense_fits(df, sd, log)
     counts = closer_counts(gaps, preds)
     figures = plots.draw_all(df, gaps, preds, runs_dir, out)
-    law = None
-    if save_law is not None:
-        law = save_laptop_law(df, per_batch, sd, dof, runs, save_law)
-    path = writeup.write(preset, runs, df, sd, dof, gaps, gap_noise, counts, preds, dense_fit, forms, figures, law,
-                         save_law, out)
+    loo, calibration, loo_missing = loo_check(df)
+    law = study_law(df, per_batch, sd, dof, runs, calibration, save_law)
+    path = writeup.write(preset, runs, df, sd, dof, gaps, gap_noise, counts, preds, dense_fit, forms, figures,
+                         (loo, calibration, loo_missing), law, save_law, out)
     log(f"wrote {out / 'runs.csv'} ({len(df)} of {len(runs)} runs finished) and {path}")
     if readme is not None and writeup.update_readme(readme, writeup.readme_paragraph(preset, runs, df, gaps, counts,
                                                                                      forms)):

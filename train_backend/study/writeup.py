@@ -12,7 +12,6 @@ import pandas as pd
 
 from planner.hardware.costs import cpu_model
 from planner.laptop import cpu_seconds
-from planner.runs import in_regime
 from planner.validation.verdict import TOLERANCE, detectable_gap, half_width, seeds_needed
 from train_backend.study.design import PRESETS, WINDOW, StudyRun
 
@@ -151,23 +150,47 @@ def _ablations(gaps) -> list[str]:
     return lines
 
 
-def _uncertainty(df) -> list[str]:
-    """Out-of-sample check of the intervals: each run predicted from a fit to the others (planner.uncertainty)."""
-    from planner.errors import PlannerInputError
-    from planner.uncertainty.coverage import coverage_summary, loo_coverage
-    try:
-        s = coverage_summary(loo_coverage(in_regime(df), "unified", n_draws=100))
-    except PlannerInputError as exc:
-        return [f"Leave-one-out coverage: not yet ({str(exc).splitlines()[0]})."]
-    if not s["n_inside"]:
-        return [f"Leave-one-out coverage: none of the {s['n_runs']} runs lies inside the region of the others."]
-    return [f"Leave-one-out coverage of the nominal 95% interval (unified form; each run predicted by a fit to the "
-            f"others, parametric bootstrap with run-to-run noise): {s['coverage']:.1%} of the {s['n_inside']} runs "
-            f"inside the others' region (median width {s['median_width']:.3f} nats); {s['n_extrapolated']} of "
-            f"{s['n_runs']} lie outside it and get no interval."]
+def _uncertainty(loo: pd.DataFrame, calibration: dict | None, missing: str) -> list[str]:
+    """The intervals checked out of sample (`report.loo_check`): each run predicted by a fit to the others."""
+    if missing:
+        return [f"Leave-one-out coverage: not yet ({missing})."]
+    if calibration is None:
+        return [f"Leave-one-out coverage: none of the {len(loo)} runs lies inside the region of the others."]
+    c, outside = calibration, int((loo["extrapolated"] == True).sum())  # noqa: E712
+    scale = (f"the calibration widens every interval of one run's loss {c['scale']:.2f}x about its centre, and that "
+             f"covers {c['calibrated']:.1%} of the same runs, each checked against the widening the others give"
+             if np.isfinite(c["scale"]) else "too few runs to calibrate the intervals (a 95% widening needs 19)")
+    lines = [f"- Nominal 95% interval of one run's loss (unified form; each run predicted by a fit to the others: "
+             f"parametric bootstrap, the fit's residual noise): covers {c['coverage']:.1%} of the {c['n_inside']} "
+             f"runs inside the others' region; {outside} of {len(loo)} lie outside it and get no interval.",
+             f"- {scale[0].upper()}{scale[1:]} (`planner.uncertainty.coverage.calibrate`; the laptop law carries "
+             f"the widening, so a plan's interval is the calibrated one)."]
+    misses = loo[(loo["extrapolated"] == False) & (loo["score"] > 1)]  # noqa: E712
+    if len(misses):
+        lines.append("- Outside their nominal interval: " + ", ".join(
+            f"{r['name']} ({r['loss']:.4f} against {r['low']:.4f}-{r['high']:.4f})" for _, r in misses.iterrows())
+            + ".")
+    return lines
 
 
-def write(preset, runs, df, sd, dof, gaps, noise, counts, preds, dense_fit, forms, figures, law, law_path,
+def _law(law, law_path) -> list[str]:
+    """The unified law of every non-ablation run with its exponents' profile intervals."""
+    where = f"written to `{law_path}`" if law_path else "not saved (`--save-law` writes it)"
+    lines = [f"Fitted to {law.n_runs} runs (all but the ablations), {where}: "
+             + ", ".join(f"{k} = {v:.4g}" for k, v in law.law.params.items())
+             + f"; residual sd {law.residual_sd:.2%} of loss (run-to-run noise across seeds alone: "
+               f"{law.noise_sd:.4f} nats); per-batch validation sd {law.val_batch_sd:.4f}.", "",
+             "Profile-likelihood 95% intervals (`planner.uncertainty.profile`; profile-t, the fit's residual "
+             "noise):", ""]
+    names = {"alpha": "alpha (N_avg exponent)", "beta": "beta (token exponent)",
+             "optimal_n_exponent": "a = beta / (alpha + beta) (compute-optimal N ~ C^a)"}
+    for k, p in (law.profiles or {}).items():
+        span = f"[{p['low']:.3g}, {p['high']:.3g}]" if p["status"] == "identified" else f"{p['status']}: {p['note']}"
+        lines.append(f"- {names.get(k, k)}: {p['estimate']:.3g}, {span}.")
+    return lines + [""]
+
+
+def write(preset, runs, df, sd, dof, gaps, noise, counts, preds, dense_fit, forms, figures, loo, law, law_path,
           out: Path) -> Path:
     p = PRESETS[preset]
     finished = df["finished_at"].max() - df["started_at"].min()
@@ -224,7 +247,7 @@ def write(preset, runs, df, sd, dof, gaps, noise, counts, preds, dense_fit, form
                           {c: ".4f" for c in ("rmse", "mae", "heldout_rmse", "heldout_mae")}), "",
                  "Dense-only unified fit (the ladder): " + ", ".join(f"{k} = {v:.4g}"
                                                                      for k, v in dense_fit.params.items()), ""]
-    text += ["", "## Prediction intervals out of sample", ""] + _uncertainty(df) + [""]
+    text += ["", "## Prediction intervals out of sample", ""] + _uncertainty(*loo) + [""]
     if not preds.empty:
         text += ["## The dense-only law's prediction of every sparse run", "",
                  md_table(preds[["name", "n_avg", "n_final", "tokens", "loss", "pred", "pred_low", "pred_high",
@@ -232,9 +255,7 @@ def write(preset, runs, df, sd, dof, gaps, noise, counts, preds, dense_fit, form
                           {"n_avg": ".0f", "n_final": ".0f", "tokens": ".3g", "loss": ".4f", "pred": ".4f",
                            "pred_low": ".4f", "pred_high": ".4f", "pred_n_final": ".4f"}), ""]
     if law is not None:
-        text += ["## Laptop law", "", f"Fitted to {law.n_runs} runs (all but the ablations), written to "
-                 f"`{law_path}`: " + ", ".join(f"{k} = {v:.4g}" for k, v in law.law.params.items())
-                 + f"; run-to-run noise {law.noise_sd:.4f}, per-batch validation sd {law.val_batch_sd:.4f}.", ""]
+        text += ["## Laptop law", ""] + _law(law, law_path)
     text += ["## Runs", "", md_table(df[["name", "kind", "role", "seed", "n_layer", "d_model", "d_ff", "head_share",
                                          "n_avg", "n_final", "tokens", "tokens_per_n_avg", "epochs", "loss",
                                          "train_loss", "verdict", "wall_seconds"]],
