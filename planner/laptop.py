@@ -65,7 +65,7 @@ class LaptopLaw(BaseModel):
     n_runs: int
     command: str
     points: list[tuple[float, float]] | None = None
-    residual_sd: float | None = Field(None, ge=0, description="None in older files: noise_sd is used instead")
+    residual_sd: float = Field(ge=0)
     interval_scale: float = Field(1.0, ge=1)
     calibration: dict[str, float | None] | None = None  # scale None: too few runs to calibrate
     profiles: dict[str, dict[str, float | str]] | None = None
@@ -79,7 +79,7 @@ def laptop_posterior(law: LaptopLaw):
     n, d = np.array(law.points).T if law.points else (np.array([n_lo, n_lo, n_hi, n_hi]), np.array([d_lo, d_hi] * 2))
     draws = np.column_stack([law.draws[k] for k in PARAM_NAMES[law.law.form]])
     region = Region(n, d, source=f"the laptop law's {law.n_runs} runs")
-    return LawPosterior(law.law, draws, law.residual_sd or 0.0, region, f"{len(draws)} refits ({law.command})",
+    return LawPosterior(law.law, draws, law.residual_sd, region, f"{len(draws)} refits ({law.command})",
                         interval_scale=law.interval_scale)
 
 
@@ -110,11 +110,8 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
     from planner.uncertainty import plan_counts, plan_prediction
     counts = plan_counts(plan)
     extra = law.val_batch_sd ** 2 * max(0.0, 1 / plan.run.eval_batches - 1 / law.eval_batches)
-    post = laptop_posterior(law)
-    if law.residual_sd is None:  # an older law file: the seeds' noise, in nats
-        return plan_prediction(law.law, *counts, post, level=level, noise_sd=float(np.sqrt(law.noise_sd ** 2 + extra)))
     loss = float(law.law.predict(counts[0], counts[3]))  # the evaluation noise in nats, relative to this loss
-    post = replace(post, rel_noise_sd=float(np.sqrt(law.residual_sd ** 2 + extra / loss ** 2)))
+    post = replace(laptop_posterior(law), rel_noise_sd=float(np.sqrt(law.residual_sd ** 2 + extra / loss ** 2)))
     return plan_prediction(law.law, *counts, post, level=level, noise=True)
 
 

@@ -180,8 +180,8 @@ def _law(law, law_path) -> list[str]:
              + ", ".join(f"{k} = {v:.4g}" for k, v in law.law.params.items())
              + f"; residual sd {law.residual_sd:.2%} of loss (run-to-run noise across seeds alone: "
                f"{law.noise_sd:.4f} nats); per-batch validation sd {law.val_batch_sd:.4f}.", "",
-             "Profile-likelihood 95% intervals (`planner.uncertainty.profile`; profile-t, the fit's residual "
-             "noise):", ""]
+             "Profile-likelihood 95% intervals (`planner.uncertainty.profile`: least-squares estimate, profile-t "
+             "interval with the fit's residual noise):", ""]
     names = {"alpha": "alpha (N_avg exponent)", "beta": "beta (token exponent)",
              "optimal_n_exponent": "a = beta / (alpha + beta) (compute-optimal N ~ C^a)"}
     for k, p in (law.profiles or {}).items():
@@ -272,7 +272,7 @@ README_MARKERS = ("<!-- study:quick:begin (written by `python -m train_backend s
                   "<!-- study:quick:end -->")
 
 
-def readme_paragraph(preset, runs, df, gaps, counts, forms) -> str:
+def readme_paragraph(preset, runs, df, gaps, counts, forms, law=None, calibration=None) -> str:
     """The README's study paragraph: the findings of `preset`, from its runs table only."""
     p = PRESETS[preset]
     n_layer, d_model, _ = p.pair_size
@@ -307,6 +307,16 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms) -> str:
                  f"{f['chinchilla']:.3f}, Frantar {f['frantar']:.3f}.")
     else:
         text += " The law forms are compared once the dense ladder has finished."
+    if law is not None and law.profiles:
+        text += " Unified law of all non-ablation runs: " + "; ".join(
+            f"{k} {p['estimate']:.3g} " + (f"[{p['low']:.3g}, {p['high']:.3g}]" if p["status"] == "identified"
+                                           else f"({p['status']})")
+            for k, p in law.profiles.items() if k in ("alpha", "beta")) + " (profile likelihood, 95%)."
+    if calibration is not None:
+        text += (f" Leave-one-out, the nominal 95% interval of one run's loss covered {calibration['coverage']:.0%} of "
+                 f"{calibration['n_inside']} runs")
+        text += (f"; widened {calibration['scale']:.2f}x (the laptop law carries the widening) it covers "
+                 f"{calibration['calibrated']:.0%}." if np.isfinite(calibration["scale"]) else ".")
     return text
 
 
