@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.results import cpu_model, write_section  # noqa: E402
 from planner.fit import LawFitter  # noqa: E402
 from planner.laws import Law  # noqa: E402
-from planner.runs import RUN_COLUMNS, load_runs  # noqa: E402
+from planner.runs import RUN_COLUMNS, in_regime, load_runs  # noqa: E402
 from planner.uncertainty import bootstrap, posterior_from_fit, profile_intervals  # noqa: E402
-from planner.uncertainty.coverage import coverage_summary, loo_coverage  # noqa: E402
+from planner.uncertainty.coverage import calibrate, coverage_summary, loo_coverage  # noqa: E402
 
 TRUTH = Law(form="unified", params={"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28})
 LEVEL = 0.95
@@ -160,31 +160,29 @@ def comparison(table: pd.DataFrame) -> str:
 
 def loo_main(args, machine) -> int:
     df = pd.read_csv(args.loo)
-    # not planner.runs.in_regime: RESULTS.md's leave-one-out kept the old study's tiny runs, and reruns must match it
-    runs = df[df["kind"] != "ablation"] if "kind" in df else df
+    runs = in_regime(df)
     start = time.time()
     loo = loo_coverage(runs[[c for c in RUN_COLUMNS if c in runs]], level=LEVEL, n_draws=args.draws)
-    s = coverage_summary(loo, LEVEL)
+    s, c = coverage_summary(loo, LEVEL), calibrate(loo, LEVEL)
     print(loo.to_string(index=False))
-    print(s)
+    print(s, c)
     missed = ", ".join(loo.loc[loo["covered"] == False, "name"]) or "none"  # noqa: E712
-    ln, ld = np.log(runs["n_avg"].to_numpy(float)), np.log(runs["tokens"].to_numpy(float))
-    near = (np.abs(ln[:, None] - ln) < 0.05) & (np.abs(ld[:, None] - ld) < 0.05)  # within 5% in N and D
-    twins = ", ".join(runs["name"][near.sum(axis=1) > 1]) or "none"
-    outside = ", ".join(f"{r.name} ({r.reason})" for r in loo[loo["extrapolated"] == True].itertuples()) or "none"  # noqa: E712
+    far = loo[loo["extrapolated"] == True]  # noqa: E712
+    outside = ", ".join(f"{r.name} ({r.reason})" for r in far.itertuples()) or "none"
     if args.write:
         write_section("## Leave-one-out coverage (planner.uncertainty)", f"""\
 `python bench/bench_coverage.py --loo {args.loo} --draws {args.draws} --write` ({time.time() - start:.0f} s on \
-{machine}). Each of the {s['n_runs']} non-ablation runs left out in turn; the unified law refitted on the rest \
-(coarse grid) with its parametric-bootstrap posterior; the {LEVEL:.0%} interval for one run's loss (parameter draws \
-and run-to-run noise). **Coverage {s['coverage']:.1%}** ({int(round(s['coverage'] * s['n_inside']))} of \
-{s['n_inside']} runs inside the others' region; median width {s['median_width']:.3f} nats). Missed: {missed}. \
-Outside the others' region (no interval, marked as extrapolations): {outside}. Runs with a twin within 5% in N_avg \
-and tokens (repeated seeds; a sparse run and its dense partner, matched by design) keep that twin in the fit when left out, so their check is out of sample in noise only, \
-not in (N_avg, D): {twins}.
+{machine}). The {s['n_runs']} non-ablation runs at {loo['point'].nunique()} points of the law (runs within 5% in \
+N_avg and tokens are one point: repeated seeds, a sparse run and its partners); each point left out in turn, the \
+unified law refitted on the rest (coarse grid) with its parametric-bootstrap posterior; the {LEVEL:.0%} interval for \
+one run's loss (parameter draws and the fit's residual noise). **Coverage {s['coverage']:.1%}** \
+({int(round(s['coverage'] * s['n_inside']))} of {s['n_inside']} runs inside the others' region; median width \
+{s['median_width']:.3f} nats). Missed: {missed}. Outside the others' region (no interval, marked as \
+extrapolations): {outside}. Calibration (`planner.uncertainty.coverage.calibrate`): widening one run's interval \
+{c['scale']:.2f}x about its centre covers {c['calibrated']:.1%}, each run checked against the widening the scores \
+at other points give.
 """)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

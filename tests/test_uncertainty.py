@@ -9,7 +9,8 @@ from planner.fit import LawFitter
 from planner.laws import Law, resolve_law
 from planner.runs import load_runs
 from planner.uncertainty import LawPosterior, Region, posterior_from_fit, profile_intervals
-from planner.uncertainty.coverage import calibrate, conformal_scale, coverage_summary, loo_coverage
+from planner.uncertainty.coverage import (calibrate, conformal_scale, coverage_summary, loo_coverage,
+                                         same_points)
 from planner.uncertainty.priors import PUBLISHED_SE, epoch_points, preset_posterior
 
 TRUTH = Law(form="unified", params={"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28})
@@ -148,6 +149,16 @@ def test_leave_one_out_marks_runs_outside_the_others_region():
     inside = loo[~corner]
     assert ((inside["score"] <= 1) == inside["covered"].astype(bool)).all()  # a score above 1: outside the interval
     assert calibrate(loo)["n_inside"] == s["n_inside"] and calibrate(loo)["coverage"] == s["coverage"]
+
+
+def test_repeated_seeds_and_partners_are_one_point_left_out_together():
+    p = same_points([1e5, 1.02e5, 1e5, 2e5, 1e5], [1e7, 1.01e7, 2e7, 1e7, 1.04e7])
+    assert p[0] == p[1] == p[4] and len({p[0], p[2], p[3]}) == 3
+    table = twelve_runs(seed=1)
+    twin = table.iloc[[5]].assign(loss=table["loss"].iloc[5] * 1.001)  # a second seed of run 5
+    loo = loo_coverage(pd.concat([table, twin], ignore_index=True), n_draws=40, fixed={"alpha": 0.34, "beta": 0.28})
+    assert len(loo) == 13 and loo["point"].nunique() == 12 and loo["point"].iloc[5] == loo["point"].iloc[12]
+    assert loo["center"].iloc[5] == loo["center"].iloc[12]  # one fold, without either seed, predicts both
 
 
 def test_calibration_widens_intervals_that_cover_too_little_to_their_level():
