@@ -158,11 +158,15 @@ def _uncertainty(loo: pd.DataFrame, calibration: dict | None, missing: str) -> l
         return [f"Leave-one-out coverage: none of the {len(loo)} runs lies inside the region of the others."]
     c, outside = calibration, int((loo["extrapolated"] == True).sum())  # noqa: E712
     scale = (f"the calibration widens every interval of one run's loss {c['scale']:.2f}x about its centre, and that "
-             f"covers {c['calibrated']:.1%} of the same runs, each checked against the widening the others give"
+             f"covers {c['calibrated']:.1%} of the same runs, each checked against the widening the scores at other "
+             f"points give"
              if np.isfinite(c["scale"]) else "too few runs to calibrate the intervals (a 95% widening needs 19)")
-    lines = [f"- Nominal 95% interval of one run's loss (unified form; each run predicted by a fit to the others: "
-             f"parametric bootstrap, the fit's residual noise): covers {c['coverage']:.1%} of the {c['n_inside']} "
-             f"runs inside the others' region; {outside} of {len(loo)} lie outside it and get no interval.",
+    points = loo["point"].nunique()
+    lines = [f"- Nominal 95% interval of one run's loss (unified form; the runs at each of the {points} "
+             f"points of the law, repeated seeds and a pair's partners together, predicted by a fit to the other "
+             f"points: parametric bootstrap, the fit's residual noise): covers {c['coverage']:.1%} of the "
+             f"{c['n_inside']} runs inside the others' region; {outside} of {len(loo)} lie outside it and get no "
+             f"interval.",
              f"- {scale[0].upper()}{scale[1:]} (`planner.uncertainty.coverage.calibrate`; the laptop law carries "
              f"the widening, so a plan's interval is the calibrated one)."]
     misses = loo[(loo["extrapolated"] == False) & (loo["score"] > 1)]  # noqa: E712
