@@ -47,16 +47,26 @@ def loss_vs_n_avg(df: pd.DataFrame, path: Path) -> str:
 
 
 def predicted_vs_measured(preds: pd.DataFrame, path: Path) -> str:
+    """The dense-only law's predictions of the sparse runs (pairs filled, ablations hollow), on the axes of the
+    pairs: an ablation run far off them (one that diverged) is counted in the title, not drawn."""
     fig, ax = plt.subplots(figsize=(5, 5))
-    err = np.vstack([preds["pred"] - preds["pred_low"], preds["pred_high"] - preds["pred"]])
-    ax.errorbar(preds["pred"], preds["loss"], xerr=err, fmt="o", ms=4, capsize=2, label="from N_avg (unified)")
-    ax.scatter(preds["pred_n_final"], preds["loss"], marker="x", color="C3", label="from N_final")
-    lo = min(preds["loss"].min(), preds["pred"].min(), preds["pred_n_final"].min()) - 0.02
-    hi = max(preds["loss"].max(), preds["pred"].max(), preds["pred_n_final"].max()) + 0.02
-    ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
-    ax.set_xlabel("dense-only law's prediction (95% interval)")
-    ax.set_ylabel("measured validation loss of the sparse run")
-    ax.legend(fontsize=8)
+    pair = preds["kind"] == "pair"
+    cols = ["loss", "pred", "pred_n_final"]
+    lo, hi = preds.loc[pair, cols].min().min() - 0.03, preds.loc[pair, cols].max().max() + 0.03
+    for rows, face, label in ((preds[pair], None, "pairs"), (preds[~pair], "none", "ablations")):
+        err = np.vstack([rows["pred"] - rows["pred_low"], rows["pred_high"] - rows["pred"]])
+        ax.errorbar(rows["pred"], rows["loss"], xerr=err, fmt="o", ms=4, capsize=2, color="C0", mfc=face,
+                    label=f"{label}, from N_avg (unified)")
+        ax.scatter(rows["pred_n_final"], rows["loss"], marker="x" if face is None else "+", color="C3",
+                   label=f"{label}, from N_final")
+    off = int((preds["loss"] > hi + 0.2).sum())
+    top = max(hi, preds.loc[preds["loss"] <= hi + 0.2, "loss"].max() + 0.02)
+    ax.plot([lo, top], [lo, top], color="grey", lw=0.8)
+    ax.set(xlim=(lo, top), ylim=(lo, top), xlabel="dense-only law's prediction (95% interval)",
+           ylabel="measured validation loss of the sparse run")
+    if off:
+        ax.set_title(f"{off} ablation run{'s' if off > 1 else ''} above {top:.2f}, off the chart", fontsize=9)
+    ax.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -72,6 +82,16 @@ def gap_vs_sparsity(gaps: pd.DataFrame, path: Path) -> str:
                     label=f"{group} vs {partner} ({variant})")
     ax.axhline(0, color="grey", lw=0.8)
     ax.axhspan(-1, 1, color="green", alpha=0.12, lw=0, label="+-1% of loss (holds if the interval is inside)")
+    # the axis of the plain pairs and their partners: a variant that diverged would flatten every other interval
+    plain = gaps[gaps["variant"] == "geometric"] if (gaps["variant"] == "geometric").any() else gaps
+    low, high = (100 * plain[c] / plain["ref"] for c in ("ci_low", "ci_high"))
+    span = (min(low.min(), -1.0) - 1.0, max(high.max(), 1.0) + 1.0)
+    ax.set_ylim(*span)
+    clipped = gaps[(100 * gaps["ci_low"] / gaps["ref"] < span[0]) | (100 * gaps["ci_high"] / gaps["ref"] > span[1])]
+    if len(clipped):
+        ax.set_title("clipped: " + "; ".join(f"{r.variant} {100 * r.gap_rel:+.0f}% [{100 * r.ci_low / r.ref:+.0f}%, "
+                                           f"{100 * r.ci_high / r.ref:+.0f}%]" for r in clipped.itertuples()),
+                     fontsize=8)
     ax.set_xlabel("final sparsity (%)")
     ax.set_ylabel("sparse - dense partner (% of loss)")
     ax.legend(fontsize=7)

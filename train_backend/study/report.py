@@ -113,7 +113,7 @@ def pair_gaps(df: pd.DataFrame, per_batch: dict, sd: float, dof: int) -> tuple[p
         return pd.DataFrame(), {}
     per_seed = pd.DataFrame(records)
     table, noise = pair_verdicts(per_seed[["pair", "partner", "gap", "ref", "variant"]],
-                                 gap_noise(sd, dof, load_laptop_law()))
+                                 gap_noise(sd, dof, None if dof else load_laptop_law()))  # an earlier study's
     extra = per_seed.groupby(["pair", "partner"], sort=False).agg(
         sparsity=("sparsity", "first"), group=("group", "first"),
         tokens_per_n_avg=("tokens_per_n_avg", "mean"), seed_sd=("gap", lambda g: g.std(ddof=1)),

@@ -194,6 +194,16 @@ def _law(law, law_path) -> list[str]:
     return lines + [""]
 
 
+def training_span(df: pd.DataFrame) -> float:
+    """Seconds during which at least one run was training since its last (re)start (the union of the runs'
+    start-to-finish spans; `started_at` is reset on resume): the wall time without a resumed study's pauses."""
+    total, end = 0.0, -np.inf
+    for start, finish in sorted(zip(df["started_at"], df["finished_at"])):
+        total += max(0.0, finish - max(start, end))
+        end = max(end, finish)
+    return total
+
+
 def write(preset, runs, df, sd, dof, gaps, noise, counts, preds, dense_fit, forms, figures, loo, law, law_path,
           out: Path) -> Path:
     p = PRESETS[preset]
@@ -204,8 +214,9 @@ def write(preset, runs, df, sd, dof, gaps, noise, counts, preds, dense_fit, form
             f"Generated from `runs.csv` by `python -m train_backend study --preset {preset}` on "
             f"{time.strftime('%Y-%m-%d')}; {len(df)} of {len(runs)} runs finished{status}. Machine: {cpu_model()}, "
             f"{os.cpu_count()} cores, shared with other work while the study ran. Wall time, first start to last "
-            f"finish: {finished / 60:.1f} min; {df['wall_seconds'].sum() / 60:.1f} run-minutes of training (the "
-            f"runs' wall times summed; they ran side by side).", "", "## Design", "", _design(preset, runs)]
+            f"finish: {finished / 60:.1f} min, of which {training_span(df) / 60:.1f} min with a run training since "
+            f"its last (re)start (a resumed study pauses between sessions); {df['wall_seconds'].sum() / 60:.1f} run-minutes of training "
+            f"(the runs' wall times summed; they ran side by side).", "", "## Design", "", _design(preset, runs)]
     if p.smoke:
         text += ["**Smoke run: no validation claim.** Every figure below only shows that the pipeline works.", ""]
     text += ["## Hopes, checked", ""] + [f"- {v}" for v in _hopes(gaps, counts, preds, forms)]
