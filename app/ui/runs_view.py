@@ -118,9 +118,12 @@ def duration(seconds: float | None) -> str:
 
 
 def interval(p) -> str:
-    """A plan prediction as 'loss [low, high]' (or the loss alone, or a dash)."""
+    """A plan prediction as 'loss [low, high]', 'loss (extrapolation)' outside the law's runs, the loss alone, or a
+    dash."""
     if p is None:
         return "—"
+    if p.extrapolated:
+        return f"{p.loss:.3f} (extrapolation)"
     return f"{p.loss:.3f}" + ("" if p.ci_low is None else f" [{p.ci_low:.3f}, {p.ci_high:.3f}]")
 
 
@@ -271,14 +274,17 @@ def prediction(run: dict, folder: Path, n_draws: int = 100) -> tuple[float, floa
     outside their region); None when neither exists."""
     plan = registry.run_plan(run)
     if plan.prediction is not None:
-        p = plan.prediction
-        return p.loss, p.ci_low, p.ci_high, f"the plan's own law: {law_name(plan.law)}"
-    others = fit_table(folder)
-    others = others[others["name"] != run["name"]]
-    if len(others) < 5:  # the unified form has five parameters
-        return None
-    p = form_prediction(fit_form(others, "unified", "coarse", n_draws), plan)
-    return p.loss, p.ci_low, p.ci_high, f"unified law fitted on {len(others)} other finished runs"
+        p, source = plan.prediction, f"the plan's own law: {law_name(plan.law)}"
+    else:
+        others = fit_table(folder)
+        others = others[others["name"] != run["name"]]
+        if len(others) < 5:  # the unified form has five parameters
+            return None
+        p = form_prediction(fit_form(others, "unified", "coarse", n_draws), plan)
+        source = f"unified law fitted on {len(others)} other finished runs"
+    if p.extrapolated and p.warnings:  # the reason it has no interval
+        source += f"; {p.warnings[0]}"
+    return p.loss, p.ci_low, p.ci_high, source
 
 
 def law_name(law: Law | None) -> str:
