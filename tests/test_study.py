@@ -133,14 +133,19 @@ def test_fit_laptop_law_needs_only_the_runs_table():
 def test_tiny_preset_and_ladder_carry_the_bundled_laptop_law_prediction():
     if load_laptop_law() is None:
         pytest.skip("no bundled laptop law yet (planner/data/laptop_law.json)")
-    pred = tiny_plan().prediction
-    assert pred is not None and pred.ci_low < pred.loss < pred.ci_high
+    law = load_laptop_law()
+    pred = tiny_plan().prediction  # the smoke run: 2 tokens per N_avg, far below every run of the study
+    assert pred.extrapolated and pred.ci_low is None and "tokens below the runs'" in pred.warnings[0]
     parent = build_plan(SHAPES["llama2-70m"], 0.8, "geometric", window_basis="compute", start=0.25, end=0.75,
-                        tokens_per_param=20, batch_size=256, seq_len=2048, name="p")
-    for rung in scale_down(parent):  # an interval inside the study's runs; outside, marked and without one
-        p = rung.prediction
+                        tokens_per_param=80, batch_size=256, seq_len=2048, name="p")
+    rungs = scale_down(parent)
+    for p in (rung.prediction for rung in rungs):  # an interval inside the study's runs; outside, marked, none
         assert p is not None and (p.ci_low is None) == p.extrapolated
-        assert p.ci_low < p.ci_high if not p.extrapolated else "extrapolation, no interval: " in p.warnings[0]
+        assert p.ci_low < p.loss < p.ci_high if not p.extrapolated else "extrapolation, no interval: " in p.warnings[0]
+    inside = [rung for rung in rungs if not rung.prediction.extrapolated]  # the largest rungs lie among the runs
+    nominal = predict_plan(inside[0], law.model_copy(update={"interval_scale": 1.0}))
+    width = inside[0].prediction.ci_high - inside[0].prediction.ci_low  # the law's calibration widens it
+    assert width == pytest.approx(law.interval_scale * (nominal.ci_high - nominal.ci_low))
 
 
 def test_scale_down_keeps_tokens_per_n_avg_and_fits_the_cpu_budget():

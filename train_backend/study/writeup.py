@@ -157,7 +157,9 @@ def _uncertainty(loo: pd.DataFrame, calibration: dict | None, missing: str) -> l
     if calibration is None:
         return [f"Leave-one-out coverage: none of the {len(loo)} runs lies inside the region of the others."]
     c, outside = calibration, int((loo["extrapolated"] == True).sum())  # noqa: E712
-    scale = (f"the calibration widens every interval of one run's loss {c['scale']:.2f}x about its centre, and that "
+    width = float((loo["high"] - loo["low"]).median())
+    scale = (f"the calibration widens every interval of one run's loss {c['scale']:.2f}x about its centre (median "
+             f"width {width:.3f} -> {c['scale'] * width:.3f} nats), and that "
              f"covers {c['calibrated']:.1%} of the same runs, each checked against the widening the scores at other "
              f"points give"
              if np.isfinite(c["scale"]) else "too few runs to calibrate the intervals (a 95% widening needs 19)")
@@ -198,7 +200,8 @@ def training_span(df: pd.DataFrame) -> float:
     """Seconds during which at least one run was training since its last (re)start (the union of the runs'
     start-to-finish spans; `started_at` is reset on resume): the wall time without a resumed study's pauses."""
     total, end = 0.0, -np.inf
-    for start, finish in sorted(zip(df["started_at"], df["finished_at"])):
+    timed = df.dropna(subset=["started_at", "finished_at"])  # runs restored from an archive carry no times
+    for start, finish in sorted(zip(timed["started_at"], timed["finished_at"])):
         total += max(0.0, finish - max(start, end))
         end = max(end, finish)
     return total
@@ -215,8 +218,8 @@ def write(preset, runs, df, sd, dof, gaps, noise, counts, preds, dense_fit, form
             f"{time.strftime('%Y-%m-%d')}; {len(df)} of {len(runs)} runs finished{status}. Machine: {cpu_model()}, "
             f"{os.cpu_count()} cores, shared with other work while the study ran. Wall time, first start to last "
             f"finish: {finished / 60:.1f} min, of which {training_span(df) / 60:.1f} min with a run training since "
-            f"its last (re)start (a resumed study pauses between sessions); {df['wall_seconds'].sum() / 60:.1f} run-minutes of training "
-            f"(the runs' wall times summed; they ran side by side).", "", "## Design", "", _design(preset, runs)]
+            f"its last (re)start (a resumed study pauses between sessions); {df['wall_seconds'].sum() / 60:.1f} "
+            f"run-minutes of training (the runs' wall times summed; they ran side by side).", "", "## Design", "", _design(preset, runs)]
     if p.smoke:
         text += ["**Smoke run: no validation claim.** Every figure below only shows that the pipeline works.", ""]
     text += ["## Hopes, checked", ""] + [f"- {v}" for v in _hopes(gaps, counts, preds, forms)]
