@@ -219,7 +219,8 @@ def write(preset, runs, df, sd, dof, gaps, noise, counts, preds, dense_fit, form
             f"{os.cpu_count()} cores, shared with other work while the study ran. Wall time, first start to last "
             f"finish: {finished / 60:.1f} min, of which {training_span(df) / 60:.1f} min with a run training since "
             f"its last (re)start (a resumed study pauses between sessions); {df['wall_seconds'].sum() / 60:.1f} "
-            f"run-minutes of training (the runs' wall times summed; they ran side by side).", "", "## Design", "", _design(preset, runs)]
+            f"run-minutes of training (the runs' wall times summed; they ran side by side).", "", "## Design", "",
+            _design(preset, runs)]
     if p.smoke:
         text += ["**Smoke run: no validation claim.** Every figure below only shows that the pipeline works.", ""]
     text += ["## Hopes, checked", ""] + [f"- {v}" for v in _hopes(gaps, counts, preds, forms)]
