@@ -301,7 +301,7 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms, law=None, calibratio
     cpu_h = sum(cpu_seconds(r.plan.model, r.plan.budget.tokens, r.plan.budget.seq_len) for r in runs) / 3600
     text = (f"The CPU model (`planner.laptop`) puts the {len(runs)} runs of `{preset}` at {cpu_h:.1f} one-thread hours "
             f"({cpu_h / 2:.1f} hours with `--jobs 2` on two quiet cores); on this shared machine its finished runs "
-            f"span {(df['finished_at'].max() - df['started_at'].min()) / 3600:.1f} hours of wall time. ")
+            f"trained for {training_span(df) / 3600:.1f} hours of wall time. ")
     text += (f"What `{preset}` found ({status}; byte-level, sparse L{n_layer}-d{d_model} with "
             f"{head} of its prunable weights in the LM head, {df['n_total'].min() / 1e3:.0f}k-"
             f"{df['n_total'].max() / 1e3:.0f}k parameters, at most {df['epochs'].max():.1f} epochs; "
@@ -332,8 +332,8 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms, law=None, calibratio
                                            else f"({p['status']})")
             for k, p in law.profiles.items() if k in ("alpha", "beta")) + " (profile likelihood, 95%)."
     if calibration is not None:
-        text += (f" Leave-one-out, the nominal 95% interval of one run's loss covered {calibration['coverage']:.0%} of "
-                 f"{calibration['n_inside']} runs")
+        text += (f" Leaving each point of the law out in turn, the nominal 95% interval of one run's loss covered "
+                 f"{calibration['coverage']:.0%} of {calibration['n_inside']} runs")
         text += (f"; widened {calibration['scale']:.2f}x (the laptop law carries the widening) it covers "
                  f"{calibration['calibrated']:.0%}." if np.isfinite(calibration["scale"]) else ".")
     return text
