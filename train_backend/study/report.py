@@ -169,7 +169,7 @@ def loo_check(df: pd.DataFrame) -> tuple[pd.DataFrame, dict | None, str]:
     """The unified law's intervals checked out of sample on the study's runs (not the ablations): the leave-one-out
     table, its calibration (`planner.uncertainty.coverage`), and why there is none when too few runs have finished."""
     try:
-        loo = loo_coverage(in_regime(df), "unified", n_draws=100)
+        loo = loo_coverage(in_regime(df), "unified", n_draws=N_BOOT)
     except PlannerInputError as exc:
         return pd.DataFrame(), None, str(exc).splitlines()[0]
     return loo, (calibrate(loo, LEVEL) if (loo.get("extrapolated") == False).any() else None), ""  # noqa: E712
