@@ -177,7 +177,7 @@ def test_interval_scale_widens_one_runs_interval_and_prob_below_agrees(posterior
     n, d = 1.4e8, 1.4e8 * 20
     noisy = replace(posterior, rel_noise_sd=0.01)
     wide = replace(noisy, interval_scale=2.0)
-    center = np.median(noisy.loss_draws(n, d))
+    center = noisy.center(noisy.loss_draws(n, d))
     low, high = noisy.predict(n, d, quantiles=(0.025, 0.975), noise=True)
     wlow, whigh = wide.predict(n, d, quantiles=(0.025, 0.975), noise=True)
     assert whigh - center == pytest.approx(2 * (high - center)) and center - wlow == pytest.approx(2 * (center - low))

@@ -58,7 +58,7 @@ def loo_coverage(runs, form: str = "unified", level: float = 0.95, n_draws: int 
         sparsity = out["sparsity"].to_numpy(float) if form == "frantar" else None
         n, d = out[N_COLUMN[form]].to_numpy(float), out["tokens"].to_numpy(float)
         pred = post.interval(n, d, sparsity, level, noise=True)
-        center = np.median(post.loss_draws(n, d, sparsity), axis=0)
+        center = post.center(post.loss_draws(n, d, sparsity))
         loss = out["loss"].to_numpy(float)
         inside = ~pred["extrapolated"].to_numpy(bool)
         side = np.where(loss >= center, pred["high"] - center, center - pred["low"])

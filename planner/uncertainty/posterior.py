@@ -83,6 +83,11 @@ class LawPosterior:
         """Predicted loss under every draw at broadcast (n, tokens): shape (k, *shape). No run-to-run noise."""
         return loss_draws(self.form, self.params, n, tokens, sparsity)
 
+    @staticmethod
+    def center(loss_draws: np.ndarray) -> np.ndarray:
+        """The centre one run's interval is widened about (`interval_scale`): the draws' median loss."""
+        return np.median(loss_draws, axis=0)
+
     def predict(self, n, tokens, sparsity=None, quantiles=(0.025, 0.5, 0.975), noise: bool = False,
                 noise_sd: float | None = None, seed: int = 0) -> np.ndarray:
         """Quantiles of the predicted loss at (n, tokens): shape (len(quantiles), *shape). With ``noise`` the loss
@@ -92,7 +97,7 @@ class LawPosterior:
         loss = self.loss_draws(n, tokens, sparsity)
         if not noise:
             return np.quantile(loss, quantiles, axis=0)
-        center = np.median(loss, axis=0)
+        center = self.center(loss)
         copies = -(-NOISE_SAMPLES // len(loss))  # noise draws per parameter draw: a tail quantile needs thousands
         z = np.random.default_rng(seed).standard_normal((copies, *loss.shape))
         loss = loss + noise_sd * z if noise_sd is not None else loss * np.exp(self.rel_noise_sd * z)
@@ -107,7 +112,7 @@ class LawPosterior:
                                                 np.asarray(tokens, float))
         loss = self.loss_draws(n, tokens, sparsity)
         if self.interval_scale != 1 and (noise_sd or (noise_sd is None and self.rel_noise_sd > 0)):
-            center = np.median(loss, axis=0)  # P(center + s (L - center) < t) = P(L < center + (t - center) / s)
+            center = self.center(loss)  # P(center + s (L - center) < t) = P(L < center + (t - center) / s)
             target = center + (target - center) / self.interval_scale
         with np.errstate(divide="ignore", invalid="ignore"):
             if noise_sd is None and self.rel_noise_sd > 0:
