@@ -131,8 +131,6 @@ def test_fit_laptop_law_needs_only_the_runs_table():
 
 
 def test_tiny_preset_and_ladder_carry_the_bundled_laptop_law_prediction():
-    if load_laptop_law() is None:
-        pytest.skip("no bundled laptop law yet (planner/data/laptop_law.json)")
     law = load_laptop_law()
     pred = tiny_plan().prediction  # the smoke run: 2 tokens per N_avg, far below every run of the study
     assert pred.extrapolated and pred.ci_low is None and "tokens below the runs'" in pred.warnings[0]
