@@ -171,11 +171,12 @@ def _uncertainty(loo: pd.DataFrame, calibration: dict | None, missing: str) -> l
              f"interval.",
              f"- {scale[0].upper()}{scale[1:]} (`planner.uncertainty.coverage.calibrate`; the laptop law carries "
              f"the widening, so a plan's interval is the calibrated one)."]
-    misses = loo[(loo["extrapolated"] == False) & (loo["score"] > 1)]  # noqa: E712
+    misses = loo[(loo["extrapolated"] == False) & (loo["score"] > 1)].sort_values("score")  # noqa: E712
     if len(misses):
-        lines.append("- Outside their nominal interval: " + ", ".join(
-            f"{r['name']} ({r['loss']:.4f} against {r['low']:.4f}-{r['high']:.4f})" for _, r in misses.iterrows())
-            + ".")
+        lines.append("- Outside their nominal interval (score: distance from the centre in half-widths; the "
+                     "widening is the score of one of them): " + ", ".join(
+                         f"{r['name']} ({r['loss']:.4f} against {r['low']:.4f}-{r['high']:.4f}, score "
+                         f"{r['score']:.2f})" for _, r in misses.iterrows()) + ".")
     return lines
 
 
