@@ -168,6 +168,9 @@ def test_calibration_widens_intervals_that_cover_too_little_to_their_level():
     c = calibrate(loo)
     assert c["coverage"] == pytest.approx(0.68, abs=0.05)
     assert c["scale"] == pytest.approx(1.96, abs=0.2) and c["calibrated"] == pytest.approx(0.95, abs=0.02)
+    assert c["n_checked"] == 400
+    few = calibrate(pd.DataFrame({"score": 0.5, "point": [0] * 10 + list(range(1, 16)), "extrapolated": False}))
+    assert few["scale"] == 1.0 and few["n_checked"] == 15  # point 0 left out leaves 15 scores: too few to check it
     assert conformal_scale(np.full(30, 0.5)) == 1.0  # never narrowed
     assert conformal_scale(np.ones(18)) == np.inf  # 18 runs cannot rank a 95% widening
     assert conformal_scale(np.arange(1.0, 20.0)) == 19.0  # 19 runs: the largest score

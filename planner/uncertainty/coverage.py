@@ -88,12 +88,15 @@ def conformal_scale(scores, level: float = 0.95) -> float:
 
 
 def calibrate(loo: pd.DataFrame, level: float = 0.95) -> dict:
-    """The widening of one run's interval from `loo_coverage` (``scale``) and the coverage it reaches out of sample
-    (each run against the widening the scores at other points give): ``coverage`` before, ``calibrated`` after."""
+    """The widening of one run's interval from `loo_coverage` (``scale``) and the coverage it reaches out of sample:
+    ``coverage`` before; ``calibrated`` after, each run against the widening the scores at other points give, over
+    the ``n_checked`` runs whose other points hold enough scores to set one (an infinite widening proves nothing)."""
     inside = loo[loo["extrapolated"] == False]  # noqa: E712 (a column of bools and None)
     scores = inside["score"].to_numpy(float)
     point = inside["point"].to_numpy() if "point" in inside else np.arange(len(inside))
-    held_out = [s <= conformal_scale(scores[point != p], level) for s, p in zip(scores, point)]
+    others = np.array([conformal_scale(scores[point != p], level) for p in point])
+    checked = np.isfinite(others)
     return {"level": level, "n_inside": len(scores), "scale": conformal_scale(scores, level),
             "coverage": float(np.mean(scores <= 1)) if len(scores) else float("nan"),
-            "calibrated": float(np.mean(held_out)) if len(scores) else float("nan")}
+            "calibrated": float(np.mean(scores[checked] <= others[checked])) if checked.any() else float("nan"),
+            "n_checked": int(checked.sum())}

@@ -160,8 +160,8 @@ def _uncertainty(loo: pd.DataFrame, calibration: dict | None, missing: str) -> l
     width = float((loo["high"] - loo["low"]).median())
     scale = (f"the calibration widens every interval of one run's loss {c['scale']:.2f}x about its centre (median "
              f"width {width:.3f} -> {c['scale'] * width:.3f} nats), and that "
-             f"covers {c['calibrated']:.1%} of the same runs, each checked against the widening the scores at other "
-             f"points give"
+             f"covers {c['calibrated']:.1%} of the {c['n_checked']} runs whose other points set a widening, each "
+             f"checked against the widening the scores at other points give"
              if np.isfinite(c["scale"]) else "too few runs to calibrate the intervals (a 95% widening needs 19)")
     points = loo["point"].nunique()
     lines = [f"- Nominal 95% interval of one run's loss (unified form; the runs at each of the {points} "
@@ -335,8 +335,9 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms, law=None, calibratio
     if calibration is not None:
         text += (f" Leaving each point of the law out in turn, the nominal 95% interval of one run's loss covered "
                  f"{calibration['coverage']:.0%} of {calibration['n_inside']} runs")
-        text += (f"; widened {calibration['scale']:.2f}x (the laptop law carries the widening) it covers "
-                 f"{calibration['calibrated']:.0%}." if np.isfinite(calibration["scale"]) else ".")
+        text += (f"; the laptop law widens it {calibration['scale']:.2f}x, and that widening, learned from the other "
+                 f"points, covers {calibration['calibrated']:.0%} of {calibration['n_checked']} runs."
+                 if np.isfinite(calibration["scale"]) else ".")
     return text
 
 
