@@ -46,7 +46,9 @@ class LaptopLaw(BaseModel):
     nats), both at the study's evaluation (`eval_batches` validation batches); a plan evaluated on fewer batches adds
     `val_batch_sd`^2 (1/b - 1/eval_batches) of evaluation noise. `interval_scale` widens one run's interval as the
     leave-one-out calibration of the study's runs asks (`calibration`: `planner.uncertainty.coverage.calibrate`).
-    `profiles` are the exponents' profile-likelihood intervals, or why they are unidentified. `points` are the fitted
+    `profiles` are the exponents' profile-likelihood intervals, or why they are unidentified. `pairs` are the study's
+    verdicts on sparse runs against their dense partner at N_avg: a sparse plan at a sparsity where the law failed, or
+    above every pair's, gets no interval and the reason (`pair_warning`). `points` are the fitted
     runs' (N_avg, tokens): outside their region (`planner.uncertainty.region`) a prediction is an extrapolation with
     no interval (a law file without points falls back to the corners of its N_avg and token ranges).
     """
@@ -69,6 +71,7 @@ class LaptopLaw(BaseModel):
     interval_scale: float = Field(1.0, ge=1)
     calibration: dict[str, float | None] | None = None  # scale None: too few runs to calibrate
     profiles: dict[str, dict[str, float | str]] | None = None
+    pairs: list[dict[str, float | int | str]] | None = None  # the study's main pairs: sparsity, seeds, gap, verdict
 
 
 def laptop_posterior(law: LaptopLaw):
@@ -112,15 +115,44 @@ def predict_plan(plan, law: LaptopLaw | None = None, level: float = 0.95) -> Pre
     extra = law.val_batch_sd ** 2 * max(0.0, 1 / plan.run.eval_batches - 1 / law.eval_batches)
     loss = float(law.law.predict(counts[0], counts[3]))  # the evaluation noise in nats, relative to this loss
     post = replace(laptop_posterior(law), rel_noise_sd=float(np.sqrt(law.residual_sd ** 2 + extra / loss ** 2)))
-    return plan_prediction(law.law, *counts, post, level=level, noise=True)
+    prediction = plan_prediction(law.law, *counts, post, level=level, noise=True)
+    warning = pair_warning(law, plan.schedule.final_sparsity)
+    if warning is None:
+        return prediction
+    if prediction.extrapolated:  # its first warning stays the region's reason
+        return prediction.model_copy(update={"warnings": prediction.warnings + [warning]})
+    return prediction.model_copy(update={"ci_low": None, "ci_high": None, "extrapolated": True,
+                                         "warnings": [f"no interval: {warning}"] + prediction.warnings})
+
+
+def pair_warning(law: LaptopLaw, sparsity: float) -> str | None:
+    """What the law's own study says of sparse runs at this final sparsity, when it is not that the law holds: the
+    measured gap of the nearest pair at or below it where that pair failed, or that the sparsity is above every
+    pair's."""
+    if not law.pairs or sparsity <= 0:
+        return None
+    below = [p for p in law.pairs if p["sparsity"] <= sparsity + 0.025]
+    top = max(p["sparsity"] for p in law.pairs)
+    if sparsity > top + 0.025:
+        return (f"final sparsity {sparsity:.0%} is above every pair of the study that fitted this law (highest "
+                f"{top:.0%}): whether N_avg predicts a sparse run here is untested")
+    p = max(below, key=lambda p: p["sparsity"]) if below else None
+    if p is None or p["verdict"] != "fails":
+        return None
+    side = "under" if p["gap_rel"] > 0 else "over"
+    return (f"at {p['sparsity']:.0%} final sparsity the study that fitted this law measured sparse runs "
+            f"{p['gap_rel']:+.1%} [{p['low_rel']:+.1%}, {p['high_rel']:+.1%}] of loss against their dense partner at "
+            f"N_avg ({p['seeds']} seeds): the law {side}-predicts a sparse run here")
 
 
 def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int, recipe: dict, command: str,
-                   n_boot: int = 200, seed: int = 0, noise_dof: int = 0, calibration: dict | None = None) -> LaptopLaw:
+                   n_boot: int = 200, seed: int = 0, noise_dof: int = 0, calibration: dict | None = None,
+                   pairs: list[dict] | None = None) -> LaptopLaw:
     """Fit the unified law to a runs table (planner format): `n_boot` parametric-bootstrap draws
     (`planner.uncertainty.posterior_from_fit`), profile intervals of the exponents and the compute-optimal exponent
     (`profiles`; where identified also in `ci`, `planner.uncertainty.profile.law_ci`), and the leave-one-out
-    ``calibration`` of its intervals when given (`planner.uncertainty.coverage.calibrate` of the same runs)."""
+    ``calibration`` of its intervals when given (`planner.uncertainty.coverage.calibrate` of the same runs), and the
+    study's ``pairs`` verdicts (see `LaptopLaw`)."""
     from planner.fit import LawFitter  # scipy only when fitting
     from planner.runs import load_runs
     from planner.uncertainty import posterior_from_fit, profile_intervals
@@ -142,4 +174,4 @@ def fit_laptop_law(runs, noise_sd: float, val_batch_sd: float, eval_batches: int
                      n_runs=len(table), command=command, points=list(zip(n.tolist(), d.tolist())),
                      residual_sd=post.rel_noise_sd, interval_scale=scale, calibration=calibration,
                      profiles={k: {"estimate": p.estimate, "low": p.low, "high": p.high, "status": p.status,
-                                   "note": p.note} for k, p in profiles.items()})
+                                   "note": p.note} for k, p in profiles.items()}, pairs=pairs)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from planner.ladder import rung_cpu_minutes, scale_down, tiny_plan
-from planner.laptop import LaptopLaw, fit_laptop_law, load_laptop_law, predict_plan, recipe_of
+from planner.laptop import LaptopLaw, fit_laptop_law, load_laptop_law, pair_warning, predict_plan, recipe_of
 from planner.runs import load_runs
 from planner.search import build_plan
 from planner.shapes import PRESETS as SHAPES
@@ -139,11 +139,27 @@ def test_tiny_preset_and_ladder_carry_the_bundled_laptop_law_prediction():
     rungs = scale_down(parent)
     for p in (rung.prediction for rung in rungs):  # an interval inside the study's runs; outside, marked, none
         assert p is not None and (p.ci_low is None) == p.extrapolated
-        assert p.ci_low < p.loss < p.ci_high if not p.extrapolated else "extrapolation, no interval: " in p.warnings[0]
-    inside = [rung for rung in rungs if not rung.prediction.extrapolated]  # the largest rungs lie among the runs
-    nominal = predict_plan(inside[0], law.model_copy(update={"interval_scale": 1.0}))
-    width = inside[0].prediction.ci_high - inside[0].prediction.ci_low  # the law's calibration widens it
-    assert width == pytest.approx(law.interval_scale * (nominal.ci_high - nominal.ci_low))
+        assert p.ci_low < p.loss < p.ci_high if not p.extrapolated else "no interval: " in p.warnings[0]
+    inside = [rung for rung in rungs if not rung.prediction.extrapolated]  # the largest dense rung: among the runs
+    assert inside and all(rung.pair.role != "sparse" for rung in inside)
+    wide = predict_plan(inside[0], law.model_copy(update={"interval_scale": 2.0}))  # the law's calibration widens it
+    p = inside[0].prediction
+    assert wide.ci_high - wide.ci_low == pytest.approx(2 / law.interval_scale * (p.ci_high - p.ci_low))
+    failed = max((q for q in law.pairs if q["verdict"] == "fails"), key=lambda q: q["sparsity"])
+    sparse = next(rung for rung in rungs if rung.pair.role == "sparse" and rung.derived.n_avg == max(
+        r.derived.n_avg for r in rungs if r.pair.role == "sparse"))  # at the study's failing 80%: no interval
+    assert failed["sparsity"] == 0.8 and sparse.prediction.ci_low is None
+    assert any("the law under-predicts a sparse run here" in w for w in sparse.prediction.warnings)
+
+
+def test_a_sparse_plan_hears_what_the_laws_own_pairs_found():
+    law = load_laptop_law().model_copy(update={"pairs": [
+        {"sparsity": 0.4, "seeds": 3, "gap_rel": 0.002, "low_rel": -0.004, "high_rel": 0.008, "verdict": "holds"},
+        {"sparsity": 0.8, "seeds": 5, "gap_rel": 0.045, "low_rel": 0.037, "high_rel": 0.053, "verdict": "fails"}]})
+    assert pair_warning(law, 0.0) is None and pair_warning(law, 0.5) is None  # dense; nearest pair below holds
+    assert "+4.5% [+3.7%, +5.3%]" in pair_warning(law, 0.79) and "5 seeds" in pair_warning(law, 0.8)
+    assert "above every pair" in pair_warning(law, 0.9) and "untested" in pair_warning(law, 0.9)
+    assert pair_warning(law.model_copy(update={"pairs": None}), 0.9) is None  # a law without a study's pairs
 
 
 def test_scale_down_keeps_tokens_per_n_avg_and_fits_the_cpu_budget():

@@ -118,12 +118,12 @@ def duration(seconds: float | None) -> str:
 
 
 def interval(p) -> str:
-    """A plan prediction as 'loss [low, high]', 'loss (extrapolation)' outside the law's runs, the loss alone, or a
-    dash."""
+    """A plan prediction as 'loss [low, high]', 'loss (extrapolation)' outside the law's runs, 'loss (no interval)'
+    where the law's own study found it failing, the loss alone, or a dash."""
     if p is None:
         return "—"
     if p.extrapolated:
-        return f"{p.loss:.3f} (extrapolation)"
+        return f"{p.loss:.3f} ({'extrapolation' if p.warnings[0].startswith('extrapolation') else 'no interval'})"
     return f"{p.loss:.3f}" + ("" if p.ci_low is None else f" [{p.ci_low:.3f}, {p.ci_high:.3f}]")
 
 

@@ -167,16 +167,31 @@ def form_comparison(df: pd.DataFrame) -> pd.DataFrame:
 
 def loo_check(df: pd.DataFrame) -> tuple[pd.DataFrame, dict | None, str]:
     """The unified law's intervals checked out of sample on the study's runs (not the ablations): the leave-one-out
-    table, its calibration (`planner.uncertainty.coverage`), and why there is none when too few runs have finished."""
+    table (``failing``: the run sits at a point of the law where a sparse run's pair failed), the calibration of the
+    intervals where the law is not known to fail (`planner.uncertainty.coverage`; a sparse plan where its pair failed
+    gets no interval, `planner.laptop.pair_warning`), and why there is none when too few runs have finished."""
     try:
         loo = loo_coverage(in_regime(df), "unified", n_draws=N_BOOT)
     except PlannerInputError as exc:
         return pd.DataFrame(), None, str(exc).splitlines()[0]
-    return loo, (calibrate(loo, LEVEL) if (loo.get("extrapolated") == False).any() else None), ""  # noqa: E712
+    failed = df.loc[(df["role"] == "sparse") & (df["verdict"] == "fails"), "name"]
+    loo["failing"] = loo["point"].isin(loo.loc[loo["name"].isin(failed), "point"])
+    kept = loo[~loo["failing"]]
+    return loo, (calibrate(kept, LEVEL) if (kept["extrapolated"] == False).any() else None), ""  # noqa: E712
+
+
+def law_pairs(gaps: pd.DataFrame) -> list[dict] | None:
+    """The main pairs' verdicts as the laptop law carries them (`planner.laptop.LaptopLaw.pairs`)."""
+    if gaps.empty:
+        return None
+    main = gaps[(gaps["variant"] == "geometric") & (gaps["partner"] == "dense_n_avg")]
+    return [{"sparsity": float(g["sparsity"]), "seeds": int(g["seeds"]), "gap_rel": float(g["gap_rel"]),
+             "low_rel": float(g["ci_low"] / g["ref"]), "high_rel": float(g["ci_high"] / g["ref"]),
+             "verdict": str(g["verdict"])} for _, g in main.iterrows()]
 
 
 def study_law(df: pd.DataFrame, per_batch: dict, sd: float, dof: int, runs: list[StudyRun], calibration: dict | None,
-              path: Path | None):
+              pairs: list[dict] | None, path: Path | None):
     """The laptop law from every non-ablation run; written to `path` (when given) with the runs table beside it
     (`<stem>_runs.csv`). None while too few runs have finished to fit it."""
     table = in_regime(df)  # a study has no tiny runs: every run but the ablations
@@ -185,7 +200,7 @@ def study_law(df: pd.DataFrame, per_batch: dict, sd: float, dof: int, runs: list
     command = "python -m train_backend study --preset quick --jobs 2" + (f" --save-law {path}" if path else "")
     try:
         law = fit_laptop_law(table[RUN_COLUMNS], sd, val_batch_sd, first.plan.run.eval_batches, recipe_of(first.plan),
-                             command, n_boot=N_BOOT, noise_dof=dof, calibration=calibration)
+                             command, n_boot=N_BOOT, noise_dof=dof, calibration=calibration, pairs=pairs)
     except (PlannerInputError, ValueError):
         return None
     if path is not None:
@@ -236,7 +251,7 @@ def write_report(preset: str, runs: list[StudyRun], out: Path, runs_dir: Path, l
     counts = closer_counts(gaps, preds)
     figures = plots.draw_all(df, gaps, preds, runs_dir, out)
     loo, calibration, loo_missing = loo_check(df)
-    law = study_law(df, per_batch, sd, dof, runs, calibration, save_law)
+    law = study_law(df, per_batch, sd, dof, runs, calibration, law_pairs(gaps), save_law)
     path = writeup.write(preset, runs, df, sd, dof, gaps, gap_noise, counts, preds, dense_fit, forms, figures,
                          (loo, calibration, loo_missing), law, save_law, out)
     log(f"wrote {out / 'runs.csv'} ({len(df)} of {len(runs)} runs finished) and {path}")

@@ -151,32 +151,40 @@ def _ablations(gaps) -> list[str]:
 
 
 def _uncertainty(loo: pd.DataFrame, calibration: dict | None, missing: str) -> list[str]:
-    """The intervals checked out of sample (`report.loo_check`): each run predicted by a fit to the others."""
+    """The intervals checked out of sample (`report.loo_check`): the runs at each point of the law predicted by a fit
+    to the other points; overall, at the points where a pair failed, and elsewhere (what the laptop law claims)."""
     if missing:
         return [f"Leave-one-out coverage: not yet ({missing})."]
-    if calibration is None:
+    inside = loo[loo["extrapolated"] == False]  # noqa: E712
+    if inside.empty:
         return [f"Leave-one-out coverage: none of the {len(loo)} runs lies inside the region of the others."]
-    c, outside = calibration, int((loo["extrapolated"] == True).sum())  # noqa: E712
-    width = float((loo["high"] - loo["low"]).median())
-    scale = (f"the calibration widens every interval of one run's loss {c['scale']:.2f}x about its centre (median "
-             f"width {width:.3f} -> {c['scale'] * width:.3f} nats), and that "
-             f"covers {c['calibrated']:.1%} of the {c['n_checked']} runs whose other points set a widening, each "
-             f"checked against the widening the scores at other points give"
-             if np.isfinite(c["scale"]) else "too few runs to calibrate the intervals (a 95% widening needs 19)")
-    points = loo["point"].nunique()
-    lines = [f"- Nominal 95% interval of one run's loss (unified form; the runs at each of the {points} "
-             f"points of the law, repeated seeds and a pair's partners together, predicted by a fit to the other "
-             f"points: parametric bootstrap, the fit's residual noise): covers {c['coverage']:.1%} of the "
-             f"{c['n_inside']} runs inside the others' region; {outside} of {len(loo)} lie outside it and get no "
-             f"interval.",
-             f"- {scale[0].upper()}{scale[1:]} (`planner.uncertainty.coverage.calibrate`; the laptop law carries "
-             f"the widening, so a plan's interval is the calibrated one)."]
-    misses = loo[(loo["extrapolated"] == False) & (loo["score"] > 1)].sort_values("score")  # noqa: E712
+    covered = inside["score"] <= 1
+    failing = inside["failing"]
+    lines = [f"- Nominal 95% interval of one run's loss (unified form; the runs at each of the "
+             f"{loo['point'].nunique()} points of the law, repeated seeds and a pair's partners together, predicted by "
+             f"a fit to the other points: parametric bootstrap, the fit's residual noise): covers {covered.mean():.1%} "
+             f"of the {len(inside)} runs inside the others' region; {len(loo) - len(inside)} of {len(loo)} lie outside "
+             f"it and get no interval."]
+    if failing.any():
+        names = ", ".join(sorted(inside.loc[failing, "name"]))
+        lines.append(f"- At the points where a sparse run's pair fails ({names}): {covered[failing].mean():.1%} of "
+                     f"{int(failing.sum())} runs covered. The law is known not to hold there, so the laptop law "
+                     f"claims no interval for a sparse plan at a sparsity whose pair failed "
+                     f"(`planner.laptop.pair_warning`).")
+    c = calibration
+    if c is not None:
+        where = "Everywhere else" if failing.any() else "Calibration"
+        scale = (f"widening them {c['scale']:.2f}x about their centre (what the laptop law carries) covers "
+                 f"{c['calibrated']:.1%} of the {c['n_checked']} runs whose other points set a widening, each checked "
+                 f"against the widening the scores at other points give" if np.isfinite(c["scale"]) else
+                 "too few runs to calibrate the intervals (a 95% widening needs 19)")
+        lines.append(f"- {where}: the nominal interval covers {c['coverage']:.1%} of {c['n_inside']} runs; {scale} "
+                     f"(`planner.uncertainty.coverage.calibrate`).")
+    misses = inside[inside["score"] > 1].sort_values("score")
     if len(misses):
-        lines.append("- Outside their nominal interval (score: distance from the centre in half-widths; the "
-                     "widening is the score of one of them): " + ", ".join(
-                         f"{r['name']} ({r['loss']:.4f} against {r['low']:.4f}-{r['high']:.4f}, score "
-                         f"{r['score']:.2f})" for _, r in misses.iterrows()) + ".")
+        lines.append("- Outside their nominal interval (score: distance from the centre in half-widths): " + ", ".join(
+            f"{r['name']} ({r['loss']:.4f} against {r['low']:.4f}-{r['high']:.4f}, score {r['score']:.2f})"
+            for _, r in misses.iterrows()) + ".")
     return lines
 
 
@@ -334,7 +342,8 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms, law=None, calibratio
             for k, p in law.profiles.items() if k in ("alpha", "beta")) + " (profile likelihood, 95%)."
     if calibration is not None:
         text += (f" Leaving each point of the law out in turn, the nominal 95% interval of one run's loss covered "
-                 f"{calibration['coverage']:.0%} of {calibration['n_inside']} runs")
+                 f"{calibration['coverage']:.0%} of the {calibration['n_inside']} runs away from the points where a "
+                 f"pair fails (the laptop law claims no interval for a sparse plan there)")
         text += (f"; the laptop law widens it {calibration['scale']:.2f}x, and that widening, learned from the other "
                  f"points, covers {calibration['calibrated']:.0%} of {calibration['n_checked']} runs."
                  if np.isfinite(calibration["scale"]) else ".")
