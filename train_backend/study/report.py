@@ -256,6 +256,7 @@ def write_report(preset: str, runs: list[StudyRun], out: Path, runs_dir: Path, l
                          (loo, calibration, loo_missing), law, save_law, out)
     log(f"wrote {out / 'runs.csv'} ({len(df)} of {len(runs)} runs finished) and {path}")
     if readme is not None and writeup.update_readme(readme, writeup.readme_paragraph(preset, runs, df, gaps, counts,
-                                                                                     forms, law, calibration)):
+                                                                                     forms, law, calibration,
+                                                                                     loo)):
         log(f"updated the study paragraph of {readme}")
     return path

@@ -300,7 +300,7 @@ README_MARKERS = ("<!-- study:quick:begin (written by `python -m train_backend s
                   "<!-- study:quick:end -->")
 
 
-def readme_paragraph(preset, runs, df, gaps, counts, forms, law=None, calibration=None) -> str:
+def readme_paragraph(preset, runs, df, gaps, counts, forms, law=None, calibration=None, loo=None) -> str:
     """The README's study paragraph: the findings of `preset`, from its runs table only."""
     p = PRESETS[preset]
     n_layer, d_model, _ = p.pair_size
@@ -341,9 +341,14 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms, law=None, calibratio
                                            else f"({p['status']})")
             for k, p in law.profiles.items() if k in ("alpha", "beta")) + " (profile likelihood, 95%)."
     if calibration is not None:
+        inside = loo[loo["extrapolated"] == False]  # noqa: E712
+        failing = inside.loc[inside["failing"], "score"] <= 1
         text += (f" Leaving each point of the law out in turn, the nominal 95% interval of one run's loss covered "
-                 f"{calibration['coverage']:.0%} of the {calibration['n_inside']} runs away from the points where a "
-                 f"pair fails (the laptop law claims no interval for a sparse plan there)")
+                 f"{(inside['score'] <= 1).mean():.0%} of {len(inside)} runs")
+        if len(failing):
+            text += (f": {failing.mean():.0%} of {len(failing)} at the points where a pair fails (the laptop law "
+                     f"claims no interval for a sparse plan there) and {calibration['coverage']:.0%} of the "
+                     f"{calibration['n_inside']} elsewhere")
         text += (f"; the laptop law widens it {calibration['scale']:.2f}x, and that widening, learned from the other "
                  f"points, covers {calibration['calibrated']:.0%} of {calibration['n_checked']} runs."
                  if np.isfinite(calibration["scale"]) else ".")
