@@ -184,5 +184,6 @@ at other points give.
 """)
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -45,7 +45,8 @@ class LaptopLaw(BaseModel):
     the fit's residual sd: run-to-run noise and whatever the law misses; `noise_sd` is the seeds' part alone, in
     nats), both at the study's evaluation (`eval_batches` validation batches); a plan evaluated on fewer batches adds
     `val_batch_sd`^2 (1/b - 1/eval_batches) of evaluation noise. `interval_scale` widens one run's interval as the
-    leave-one-out calibration of the study's runs asks (`calibration`: `planner.uncertainty.coverage.calibrate`).
+    leave-one-out calibration of the study's runs away from its failing pairs asks (`calibration`:
+    `planner.uncertainty.coverage.calibrate`).
     `profiles` are the exponents' profile-likelihood intervals, or why they are unidentified. `pairs` are the study's
     verdicts on sparse runs against their dense partner at N_avg: a sparse plan at a sparsity where the law failed, or
     above every pair's, gets no interval and the reason (`pair_warning`). `points` are the fitted

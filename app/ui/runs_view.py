@@ -123,7 +123,7 @@ def interval(p) -> str:
     if p is None:
         return "—"
     if p.extrapolated:
-        extrapolation = bool(p.warnings) and p.warnings[0].startswith('extrapolation')
+        extrapolation = bool(p.warnings) and p.warnings[0].startswith("extrapolation")
         return f"{p.loss:.3f} ({'extrapolation' if extrapolation else 'no interval'})"
     return f"{p.loss:.3f}" + ("" if p.ci_low is None else f" [{p.ci_low:.3f}, {p.ci_high:.3f}]")
 

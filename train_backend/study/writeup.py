@@ -150,16 +150,22 @@ def _ablations(gaps) -> list[str]:
     return lines
 
 
+def _covered(loo: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """For the runs inside the others' region: whether each lies in its nominal interval, and whether it sits at a
+    point where a pair fails (`report.loo_check`)."""
+    inside = loo[loo["extrapolated"] == False]  # noqa: E712 (a column of bools and None)
+    return inside["score"] <= 1, inside["failing"].astype(bool)
+
+
 def _uncertainty(loo: pd.DataFrame, calibration: dict | None, missing: str) -> list[str]:
     """The intervals checked out of sample (`report.loo_check`): the runs at each point of the law predicted by a fit
     to the other points; overall, at the points where a pair failed, and elsewhere (what the laptop law claims)."""
     if missing:
         return [f"Leave-one-out coverage: not yet ({missing})."]
-    inside = loo[loo["extrapolated"] == False]  # noqa: E712
-    if inside.empty:
+    covered, failing = _covered(loo)
+    if covered.empty:
         return [f"Leave-one-out coverage: none of the {len(loo)} runs lies inside the region of the others."]
-    covered = inside["score"] <= 1
-    failing = inside["failing"]
+    inside = loo.loc[covered.index]
     lines = [f"- Nominal 95% interval of one run's loss (unified form; the runs at each of the "
              f"{loo['point'].nunique()} points of the law, repeated seeds and a pair's partners together, predicted by "
              f"a fit to the other points: parametric bootstrap, the fit's residual noise): covers {covered.mean():.1%} "
@@ -341,14 +347,13 @@ def readme_paragraph(preset, runs, df, gaps, counts, forms, law=None, calibratio
                                            else f"({p['status']})")
             for k, p in law.profiles.items() if k in ("alpha", "beta")) + " (profile likelihood, 95%)."
     if calibration is not None:
-        inside = loo[loo["extrapolated"] == False]  # noqa: E712
-        failing = inside.loc[inside["failing"], "score"] <= 1
+        covered, failing = _covered(loo)
         text += (f" Leaving each point of the law out in turn, the nominal 95% interval of one run's loss covered "
-                 f"{(inside['score'] <= 1).mean():.0%} of {len(inside)} runs")
-        if len(failing):
-            text += (f": {failing.mean():.0%} of {len(failing)} at the points where a pair fails (the laptop law "
-                     f"claims no interval for a sparse plan there) and {calibration['coverage']:.0%} of the "
-                     f"{calibration['n_inside']} elsewhere")
+                 f"{covered.mean():.0%} of {len(covered)} runs")
+        if failing.any():
+            text += (f": {covered[failing].mean():.0%} of {int(failing.sum())} at the points where a pair fails "
+                     f"(the laptop law claims no interval for a sparse plan there) and "
+                     f"{calibration['coverage']:.0%} of the {calibration['n_inside']} elsewhere")
         text += (f"; the laptop law widens it {calibration['scale']:.2f}x, and that widening, learned from the other "
                  f"points, covers {calibration['calibrated']:.0%} of {calibration['n_checked']} runs."
                  if np.isfinite(calibration["scale"]) else ".")
