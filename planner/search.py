@@ -115,20 +115,25 @@ def nearest_in_region(df, law: Law | None, gap, cost: str, **search) -> tuple[tu
             f"{plan['loss']:.4f}",), plan
 
 
+REACH = 2  # grid steps either side of a grid optimum that `refine_sizes` searches at every family width
+
+
 def refine_sizes(df: pd.DataFrame, criteria, d_models=DEFAULT_D_MODELS, **search) -> pd.DataFrame:
     """`df` (candidates on the grid `d_models`) plus candidates at every family width the grid skipped next to each
     schedule variant's best width under each criterion (a column, minimised).
 
-    A variant's cost is unimodal in width, so its optimum over the whole family lies between the grid neighbours of
-    its grid optimum (to the family's end when that is the grid's end). `search` is what made `df`.
+    A variant's cost is unimodal in width up to the family's steps in depth and d_ff (whole layers, d_ff rounded),
+    which can make a width one grid step past a neighbour cheaper than the neighbour (at small widths, where a layer
+    is a large share); so its optimum over the whole family lies within ``REACH`` grid steps of its grid optimum (to
+    the family's end when that is the grid's end). `search` is what made `df`.
     """
     grid, family = np.array(sorted({int(d) for d in d_models})), np.array(FAMILY_D_MODELS)
     new: set[int] = set()
     for col in criteria:
         best = df.loc[df.groupby(["schedule", "final_sparsity"], observed=True)[col].idxmin(), "d_model"].to_numpy()
         i = np.searchsorted(grid, best)
-        lo = np.where(i > 0, grid[np.maximum(i - 1, 0)], family[0] - 1)
-        hi = np.where(i < len(grid) - 1, grid[np.minimum(i + 1, len(grid) - 1)], family[-1] + 1)
+        lo = np.where(i >= REACH, grid[np.maximum(i - REACH, 0)], family[0] - 1)
+        hi = np.where(i < len(grid) - REACH, grid[np.minimum(i + REACH, len(grid) - 1)], family[-1] + 1)
         for a, b in zip(lo, hi):
             new.update(int(d) for d in family[(family > a) & (family < b)])
     new -= set(grid.tolist())
